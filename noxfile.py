@@ -1,0 +1,40 @@
+"""nox sessions: tests, lint, typecheck (``.ci/run`` runs all three), demo, loadtest."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+PACKAGES = ["romancy_trio", "notify", "channels"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", *PACKAGES, "tests", "loadtests", "noxfile.py")
+    session.run("lint-imports")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[typecheck]")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    session.install("-e", ".")
+    session.run("python", "-m", "romancy_trio", "demo", *session.posargs)
+
+
+@nox.session
+def loadtest(session: nox.Session) -> None:
+    session.install("-e", ".")
+    session.run("python", "-m", "loadtests", *session.posargs)

@@ -1,0 +1,41 @@
+"""romancy_trio: durable workflows for Trio programs, on PostgreSQL or SQLite.
+
+Importing this package starts nothing; :func:`open_app` does, inside your nursery.
+"""
+
+from ._activity_context import ActivityContext as ActivityContext
+from ._app import App as App
+from ._app import open_app as open_app
+from ._config import AppConfig as AppConfig
+from ._definitions import Activity as Activity
+from ._definitions import Workflow as Workflow
+from ._definitions import activity as activity
+from ._definitions import workflow as workflow
+from ._errors import ActivityFailedError as ActivityFailedError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import InstanceFinishedError as InstanceFinishedError
+from ._errors import InstanceIdConflictError as InstanceIdConflictError
+from ._errors import InstanceNotFoundError as InstanceNotFoundError
+from ._errors import InvalidInputError as InvalidInputError
+from ._errors import NonDeterminismError as NonDeterminismError
+from ._errors import RomancyError as RomancyError
+from ._errors import StorageUnavailableError as StorageUnavailableError
+from ._errors import TimeoutWaitingError as TimeoutWaitingError
+from ._errors import UnknownWorkflowError as UnknownWorkflowError
+from ._errors import WorkflowAPIError as WorkflowAPIError
+from ._errors import WorkflowCancelledError as WorkflowCancelledError
+from ._errors import WorkflowFailedError as WorkflowFailedError
+from ._replay import WorkflowContext as WorkflowContext
+from .storage import InstanceInfo as InstanceInfo
+from .storage import RunInfo as RunInfo
+from .storage import Session as Session
+from .storage import WorkflowStatus as WorkflowStatus
+
+__all__ = [
+    "ActivityContext", "ActivityFailedError", "Activity", "App", "AppConfig", "ConfigurationError",
+    "InstanceFinishedError", "InstanceIdConflictError", "InstanceInfo", "InstanceNotFoundError",
+    "InvalidInputError", "NonDeterminismError", "RomancyError", "RunInfo", "Session",
+    "StorageUnavailableError", "TimeoutWaitingError", "UnknownWorkflowError", "Workflow",
+    "WorkflowAPIError", "WorkflowCancelledError", "WorkflowContext", "WorkflowFailedError",
+    "WorkflowStatus", "activity", "open_app", "workflow",
+]

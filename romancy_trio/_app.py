@@ -1,0 +1,206 @@
+"""``open_app``: the database, the notify hub and the scheduler, owned by one nursery."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
+
+from ._codec import convert, normalize
+from ._config import AppConfig
+from ._definitions import Activity, Registry, Workflow, default_registry
+from ._engine._scheduler import Scheduler, SchedulerStatistics
+from ._errors import (
+    InstanceFinishedError,
+    InstanceIdConflictError,
+    InstanceNotFoundError,
+    InvalidInputError,
+    TimeoutWaitingError,
+    UnknownWorkflowError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+)
+from .storage import (
+    DEFAULT_URL,
+    TOPIC_DONE,
+    TOPICS,
+    Claimed,
+    InstanceInfo,
+    RunInfo,
+    Store,
+    WorkflowStatus,
+    check_url,
+    open_store,
+)
+
+_MAX_ID = 200
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _check_instance_id(instance_id: str) -> str:
+    if not isinstance(instance_id, str) or not instance_id:
+        raise InvalidInputError("instance_id must be a non-empty string")
+    if len(instance_id) > _MAX_ID or "\x00" in instance_id:
+        raise InvalidInputError(f"instance_id must be at most {_MAX_ID} characters with no NUL")
+    return instance_id
+
+
+class App:
+    """A running romancy_trio application. Create it with :func:`open_app`."""
+
+    def __init__(self, store: Store, hub: Hub, registry: Registry, config: AppConfig,
+                 worker_id: str, scheduler: Scheduler | None) -> None:
+        self.store = store
+        self.hub = hub
+        self.registry = registry
+        self.config = config
+        self.worker_id = worker_id
+        self._scheduler = scheduler
+
+    def _workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        found = self.registry.workflow(name)
+        if isinstance(workflow, Workflow) and found is not workflow and found.fn is not workflow.fn:
+            raise UnknownWorkflowError(name, list(self.registry.workflows))
+        return found
+
+    async def start(self, workflow: Workflow[Any, Any] | str, input: Any = None, *,
+                    instance_id: str | None = None) -> str:
+        """Start a workflow; return its instance id.
+
+        With a caller-chosen ``instance_id`` starting is idempotent: if that id exists for the
+        same workflow, nothing new is created and the id is returned; for another workflow it is
+        an :class:`InstanceIdConflictError`. Bad input raises :class:`InvalidInputError` and
+        writes nothing.
+        """
+        wf = self._workflow(workflow)
+        if not wf.takes_input and input is not None:
+            raise InvalidInputError(f"workflow {wf.name!r} takes no input, got {input!r:.80}")
+        input_json, _ = normalize(input, wf.input_hint)
+        iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
+        eager = self._scheduler is not None and self._scheduler.try_reserve()
+        now = time.time()
+        try:
+            lease = await self.store.create_instance(
+                iid, wf.name, input_json, now=now, owner=self.worker_id if eager else None,
+                lease_ttl=self.config.lease_ttl)
+        except BaseException:
+            if eager:
+                assert self._scheduler is not None
+                self._scheduler.unreserve()
+            raise
+        if lease is None:
+            if eager:
+                assert self._scheduler is not None
+                self._scheduler.unreserve()
+            existing = await self.store.get_instance(iid)
+            if existing is not None and existing.workflow_name != wf.name:
+                raise InstanceIdConflictError(
+                    f"instance id {iid!r} is already used by workflow {existing.workflow_name!r}")
+            return iid
+        if eager:
+            assert self._scheduler is not None
+            self._scheduler.run_reserved(Claimed(lease, wf.name, input_json, 1, now))
+        return iid
+
+    async def status(self, instance_id: str) -> InstanceInfo:
+        info = await self.store.get_instance(instance_id)
+        if info is None:
+            raise InstanceNotFoundError(instance_id)
+        return info
+
+    async def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for the instance to end; return its result or raise why it did not complete."""
+        deadline = None if timeout is None else trio.current_time() + timeout
+        with self.hub.watch(TOPIC_DONE, instance_id) as watch:
+            while True:
+                info = await self.status(instance_id)
+                if info.status.is_terminal:
+                    return self._outcome(info)
+                remaining = None if deadline is None else deadline - trio.current_time()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutWaitingError(
+                        f"workflow {instance_id!r} still {info.status} after {timeout}s")
+                await watch.wait(timeout=remaining)
+
+    def _outcome(self, info: InstanceInfo) -> Any:
+        if info.status is WorkflowStatus.CANCELLED:
+            raise WorkflowCancelledError(info.instance_id)
+        if info.status is WorkflowStatus.FAILED:
+            err = info.error
+            raise WorkflowFailedError(info.instance_id, err.type if err else "unknown",
+                                      err.message if err else "")
+        wf = self.registry.workflows.get(info.workflow_name)
+        return info.result if wf is None else convert(info.result, wf.result_hint, "result")
+
+    async def run(self, workflow: Workflow[Any, Any] | str, input: Any = None, *,
+                  instance_id: str | None = None, timeout: float | None = None) -> Any:
+        """Start a workflow and wait for its result."""
+        iid = await self.start(workflow, input, instance_id=instance_id)
+        return await self.result(iid, timeout=timeout)
+
+    async def cancel(self, instance_id: str) -> None:
+        """Cancel a pending or running instance; its worker stops it promptly."""
+        if not await self.store.cancel(instance_id, now=time.time()):
+            info = await self.status(instance_id)
+            raise InstanceFinishedError(
+                f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel")
+
+    async def list_instances(self, *, status: WorkflowStatus | str | None = None,
+                             workflow: str | None = None, limit: int = 100
+                             ) -> list[InstanceInfo]:
+        st = WorkflowStatus(status) if status is not None else None
+        return await self.store.list_instances(status=st, workflow_name=workflow, limit=limit)
+
+    async def runs(self, instance_id: str) -> list[RunInfo]:
+        """The lineage of ``recur`` runs of one instance, oldest first."""
+        return await self.store.list_runs(instance_id)
+
+    def statistics(self) -> SchedulerStatistics | None:
+        return None if self._scheduler is None else self._scheduler.statistics()
+
+
+@asynccontextmanager
+async def open_app(url: str = DEFAULT_URL, *, worker_id: str | None = None,
+                   workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
+                   config: AppConfig | None = None, run_workers: bool = True,
+                   notify_config: NotifyConfig | None = None) -> AsyncIterator[App]:
+    """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
+    scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
+    hands unfinished instances back to the database for other workers.
+
+    ``workflows``: the workflows and activities this app knows (default: every decorated one).
+    """
+    config = config or AppConfig()
+    dialect = check_url(url)
+    registry = Registry.of(workflows) if workflows is not None else default_registry
+    notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
+    async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
+        hub_cm = (open_local_hub(TOPICS, config=notify_config) if dialect == "sqlite"
+                  else open_pg_hub(url, TOPICS, config=notify_config))
+        async with hub_cm as hub:
+            store.db.set_after_commit(lambda notes: _publish(hub, notes))
+            wid = worker_id or default_worker_id()
+            async with trio.open_nursery() as nursery:
+                scheduler = None
+                if run_workers:
+                    scheduler = Scheduler(store, registry, hub, config, wid)
+                    await nursery.start(scheduler.serve)
+                yield App(store, hub, registry, config, wid, scheduler)
+                nursery.cancel_scope.cancel()
+
+
+def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:
+    for topic, payload in notes:
+        hub.publish_local(topic, payload)

@@ -1,0 +1,161 @@
+"""``@workflow`` and ``@activity``: definitions, their declared types, and the registry."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from ._errors import ConfigurationError, UnknownWorkflowError
+from ._replay import ActivityCall, WorkflowContext
+
+if typing.TYPE_CHECKING:
+    from ._activity_context import ActivityContext
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):
+        return {}
+
+
+class Activity(Generic[P, R]):
+    """An activity. Inside a workflow, ``await my_activity(ctx, ...)`` runs it once, durably."""
+
+    def __init__(self, fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]], *, name: str,
+                 transactional: bool) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"@activity {name!r} must be an 'async def' function")
+        self.fn = fn
+        self.name = name
+        self.transactional = transactional
+        self.result_hint: Any = _hints(fn).get("return", Any)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, ctx: WorkflowContext, /, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
+        if not isinstance(ctx, WorkflowContext):
+            raise TypeError(
+                f"activity {self.name!r} is called from a workflow as {self.name}(ctx, ...) with "
+                f"the workflow's context, not {type(ctx).__qualname__}")
+        return ActivityCall(self.name, args, dict(kwargs), None, self.result_hint)
+
+    def __repr__(self) -> str:
+        return f"<activity {self.name}>"
+
+
+I = TypeVar("I")
+
+
+class Workflow(Generic[I, R]):
+    """A workflow: ``async def fn(ctx)`` or ``async def fn(ctx, input)``; deterministic code."""
+
+    def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"@workflow {name!r} must be an 'async def' function")
+        params = list(inspect.signature(fn).parameters.values())
+        if not 1 <= len(params) <= 2:
+            raise ConfigurationError(
+                f"@workflow {name!r} takes (ctx) or (ctx, input), not {len(params)} parameters")
+        self.fn = fn
+        self.name = name
+        self.takes_input = len(params) == 2
+        hints = _hints(fn)
+        self.input_hint: Any = hints.get(params[1].name, Any) if self.takes_input else type(None)
+        self.result_hint: Any = hints.get("return", Any)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+
+@dataclass
+class Registry:
+    """Workflows and activities by name. Decorators add to :data:`default_registry`."""
+
+    workflows: dict[str, Workflow[Any, Any]]
+    activities: dict[str, Activity[..., Any]]
+
+    @classmethod
+    def empty(cls) -> Registry:
+        return cls({}, {})
+
+    def add(self, item: Workflow[Any, Any] | Activity[..., Any]) -> None:
+        table: dict[str, Any] = self.workflows if isinstance(item, Workflow) else self.activities
+        existing = table.get(item.name)
+        if existing is not None and existing.fn is not item.fn:
+            same = (existing.fn.__module__, existing.fn.__qualname__) == (
+                item.fn.__module__, item.fn.__qualname__)
+            if not same:  # re-importing the same module may redefine; a clash of names may not
+                raise ConfigurationError(f"two different definitions are named {item.name!r}: "
+                                         f"{existing.fn.__qualname__} and {item.fn.__qualname__}")
+        table[item.name] = item
+
+    def workflow(self, name: str) -> Workflow[Any, Any]:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise UnknownWorkflowError(name, list(self.workflows)) from None
+
+    def activity(self, name: str) -> Activity[..., Any]:
+        try:
+            return self.activities[name]
+        except KeyError:
+            raise ConfigurationError(
+                f"unknown activity {name!r} (registered: {sorted(self.activities)})") from None
+
+    @classmethod
+    def of(cls, items: Iterable[Workflow[Any, Any] | Activity[..., Any]]) -> Registry:
+        reg = cls.empty()
+        for item in items:
+            reg.add(item)
+        return reg
+
+
+default_registry = Registry.empty()
+
+
+@overload
+def activity(fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]], /) -> Activity[P, R]: ...
+@overload
+def activity(*, name: str | None = None, transactional: bool = True
+             ) -> Callable[[Callable[Concatenate[ActivityContext, P], Awaitable[R]]],
+                           Activity[P, R]]: ...
+def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool = True) -> Any:
+    """Declare an activity: ``async def fn(ctx: ActivityContext, ...)``.
+
+    Transactional (default): the activity's database work through ``ctx.session``, its history
+    record, and (later) its outbox rows commit in one transaction - exactly once.
+    ``transactional=False``: for external calls; at-least-once (a crash after the call but before
+    the record re-runs it).
+    """
+
+    def wrap(f: Callable[Concatenate[ActivityContext, P], Awaitable[R]]) -> Activity[P, R]:
+        act = Activity(f, name=name or f.__name__, transactional=transactional)
+        default_registry.add(act)
+        return act
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@overload
+def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[Any, R]: ...
+@overload
+def workflow(*, name: str | None = None
+             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[Any, R]]: ...
+def workflow(fn: Any = None, /, *, name: str | None = None) -> Any:
+    """Declare a workflow: ``async def fn(ctx: WorkflowContext, input)`` (input optional)."""
+
+    def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[Any, R]:
+        wf: Workflow[Any, R] = Workflow(f, name=name or f.__name__)
+        default_registry.add(wf)
+        return wf
+
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,1 @@
+"""The async driver of the replay core and the nursery-structured scheduler."""

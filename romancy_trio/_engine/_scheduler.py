@@ -1,0 +1,203 @@
+"""The nursery-structured scheduler: claim, lease, run, renew, release.
+
+One nursery owns every task: the claim loop, the heartbeat, the cancel listener, and one task per
+running instance, each inside its own cancel scope. Claims are bounded ``SKIP LOCKED`` batches; the
+claim loop sleeps until a notification (new work), the earliest foreign lease expiry (takeover of a
+crashed worker's instance) or the slow fallback, whichever comes first - it never polls on a short
+fixed timer. The heartbeat renews all this worker's leases in one statement and cancels any
+instance whose lease it no longer holds (taken over, or cancelled by a user).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import trio
+
+from notify import Hub
+
+from .._config import AppConfig
+from .._definitions import Registry
+from .._errors import LeaseLostError, StorageUnavailableError
+from ..storage import TOPIC_CANCEL, TOPIC_WORK, Claimed, Lease, Store
+from ._runner import run_claimed
+
+log = logging.getLogger("romancy_trio.scheduler")
+
+
+@dataclass(slots=True)
+class _Running:
+    lease: Lease
+    scope: trio.CancelScope
+    since: float
+    lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    running: int
+    reserved: int
+    started: int
+    finished: int
+    leases_lost: int
+    claims: int
+
+
+@dataclass(slots=True)
+class _Counters:
+    started: int = 0
+    finished: int = 0
+    leases_lost: int = 0
+    claims: int = 0
+
+
+class Scheduler:
+    def __init__(self, store: Store, registry: Registry, hub: Hub, config: AppConfig,
+                 worker_id: str) -> None:
+        self.store = store
+        self.registry = registry
+        self.hub = hub
+        self.config = config
+        self.worker_id = worker_id
+        self._running: dict[str, _Running] = {}
+        self._reserved = 0
+        self._capacity = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._n = _Counters()
+
+    # -- public -------------------------------------------------------------------------
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._heartbeat_loop)
+            nursery.start_soon(self._cancel_loop)
+            await nursery.start(self._claim_loop)
+            task_status.started()
+
+    def try_reserve(self) -> bool:
+        """Reserve a slot for an instance this process is about to create (eager start)."""
+        if self._nursery is None or self._free() <= 0:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+        self._signal_capacity()
+
+    def run_reserved(self, claimed: Claimed) -> None:
+        """Run an instance created already leased to this worker, using a reserved slot."""
+        assert self._nursery is not None
+        self._reserved -= 1
+        self._spawn(claimed)
+
+    def statistics(self) -> SchedulerStatistics:
+        return SchedulerStatistics(len(self._running), self._reserved, self._n.started,
+                                   self._n.finished, self._n.leases_lost, self._n.claims)
+
+    # -- internals ----------------------------------------------------------------------
+    def _free(self) -> int:
+        return self.config.max_concurrent - len(self._running) - self._reserved
+
+    def _signal_capacity(self) -> None:
+        self._capacity.set()
+        self._capacity = trio.Event()
+
+    def _spawn(self, claimed: Claimed) -> None:
+        assert self._nursery is not None
+        entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
+        self._running[claimed.lease.instance_id] = entry
+        self._n.started += 1
+        self._nursery.start_soon(self._run_one, claimed, entry)
+
+    async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
+        done = False
+        try:
+            with entry.scope:
+                try:
+                    await run_claimed(self.store, self.registry, claimed)
+                    done = True
+                except LeaseLostError as exc:
+                    log.info("abandoning instance: %s", exc)
+                    entry.lost = True
+                except StorageUnavailableError as exc:
+                    log.warning("instance %s interrupted by the database: %s",
+                                claimed.lease.instance_id, exc)
+        finally:
+            del self._running[claimed.lease.instance_id]
+            self._n.finished += 1
+            self._signal_capacity()
+            if not done and not entry.lost:
+                await self._release(claimed.lease)
+
+    async def _release(self, lease: Lease) -> None:
+        """Hand an unfinished instance back (shutdown, database hiccup) so it restarts at once."""
+        with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
+            try:
+                await self.store.release(lease, now=time.time())
+            except StorageUnavailableError as exc:
+                # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
+                log.warning("could not release %s (%s); its lease will expire",
+                            lease.instance_id, exc)
+
+    async def _claim_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        backoff = 0.05
+        with self.hub.watch(TOPIC_WORK) as watch:
+            task_status.started()
+            while True:
+                free = self._free()
+                if free <= 0:
+                    await self._capacity.wait()
+                    continue
+                try:
+                    limit = min(free, self.config.claim_batch)
+                    claimed = await self.store.claim(self.worker_id, limit=limit,
+                                                     lease_ttl=self.config.lease_ttl)
+                    self._n.claims += 1
+                    for item in claimed:
+                        self._spawn(item)
+                    if len(claimed) == limit:
+                        continue  # there may be more
+                    expiry = await self.store.next_expiry(self.worker_id)
+                except StorageUnavailableError as exc:
+                    log.warning("claiming failed (%s); retrying in %.2fs", exc, backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, self.config.lease_ttl)
+                    continue
+                backoff = 0.05
+                timeout = self.config.fallback_interval
+                if expiry is not None:
+                    timeout = min(timeout, max(expiry, 0.0) + 0.05)
+                await watch.wait(timeout=timeout)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.heartbeat_interval)
+            started = trio.current_time()
+            try:
+                held = await self.store.renew(self.worker_id, lease_ttl=self.config.lease_ttl)
+            except StorageUnavailableError as exc:
+                log.warning("lease renewal failed (%s); fenced writes keep ownership safe", exc)
+                continue
+            for iid, entry in list(self._running.items()):
+                if entry.since < started and held.get(iid) != entry.lease.epoch:
+                    self._lose(entry)
+
+    async def _cancel_loop(self) -> None:
+        with self.hub.watch(TOPIC_CANCEL) as watch:
+            while True:
+                wakeup = await watch.wait()
+                for iid in wakeup.keys:
+                    entry = self._running.get(iid)
+                    if entry is not None:
+                        self._lose(entry)
+
+    def _lose(self, entry: _Running) -> None:
+        if not entry.lost:
+            entry.lost = True
+            self._n.leases_lost += 1
+            entry.scope.cancel()

@@ -1,0 +1,61 @@
+"""The handle a workflow function receives. Everything on it is deterministic under replay."""
+
+from __future__ import annotations
+
+import random as _random
+import uuid as _uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ._machine import WorkflowMachine
+from ._requests import ActivityCall, GatherRequest, RecurRequest
+
+
+class WorkflowContext:
+    """Passed as the first argument of every ``@workflow`` function.
+
+    ``now()``, ``random()`` and ``uuid4()`` give the same answers when the workflow is replayed:
+    time is the time of the latest recorded step (or the run's start), randomness is seeded from
+    the instance id and run number.
+    """
+
+    __slots__ = ("_machine", "_rng", "instance_id", "run_no", "workflow_name")
+
+    def __init__(self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str,
+                 run_no: int) -> None:
+        self._machine = machine
+        self.instance_id = instance_id
+        self.workflow_name = workflow_name
+        self.run_no = run_no
+        self._rng = _random.Random(f"{instance_id}/{run_no}")
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while re-executing recorded steps (e.g. to skip logging on replay)."""
+        return self._machine.is_replaying
+
+    def now(self) -> datetime:
+        """Deterministic current time (UTC): when the latest recorded step happened."""
+        return datetime.fromtimestamp(self._machine.clock, UTC)
+
+    def random(self) -> _random.Random:
+        """A random generator that yields the same sequence on every replay of this run."""
+        return self._rng
+
+    def uuid4(self) -> _uuid.UUID:
+        """A random UUID that is the same on every replay of this run."""
+        return _uuid.UUID(int=self._rng.getrandbits(128), version=4)
+
+    def gather(self, *calls: ActivityCall[Any]) -> GatherRequest:
+        """Run several activities concurrently; ``await`` returns their results in call order.
+
+        If any fails, the first failure (in call order) is raised after all have finished.
+        """
+        for call in calls:
+            if not isinstance(call, ActivityCall):
+                raise TypeError(f"ctx.gather takes activity calls, not {type(call).__qualname__}")
+        return GatherRequest(tuple(calls))
+
+    def recur(self, new_input: Any = None) -> RecurRequest:
+        """Continue as new: end this run, archive its history, start the next run with new_input."""
+        return RecurRequest(new_input)

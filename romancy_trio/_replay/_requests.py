@@ -1,0 +1,48 @@
+"""Awaitables a workflow coroutine yields to the replay core. They never touch an event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False, slots=True)
+class ActivityCall(Generic[T]):
+    """A call of an activity inside a workflow. ``await`` it, or pass several to ``ctx.gather``."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    explicit_id: str | None = None
+    result_hint: Any = Any
+
+    def with_id(self, activity_id: str) -> ActivityCall[T]:
+        """The same call under an explicit, caller-chosen activity id (stable across code changes)."""
+        if not activity_id:
+            raise ValueError("an explicit activity id must be a non-empty string")
+        return ActivityCall(self.name, self.args, self.kwargs, activity_id, self.result_hint)
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        result: T = yield self
+        return result
+
+
+@dataclass(eq=False, slots=True)
+class GatherRequest:
+    calls: tuple[ActivityCall[Any], ...]
+
+    def __await__(self) -> Generator[Any, Any, list[Any]]:
+        result: list[Any] = yield self
+        return result
+
+
+@dataclass(eq=False, slots=True)
+class RecurRequest:
+    input: Any
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        yield self
+        raise AssertionError("recur never returns")  # the core closes the coroutine

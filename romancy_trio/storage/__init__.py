@@ -1,0 +1,18 @@
+"""Storage: per-dialect drivers and SQL, numbered migrations, and the shared Store logic."""
+
+from ._db import Database as Database
+from ._db import Session as Session
+from ._db import Tx as Tx
+from ._open import DEFAULT_URL as DEFAULT_URL
+from ._open import check_url as check_url
+from ._open import open_store as open_store
+from ._store import TOPIC_CANCEL as TOPIC_CANCEL
+from ._store import TOPIC_DONE as TOPIC_DONE
+from ._store import TOPIC_WORK as TOPIC_WORK
+from ._store import TOPICS as TOPICS
+from ._store import Store as Store
+from ._types import Claimed as Claimed
+from ._types import InstanceInfo as InstanceInfo
+from ._types import Lease as Lease
+from ._types import RunInfo as RunInfo
+from ._types import WorkflowStatus as WorkflowStatus

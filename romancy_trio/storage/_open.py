@@ -1,0 +1,68 @@
+"""Database URLs: which driver, which SQL module, and migrations at start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import unquote, urlsplit
+
+from .._errors import ConfigurationError
+from ._migrate import migrate_postgres, migrate_sqlite
+from ._postgres import PostgresDatabase, ensure_schema
+from ._sqlite import open_sqlite
+from ._store import Store
+
+DEFAULT_URL = "sqlite:///romancy.db"
+_PG_SCHEMES = ("postgresql", "postgres")
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``."""
+    rest = url[len("sqlite://"):]
+    if not rest.startswith("/") or rest == "/":
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return unquote(rest[1:])
+
+
+def check_url(url: str) -> str:
+    """Return the dialect a URL names, or raise ConfigurationError naming the problem."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        sqlite_path(url)
+        return "sqlite"
+    if scheme in _PG_SCHEMES:
+        return "postgres"
+    if scheme in ("mysql", "mariadb"):
+        raise ConfigurationError(f"database URL {url!r}: MySQL/MariaDB support is not built yet")
+    raise ConfigurationError(
+        f"database URL {url!r} has unknown scheme {scheme!r}; "
+        "expected sqlite:///path.db or postgresql://user@host/dbname")
+
+
+@asynccontextmanager
+async def open_store(url: str, *, schema: str = "romancy", pool_size: int = 10,
+                     migrate: bool = True) -> AsyncIterator[Store]:
+    """Open the database a URL names, apply migrations, yield a Store; close on exit."""
+    dialect = check_url(url)
+    if dialect == "sqlite":
+        from .sql_sqlite import QUERIES as SQLITE
+
+        db = await open_sqlite(sqlite_path(url))
+        try:
+            if migrate:
+                await migrate_sqlite(db)
+            yield Store(db, SQLITE)
+        finally:
+            await db.aclose()
+        return
+    from .sql_postgres import QUERIES as POSTGRES
+
+    await ensure_schema(url, schema)
+    pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
+    try:
+        if migrate:
+            await migrate_postgres(pg)
+        yield Store(pg, POSTGRES)
+    finally:
+        await pg.aclose()

@@ -1,0 +1,125 @@
+"""SQLite driver: the standard library's sqlite3, off the event loop, one writer at a time.
+
+One connection in WAL mode. Every call runs in a worker thread (``trio.to_thread``); a Trio lock
+serialises transactions, so there is exactly one writer. Meant for one process (the embedded
+default); notifications are delivered in-process after COMMIT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import trio
+
+from .._errors import StorageUnavailableError
+from ._db import AfterCommit, Params, Row
+
+T = TypeVar("T")
+
+
+def _args(params: Params) -> Any:
+    return params if isinstance(params, Mapping) else tuple(params)
+
+
+class SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+        self.notifications: list[tuple[str, str]] = []
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        return await self._db.run(lambda c: c.execute(query, _args(params)).rowcount)
+
+    async def executemany(self, query: str, rows: Sequence[Params]) -> int:
+        return await self._db.run(lambda c: c.executemany(query, [_args(r) for r in rows]).rowcount)
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None:
+        row = await self._db.run(lambda c: c.execute(query, _args(params)).fetchone())
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        rows = await self._db.run(lambda c: c.execute(query, _args(params)).fetchall())
+        return [tuple(r) for r in rows]
+
+    async def notify(self, topic: str, payload: str) -> None:
+        if (topic, payload) not in self.notifications:
+            self.notifications.append((topic, payload))
+
+
+class SqliteDatabase:
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._writer = trio.Lock()
+        self._after_commit: AfterCommit | None = None
+
+    async def open(self) -> None:
+        def _open() -> sqlite3.Connection:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.create_function("romancy_now", 0, time.time)
+            return conn
+
+        self._conn = await trio.to_thread.run_sync(_open, limiter=self._limiter)
+
+    def set_after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit = callback
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the SQLite database is not open")
+        return await trio.to_thread.run_sync(lambda: fn(conn), limiter=self._limiter)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTx]:
+        try:
+            async with self._transaction() as tx:
+                yield tx
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"SQLite {self.path!r}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[SqliteTx]:
+        async with self._writer:
+            await self.run(lambda c: c.execute("BEGIN IMMEDIATE"))
+            tx = SqliteTx(self)
+            try:
+                yield tx
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self.run(lambda c: c.execute("ROLLBACK"))
+                raise
+            with trio.CancelScope(shield=True):
+                # Once COMMIT is sent it completes: a cancellation here must not leave doubt
+                # about whether the transaction happened.
+                await self.run(lambda c: c.execute("COMMIT"))
+        if tx.notifications and self._after_commit is not None:
+            self._after_commit(tx.notifications)
+
+    async def executescript(self, script: str) -> None:
+        await self.run(lambda c: c.executescript(script))
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+
+async def open_sqlite(path: str) -> SqliteDatabase:
+    db = SqliteDatabase(path)
+    await db.open()
+    return db
+
+

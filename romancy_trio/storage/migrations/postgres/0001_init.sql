@@ -1,0 +1,63 @@
+-- migrate:up
+CREATE TABLE IF NOT EXISTS workflow_instances (
+    instance_id      text PRIMARY KEY,
+    workflow_name    text NOT NULL,
+    status           text NOT NULL,
+    input            text NOT NULL,
+    result           text,
+    error            text,
+    run_no           integer NOT NULL DEFAULT 1,
+    run_started_at   double precision NOT NULL,
+    lease_owner      text,
+    lease_epoch      bigint NOT NULL DEFAULT 0,
+    lease_expires_at timestamptz,
+    created_at       double precision NOT NULL,
+    updated_at       double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS workflow_instances_runnable
+    ON workflow_instances (lease_expires_at) WHERE status IN ('pending', 'running');
+CREATE INDEX IF NOT EXISTS workflow_instances_by_status
+    ON workflow_instances (status, created_at);
+
+CREATE TABLE IF NOT EXISTS workflow_history (
+    instance_id text NOT NULL,
+    run_no      integer NOT NULL,
+    seq         integer NOT NULL,
+    kind        text NOT NULL,
+    key         text NOT NULL,
+    payload     text NOT NULL,
+    worker_id   text NOT NULL,
+    lease_epoch bigint NOT NULL,
+    created_at  double precision NOT NULL,
+    PRIMARY KEY (instance_id, run_no, seq),
+    UNIQUE (instance_id, run_no, key)
+);
+
+CREATE TABLE IF NOT EXISTS workflow_history_archive (
+    instance_id text NOT NULL,
+    run_no      integer NOT NULL,
+    seq         integer NOT NULL,
+    kind        text NOT NULL,
+    key         text NOT NULL,
+    payload     text NOT NULL,
+    worker_id   text NOT NULL,
+    lease_epoch bigint NOT NULL,
+    created_at  double precision NOT NULL,
+    PRIMARY KEY (instance_id, run_no, seq)
+);
+
+CREATE TABLE IF NOT EXISTS workflow_runs (
+    instance_id    text NOT NULL,
+    run_no         integer NOT NULL,
+    continued_from integer,
+    input          text NOT NULL,
+    started_at     double precision NOT NULL,
+    ended_at       double precision,
+    PRIMARY KEY (instance_id, run_no)
+);
+
+-- migrate:down
+DROP TABLE IF EXISTS workflow_runs;
+DROP TABLE IF EXISTS workflow_history_archive;
+DROP TABLE IF EXISTS workflow_history;
+DROP TABLE IF EXISTS workflow_instances;

@@ -1,0 +1,60 @@
+"""Several worker processes on one PostgreSQL: every workflow completes exactly once, and no
+instance ever runs on two workers at the same time - even when one worker is SIGKILLed."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+import trio
+
+from romancy_trio import WorkflowStatus, open_app
+
+from ._procs import start_worker, stop
+from .conftest import Backend
+from .worker_proc import EFFECTS_DDL, effect, steps
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+N = 200
+
+
+async def _rows(app: Any, query: str) -> list[tuple[Any, ...]]:
+    async with app.store.db.transaction() as tx:
+        return await tx.fetchall(query)
+
+
+async def test_three_workers_two_hundred_workflows_one_killed(pg_backend: Backend) -> None:
+    b = pg_backend
+    async with open_app(b.url, workflows=[steps, effect], config=b.config,
+                        run_workers=False) as app:
+        async with app.store.db.transaction() as tx:
+            await tx.execute(EFFECTS_DDL)
+        workers = [start_worker(b.url, b.config.schema, f"w{i}") for i in range(3)]
+        try:
+            ids = [await app.start(steps, 3) for _ in range(N)]
+            with trio.fail_after(60):
+                while len(await app.list_instances(status="completed", limit=N)) < N // 4:
+                    await trio.sleep(0.05)
+            workers[0].send_signal(signal.SIGKILL)
+            for iid in ids:
+                assert await app.result(iid, timeout=60) == [10, 20, 30]
+        finally:
+            for w in workers:
+                stop(w)
+        done = await app.list_instances(status=WorkflowStatus.COMPLETED, limit=N + 1)
+        assert len(done) == N
+        effects = Counter((i, s) for i, s, _ in await _rows(
+            app, "SELECT instance_id, step, worker_id FROM effects"))
+        assert set(effects.values()) == {1} and len(effects) == 3 * N
+        history = await _rows(app, "SELECT instance_id, seq, worker_id, lease_epoch "
+                                   "FROM workflow_history ORDER BY instance_id, seq")
+        owner_of_epoch: dict[tuple[str, int], set[str]] = defaultdict(set)
+        last_epoch: dict[str, int] = {}
+        for iid, _seq, worker, epoch in history:
+            owner_of_epoch[(iid, epoch)].add(worker)
+            assert epoch >= last_epoch.get(iid, 0), f"{iid}: an older owner wrote after a newer"
+            last_epoch[iid] = epoch
+        assert all(len(w) == 1 for w in owner_of_epoch.values())
+        assert len({w for ws in owner_of_epoch.values() for w in ws}) >= 2
