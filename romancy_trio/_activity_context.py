@@ -26,5 +26,6 @@ class ActivityContext:
         """The transaction's session; a clear error for non-transactional activities."""
         if self.session is None:
             raise RuntimeError(
-                f"activity {self.activity_id!r} is transactional=False and has no session")
+                f"activity {self.activity_id!r} is transactional=False and has no session"
+            )
         return self.session

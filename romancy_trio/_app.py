@@ -59,8 +59,15 @@ def _check_instance_id(instance_id: str) -> str:
 class App:
     """A running romancy_trio application. Create it with :func:`open_app`."""
 
-    def __init__(self, store: Store, hub: Hub, registry: Registry, config: AppConfig,
-                 worker_id: str, scheduler: Scheduler | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        registry: Registry,
+        config: AppConfig,
+        worker_id: str,
+        scheduler: Scheduler | None,
+    ) -> None:
         self.store = store
         self.hub = hub
         self.registry = registry
@@ -75,8 +82,13 @@ class App:
             raise UnknownWorkflowError(name, list(self.registry.workflows))
         return found
 
-    async def start(self, workflow: Workflow[Any, Any] | str, input: Any = None, *,
-                    instance_id: str | None = None) -> str:
+    async def start(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        input: Any = None,
+        *,
+        instance_id: str | None = None,
+    ) -> str:
         """Start a workflow; return its instance id.
 
         With a caller-chosen ``instance_id`` starting is idempotent: if that id exists for the
@@ -93,8 +105,13 @@ class App:
         now = time.time()
         try:
             lease = await self.store.create_instance(
-                iid, wf.name, input_json, now=now, owner=self.worker_id if eager else None,
-                lease_ttl=self.config.lease_ttl)
+                iid,
+                wf.name,
+                input_json,
+                now=now,
+                owner=self.worker_id if eager else None,
+                lease_ttl=self.config.lease_ttl,
+            )
         except BaseException:
             if eager:
                 assert self._scheduler is not None
@@ -107,11 +124,12 @@ class App:
             existing = await self.store.get_instance(iid)
             if existing is not None and existing.workflow_name != wf.name:
                 raise InstanceIdConflictError(
-                    f"instance id {iid!r} is already used by workflow {existing.workflow_name!r}")
+                    f"instance id {iid!r} is already used by workflow {existing.workflow_name!r}"
+                )
             return iid
         if eager:
             assert self._scheduler is not None
-            self._scheduler.run_reserved(Claimed(lease, wf.name, input_json, 1, now))
+            self._scheduler.run_reserved(Claimed(lease, wf.name, input_json, 1, now, fresh=True))
         return iid
 
     async def status(self, instance_id: str) -> InstanceInfo:
@@ -131,7 +149,8 @@ class App:
                 remaining = None if deadline is None else deadline - trio.current_time()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutWaitingError(
-                        f"workflow {instance_id!r} still {info.status} after {timeout}s")
+                        f"workflow {instance_id!r} still {info.status} after {timeout}s"
+                    )
                 await watch.wait(timeout=remaining)
 
     def _outcome(self, info: InstanceInfo) -> Any:
@@ -139,13 +158,20 @@ class App:
             raise WorkflowCancelledError(info.instance_id)
         if info.status is WorkflowStatus.FAILED:
             err = info.error
-            raise WorkflowFailedError(info.instance_id, err.type if err else "unknown",
-                                      err.message if err else "")
+            raise WorkflowFailedError(
+                info.instance_id, err.type if err else "unknown", err.message if err else ""
+            )
         wf = self.registry.workflows.get(info.workflow_name)
         return info.result if wf is None else convert(info.result, wf.result_hint, "result")
 
-    async def run(self, workflow: Workflow[Any, Any] | str, input: Any = None, *,
-                  instance_id: str | None = None, timeout: float | None = None) -> Any:
+    async def run(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        input: Any = None,
+        *,
+        instance_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Start a workflow and wait for its result."""
         iid = await self.start(workflow, input, instance_id=instance_id)
         return await self.result(iid, timeout=timeout)
@@ -155,11 +181,16 @@ class App:
         if not await self.store.cancel(instance_id, now=time.time()):
             info = await self.status(instance_id)
             raise InstanceFinishedError(
-                f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel")
+                f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
+            )
 
-    async def list_instances(self, *, status: WorkflowStatus | str | None = None,
-                             workflow: str | None = None, limit: int = 100
-                             ) -> list[InstanceInfo]:
+    async def list_instances(
+        self,
+        *,
+        status: WorkflowStatus | str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+    ) -> list[InstanceInfo]:
         st = WorkflowStatus(status) if status is not None else None
         return await self.store.list_instances(status=st, workflow_name=workflow, limit=limit)
 
@@ -172,10 +203,15 @@ class App:
 
 
 @asynccontextmanager
-async def open_app(url: str = DEFAULT_URL, *, worker_id: str | None = None,
-                   workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
-                   config: AppConfig | None = None, run_workers: bool = True,
-                   notify_config: NotifyConfig | None = None) -> AsyncIterator[App]:
+async def open_app(
+    url: str = DEFAULT_URL,
+    *,
+    worker_id: str | None = None,
+    workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
+    config: AppConfig | None = None,
+    run_workers: bool = True,
+    notify_config: NotifyConfig | None = None,
+) -> AsyncIterator[App]:
     """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
     hands unfinished instances back to the database for other workers.
@@ -187,8 +223,11 @@ async def open_app(url: str = DEFAULT_URL, *, worker_id: str | None = None,
     registry = Registry.of(workflows) if workflows is not None else default_registry
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
-        hub_cm = (open_local_hub(TOPICS, config=notify_config) if dialect == "sqlite"
-                  else open_pg_hub(url, TOPICS, config=notify_config))
+        hub_cm = (
+            open_local_hub(TOPICS, config=notify_config)
+            if dialect == "sqlite"
+            else open_pg_hub(url, TOPICS, config=notify_config)
+        )
         async with hub_cm as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
             wid = worker_id or default_worker_id()

@@ -1,9 +1,10 @@
 """JSON encoding of workflow inputs, activity results and errors, and conversion to declared types.
 
-Values go to JSON with orjson (dataclasses natively, pydantic models through ``model_dump``), and come
-back through :func:`convert`, which rebuilds the type named by an annotation: dataclasses, TypedDict,
-pydantic models (if installed), ``list``/``tuple``/``dict``, ``Optional``/unions, ``Literal`` and JSON
-scalars. Errors name the path of the offending value. Pure code: no I/O.
+Values go to JSON with orjson (dataclasses natively, pydantic models through
+``model_dump``), and come back through :func:`convert`, which rebuilds the type named by an
+annotation: dataclasses, TypedDict, pydantic models (if installed), ``list``/``tuple``/``dict``,
+``Optional``/unions, ``Literal`` and JSON scalars. Errors name the path of the offending
+value. Pure code: no I/O.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def _is_typeddict(tp: Any) -> bool:
 
 
 def _fail(path: str, expected: str, value: Any) -> InvalidInputError:
-    return InvalidInputError(f"{path}: expected {expected}, got {type(value).__name__} {value!r:.80}")
+    return InvalidInputError(
+        f"{path}: expected {expected}, got {type(value).__name__} {value!r:.80}"
+    )
 
 
 def convert(value: Any, hint: Any, path: str = "value") -> Any:
-    """Rebuild ``value`` (decoded JSON) as the type ``hint``; raise InvalidInputError on mismatch."""
-    if hint is Any or hint is object or hint is None and value is None:
+    """Rebuild ``value`` (decoded JSON) as ``hint``; raise InvalidInputError on a mismatch."""
+    if hint is Any or hint is object or (hint is None and value is None):
         return value
     if hint is None or hint is type(None):
         if value is None:
@@ -112,7 +115,9 @@ def _convert_tuple(value: Any, args: tuple[Any, ...], path: str) -> Any:
         return tuple(convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
     if args and len(args) != len(value):
         raise _fail(path, f"an array of {len(args)} items", value)
-    return tuple(convert(v, t, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+    return tuple(
+        convert(v, t, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, args, strict=True))
+    )
 
 
 def _convert_class(value: Any, cls: type, path: str) -> Any:
@@ -147,14 +152,16 @@ def _convert_dataclass(value: Any, cls: type, path: str) -> Any:
         if not field.init:
             continue
         if field.name in value:
-            kwargs[field.name] = convert(value[field.name], hints.get(field.name, Any),
-                                         f"{path}.{field.name}")
-        elif (field.default is dataclasses.MISSING
-              and field.default_factory is dataclasses.MISSING):
+            kwargs[field.name] = convert(
+                value[field.name], hints.get(field.name, Any), f"{path}.{field.name}"
+            )
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise InvalidInputError(f"{path}: missing field {field.name!r} of {cls.__qualname__}")
     unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise InvalidInputError(f"{path}: unknown field(s) {sorted(unknown)} for {cls.__qualname__}")
+        raise InvalidInputError(
+            f"{path}: unknown field(s) {sorted(unknown)} for {cls.__qualname__}"
+        )
     return cls(**kwargs)
 
 

@@ -28,8 +28,13 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
 class Activity(Generic[P, R]):
     """An activity. Inside a workflow, ``await my_activity(ctx, ...)`` runs it once, durably."""
 
-    def __init__(self, fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]], *, name: str,
-                 transactional: bool) -> None:
+    def __init__(
+        self,
+        fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]],
+        *,
+        name: str,
+        transactional: bool,
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"@activity {name!r} must be an 'async def' function")
         self.fn = fn
@@ -39,21 +44,24 @@ class Activity(Generic[P, R]):
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
-    def __call__(self, ctx: WorkflowContext, /, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
+    def __call__(
+        self, ctx: WorkflowContext, /, *args: P.args, **kwargs: P.kwargs
+    ) -> ActivityCall[R]:
         if not isinstance(ctx, WorkflowContext):
             raise TypeError(
                 f"activity {self.name!r} is called from a workflow as {self.name}(ctx, ...) with "
-                f"the workflow's context, not {type(ctx).__qualname__}")
+                f"the workflow's context, not {type(ctx).__qualname__}"
+            )
         return ActivityCall(self.name, args, dict(kwargs), None, self.result_hint)
 
     def __repr__(self) -> str:
         return f"<activity {self.name}>"
 
 
-I = TypeVar("I")
+InputT = TypeVar("InputT")
 
 
-class Workflow(Generic[I, R]):
+class Workflow(Generic[InputT, R]):
     """A workflow: ``async def fn(ctx)`` or ``async def fn(ctx, input)``; deterministic code."""
 
     def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str) -> None:
@@ -62,7 +70,8 @@ class Workflow(Generic[I, R]):
         params = list(inspect.signature(fn).parameters.values())
         if not 1 <= len(params) <= 2:
             raise ConfigurationError(
-                f"@workflow {name!r} takes (ctx) or (ctx, input), not {len(params)} parameters")
+                f"@workflow {name!r} takes (ctx) or (ctx, input), not {len(params)} parameters"
+            )
         self.fn = fn
         self.name = name
         self.takes_input = len(params) == 2
@@ -92,10 +101,14 @@ class Registry:
         existing = table.get(item.name)
         if existing is not None and existing.fn is not item.fn:
             same = (existing.fn.__module__, existing.fn.__qualname__) == (
-                item.fn.__module__, item.fn.__qualname__)
+                item.fn.__module__,
+                item.fn.__qualname__,
+            )
             if not same:  # re-importing the same module may redefine; a clash of names may not
-                raise ConfigurationError(f"two different definitions are named {item.name!r}: "
-                                         f"{existing.fn.__qualname__} and {item.fn.__qualname__}")
+                raise ConfigurationError(
+                    f"two different definitions are named {item.name!r}: "
+                    f"{existing.fn.__qualname__} and {item.fn.__qualname__}"
+                )
         table[item.name] = item
 
     def workflow(self, name: str) -> Workflow[Any, Any]:
@@ -109,7 +122,8 @@ class Registry:
             return self.activities[name]
         except KeyError:
             raise ConfigurationError(
-                f"unknown activity {name!r} (registered: {sorted(self.activities)})") from None
+                f"unknown activity {name!r} (registered: {sorted(self.activities)})"
+            ) from None
 
     @classmethod
     def of(cls, items: Iterable[Workflow[Any, Any] | Activity[..., Any]]) -> Registry:
@@ -125,9 +139,9 @@ default_registry = Registry.empty()
 @overload
 def activity(fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]], /) -> Activity[P, R]: ...
 @overload
-def activity(*, name: str | None = None, transactional: bool = True
-             ) -> Callable[[Callable[Concatenate[ActivityContext, P], Awaitable[R]]],
-                           Activity[P, R]]: ...
+def activity(
+    *, name: str | None = None, transactional: bool = True
+) -> Callable[[Callable[Concatenate[ActivityContext, P], Awaitable[R]]], Activity[P, R]]: ...
 def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool = True) -> Any:
     """Declare an activity: ``async def fn(ctx: ActivityContext, ...)``.
 
@@ -148,8 +162,9 @@ def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool 
 @overload
 def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[Any, R]: ...
 @overload
-def workflow(*, name: str | None = None
-             ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[Any, R]]: ...
+def workflow(
+    *, name: str | None = None
+) -> Callable[[Callable[..., Awaitable[R]]], Workflow[Any, R]]: ...
 def workflow(fn: Any = None, /, *, name: str | None = None) -> Any:
     """Declare a workflow: ``async def fn(ctx: WorkflowContext, input)`` (input optional)."""
 

@@ -66,7 +66,7 @@ class ActivityFailedError(RomancyError):
     """Raised inside a workflow when an activity it called failed.
 
     The same error is raised on replay (it is recorded in history), so a workflow that catches it
-    takes the same path every time. ``error_type`` is the qualified name of the activity's exception.
+    takes the same path every time. ``error_type``: qualified name of the activity's exception.
     """
 
     def __init__(self, activity_id: str, error_type: str, message: str) -> None:
@@ -77,7 +77,7 @@ class ActivityFailedError(RomancyError):
 
 
 class WorkflowAPIError(RomancyError):
-    """A workflow used the runtime wrongly (awaited something that is not a workflow operation...)."""
+    """A workflow used the runtime wrongly (e.g. awaited something that is not a workflow op)."""
 
 
 class LeaseLostError(RomancyError):

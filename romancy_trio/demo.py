@@ -28,9 +28,11 @@ class Receipt:
 async def charge_card(ctx: ActivityContext, order: Order) -> str:
     # Transactional: this INSERT commits together with the activity's history record.
     await ctx.db.execute(
-        "CREATE TABLE IF NOT EXISTS demo_charges (order_id TEXT PRIMARY KEY, cents INTEGER)")
-    await ctx.db.execute("INSERT INTO demo_charges VALUES (?, ?)",
-                         (order.order_id, order.amount_cents))
+        "CREATE TABLE IF NOT EXISTS demo_charges (order_id TEXT PRIMARY KEY, cents INTEGER)"
+    )
+    await ctx.db.execute(
+        "INSERT INTO demo_charges VALUES (?, ?)", (order.order_id, order.amount_cents)
+    )
     return f"ch_{order.order_id}"
 
 

@@ -28,7 +28,9 @@ async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCom
     try:
         result = await act.fn(actx, *cmd.args, **cmd.kwargs)
         return loads(dumps(result))
-    except Exception as exc:  # the activity's own failure: recorded in history, raised in the workflow
+    except (
+        Exception
+    ) as exc:  # the activity's own failure: recorded in history, raised in the workflow
         raise _UserFailure(exc) from exc
 
 
@@ -60,26 +62,38 @@ class _LazySession:
         return await (await self.tx()).fetchall(query, params)
 
 
-async def run_activity(store: Store, act: Activity[..., Any] | None, cmd: ActivityCommand, *,
-                       lease: Lease, run_no: int, seq: int, workflow_name: str) -> HistoryEvent:
+async def run_activity(
+    store: Store,
+    act: Activity[..., Any] | None,
+    cmd: ActivityCommand,
+    *,
+    lease: Lease,
+    run_no: int,
+    seq: int,
+    workflow_name: str,
+) -> HistoryEvent:
     """Execute ``cmd`` and durably record what happened; return the recorded event.
 
     Transactional: the activity's session and its history row (fenced by the lease) commit
     together; if the activity raises, its transaction rolls back and the failure is recorded on
     its own.
     """
+
     def ctx(session: Any) -> ActivityContext:
-        return ActivityContext(lease.instance_id, workflow_name, cmd.activity_id,
-                               lease.worker_id, session)
+        return ActivityContext(
+            lease.instance_id, workflow_name, cmd.activity_id, lease.worker_id, session
+        )
 
     def completed(payload: Any) -> HistoryEvent:
-        return HistoryEvent(seq, EventKind.ACTIVITY_COMPLETED, cmd.activity_id, payload,
-                            time.time())
+        return HistoryEvent(
+            seq, EventKind.ACTIVITY_COMPLETED, cmd.activity_id, payload, time.time()
+        )
 
     try:
         if act is None:
-            raise _UserFailure(ConfigurationError(
-                f"activity {cmd.name!r} is not registered with this app"))
+            raise _UserFailure(
+                ConfigurationError(f"activity {cmd.name!r} is not registered with this app")
+            )
         if act.transactional:
             async with AsyncExitStack() as stack:
                 session = _LazySession(store.db, stack)
@@ -88,7 +102,12 @@ async def run_activity(store: Store, act: Activity[..., Any] | None, cmd: Activi
             return event
         event = completed(await _call(act, ctx(None), cmd))
     except _UserFailure as failure:
-        event = HistoryEvent(seq, EventKind.ACTIVITY_FAILED, cmd.activity_id,
-                             ErrorInfo.from_exception(failure.cause).to_json(), time.time())
+        event = HistoryEvent(
+            seq,
+            EventKind.ACTIVITY_FAILED,
+            cmd.activity_id,
+            ErrorInfo.from_exception(failure.cause).to_json(),
+            time.time(),
+        )
     await store.record_event(lease, run_no, event)
     return event

@@ -43,16 +43,18 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed) -> Non
         await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
         return
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
+    fresh = claimed.fresh
     while True:
         try:
             workflow_input = convert(loads(input_json), wf.input_hint, "input")
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
             return
-        history = await store.load_history(lease.instance_id, run_no)
+        history = [] if fresh else await store.load_history(lease.instance_id, run_no)
         machine = WorkflowMachine(history=history, started_at=started_at)
-        ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
-                              run_no=run_no)
+        ctx = WorkflowContext(
+            machine, instance_id=lease.instance_id, workflow_name=wf.name, run_no=run_no
+        )
         machine.start(wf.fn(ctx, workflow_input) if wf.takes_input else wf.fn(ctx))
         try:
             outcome = await _drive(store, registry, machine, lease, run_no, len(history), wf.name)
@@ -62,8 +64,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed) -> Non
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
-                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc),
-                                   now=time.time())
+                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
                 return
             await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=time.time())
             return
@@ -78,11 +79,18 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed) -> Non
             return
         started_at = time.time()
         run_no = await store.continue_as_new(lease, run_no, input_json, now=started_at)
+        fresh = True  # the new run's history was just created empty
 
 
-async def _drive(store: Store, registry: Registry, machine: WorkflowMachine, lease: Lease,
-                 run_no: int, next_seq: int, workflow_name: str
-                 ) -> CompleteWorkflow | FailWorkflow | ContinueAsNew:
+async def _drive(
+    store: Store,
+    registry: Registry,
+    machine: WorkflowMachine,
+    lease: Lease,
+    run_no: int,
+    next_seq: int,
+    workflow_name: str,
+) -> CompleteWorkflow | FailWorkflow | ContinueAsNew:
     seq = next_seq
     while True:
         command = machine.advance()
@@ -94,8 +102,14 @@ async def _drive(store: Store, registry: Registry, machine: WorkflowMachine, lea
 
         async def one(cmd: Any, n: int) -> None:
             event: HistoryEvent = await run_activity(
-                store, registry.activities.get(cmd.name), cmd, lease=lease, run_no=run_no, seq=n,
-                workflow_name=workflow_name)
+                store,
+                registry.activities.get(cmd.name),
+                cmd,
+                lease=lease,
+                run_no=run_no,
+                seq=n,
+                workflow_name=workflow_name,
+            )
             machine.resolve(event)
 
         if len(calls) == 1:

@@ -54,8 +54,9 @@ class _Counters:
 
 
 class Scheduler:
-    def __init__(self, store: Store, registry: Registry, hub: Hub, config: AppConfig,
-                 worker_id: str) -> None:
+    def __init__(
+        self, store: Store, registry: Registry, hub: Hub, config: AppConfig, worker_id: str
+    ) -> None:
         self.store = store
         self.registry = registry
         self.hub = hub
@@ -68,8 +69,7 @@ class Scheduler:
         self._n = _Counters()
 
     # -- public -------------------------------------------------------------------------
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._heartbeat_loop)
@@ -95,8 +95,14 @@ class Scheduler:
         self._spawn(claimed)
 
     def statistics(self) -> SchedulerStatistics:
-        return SchedulerStatistics(len(self._running), self._reserved, self._n.started,
-                                   self._n.finished, self._n.leases_lost, self._n.claims)
+        return SchedulerStatistics(
+            len(self._running),
+            self._reserved,
+            self._n.started,
+            self._n.finished,
+            self._n.leases_lost,
+            self._n.claims,
+        )
 
     # -- internals ----------------------------------------------------------------------
     def _free(self) -> int:
@@ -124,8 +130,11 @@ class Scheduler:
                     log.info("abandoning instance: %s", exc)
                     entry.lost = True
                 except StorageUnavailableError as exc:
-                    log.warning("instance %s interrupted by the database: %s",
-                                claimed.lease.instance_id, exc)
+                    log.warning(
+                        "instance %s interrupted by the database: %s",
+                        claimed.lease.instance_id,
+                        exc,
+                    )
         finally:
             del self._running[claimed.lease.instance_id]
             self._n.finished += 1
@@ -140,11 +149,13 @@ class Scheduler:
                 await self.store.release(lease, now=time.time())
             except StorageUnavailableError as exc:
                 # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
-                log.warning("could not release %s (%s); its lease will expire",
-                            lease.instance_id, exc)
+                log.warning(
+                    "could not release %s (%s); its lease will expire", lease.instance_id, exc
+                )
 
-    async def _claim_loop(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                          ) -> None:
+    async def _claim_loop(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         backoff = 0.05
         with self.hub.watch(TOPIC_WORK) as watch:
             task_status.started()
@@ -155,8 +166,9 @@ class Scheduler:
                     continue
                 try:
                     limit = min(free, self.config.claim_batch)
-                    claimed = await self.store.claim(self.worker_id, limit=limit,
-                                                     lease_ttl=self.config.lease_ttl)
+                    claimed = await self.store.claim(
+                        self.worker_id, limit=limit, lease_ttl=self.config.lease_ttl
+                    )
                     self._n.claims += 1
                     for item in claimed:
                         self._spawn(item)
@@ -177,6 +189,8 @@ class Scheduler:
     async def _heartbeat_loop(self) -> None:
         while True:
             await trio.sleep(self.config.heartbeat_interval)
+            if not self._running:
+                continue  # an idle worker holds no lease and sends nothing
             started = trio.current_time()
             try:
                 held = await self.store.renew(self.worker_id, lease_ttl=self.config.lease_ttl)

@@ -21,8 +21,9 @@ class WorkflowContext:
 
     __slots__ = ("_machine", "_rng", "instance_id", "run_no", "workflow_name")
 
-    def __init__(self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str,
-                 run_no: int) -> None:
+    def __init__(
+        self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str, run_no: int
+    ) -> None:
         self._machine = machine
         self.instance_id = instance_id
         self.workflow_name = workflow_name

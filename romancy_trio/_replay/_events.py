@@ -24,7 +24,9 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         tp = type(exc)
-        name = tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+        name = (
+            tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+        )
         tb = "".join(traceback.format_exception(exc))
         return cls(type=name, message=str(exc), traceback=tb)
 
@@ -33,13 +35,16 @@ class ErrorInfo:
 
     @classmethod
     def from_json(cls, data: Any) -> ErrorInfo:
-        return cls(type=str(data["type"]), message=str(data["message"]),
-                   traceback=str(data.get("traceback", "")))
+        return cls(
+            type=str(data["type"]),
+            message=str(data["message"]),
+            traceback=str(data.get("traceback", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
-    """One recorded step of a workflow run. ``payload`` is decoded JSON (result, or ErrorInfo json)."""
+    """One recorded step of a run. ``payload`` is decoded JSON (result, or ErrorInfo json)."""
 
     seq: int
     kind: EventKind

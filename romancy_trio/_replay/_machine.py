@@ -92,9 +92,7 @@ class WorkflowMachine:
                     yielded = self._coro.send(value)
             except StopIteration as stop:
                 return self._finish(CompleteWorkflow(stop.value))
-            except NonDeterminismError as exc:
-                return self._finish(FailWorkflow(ErrorInfo.from_exception(exc)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the workflow's own error is its outcome
                 return self._finish(FailWorkflow(ErrorInfo.from_exception(exc)))
             try:
                 command = self._accept(yielded)
@@ -175,10 +173,13 @@ class WorkflowMachine:
                 values.append(None)
             else:
                 try:
-                    values.append(convert(event.payload, call.result_hint, f"result of {event.key}"))
+                    values.append(
+                        convert(event.payload, call.result_hint, f"result of {event.key}")
+                    )
                 except InvalidInputError as exc:
                     failure = failure or ActivityFailedError(
-                        event.key, "romancy_trio.InvalidInputError", str(exc))
+                        event.key, "romancy_trio.InvalidInputError", str(exc)
+                    )
                     values.append(None)
         gather = self._waiting_gather
         self._waiting = None

@@ -20,7 +20,7 @@ class ActivityCall(Generic[T]):
     result_hint: Any = Any
 
     def with_id(self, activity_id: str) -> ActivityCall[T]:
-        """The same call under an explicit, caller-chosen activity id (stable across code changes)."""
+        """The same call under an explicit activity id (stable across code changes)."""
         if not activity_id:
             raise ValueError("an explicit activity id must be a non-empty string")
         return ActivityCall(self.name, self.args, self.kwargs, activity_id, self.result_hint)

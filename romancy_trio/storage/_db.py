@@ -41,7 +41,22 @@ class Tx(Session, Protocol):
 
 
 class Database(Protocol):
+    """A driver. Besides transactions it runs single statements on their own (autocommit: one
+    round trip); the store uses those wherever one statement does the whole job."""
+
     dialect: str
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        """One statement in its own transaction; the affected row count."""
+        ...
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
+
+    def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Hand notifications to this process's waiters (after the writing statement committed)."""
+        ...
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A transaction: commits on normal exit, rolls back on any exception or cancellation."""

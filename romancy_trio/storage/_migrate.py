@@ -40,9 +40,7 @@ def load_migrations(dialect: str) -> list[Migration]:
     return sorted(found, key=lambda m: int(m.version))
 
 
-_CREATE_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY)"
-)
+_CREATE_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version varchar(128) PRIMARY KEY)"
 
 
 async def migrate_postgres(db: PostgresDatabase) -> list[str]:
@@ -56,8 +54,9 @@ async def migrate_postgres(db: PostgresDatabase) -> list[str]:
             if migration.version in done:
                 continue
             await tx.execute(migration.up)
-            await tx.execute("INSERT INTO schema_migrations (version) VALUES (%s)",
-                             (migration.version,))
+            await tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES (%s)", (migration.version,)
+            )
             applied_now.append(migration.version)
     return applied_now
 
@@ -75,8 +74,9 @@ async def migrate_sqlite(db: SqliteDatabase) -> list[str]:
             for migration in todo:
                 for statement in _statements(migration.up):
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (?)",
-                             (migration.version,))
+                conn.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (?)", (migration.version,)
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -18,10 +18,11 @@ _PG_SCHEMES = ("postgresql", "postgres")
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``."""
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
         raise ConfigurationError(
-            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
     return unquote(rest[1:])
 
 
@@ -37,12 +38,14 @@ def check_url(url: str) -> str:
         raise ConfigurationError(f"database URL {url!r}: MySQL/MariaDB support is not built yet")
     raise ConfigurationError(
         f"database URL {url!r} has unknown scheme {scheme!r}; "
-        "expected sqlite:///path.db or postgresql://user@host/dbname")
+        "expected sqlite:///path.db or postgresql://user@host/dbname"
+    )
 
 
 @asynccontextmanager
-async def open_store(url: str, *, schema: str = "romancy", pool_size: int = 10,
-                     migrate: bool = True) -> AsyncIterator[Store]:
+async def open_store(
+    url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True
+) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit."""
     dialect = check_url(url)
     if dialect == "sqlite":

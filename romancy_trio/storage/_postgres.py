@@ -61,13 +61,12 @@ class PostgresDatabase:
         self.conninfo = conninfo
         self.schema = schema
         self._after_commit: AfterCommit | None = None
-        self.pool = ConnectionPool(conninfo, max_size=max_size, autocommit=True,
-                                   configure=self._configure)
+        self.pool = ConnectionPool(
+            conninfo, max_size=max_size, autocommit=True, configure=self._configure
+        )
 
     async def _configure(self, conn: TrioConnection[Any]) -> None:
-        await conn.execute(
-            sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema))
-        )
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -82,8 +81,34 @@ class PostgresDatabase:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
-        if tx.notifications and self._after_commit is not None:
-            self._after_commit(tx.notifications)
+        self.publish_local(tx.notifications)
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        async with self._autocommit() as conn:
+            cur = await conn.execute(query, params)
+            return cur.rowcount
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None:
+        async with self._autocommit() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        async with self._autocommit() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
+        if notes and self._after_commit is not None:
+            self._after_commit(notes)
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[TrioConnection[Any]]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[TrioConnection[Any]]:

@@ -1,4 +1,11 @@
-"""The set of statements a dialect provides. Each dialect module fills in one ``Queries``."""
+"""The statements a dialect provides. Each dialect module fills in one ``Queries``.
+
+Every operation is one statement where the dialect allows it, so most store calls cost one round
+trip. Statements marked *announces* also NOTIFY other processes themselves on dialects that have
+cross-process notification (PostgreSQL: ``pg_notify`` in a CTE, so it fires on that statement's
+commit); the store then only publishes in-process. Statements that change a row return one row per
+changed instance, so "rows returned" means "rows changed" on every dialect.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +15,36 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Queries:
     # instances -----------------------------------------------------------------------------
-    insert_instance: str  # (iid, name, status, input, run_started_at, owner, epoch, ttl, created, updated)
-    insert_run: str  # (iid, run_no, continued_from, input, started_at)
+    create: str
+    """named: iid, name, status, input, now, owner, epoch, ttl, topic. Insert unless the id
+    exists; announces new work (topic) when status is pending. -> (iid,) if created."""
     select_instance: str  # (iid) -> INSTANCE_COLUMNS
-    list_instances: str  # (status, status, name, name, limit)
-    claim: str  # named: limit, owner, ttl; never reclaims the owner's own leases -> (iid, name, input, run_no, epoch, run_started_at)
-    fence: str  # (iid, owner, epoch) -> (run_no,) ; locks against takeover until commit
-    finish: str  # (status, result, error, updated, iid, owner, epoch)
-    renew: str  # (ttl, owner) -> (iid, epoch)
-    release: str  # (updated, iid, owner, epoch)
-    cancel: str  # (updated, iid)
-    next_expiry: str  # (owner) -> seconds until the earliest lease not held by owner expires; (seconds until the earliest running lease expires | NULL)
+    list_instances: str  # (status, status, name, name, limit) -> INSTANCE_COLUMNS
+    claim: str  # named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at)
+    renew: str  # (ttl, owner) -> (iid, epoch) of every lease the owner still holds
+    release: str
+    """named: now, iid, owner, epoch, topic. Hand a leased instance back; announces work."""
+    cancel: str
+    """named: now, iid, cancel_topic, done_topic. Cancel a live instance; announces both."""
+    finish: str
+    """named: status, result, error, now, iid, owner, epoch, topic. Fenced final status;
+    announces done."""
+    next_expiry: str  # (owner) -> seconds until the earliest lease not held by owner expires
     # history -------------------------------------------------------------------------------
-    insert_event: str  # (iid, run_no, seq, kind, key, payload, worker, epoch, created)
-    select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created)
+    record: str
+    """named: iid, run_no, seq, kind, key, payload, owner, epoch, at. Fenced insert of one
+    history event: inserts nothing unless owner still holds the lease at epoch for run_no (and
+    on PostgreSQL share-locks the instance row until commit, which blocks a takeover)."""
+    select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)
+    # continue-as-new (several statements in one transaction) ------------------------------
+    fence: str  # (iid, owner, epoch) -> (run_no, input, run_started_at); locks against takeover
     archive_history: str  # (iid, run_no)
     delete_history: str  # (iid, run_no)
-    end_run: str  # (ended_at, iid, run_no)
-    start_next_run: str  # (input, run_started_at, updated, iid, owner, epoch)
+    close_run: str  # (iid, run_no, continued_from, input, started_at, ended_at): upsert
+    open_run: str  # (iid, run_no, continued_from, input, started_at)
+    start_next_run: str  # (input, started_at, now, iid, owner, epoch)
     select_runs: str  # (iid) -> (run_no, continued_from, started_at, ended_at)
+    run_one: str  # (iid) -> the current run as (run_no, input, run_started_at) for lineage
 
 
 INSTANCE_COLUMNS = (

@@ -104,8 +104,31 @@ class SqliteDatabase:
                 # Once COMMIT is sent it completes: a cancellation here must not leave doubt
                 # about whether the transaction happened.
                 await self.run(lambda c: c.execute("COMMIT"))
-        if tx.notifications and self._after_commit is not None:
-            self._after_commit(tx.notifications)
+        self.publish_local(tx.notifications)
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        async with self._writer:
+            return await self._guarded(lambda c: c.execute(query, _args(params)).rowcount)
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None:
+        async with self._writer:
+            row = await self._guarded(lambda c: c.execute(query, _args(params)).fetchone())
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        async with self._writer:
+            rows = await self._guarded(lambda c: c.execute(query, _args(params)).fetchall())
+        return [tuple(r) for r in rows]
+
+    async def _guarded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self.run(fn)
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"SQLite {self.path!r}: {exc}") from exc
+
+    def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
+        if notes and self._after_commit is not None:
+            self._after_commit(notes)
 
     async def executescript(self, script: str) -> None:
         await self.run(lambda c: c.executescript(script))
@@ -121,5 +144,3 @@ async def open_sqlite(path: str) -> SqliteDatabase:
     db = SqliteDatabase(path)
     await db.open()
     return db
-
-

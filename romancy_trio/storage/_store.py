@@ -9,7 +9,6 @@ transaction, that this worker still holds the instance's lease at the same epoch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,135 +31,198 @@ class Store:
         self.q = queries
 
     # -- instances ------------------------------------------------------------------------
-    async def create_instance(self, instance_id: str, workflow_name: str, input_json: str, *,
-                              now: float, owner: str | None, lease_ttl: float) -> Lease | None:
-        """Insert a new instance; None if the id exists. With ``owner``, it starts leased to it."""
+    async def create_instance(
+        self,
+        instance_id: str,
+        workflow_name: str,
+        input_json: str,
+        *,
+        now: float,
+        owner: str | None,
+        lease_ttl: float,
+    ) -> Lease | None:
+        """Insert a new instance; None if the id exists. With ``owner``, it starts leased to it
+        (eager start: no claim round trip); otherwise it is pending and new work is announced."""
         status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
         epoch = 1 if owner else 0
-        async with self.db.transaction() as tx:
-            created = await tx.execute(self.q.insert_instance, (
-                instance_id, workflow_name, status, input_json, now, owner, epoch,
-                lease_ttl if owner else None, now, now))
-            if not created:
-                return None
-            await tx.execute(self.q.insert_run, (instance_id, 1, None, input_json, now))
-            if owner is None:
-                await tx.notify(TOPIC_WORK, "")
-        return Lease(instance_id, owner, epoch) if owner else Lease(instance_id, "", 0)
+        row = await self.db.fetchone(
+            self.q.create,
+            {
+                "iid": instance_id,
+                "name": workflow_name,
+                "status": status,
+                "input": input_json,
+                "now": now,
+                "owner": owner,
+                "epoch": epoch,
+                "ttl": lease_ttl if owner else None,
+                "topic": TOPIC_WORK,
+            },
+        )
+        if row is None:
+            return None
+        if owner is None:
+            self.db.publish_local([(TOPIC_WORK, "")])
+        return Lease(instance_id, owner or "", epoch)
 
     async def get_instance(self, instance_id: str) -> InstanceInfo | None:
-        async with self.db.transaction() as tx:
-            row = await tx.fetchone(self.q.select_instance, (instance_id,))
+        row = await self.db.fetchone(self.q.select_instance, (instance_id,))
         return _instance(row) if row else None
 
-    async def list_instances(self, *, status: WorkflowStatus | None, workflow_name: str | None,
-                             limit: int) -> list[InstanceInfo]:
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(self.q.list_instances,
-                                     (status, status, workflow_name, workflow_name, limit))
+    async def list_instances(
+        self, *, status: WorkflowStatus | None, workflow_name: str | None, limit: int
+    ) -> list[InstanceInfo]:
+        rows = await self.db.fetchall(
+            self.q.list_instances, (status, status, workflow_name, workflow_name, limit)
+        )
         return [_instance(r) for r in rows]
 
     async def cancel(self, instance_id: str, *, now: float) -> bool:
         """Mark a live instance cancelled (its worker is told); False if it had already ended."""
-        async with self.db.transaction() as tx:
-            changed = await tx.execute(self.q.cancel, (now, instance_id))
-            if changed:
-                await tx.notify(TOPIC_CANCEL, instance_id)
-                await tx.notify(TOPIC_DONE, instance_id)
-        return bool(changed)
+        row = await self.db.fetchone(
+            self.q.cancel,
+            {
+                "now": now,
+                "iid": instance_id,
+                "cancel_topic": TOPIC_CANCEL,
+                "done_topic": TOPIC_DONE,
+            },
+        )
+        if row is None:
+            return False
+        self.db.publish_local([(TOPIC_CANCEL, instance_id), (TOPIC_DONE, instance_id)])
+        return True
 
     # -- leases -----------------------------------------------------------------------------
     async def claim(self, owner: str, *, limit: int, lease_ttl: float) -> list[Claimed]:
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(self.q.claim, {"limit": limit, "owner": owner,
-                                                     "ttl": lease_ttl})
-        return [Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]))
-                for r in rows]
+        rows = await self.db.fetchall(
+            self.q.claim, {"limit": limit, "owner": owner, "ttl": lease_ttl}
+        )
+        return [
+            Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5])) for r in rows
+        ]
 
     async def renew(self, owner: str, *, lease_ttl: float) -> dict[str, int]:
         """Extend every lease this worker holds; returns {instance_id: epoch} still held."""
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(self.q.renew, (lease_ttl, owner))
+        rows = await self.db.fetchall(self.q.renew, (lease_ttl, owner))
         return {r[0]: int(r[1]) for r in rows}
 
     async def release(self, lease: Lease, *, now: float) -> None:
         """Give an instance back (graceful shutdown) so another worker takes it at once."""
-        async with self.db.transaction() as tx:
-            released = await tx.execute(self.q.release,
-                                        (now, lease.instance_id, lease.worker_id, lease.epoch))
-            if released:
-                await tx.notify(TOPIC_WORK, "")
+        row = await self.db.fetchone(
+            self.q.release, {**_fence(lease), "now": now, "topic": TOPIC_WORK}
+        )
+        if row is not None:
+            self.db.publish_local([(TOPIC_WORK, "")])
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
-        async with self.db.transaction() as tx:
-            row = await tx.fetchone(self.q.next_expiry, (owner,))
+        row = await self.db.fetchone(self.q.next_expiry, (owner,))
         return None if row is None or row[0] is None else float(row[0])
 
     # -- history ----------------------------------------------------------------------------
     async def load_history(self, instance_id: str, run_no: int) -> list[HistoryEvent]:
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(self.q.select_history, (instance_id, run_no))
-        return [HistoryEvent(int(r[0]), EventKind(r[1]), r[2], loads(r[3]), float(r[4]))
-                for r in rows]
+        rows = await self.db.fetchall(self.q.select_history, (instance_id, run_no))
+        return [
+            HistoryEvent(int(r[0]), EventKind(r[1]), r[2], loads(r[3]), float(r[4])) for r in rows
+        ]
 
-    async def fence_tx(self, tx: Tx, lease: Lease) -> int:
-        """Check (and lock until commit) that ``lease`` is still current; return the run number."""
-        row = await tx.fetchone(self.q.fence, (lease.instance_id, lease.worker_id, lease.epoch))
-        if row is None:
-            raise LeaseLostError(f"worker {lease.worker_id!r} lost instance "
-                                 f"{lease.instance_id!r} (epoch {lease.epoch})")
-        return int(row[0])
+    def _record_params(self, lease: Lease, run_no: int, event: HistoryEvent) -> dict[str, Any]:
+        return {
+            **_fence(lease),
+            "run_no": run_no,
+            "seq": event.seq,
+            "kind": event.kind,
+            "key": event.key,
+            "payload": dumps(event.payload),
+            "at": event.at,
+        }
 
-    async def record_event_tx(self, tx: Tx, lease: Lease, run_no: int,
-                              event: HistoryEvent) -> None:
+    async def record_event_tx(self, tx: Tx, lease: Lease, run_no: int, event: HistoryEvent) -> None:
         """Fenced insert of one history event in the caller's transaction."""
-        current_run = await self.fence_tx(tx, lease)
-        if current_run != run_no:
-            raise LeaseLostError(f"instance {lease.instance_id!r} moved on to run {current_run}")
-        await tx.execute(self.q.insert_event, (
-            lease.instance_id, run_no, event.seq, event.kind, event.key, dumps(event.payload),
-            lease.worker_id, lease.epoch, event.at))
+        if not await tx.execute(self.q.record, self._record_params(lease, run_no, event)):
+            raise _lost(lease)
 
     async def record_event(self, lease: Lease, run_no: int, event: HistoryEvent) -> None:
-        async with self.db.transaction() as tx:
-            await self.record_event_tx(tx, lease, run_no, event)
+        """Fenced insert of one history event, as its own one-statement transaction."""
+        if not await self.db.execute(self.q.record, self._record_params(lease, run_no, event)):
+            raise _lost(lease)
 
-    async def finish(self, lease: Lease, status: WorkflowStatus, *, result: Any = None,
-                     error: ErrorInfo | None = None, now: float) -> None:
+    async def finish(
+        self,
+        lease: Lease,
+        status: WorkflowStatus,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+        now: float,
+    ) -> None:
         """Fenced: record the final status and wake result waiters."""
-        result_json = dumps(result) if status is WorkflowStatus.COMPLETED else None
-        error_json = dumps(error.to_json()) if error is not None else None
-        async with self.db.transaction() as tx:
-            changed = await tx.execute(self.q.finish, (
-                status, result_json, error_json, now, lease.instance_id, lease.worker_id,
-                lease.epoch))
-            if not changed:
-                raise LeaseLostError(f"instance {lease.instance_id!r} is no longer ours to finish")
-            await tx.notify(TOPIC_DONE, lease.instance_id)
+        row = await self.db.fetchone(
+            self.q.finish,
+            {
+                **_fence(lease),
+                "status": status,
+                "now": now,
+                "topic": TOPIC_DONE,
+                "result": dumps(result) if status is WorkflowStatus.COMPLETED else None,
+                "error": dumps(error.to_json()) if error is not None else None,
+            },
+        )
+        if row is None:
+            raise _lost(lease)
+        self.db.publish_local([(TOPIC_DONE, lease.instance_id)])
 
-    async def continue_as_new(self, lease: Lease, run_no: int, input_json: str, *,
-                              now: float) -> int:
+    async def continue_as_new(
+        self, lease: Lease, run_no: int, input_json: str, *, now: float
+    ) -> int:
         """Fenced ``recur``: archive the run's history, start the next run. Returns its number."""
+        iid = lease.instance_id
         async with self.db.transaction() as tx:
-            current = await self.fence_tx(tx, lease)
-            if current != run_no:
-                raise LeaseLostError(f"instance {lease.instance_id!r} moved on to run {current}")
-            key = (lease.instance_id, run_no)
-            await tx.execute(self.q.archive_history, key)
-            await tx.execute(self.q.delete_history, key)
-            await tx.execute(self.q.end_run, (now, *key))
-            await tx.execute(self.q.insert_run,
-                             (lease.instance_id, run_no + 1, run_no, input_json, now))
-            await tx.execute(self.q.start_next_run, (
-                input_json, now, now, lease.instance_id, lease.worker_id, lease.epoch))
+            row = await tx.fetchone(self.q.fence, (iid, lease.worker_id, lease.epoch))
+            if row is None or int(row[0]) != run_no:
+                raise _lost(lease)
+            old_input, started = row[1], float(row[2])
+            await tx.execute(self.q.archive_history, (iid, run_no))
+            await tx.execute(self.q.delete_history, (iid, run_no))
+            await tx.execute(
+                self.q.close_run,
+                (iid, run_no, run_no - 1 if run_no > 1 else None, old_input, started, now),
+            )
+            await tx.execute(self.q.open_run, (iid, run_no + 1, run_no, input_json, now))
+            await tx.execute(
+                self.q.start_next_run, (input_json, now, now, iid, lease.worker_id, lease.epoch)
+            )
         return run_no + 1
 
     async def list_runs(self, instance_id: str) -> list[RunInfo]:
-        async with self.db.transaction() as tx:
-            rows = await tx.fetchall(self.q.select_runs, (instance_id,))
-        return [RunInfo(int(r[0]), None if r[1] is None else int(r[1]), float(r[2]),
-                        None if r[3] is None else float(r[3])) for r in rows]
+        """Every run of an instance, oldest first (the current run included)."""
+        rows = await self.db.fetchall(self.q.select_runs, (instance_id,))
+        runs = [
+            RunInfo(
+                int(r[0]),
+                None if r[1] is None else int(r[1]),
+                float(r[2]),
+                None if r[3] is None else float(r[3]),
+            )
+            for r in rows
+        ]
+        if not runs:
+            current = await self.db.fetchone(self.q.run_one, (instance_id,))
+            if current is not None:
+                runs.append(RunInfo(int(current[0]), None, float(current[2]), None))
+        return runs
+
+
+def _fence(lease: Lease) -> dict[str, Any]:
+    return {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
+
+
+def _lost(lease: Lease) -> LeaseLostError:
+    return LeaseLostError(
+        f"worker {lease.worker_id!r} no longer holds instance "
+        f"{lease.instance_id!r} at epoch {lease.epoch}"
+    )
 
 
 def _ts(value: float) -> datetime:
@@ -170,10 +232,15 @@ def _ts(value: float) -> datetime:
 def _instance(row: Row) -> InstanceInfo:
     (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated) = row
     return InstanceInfo(
-        instance_id=iid, workflow_name=name, status=WorkflowStatus(status),
-        input=loads(input_json), result=None if result is None else loads(result),
+        instance_id=iid,
+        workflow_name=name,
+        status=WorkflowStatus(status),
+        input=loads(input_json),
+        result=None if result is None else loads(result),
         error=None if error is None else ErrorInfo.from_json(loads(error)),
-        run_no=int(run_no), lease_owner=owner, lease_epoch=int(epoch),
-        created_at=_ts(created), updated_at=_ts(updated))
-
-
+        run_no=int(run_no),
+        lease_owner=owner,
+        lease_epoch=int(epoch),
+        created_at=_ts(created),
+        updated_at=_ts(updated),
+    )

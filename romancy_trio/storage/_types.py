@@ -55,6 +55,8 @@ class Claimed:
     input_json: str
     run_no: int
     run_started_at: float
+    fresh: bool = False
+    """Created by this process a moment ago: it has no history to load."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries
 
-_TTL = "clock_timestamp() + %s * interval '1 second'"
+_TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
+_FENCE = (
+    "instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
+    "AND status = 'running'"
+)
 
 QUERIES = Queries(
-    insert_instance="""
-        INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
-            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s,
-            clock_timestamp() + %s::float8 * interval '1 second', %s, %s)
-        ON CONFLICT (instance_id) DO NOTHING""",
-    insert_run="""
-        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at)
-        VALUES (%s, %s, %s, %s, %s)""",
+    create=f"""
+        WITH ins AS (
+            INSERT INTO workflow_instances (instance_id, workflow_name, status, input,
+                run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+            VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
+                {_TTL}, %(now)s, %(now)s)
+            ON CONFLICT (instance_id) DO NOTHING
+            RETURNING instance_id, status)
+        SELECT instance_id, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '') END
+        FROM ins""",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
     list_instances=f"""
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
         WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR workflow_name = %s)
         ORDER BY created_at DESC, instance_id LIMIT %s""",
-    claim="""
+    claim=f"""
         WITH c AS (
             SELECT instance_id FROM workflow_instances
             WHERE status IN ('pending', 'running')
@@ -32,47 +37,70 @@ QUERIES = Queries(
             FOR UPDATE SKIP LOCKED)
         UPDATE workflow_instances w
         SET status = 'running', lease_owner = %(owner)s, lease_epoch = w.lease_epoch + 1,
-            lease_expires_at = clock_timestamp() + %(ttl)s * interval '1 second'
+            lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
                   w.run_started_at""",
-    fence="""
-        SELECT run_no FROM workflow_instances
-        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'
-        FOR SHARE""",
-    finish="""
+    renew="""
         UPDATE workflow_instances
-        SET status = %s, result = %s, error = %s, updated_at = %s,
-            lease_owner = NULL, lease_expires_at = NULL
-        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'""",
-    renew=f"""
-        UPDATE workflow_instances SET lease_expires_at = {_TTL}
+        SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'
         WHERE lease_owner = %s AND status = 'running'
         RETURNING instance_id, lease_epoch""",
-    release="""
-        UPDATE workflow_instances
-        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = %s
-        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'""",
+    release=f"""
+        WITH u AS (
+            UPDATE workflow_instances
+            SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = %(now)s
+            WHERE {_FENCE}
+            RETURNING instance_id)
+        SELECT instance_id, pg_notify(%(topic)s, '') FROM u""",
     cancel="""
-        UPDATE workflow_instances
-        SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = %s
-        WHERE instance_id = %s AND status IN ('pending', 'running')""",
+        WITH u AS (
+            UPDATE workflow_instances
+            SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = %(now)s
+            WHERE instance_id = %(iid)s AND status IN ('pending', 'running')
+            RETURNING instance_id)
+        SELECT instance_id, pg_notify(%(cancel_topic)s, instance_id),
+               pg_notify(%(done_topic)s, instance_id) FROM u""",
+    finish=f"""
+        WITH u AS (
+            UPDATE workflow_instances
+            SET status = %(status)s, result = %(result)s, error = %(error)s,
+                updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
+            WHERE {_FENCE}
+            RETURNING instance_id)
+        SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
     next_expiry="""
         SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
         FROM workflow_instances
         WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %s""",
-    insert_event="""
+    record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+            %(epoch)s, %(at)s
+        FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        FOR SHARE""",
     select_history="""
         SELECT seq, kind, key, payload, created_at FROM workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
+    fence="""
+        SELECT run_no, input, run_started_at FROM workflow_instances
+        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'
+        FOR SHARE""",
     archive_history="""
         INSERT INTO workflow_history_archive
         SELECT * FROM workflow_history WHERE instance_id = %s AND run_no = %s""",
     delete_history="DELETE FROM workflow_history WHERE instance_id = %s AND run_no = %s",
-    end_run="UPDATE workflow_runs SET ended_at = %s WHERE instance_id = %s AND run_no = %s",
+    close_run="""
+        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at,
+            ended_at)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        ON CONFLICT (instance_id, run_no) DO UPDATE SET ended_at = EXCLUDED.ended_at""",
+    open_run="""
+        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at)
+        VALUES (%s, %s, %s, %s, %s)""",
     start_next_run="""
         UPDATE workflow_instances
         SET run_no = run_no + 1, input = %s, run_started_at = %s, updated_at = %s
@@ -80,4 +108,5 @@ QUERIES = Queries(
     select_runs="""
         SELECT run_no, continued_from, started_at, ended_at FROM workflow_runs
         WHERE instance_id = %s ORDER BY run_no""",
+    run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = %s",
 )

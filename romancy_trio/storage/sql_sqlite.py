@@ -1,18 +1,24 @@
-"""Every SQL statement the store runs on SQLite. ``romancy_now()`` is registered by the driver."""
+"""Every SQL statement the store runs on SQLite (one process: notifications are in-process).
+
+``romancy_now()`` is registered by the driver (Python's clock).
+"""
 
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries
 
+_FENCE = (
+    "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
+)
+
 QUERIES = Queries(
-    insert_instance="""
+    create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
             lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, romancy_now() + ?, ?, ?)
-        ON CONFLICT (instance_id) DO NOTHING""",
-    insert_run="""
-        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at)
-        VALUES (?, ?, ?, ?, ?)""",
+        VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
+            :now, :now)
+        ON CONFLICT (instance_id) DO NOTHING
+        RETURNING instance_id""",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = ?",
     list_instances=f"""
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
@@ -29,41 +35,52 @@ QUERIES = Queries(
               AND lease_owner IS NOT :owner
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at""",
-    fence="""
-        SELECT run_no FROM workflow_instances
-        WHERE instance_id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running'""",
-    finish="""
-        UPDATE workflow_instances
-        SET status = ?, result = ?, error = ?, updated_at = ?,
-            lease_owner = NULL, lease_expires_at = NULL
-        WHERE instance_id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running'""",
     renew="""
         UPDATE workflow_instances SET lease_expires_at = romancy_now() + ?
         WHERE lease_owner = ? AND status = 'running'
         RETURNING instance_id, lease_epoch""",
-    release="""
+    release=f"""
         UPDATE workflow_instances
-        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-        WHERE instance_id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running'""",
+        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+        WHERE {_FENCE}
+        RETURNING instance_id""",
     cancel="""
         UPDATE workflow_instances
-        SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
-        WHERE instance_id = ? AND status IN ('pending', 'running')""",
+        SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+        WHERE instance_id = :iid AND status IN ('pending', 'running')
+        RETURNING instance_id""",
+    finish=f"""
+        UPDATE workflow_instances
+        SET status = :status, result = :result, error = :error, updated_at = :now,
+            lease_owner = NULL, lease_expires_at = NULL
+        WHERE {_FENCE}
+        RETURNING instance_id""",
     next_expiry="""
         SELECT min(lease_expires_at) - romancy_now() FROM workflow_instances
         WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?""",
-    insert_event="""
+    record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at
+        FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no""",
     select_history="""
         SELECT seq, kind, key, payload, created_at FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",
+    fence="""
+        SELECT run_no, input, run_started_at FROM workflow_instances
+        WHERE instance_id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running'""",
     archive_history="""
         INSERT INTO workflow_history_archive
         SELECT * FROM workflow_history WHERE instance_id = ? AND run_no = ?""",
     delete_history="DELETE FROM workflow_history WHERE instance_id = ? AND run_no = ?",
-    end_run="UPDATE workflow_runs SET ended_at = ? WHERE instance_id = ? AND run_no = ?",
+    close_run="""
+        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at,
+            ended_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (instance_id, run_no) DO UPDATE SET ended_at = excluded.ended_at""",
+    open_run="""
+        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at)
+        VALUES (?, ?, ?, ?, ?)""",
     start_next_run="""
         UPDATE workflow_instances
         SET run_no = run_no + 1, input = ?, run_started_at = ?, updated_at = ?
@@ -71,4 +88,5 @@ QUERIES = Queries(
     select_runs="""
         SELECT run_no, continued_from, started_at, ended_at FROM workflow_runs
         WHERE instance_id = ? ORDER BY run_no""",
+    run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = ?",
 )

@@ -44,8 +44,9 @@ class Totals(TypedDict):
 @activity
 async def ledger_write(ctx: ActivityContext, step: str) -> str:
     p = "%s" if ctx.db.dialect == "postgres" else "?"
-    await ctx.db.execute(f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})",
-                         (ctx.instance_id, step))
+    await ctx.db.execute(
+        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, step)
+    )
     return f"{step}-done"
 
 
@@ -94,14 +95,19 @@ async def ledger(app: Any) -> list[tuple[Any, ...]]:
 
 
 async def test_multi_activity_workflow_completes_with_one_record_per_activity(
-        backend: Backend) -> None:
+    backend: Backend,
+) -> None:
     async with open_app(backend.url, workflows=ALL, config=backend.config) as app:
         await make_ledger(app)
         iid = await app.start(four_steps, Order("o-1", 21))
         assert await app.result(iid, timeout=20) == {"order_id": "o-1", "total": 42}
         history = await app.store.load_history(iid, 1)
-        assert [e.key for e in history] == ["ledger_write:1", "ledger_write:2", "ledger_write:3",
-                                            "add_tax:1"]
+        assert [e.key for e in history] == [
+            "ledger_write:1",
+            "ledger_write:2",
+            "ledger_write:3",
+            "add_tax:1",
+        ]
         assert [e.payload for e in history[:3]] == ["a-done", "b-done", "c-done"]
         assert await ledger(app) == [(iid, "a"), (iid, "b"), (iid, "c")]
         info = await app.status(iid)
@@ -110,7 +116,8 @@ async def test_multi_activity_workflow_completes_with_one_record_per_activity(
 
 
 async def test_activity_failure_is_catchable_and_an_uncaught_one_fails_the_workflow(
-        backend: Backend) -> None:
+    backend: Backend,
+) -> None:
     async with open_app(backend.url, workflows=ALL, config=backend.config) as app:
         assert await app.run(catches_failure, "no", timeout=20) == "handled ValueError: no"
         iid = await app.start(fails)
@@ -128,7 +135,8 @@ async def test_same_instance_id_twice_creates_one_instance(backend: Backend) -> 
         async with trio.open_nursery() as nursery:
             for _ in range(5):
                 nursery.start_soon(
-                    lambda: app.start(four_steps, Order("o-7", 1), instance_id="fixed-id"))
+                    lambda: app.start(four_steps, Order("o-7", 1), instance_id="fixed-id")
+                )
         await app.result("fixed-id", timeout=20)
         assert len(await app.list_instances()) == 1
         assert len(await ledger(app)) == 3  # the effects happened once
@@ -138,7 +146,7 @@ async def test_same_instance_id_twice_creates_one_instance(backend: Backend) -> 
 
 async def test_bad_input_is_a_clear_error_and_writes_nothing(backend: Backend) -> None:
     async with open_app(backend.url, workflows=ALL, config=backend.config) as app:
-        with pytest.raises(UnknownWorkflowError, match="unknown workflow 'nope'.*four_steps"):
+        with pytest.raises(UnknownWorkflowError, match=r"unknown workflow 'nope'.*four_steps"):
             await app.start("nope", {})
         with pytest.raises(InvalidInputError, match=r"input.cents: expected int, got str"):
             await app.start(four_steps, {"order_id": "x", "cents": "ten"})
@@ -165,8 +173,9 @@ async def test_unknown_url_scheme_is_a_configuration_error() -> None:
 
 
 async def test_cancel_a_pending_instance_then_cancel_again(backend: Backend) -> None:
-    async with open_app(backend.url, workflows=ALL, config=backend.config,
-                        run_workers=False) as app:
+    async with open_app(
+        backend.url, workflows=ALL, config=backend.config, run_workers=False
+    ) as app:
         iid = await app.start(fails)
         assert (await app.status(iid)).status is WorkflowStatus.PENDING
         await app.cancel(iid)
@@ -180,8 +189,9 @@ async def test_cancel_a_pending_instance_then_cancel_again(backend: Backend) -> 
 
 
 async def test_list_instances_filters_by_status_and_workflow(backend: Backend) -> None:
-    async with open_app(backend.url, workflows=ALL, config=backend.config,
-                        run_workers=False) as app:
+    async with open_app(
+        backend.url, workflows=ALL, config=backend.config, run_workers=False
+    ) as app:
         a = await app.start(fails)
         b = await app.start(catches_failure, "x")
         await app.cancel(a)

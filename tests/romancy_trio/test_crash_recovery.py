@@ -31,14 +31,15 @@ async def _wait_for(path: Path, seconds: float) -> None:
 
 
 async def test_sigkill_mid_workflow_then_another_worker_finishes_it(
-        backend: Backend, tmp_path: Path) -> None:
+    backend: Backend, tmp_path: Path
+) -> None:
     schema = backend.config.schema
-    async with open_app(backend.url, workflows=[steps, effect], config=backend.config,
-                        run_workers=False) as app:
+    async with open_app(
+        backend.url, workflows=[steps, effect], config=backend.config, run_workers=False
+    ) as app:
         async with app.store.db.transaction() as tx:
             await tx.execute(EFFECTS_DDL)
-        victim = start_worker(backend.url, schema, "victim", HANG_AT="3",
-                              MARKER_DIR=str(tmp_path))
+        victim = start_worker(backend.url, schema, "victim", HANG_AT="3", MARKER_DIR=str(tmp_path))
         try:
             iid = await app.start(steps, 4, instance_id="crash-me")
             await _wait_for(tmp_path / "crash-me.3", 30)

@@ -27,8 +27,9 @@ async def _rows(app: Any, query: str) -> list[tuple[Any, ...]]:
 
 async def test_three_workers_two_hundred_workflows_one_killed(pg_backend: Backend) -> None:
     b = pg_backend
-    async with open_app(b.url, workflows=[steps, effect], config=b.config,
-                        run_workers=False) as app:
+    async with open_app(
+        b.url, workflows=[steps, effect], config=b.config, run_workers=False
+    ) as app:
         async with app.store.db.transaction() as tx:
             await tx.execute(EFFECTS_DDL)
         workers = [start_worker(b.url, b.config.schema, f"w{i}") for i in range(3)]
@@ -45,11 +46,16 @@ async def test_three_workers_two_hundred_workflows_one_killed(pg_backend: Backen
                 stop(w)
         done = await app.list_instances(status=WorkflowStatus.COMPLETED, limit=N + 1)
         assert len(done) == N
-        effects = Counter((i, s) for i, s, _ in await _rows(
-            app, "SELECT instance_id, step, worker_id FROM effects"))
+        effects = Counter(
+            (i, s)
+            for i, s, _ in await _rows(app, "SELECT instance_id, step, worker_id FROM effects")
+        )
         assert set(effects.values()) == {1} and len(effects) == 3 * N
-        history = await _rows(app, "SELECT instance_id, seq, worker_id, lease_epoch "
-                                   "FROM workflow_history ORDER BY instance_id, seq")
+        history = await _rows(
+            app,
+            "SELECT instance_id, seq, worker_id, lease_epoch "
+            "FROM workflow_history ORDER BY instance_id, seq",
+        )
         owner_of_epoch: dict[tuple[str, int], set[str]] = defaultdict(set)
         last_epoch: dict[str, int] = {}
         for iid, _seq, worker, epoch in history:

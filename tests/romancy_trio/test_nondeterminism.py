@@ -41,8 +41,9 @@ async def reorderable_v2(ctx: WorkflowContext) -> str:
 
 
 async def test_replay_with_changed_call_order_raises_non_determinism(backend: Backend) -> None:
-    async with open_app(backend.url, workflows=[reorderable_v1, first, second],
-                        config=backend.config) as app:
+    async with open_app(
+        backend.url, workflows=[reorderable_v1, first, second], config=backend.config
+    ) as app:
         iid = await app.start(reorderable_v1)
         with trio.fail_after(20):
             while not await app.store.load_history(iid, 1):
@@ -50,8 +51,7 @@ async def test_replay_with_changed_call_order_raises_non_determinism(backend: Ba
     # the app shut down mid-workflow and handed the instance back; a new deployment changed
     # the order of the calls
     v2 = Workflow(reorderable_v2, name="reorderable")  # not registered globally
-    async with open_app(backend.url, workflows=[v2, first, second],
-                        config=backend.config) as app:
+    async with open_app(backend.url, workflows=[v2, first, second], config=backend.config) as app:
         with pytest.raises(WorkflowFailedError) as err:
             await app.result(iid, timeout=20)
     assert err.value.error_type == "romancy_trio._errors.NonDeterminismError"

@@ -8,24 +8,49 @@ import sys
 import romancy_trio
 
 EXPECTED = {
-    "Activity", "ActivityContext", "ActivityFailedError", "App", "AppConfig", "ConfigurationError",
-    "InstanceFinishedError", "InstanceIdConflictError", "InstanceInfo", "InstanceNotFoundError",
-    "InvalidInputError", "NonDeterminismError", "RomancyError", "RunInfo", "Session",
-    "StorageUnavailableError", "TimeoutWaitingError", "UnknownWorkflowError", "Workflow",
-    "WorkflowAPIError", "WorkflowCancelledError", "WorkflowContext", "WorkflowFailedError",
-    "WorkflowStatus", "activity", "open_app", "workflow",
+    "Activity",
+    "ActivityContext",
+    "ActivityFailedError",
+    "App",
+    "AppConfig",
+    "ConfigurationError",
+    "InstanceFinishedError",
+    "InstanceIdConflictError",
+    "InstanceInfo",
+    "InstanceNotFoundError",
+    "InvalidInputError",
+    "NonDeterminismError",
+    "RomancyError",
+    "RunInfo",
+    "Session",
+    "StorageUnavailableError",
+    "TimeoutWaitingError",
+    "UnknownWorkflowError",
+    "Workflow",
+    "WorkflowAPIError",
+    "WorkflowCancelledError",
+    "WorkflowContext",
+    "WorkflowFailedError",
+    "WorkflowStatus",
+    "activity",
+    "open_app",
+    "workflow",
 }
 
 
 def test_public_names_are_pinned() -> None:
     public = {n for n in dir(romancy_trio) if not n.startswith("_")} - {
-        "storage", "demo"}  # subpackages/modules appear as attributes once imported
+        "storage",
+        "demo",
+    }  # subpackages/modules appear as attributes once imported
     assert set(romancy_trio.__all__) == EXPECTED
     assert public - EXPECTED <= {"annotations"}
 
 
 def test_importing_starts_no_thread_and_opens_nothing() -> None:
-    code = ("import threading, romancy_trio, notify, channels; "
-            "assert threading.active_count() == 1, threading.enumerate(); print('ok')")
+    code = (
+        "import threading, romancy_trio, notify, channels; "
+        "assert threading.active_count() == 1, threading.enumerate(); print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

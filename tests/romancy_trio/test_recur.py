@@ -27,11 +27,14 @@ async def _count(app: Any, table: str, iid: str) -> list[tuple[Any, ...]]:
     async with app.store.db.transaction() as tx:
         return await tx.fetchall(
             f"SELECT run_no, count(*) FROM {table} WHERE instance_id = {p} "
-            "GROUP BY run_no ORDER BY run_no", (iid,))
+            "GROUP BY run_no ORDER BY run_no",
+            (iid,),
+        )
 
 
 async def test_a_thousand_iterations_keep_history_bounded_and_lineage_intact(
-        backend: Backend) -> None:
+    backend: Backend,
+) -> None:
     async with open_app(backend.url, workflows=[counter, tick], config=backend.config) as app:
         iid = await app.start(counter, {"n": 0, "until": 1000})
         assert await app.result(iid, timeout=120) == {"n": 1000, "runs": 1000}

@@ -113,10 +113,16 @@ def test_recorded_failure_is_raised_in_the_workflow_and_can_be_caught() -> None:
             return f"caught {exc.error_type}: {exc.message}"
         return "no"
 
-    failed = HistoryEvent(0, EventKind.ACTIVITY_FAILED, "charge:1",
-                          ErrorInfo("ValueError", "card declined").to_json(), 1.0)
+    failed = HistoryEvent(
+        0,
+        EventKind.ACTIVITY_FAILED,
+        "charge:1",
+        ErrorInfo("ValueError", "card declined").to_json(),
+        1.0,
+    )
     assert machine_for(catches, [failed]).advance() == CompleteWorkflow(
-        "caught ValueError: card declined")
+        "caught ValueError: card declined"
+    )
 
 
 def test_uncaught_workflow_exception_fails_with_type_and_message() -> None:
@@ -148,8 +154,9 @@ def test_gather_replays_in_any_recorded_order_and_resumes_a_partial_gather() -> 
     async def fan_out(ctx: WorkflowContext, _: Any) -> list[Any]:
         return await ctx.gather(call("a"), call("b"))
 
-    assert machine_for(fan_out, [done(0, "b:1", 2), done(1, "a:1", 1)]).advance() == \
-        CompleteWorkflow([1, 2])
+    assert machine_for(
+        fan_out, [done(0, "b:1", 2), done(1, "a:1", 1)]
+    ).advance() == CompleteWorkflow([1, 2])
     m = machine_for(fan_out, [done(0, "b:1", 2)])
     cmd = m.advance()
     assert isinstance(cmd, RunActivities)
@@ -162,8 +169,9 @@ def test_results_are_rebuilt_as_the_declared_type() -> None:
         assert isinstance(p, Point)
         return p.x + p.y
 
-    assert machine_for(typed, [done(0, "point:1", {"x": 2, "y": 5})]).advance() == \
-        CompleteWorkflow(7)
+    assert machine_for(typed, [done(0, "point:1", {"x": 2, "y": 5})]).advance() == CompleteWorkflow(
+        7
+    )
 
 
 def test_recur_returns_continue_as_new_with_the_new_input() -> None:

@@ -21,7 +21,8 @@ async def effect(ctx: ActivityContext, step: int) -> int:
     p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
         f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
-        (ctx.instance_id, step, ctx.worker_id))
+        (ctx.instance_id, step, ctx.worker_id),
+    )
     if os.environ.get("HANG_AT") == str(step):
         Path(os.environ["MARKER_DIR"], f"{ctx.instance_id}.{step}").write_text(ctx.worker_id)
         await trio.sleep_forever()
@@ -37,10 +38,8 @@ EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGE
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
-    config = AppConfig(schema=schema, lease_ttl=2.0, heartbeat_interval=0.5,
-                       fallback_interval=5.0)
-    async with open_app(url, worker_id=worker_id, workflows=[steps, effect],
-                        config=config):
+    config = AppConfig(schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=5.0)
+    async with open_app(url, worker_id=worker_id, workflows=[steps, effect], config=config):
         print("ready", flush=True)
         await trio.sleep_forever()
 

@@ -1,0 +1,1 @@
+"""Benchmarks against a local PostgreSQL: ``python -m loadtests [scenario ...]``."""

@@ -1,0 +1,63 @@
+"""The one configuration object of `notify`: every interval, bound and backoff lives here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+__all__ = ["NotifyConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Tuning for a notify hub. All durations are in seconds.
+
+    - ``fallback_interval``: a `Watch.wait` with nothing received returns ``fallback=True``
+      after about this long, so every waiter re-reads the database now and then even if every
+      notification were lost.
+    - ``fallback_jitter``: the fraction (0 <= j < 1) by which each fallback interval is drawn
+      at random around ``fallback_interval`` (uniformly in ``[1 - j, 1 + j]`` times it), so
+      that waiters started together do not poll together.
+    - ``max_pending_keys``: at most this many distinct payloads are kept per watch between two
+      waits; one more clears them and reports a gap (the caller rescans everything).
+    - ``liveness_interval``: after this long without a notification, the PostgreSQL listener
+      checks its connection with ``SELECT 1``.
+    - ``reconnect_initial`` / ``reconnect_max``: the listener's exponential reconnect backoff
+      (doubling from the first to at most the second).
+    - ``reconnect_jitter``: the fraction by which each reconnect delay is drawn at random
+      (as for ``fallback_jitter``), so that many processes do not reconnect in lockstep.
+    - ``probe_timeout``: how long the start-up self-probe waits for its own notification, and
+      the bound on each liveness ``SELECT 1``.
+    """
+
+    fallback_interval: float = 30.0
+    fallback_jitter: float = 0.2
+    max_pending_keys: int = 1024
+    liveness_interval: float = 10.0
+    reconnect_initial: float = 0.1
+    reconnect_max: float = 5.0
+    reconnect_jitter: float = 0.2
+    probe_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"NotifyConfig.{f.name} must be a number, not {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"NotifyConfig.{f.name} must be finite and >= 0, not {value!r}")
+        for name in (
+            "fallback_interval",
+            "liveness_interval",
+            "reconnect_initial",
+            "probe_timeout",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"NotifyConfig.{name} must be > 0")
+        if not isinstance(self.max_pending_keys, int) or self.max_pending_keys < 1:
+            raise ValueError("NotifyConfig.max_pending_keys must be an int >= 1")
+        for name in ("fallback_jitter", "reconnect_jitter"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"NotifyConfig.{name} must be a fraction in [0, 1)")
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("NotifyConfig.reconnect_max must be >= reconnect_initial")

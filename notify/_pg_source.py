@@ -1,0 +1,236 @@
+"""The PostgreSQL source: one dedicated autocommit LISTEN connection feeding a hub.
+
+- Start-up: connect (outside any pool), ``LISTEN`` every topic (names quoted with
+  `psycopg.sql.Identifier`), then a *self-probe*: a second, short-lived connection to ``dsn``
+  NOTIFYs a random token on a private channel, which the listener must receive within
+  ``probe_timeout``. A connection that cannot LISTEN (a transaction-pooling proxy hands each
+  statement to some server connection) or that reaches another database fails the probe with
+  `ListenProbeFailed`; ``listener_dsn`` can point the listener at a direct connection.
+- Receiving: ``conn.notifies(timeout=liveness_interval)``; a window with nothing received is
+  followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``.
+- Losing the connection (`psycopg.OperationalError`, `psycopg.InterfaceError`, a liveness or
+  probe timeout): log a warning, reconnect with jittered exponential backoff
+  (``reconnect_initial`` doubling up to ``reconnect_max``) on a fresh connection, forever;
+  re-LISTEN and re-probe, and only then report a gap to every watch, so a waiter's rescan
+  cannot miss a notification sent while the listener was away. Cancellation always propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import psycopg
+import trio
+from psycopg import sql
+
+from . import pg
+from ._config import NotifyConfig
+from ._hub import Hub, SourceLink
+from ._registry import validate_payload, validate_topic
+
+__all__ = ["ListenProbeFailed", "notify_tx", "open_pg_hub"]
+
+logger = logging.getLogger("notify")
+
+# What a lost or unusable listener connection raises; anything else is a bug and propagates.
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, trio.TooSlowError)
+_PROBE_PREFIX = "romancy_notify_probe_"
+
+
+class ListenProbeFailed(RuntimeError):
+    """The listener connection did not receive its own probe notification: it cannot LISTEN."""
+
+
+async def notify_tx(conn: psycopg.AsyncConnection[Any], topic: str, payload: str) -> None:
+    """NOTIFY ``(topic, payload)`` inside the caller's transaction: it is sent on commit.
+
+    PostgreSQL folds repeats of one ``(topic, payload)`` within a transaction; still, notify
+    each distinct key once. The channel is a bound parameter of ``pg_notify``, never SQL text.
+    """
+    validate_topic(topic)
+    validate_payload(payload)
+    await conn.execute("SELECT pg_notify(%s, %s)", (topic, payload))
+
+
+def _describe(exc: BaseException, default: str) -> str:
+    """``exc`` on one line (psycopg's connection errors span several)."""
+    return " ".join(str(exc).split()) or default
+
+
+def _listen(topics: Collection[str]) -> sql.Composed:
+    return sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(t)) for t in topics)
+
+
+async def _probe(
+    conn: pg.TrioConnection[Any],
+    dsn: str,
+    channel: str,
+    topics: Collection[str],
+    config: NotifyConfig,
+    sink: SourceLink,
+) -> None:
+    """NOTIFY a random token on ``channel`` (which ``conn`` LISTENs to) from a second
+    connection and wait to receive it on ``conn``."""
+    token = secrets.token_hex(16)
+    with trio.fail_after(config.probe_timeout):
+        sender = await pg.connect(dsn, autocommit=True, connect_timeout=config.probe_timeout)
+        try:
+            await sender.execute("SELECT pg_notify(%s, %s)", (channel, token))
+        finally:
+            await sender.close()
+    async with contextlib.aclosing(conn.notifies(timeout=config.probe_timeout)) as notifies:
+        async for n in notifies:
+            if n.channel == channel and n.payload == token:
+                break
+            if n.channel in topics:
+                sink.deliver(n.channel, n.payload)
+        else:
+            raise ListenProbeFailed(
+                f"the notify listener connection did not receive its own probe notification "
+                f"within {config.probe_timeout:g} s, so it cannot LISTEN: is it going through a "
+                "transaction-pooling proxy (e.g. PgBouncer in transaction mode), or to another "
+                "server or database than the DSN used to send? Pass listener_dsn= pointing at "
+                "a direct connection to the same database."
+            )
+
+
+async def _open_listener(
+    dsn: str, listener_dsn: str, topics: Collection[str], config: NotifyConfig, sink: SourceLink
+) -> pg.TrioConnection[Any]:
+    """A fresh autocommit connection that LISTENs to ``topics`` and passed the self-probe."""
+    conn = await pg.connect(listener_dsn, autocommit=True, connect_timeout=config.probe_timeout)
+    ok = False
+    try:
+        channel = _PROBE_PREFIX + secrets.token_hex(8)
+        with trio.fail_after(config.probe_timeout):
+            await conn.execute(_listen([*sorted(topics), channel]))
+        await _probe(conn, dsn, channel, topics, config, sink)
+        with trio.fail_after(config.probe_timeout):
+            await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+        ok = True
+        return conn
+    finally:
+        if not ok:
+            await conn.close()
+
+
+async def _receive(
+    conn: pg.TrioConnection[Any], topics: Collection[str], config: NotifyConfig, sink: SourceLink
+) -> NoReturn:
+    """Feed notifications to ``sink`` until the connection fails."""
+    while True:
+        received = False
+        async with contextlib.aclosing(conn.notifies(timeout=config.liveness_interval)) as notifies:
+            async for n in notifies:
+                received = True
+                if n.channel in topics:
+                    sink.deliver(n.channel, n.payload)
+        if not received:
+            with trio.fail_after(config.probe_timeout):
+                await conn.execute("SELECT 1")
+
+
+async def _reconnect(
+    dsn: str,
+    listener_dsn: str,
+    topics: Collection[str],
+    config: NotifyConfig,
+    sink: SourceLink,
+) -> pg.TrioConnection[Any]:
+    """Open a new listener, retrying with jittered exponential backoff until it works."""
+    delay = config.reconnect_initial
+    jitter = config.reconnect_jitter
+    attempt = 0
+    while True:
+        await trio.sleep(delay * sink.rng.uniform(1 - jitter, 1 + jitter))
+        attempt += 1
+        try:
+            return await _open_listener(dsn, listener_dsn, topics, config, sink)
+        except (*_CONNECTION_ERRORS, ListenProbeFailed) as exc:
+            delay = min(delay * 2, config.reconnect_max)
+            logger.warning(
+                "notify listener: reconnect attempt %d failed (%s: %s); retrying in ~%.2g s",
+                attempt,
+                type(exc).__name__,
+                _describe(exc, "timed out"),
+                delay,
+            )
+
+
+async def _listen_forever(
+    sink: SourceLink,
+    conn: pg.TrioConnection[Any],
+    dsn: str,
+    listener_dsn: str,
+    topics: Collection[str],
+    config: NotifyConfig,
+) -> NoReturn:
+    """Feed ``sink`` from ``conn`` (LISTENing; this task owns it), reconnecting forever."""
+    try:
+        while True:
+            try:
+                await _receive(conn, topics, config, sink)
+            except _CONNECTION_ERRORS as exc:
+                logger.warning(
+                    "notify listener lost its connection (%s: %s); reconnecting",
+                    type(exc).__name__,
+                    _describe(exc, "liveness check timed out"),
+                )
+            sink.set_listening(False)
+            await conn.close()
+            conn = await _reconnect(dsn, listener_dsn, topics, config, sink)
+            sink.note_reconnect()
+            sink.set_listening(True, conn.info.backend_pid)
+            sink.gap_all()  # only now: a rescan after this cannot miss a notification
+    finally:
+        sink.set_listening(False)
+        await conn.close()
+
+
+@asynccontextmanager
+async def open_pg_hub(
+    dsn: str,
+    topics: Collection[str],
+    config: NotifyConfig | None = None,
+    *,
+    listener_dsn: str | None = None,
+) -> AsyncIterator[Hub]:
+    """A `Hub` fed by PostgreSQL LISTEN (and `Hub.publish_local`); enters once listening.
+
+    ``listener_dsn``: where the dedicated LISTEN connection goes, if not to ``dsn`` (e.g. a
+    direct connection when ``dsn`` is a transaction-pooling proxy); the self-probe is sent
+    through ``dsn``. Start-up errors (cannot connect, `ListenProbeFailed`) propagate as they
+    are; later losses of the connection are retried forever. Leaving the block cancels the
+    listener task and closes the hub (its waiters get `HubClosed`).
+    """
+    link = SourceLink(Hub(topics, config))
+    hub = link.hub
+    listener_dsn = dsn if listener_dsn is None else listener_dsn
+    body_exc: BaseException | None = None
+    try:
+        conn = await _open_listener(dsn, listener_dsn, hub.topics, hub.config, link)
+        try:
+            link.set_listening(True, conn.info.backend_pid)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    _listen_forever, link, conn, dsn, listener_dsn, hub.topics, hub.config
+                )
+                try:
+                    yield hub
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
+                    body_exc = exc  # the nursery, so that it is not wrapped in a group
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            await conn.close()  # the task's job, unless it never ran
+    finally:
+        link.close()
+    if body_exc is not None:
+        raise body_exc

@@ -1,0 +1,240 @@
+"""The hub with the in-process source: watch, publish_local, wait, fallback, close."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import notify
+from notify import HubClosed, NotifyConfig, Wakeup, WatchClosed, open_local_hub
+
+TOPICS = ["romancy_work", "romancy_done"]
+FAST = NotifyConfig(fallback_interval=0.05, fallback_jitter=0.2)
+
+
+def test_public_surface() -> None:
+    assert sorted(notify.__all__) == [
+        "Hub",
+        "HubClosed",
+        "HubStatistics",
+        "ListenProbeFailed",
+        "NotifyConfig",
+        "NotifyError",
+        "Wakeup",
+        "Watch",
+        "WatchClosed",
+        "notify_tx",
+        "open_local_hub",
+        "open_pg_hub",
+    ]
+    for name in notify.__all__:
+        assert getattr(notify, name).__module__.startswith("notify")
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="fallback_interval"):
+        NotifyConfig(fallback_interval=0)
+    with pytest.raises(ValueError, match="fallback_jitter"):
+        NotifyConfig(fallback_jitter=1.0)
+    with pytest.raises(ValueError, match="max_pending_keys"):
+        NotifyConfig(max_pending_keys=0)
+    with pytest.raises(ValueError, match="reconnect_max"):
+        NotifyConfig(reconnect_initial=2, reconnect_max=1)
+    with pytest.raises(TypeError, match="probe_timeout"):
+        NotifyConfig(probe_timeout="5")  # type: ignore[arg-type]
+
+
+async def test_publish_wakes_a_waiting_keyed_watch() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        woken: list[Wakeup] = []
+
+        async def waiter(task_status: trio.TaskStatus[None]) -> None:
+            with hub.watch("romancy_done", "i1") as w:
+                task_status.started()
+                woken.append(await w.wait())
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            hub.publish_local("romancy_done", "other")
+            await trio.testing.wait_all_tasks_blocked()
+            assert woken == []
+            hub.publish_local("romancy_done", "i1")
+        assert woken == [Wakeup(keys=frozenset({"i1"}))]
+        stats = hub.statistics()
+        assert (stats.watches, stats.received, stats.delivered) == (0, 2, 1)
+        assert stats.listening
+
+
+async def test_wait_returns_at_once_if_pending() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_done", "i1") as w:
+            hub.publish_local("romancy_done", "i1")  # between the check and the wait
+            with trio.fail_after(1):
+                assert await w.wait() == Wakeup(keys=frozenset({"i1"}))
+            assert w.wait_nowait() is None
+            hub.publish_local("romancy_done", "i1")
+            assert w.wait_nowait() == Wakeup(keys=frozenset({"i1"}))
+
+
+async def test_wildcard_watch_collects_keys() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_work") as w:
+            for key in ("a", "b", "a", "c"):
+                hub.publish_local("romancy_work", key)
+            hub.publish_local("romancy_done", "z")
+            assert await w.wait() == Wakeup(keys=frozenset({"a", "b", "c"}))
+
+
+async def test_overflow_reports_gap() -> None:
+    async with open_local_hub(TOPICS, NotifyConfig(max_pending_keys=2)) as hub:
+        with hub.watch("romancy_work") as w:
+            for key in ("a", "b", "c"):
+                hub.publish_local("romancy_work", key)
+            assert await w.wait() == Wakeup(gap=True)
+            assert hub.statistics().overflows == 1
+
+
+async def test_fallback_fires() -> None:
+    async with open_local_hub(TOPICS, FAST) as hub:
+        with hub.watch("romancy_done", "i1") as w:
+            start = trio.current_time()
+            assert await w.wait() == Wakeup(fallback=True)
+            elapsed = trio.current_time() - start
+            assert 0.04 - 0.01 <= elapsed < 1.0
+            assert await w.wait(timeout=10) == Wakeup(fallback=True)
+        assert hub.statistics().fallbacks == 2
+
+
+async def test_fallback_intervals_are_jittered() -> None:
+    async with open_local_hub(
+        TOPICS, NotifyConfig(fallback_interval=10, fallback_jitter=0.5)
+    ) as hub:
+        draws = {hub._fallback_interval() for _ in range(100)}
+    assert len(draws) > 90
+    assert all(5 <= d <= 15 for d in draws)
+    assert min(draws) < 9 and max(draws) > 11
+
+
+async def test_timeout() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_done", "i1") as w:
+            start = trio.current_time()
+            assert await w.wait(timeout=0.05) == Wakeup(timed_out=True)
+            assert trio.current_time() - start >= 0.05 - 0.01
+            assert await w.wait(timeout=0) == Wakeup(timed_out=True)
+            hub.publish_local("romancy_done", "i1")
+            assert await w.wait(timeout=0) == Wakeup(keys=frozenset({"i1"}))
+            with pytest.raises(ValueError, match="timeout"):
+                await w.wait(timeout=-1)
+        assert hub.statistics().fallbacks == 0
+
+
+def test_timeout_with_autojump_clock() -> None:
+    """Long intervals cost no real time; the earlier of timeout and fallback wins."""
+
+    async def main() -> None:
+        async with open_local_hub(TOPICS, NotifyConfig(fallback_interval=30)) as hub:
+            with hub.watch("romancy_done") as w:
+                assert await w.wait(timeout=20) == Wakeup(timed_out=True)
+                assert await w.wait(timeout=40) == Wakeup(fallback=True)
+                assert await w.wait(timeout=None) == Wakeup(fallback=True)
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_several_waiters_on_one_key() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        woken: list[Wakeup] = []
+
+        async def waiter() -> None:
+            with hub.watch("romancy_done", "i1") as w:
+                woken.append(await w.wait())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            assert hub.statistics().watches == 3
+            hub.publish_local("romancy_done", "i1")
+        assert woken == [Wakeup(keys=frozenset({"i1"}))] * 3
+
+
+async def test_closing_the_hub_wakes_waiters_with_hub_closed() -> None:
+    results: list[str] = []
+
+    async def waiter(w: notify.Watch) -> None:
+        try:
+            await w.wait()
+        except HubClosed:
+            results.append("closed")
+
+    with trio.fail_after(2):
+        async with trio.open_nursery() as nursery:
+            async with open_local_hub(TOPICS) as hub:
+                w = hub.watch("romancy_done", "i1")
+                nursery.start_soon(waiter, w)
+                await trio.testing.wait_all_tasks_blocked()
+            # the hub is closed; the waiter must finish on its own (no leaked task)
+    assert results == ["closed"]
+    assert hub.closed
+    assert not hub.statistics().listening
+    with pytest.raises(HubClosed):
+        hub.watch("romancy_done", "i1")
+    with pytest.raises(HubClosed):
+        hub.publish_local("romancy_done", "i1")
+    with pytest.raises(HubClosed):
+        await w.wait(timeout=1)
+    with pytest.raises(HubClosed):
+        w.wait_nowait()
+    w.close()  # harmless after the hub closed
+
+
+async def test_closed_watch() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_done", "i1") as w:
+            pass
+        assert hub.statistics().watches == 0
+        with pytest.raises(WatchClosed):
+            await w.wait()
+
+        # closing a watch from another task wakes its waiter with WatchClosed
+        w2 = hub.watch("romancy_done", "i2")
+        with pytest.RaisesGroup(WatchClosed):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(w2.wait)
+                await trio.testing.wait_all_tasks_blocked()
+                w2.close()
+
+
+async def test_cancelling_a_wait_leaves_the_watch_usable() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_done", "i1") as w:
+            with trio.move_on_after(0.01):
+                await w.wait()
+            hub.publish_local("romancy_done", "i1")
+            assert await w.wait() == Wakeup(keys=frozenset({"i1"}))
+
+
+async def test_body_exception_propagates_unwrapped() -> None:
+    with pytest.raises(KeyError):
+        async with open_local_hub(TOPICS):
+            raise KeyError("boom")
+
+
+async def test_validation() -> None:
+    async with open_local_hub(TOPICS) as hub:
+        with pytest.raises(ValueError, match="unknown notify topic"):
+            hub.watch("nope")
+        with pytest.raises(ValueError, match="unknown notify topic"):
+            hub.publish_local("nope", "x")
+        with pytest.raises(ValueError, match="NUL"):
+            hub.publish_local("romancy_done", "\x00")
+        with pytest.raises(ValueError, match="more than 7999"):
+            hub.publish_local("romancy_done", "x" * 8000)
+        with pytest.raises(ValueError, match="NUL"):
+            hub.watch("romancy_done", "\x00")
+    with pytest.raises(ValueError, match="invalid notify topic"):
+        async with open_local_hub(["bad-topic"]):
+            pass
