@@ -12,6 +12,12 @@ from ._definitions import Workflow as Workflow
 from ._definitions import activity as activity
 from ._definitions import workflow as workflow
 from ._errors import ActivityFailedError as ActivityFailedError
+from ._errors import EventTimeoutError as EventTimeoutError
+from ._errors import ReceiveTimeoutError as ReceiveTimeoutError
+from ._errors import RetriesExhaustedError as RetriesExhaustedError
+from ._errors import WaitTimeoutError as WaitTimeoutError
+from ._event_types import Event as Event
+from ._event_types import EventReceipt as EventReceipt
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import InstanceFinishedError as InstanceFinishedError
 from ._errors import InstanceIdConflictError as InstanceIdConflictError
@@ -25,7 +31,14 @@ from ._errors import UnknownWorkflowError as UnknownWorkflowError
 from ._errors import WorkflowAPIError as WorkflowAPIError
 from ._errors import WorkflowCancelledError as WorkflowCancelledError
 from ._errors import WorkflowFailedError as WorkflowFailedError
+from ._replay import ReceivedEvent as ReceivedEvent
+from ._replay import ReceivedMessage as ReceivedMessage
+from ._replay import RetryPolicy as RetryPolicy
 from ._replay import WorkflowContext as WorkflowContext
+from ._waits import recur as recur
+from ._waits import sleep as sleep
+from ._waits import sleep_until as sleep_until
+from ._waits import wait_event as wait_event
 from .storage import InstanceInfo as InstanceInfo
 from .storage import RunInfo as RunInfo
 from .storage import Session as Session
@@ -38,18 +51,27 @@ __all__ = [
     "App",
     "AppConfig",
     "ConfigurationError",
+    "Event",
+    "EventReceipt",
+    "EventTimeoutError",
     "InstanceFinishedError",
     "InstanceIdConflictError",
     "InstanceInfo",
     "InstanceNotFoundError",
     "InvalidInputError",
     "NonDeterminismError",
+    "ReceiveTimeoutError",
+    "ReceivedEvent",
+    "ReceivedMessage",
+    "RetriesExhaustedError",
+    "RetryPolicy",
     "RomancyError",
     "RunInfo",
     "Session",
     "StorageUnavailableError",
     "TimeoutWaitingError",
     "UnknownWorkflowError",
+    "WaitTimeoutError",
     "Workflow",
     "WorkflowAPIError",
     "WorkflowCancelledError",
@@ -58,5 +80,9 @@ __all__ = [
     "WorkflowStatus",
     "activity",
     "open_app",
+    "recur",
+    "sleep",
+    "sleep_until",
+    "wait_event",
     "workflow",
 ]

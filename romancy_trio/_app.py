@@ -18,6 +18,7 @@ from ._codec import convert, normalize
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
+from ._event_types import Event, EventReceipt
 from ._errors import (
     InstanceFinishedError,
     InstanceIdConflictError,
@@ -132,6 +133,12 @@ class App:
             self._scheduler.run_reserved(Claimed(lease, wf.name, input_json, 1, now, fresh=True))
         return iid
 
+    async def send_event(self, event: Event) -> EventReceipt:
+        """Record an event and deliver it to the instances waiting for its type (or, with
+        ``target_instance_id``, to that instance's inbox). Returns once committed; sending the
+        same (source, id) again records nothing new (``duplicate=True``)."""
+        return await self.store.waits.send_event(event)
+
     async def status(self, instance_id: str) -> InstanceInfo:
         info = await self.store.get_instance(instance_id)
         if info is None:
@@ -177,8 +184,10 @@ class App:
         return await self.result(iid, timeout=timeout)
 
     async def cancel(self, instance_id: str) -> None:
-        """Cancel a pending or running instance; its worker stops it promptly."""
-        if not await self.store.cancel(instance_id, now=time.time()):
+        """Cancel a live instance. A running one is stopped promptly on whichever worker runs it
+        (told through the notify hub); a waiting one is not claimed just to end it. The
+        compensations of its completed activities run, then its status is ``cancelled``."""
+        if await self.store.waits.cancel(instance_id, now=time.time()) is None:
             info = await self.status(instance_id)
             raise InstanceFinishedError(
                 f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
@@ -231,13 +240,20 @@ async def open_app(
         async with hub_cm as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
             wid = worker_id or default_worker_id()
+            body_error: BaseException | None = None
             async with trio.open_nursery() as nursery:
                 scheduler = None
                 if run_workers:
                     scheduler = Scheduler(store, registry, hub, config, wid)
                     await nursery.start(scheduler.serve)
-                yield App(store, hub, registry, config, wid, scheduler)
+                try:
+                    yield App(store, hub, registry, config, wid, scheduler)
+                except BaseException as exc:  # re-raised below, unwrapped by the nursery
+                    body_error = exc
                 nursery.cancel_scope.cancel()
+            if body_error is not None:
+                raise body_error
+
 
 
 def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ._replay import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,13 @@ class AppConfig:
     """PostgreSQL schema holding the tables."""
     release_timeout: float = 2.0
     """On shutdown, how long to try to hand leases back before leaving them to expire."""
+    default_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retry policy of activities that declare none (3 attempts, 1 s then 2 s apart)."""
+    event_retention: float = 7 * 24 * 3600.0
+    """Seconds events are kept (for idempotency of redelivered CloudEvents, and targeted
+    events waiting in an instance's inbox); older ones are deleted in bounded batches."""
+    maintenance_interval: float = 600.0
+    """How often a worker deletes expired events."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:

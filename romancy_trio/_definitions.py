@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from ._errors import ConfigurationError, UnknownWorkflowError
-from ._replay import ActivityCall, WorkflowContext
+from ._replay import ActivityCall, RetryPolicy, WorkflowContext
 
 if typing.TYPE_CHECKING:
     from ._activity_context import ActivityContext
@@ -34,12 +34,17 @@ class Activity(Generic[P, R]):
         *,
         name: str,
         transactional: bool,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"@activity {name!r} must be an 'async def' function")
         self.fn = fn
         self.name = name
         self.transactional = transactional
+        self.retry = retry
+        self.compensation_name: str | None = None
+        self.compensation_activity: Activity[..., Any] | None = None
+
         self.result_hint: Any = _hints(fn).get("return", Any)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -52,7 +57,25 @@ class Activity(Generic[P, R]):
                 f"activity {self.name!r} is called from a workflow as {self.name}(ctx, ...) with "
                 f"the workflow's context, not {type(ctx).__qualname__}"
             )
-        return ActivityCall(self.name, args, dict(kwargs), None, self.result_hint)
+        return ActivityCall(self.name, args, dict(kwargs), None, self.result_hint, None,
+                            self.compensation_name)
+
+    def compensation(self, fn: Callable[..., Awaitable[Any]]) -> Activity[..., Any]:
+        """Declare how to undo this activity (saga). Decorate an ``async def`` that takes the
+        activity's own arguments plus its result as the last argument::
+
+            @reserve.compensation
+            async def release(ctx: ActivityContext, order: Order, reservation: str) -> None: ...
+
+        If the workflow later fails or is cancelled, the compensations of the activities that
+        completed run newest first, each exactly once and recorded in history.
+        """
+        comp: Activity[..., Any] = Activity(fn, name=f"{self.name}.compensation",
+                                            transactional=self.transactional, retry=self.retry)
+        default_registry.add(comp)
+        self.compensation_name = comp.name
+        self.compensation_activity = comp
+        return comp
 
     def __repr__(self) -> str:
         return f"<activity {self.name}>"
@@ -130,6 +153,9 @@ class Registry:
         reg = cls.empty()
         for item in items:
             reg.add(item)
+            comp = getattr(item, "compensation_activity", None)
+            if comp is not None:
+                reg.add(comp)
         return reg
 
 
@@ -142,17 +168,18 @@ def activity(fn: Callable[Concatenate[ActivityContext, P], Awaitable[R]], /) -> 
 def activity(
     *, name: str | None = None, transactional: bool = True
 ) -> Callable[[Callable[Concatenate[ActivityContext, P], Awaitable[R]]], Activity[P, R]]: ...
-def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool = True) -> Any:
+def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool = True,
+             retry: RetryPolicy | None = None) -> Any:
     """Declare an activity: ``async def fn(ctx: ActivityContext, ...)``.
 
     Transactional (default): the activity's database work through ``ctx.session``, its history
     record, and (later) its outbox rows commit in one transaction - exactly once.
     ``transactional=False``: for external calls; at-least-once (a crash after the call but before
-    the record re-runs it).
+    the record re-runs it). ``retry``: this activity's policy (default: the app's).
     """
 
     def wrap(f: Callable[Concatenate[ActivityContext, P], Awaitable[R]]) -> Activity[P, R]:
-        act = Activity(f, name=name or f.__name__, transactional=transactional)
+        act = Activity(f, name=name or f.__name__, transactional=transactional, retry=retry)
         default_registry.add(act)
         return act
 

@@ -97,3 +97,31 @@ class StorageUnavailableError(RomancyError):
     Work is never lost by it: an instance whose worker hits this is released or its lease expires,
     and it is claimed again.
     """
+
+
+class RetriesExhaustedError(ActivityFailedError):
+    """Raised inside a workflow when an activity failed on every attempt its policy allowed.
+
+    ``attempts`` is how many were made; ``error_type``/``message`` describe the last cause.
+    """
+
+    def __init__(self, activity_id: str, error_type: str, message: str, attempts: int) -> None:
+        super().__init__(activity_id, error_type, message)
+        self.attempts = attempts
+        self.args = (f"activity {activity_id!r} failed after {attempts} attempts; "
+                     f"last error: {error_type}: {message}",)
+
+
+class WaitTimeoutError(RomancyError, TimeoutError):
+    """Raised inside a workflow when a wait (event or channel message) passed its timeout."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"timed out waiting for {what}")
+
+
+class EventTimeoutError(WaitTimeoutError):
+    """``wait_event`` passed its timeout before an event of that type arrived."""
+
+
+class ReceiveTimeoutError(WaitTimeoutError):
+    """``receive`` passed its timeout before a message arrived on the channel."""

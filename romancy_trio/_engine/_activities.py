@@ -1,18 +1,29 @@
-"""Run one activity and record its outcome, transactionally unless the activity opted out."""
+"""Run one activity (or compensation) with its retry policy and record what happened.
+
+Transactional activities (the default) run their session's statements, and their history row,
+in one transaction that begins at the session's first statement. Every failed attempt that will
+be retried is recorded (``<id>#attempt-<n>`` with the time of the next attempt), so a crash in
+the middle of backing off resumes the same schedule instead of starting over.
+"""
 
 from __future__ import annotations
 
+import random
 import time
 from contextlib import AsyncExitStack
 from typing import Any
+
+import trio
 
 from .._activity_context import ActivityContext
 from .._codec import dumps, loads
 from .._definitions import Activity
 from .._errors import ConfigurationError
-from .._replay import ActivityCommand, ErrorInfo, EventKind, HistoryEvent
+from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
 from ..storage import Database, Lease, Store, Tx
 from ..storage._db import Params, Row
+
+_jitter = random.Random()
 
 
 class _UserFailure(Exception):
@@ -21,17 +32,6 @@ class _UserFailure(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand) -> Any:
-    """The user's function; its exceptions (and unencodable results) become _UserFailure."""
-    try:
-        result = await act.fn(actx, *cmd.args, **cmd.kwargs)
-        return loads(dumps(result))
-    except (
-        Exception
-    ) as exc:  # the activity's own failure: recorded in history, raised in the workflow
-        raise _UserFailure(exc) from exc
 
 
 class _LazySession:
@@ -62,52 +62,98 @@ class _LazySession:
         return await (await self.tx()).fetchall(query, params)
 
 
-async def run_activity(
-    store: Store,
-    act: Activity[..., Any] | None,
-    cmd: ActivityCommand,
-    *,
-    lease: Lease,
-    run_no: int,
-    seq: int,
-    workflow_name: str,
-) -> HistoryEvent:
-    """Execute ``cmd`` and durably record what happened; return the recorded event.
-
-    Transactional: the activity's session and its history row (fenced by the lease) commit
-    together; if the activity raises, its transaction rolls back and the failure is recorded on
-    its own.
-    """
-
-    def ctx(session: Any) -> ActivityContext:
-        return ActivityContext(
-            lease.instance_id, workflow_name, cmd.activity_id, lease.worker_id, session
-        )
-
-    def completed(payload: Any) -> HistoryEvent:
-        return HistoryEvent(
-            seq, EventKind.ACTIVITY_COMPLETED, cmd.activity_id, payload, time.time()
-        )
-
+async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand) -> Any:
+    """The user's function; its exceptions (and unencodable results) become _UserFailure."""
     try:
-        if act is None:
-            raise _UserFailure(
-                ConfigurationError(f"activity {cmd.name!r} is not registered with this app")
-            )
-        if act.transactional:
-            async with AsyncExitStack() as stack:
-                session = _LazySession(store.db, stack)
-                event = completed(await _call(act, ctx(session), cmd))
-                await store.record_event_tx(await session.tx(), lease, run_no, event)
-            return event
-        event = completed(await _call(act, ctx(None), cmd))
-    except _UserFailure as failure:
-        event = HistoryEvent(
-            seq,
-            EventKind.ACTIVITY_FAILED,
-            cmd.activity_id,
-            ErrorInfo.from_exception(failure.cause).to_json(),
-            time.time(),
-        )
-    await store.record_event(lease, run_no, event)
-    return event
+        result = await act.fn(actx, *cmd.args, **cmd.kwargs)
+        return loads(dumps(result))
+    except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
+        raise _UserFailure(exc) from exc
+
+
+class ActivityRunner:
+    """Executes activity commands for one instance run; knows the lease and the next seq."""
+
+    def __init__(self, store: Store, activities: dict[str, Activity[..., Any]],
+                 default_retry: RetryPolicy, *, lease: Lease, run_no: int, next_seq: int,
+                 workflow_name: str) -> None:
+        self.store = store
+        self.activities = activities
+        self.default_retry = default_retry
+        self.lease = lease
+        self.run_no = run_no
+        self.workflow_name = workflow_name
+        self._seq = next_seq
+
+    def take_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    async def run(self, cmd: ActivityCommand) -> HistoryEvent:
+        """Run with retries until an outcome is recorded; return that outcome's event."""
+        act = self.activities.get(cmd.name)
+        policy = cmd.retry or (act.retry if act is not None else None) or self.default_retry
+        attempts = list(cmd.attempts)
+        first_at = float(attempts[0]["first_at"]) if attempts else time.time()
+        if attempts:
+            await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
+        while True:
+            attempt = len(attempts) + 1
+            event = await self._attempt(act, cmd)
+            if event is not None:
+                return event
+            error = self._last_error
+            now = time.time()
+            delay = policy.delay_after(attempt) * (1 + 0.1 * _jitter.random())
+            retryable = policy.is_retryable(error.type) and act is not None
+            out_of_time = (policy.max_duration is not None
+                           and now + delay - first_at > policy.max_duration)
+            if not retryable or attempt >= policy.max_attempts or out_of_time:
+                payload = {**error.to_json(), "attempts": attempt,
+                           "exhausted": retryable and attempt > 1}
+                kind = (EventKind.COMPENSATION_FAILED if cmd.compensates
+                        else EventKind.ACTIVITY_FAILED)
+                return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id,
+                                                       payload, now))
+            record = {**error.to_json(), "attempt": attempt, "first_at": first_at,
+                      "next_at": now + delay}
+            attempts.append(record)
+            await self._record(HistoryEvent(self.take_seq(), EventKind.ATTEMPT_FAILED,
+                                            f"{cmd.activity_id}{ATTEMPT}{attempt}", record, now))
+            await trio.sleep(delay)
+
+    async def _record(self, event: HistoryEvent) -> HistoryEvent:
+        await self.store.record_event(self.lease, self.run_no, event)
+        return event
+
+    async def _attempt(self, act: Activity[..., Any] | None,
+                       cmd: ActivityCommand) -> HistoryEvent | None:
+        """One attempt. Success is recorded (returned); a failure is left in _last_error."""
+
+        def ctx(session: Any) -> ActivityContext:
+            return ActivityContext(self.lease.instance_id, self.workflow_name, cmd.activity_id,
+                                   self.lease.worker_id, session)
+
+        kind = (EventKind.COMPENSATION_COMPLETED if cmd.compensates
+                else EventKind.ACTIVITY_COMPLETED)
+        try:
+            if act is None:
+                raise _UserFailure(ConfigurationError(
+                    f"activity {cmd.name!r} is not registered with this app"))
+            if act.transactional:
+                async with AsyncExitStack() as stack:
+                    session = _LazySession(self.store.db, stack)
+                    payload = await _call(act, ctx(session), cmd)
+                    event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
+                                         time.time(), cmd.compensation)
+                    await self.store.record_event_tx(await session.tx(), self.lease,
+                                                     self.run_no, event)
+                return event
+            payload = await _call(act, ctx(None), cmd)
+        except _UserFailure as failure:
+            self._last_error = ErrorInfo.from_exception(failure.cause)
+            return None
+        return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
+                                               time.time(), cmd.compensation))
+
+    _last_error: ErrorInfo

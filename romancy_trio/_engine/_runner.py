@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -12,35 +11,40 @@ from .._codec import convert, dumps, loads
 from .._definitions import Registry
 from .._errors import InvalidInputError, RomancyError, UnknownWorkflowError
 from .._replay import (
+    CancelWorkflow,
     CompleteWorkflow,
     ContinueAsNew,
     ErrorInfo,
     FailWorkflow,
-    HistoryEvent,
+    Outcome,
+    RetryPolicy,
     RunActivities,
+    Suspend,
     WorkflowContext,
     WorkflowMachine,
 )
-from ..storage import Claimed, Lease, Store, WorkflowStatus
-from ._activities import run_activity
+from ..storage import Claimed, Store, WorkflowStatus
+from ._activities import ActivityRunner
 
-log = logging.getLogger("romancy_trio.runner")
+
+class Suspended:
+    """The run waits for an event, message or timer; the instance was let go."""
 
 
 def _error(exc: RomancyError) -> ErrorInfo:
     return ErrorInfo.from_exception(exc)
 
 
-async def run_claimed(store: Store, registry: Registry, claimed: Claimed) -> None:
-    """Run the instance until it completes, fails or continues as new (then keep going).
-
-    Raises LeaseLostError if another worker took the instance over; the caller abandons it.
-    """
+async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
+                      default_retry: RetryPolicy) -> None:
+    """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
+    as often as it recurs). Raises LeaseLostError if another worker took it over."""
     lease = claimed.lease
+    now = time.time
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
-        await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
+        await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
         return
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
     fresh = claimed.fresh
@@ -48,73 +52,72 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed) -> Non
         try:
             workflow_input = convert(loads(input_json), wf.input_hint, "input")
         except InvalidInputError as exc:
-            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
+            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             return
         history = [] if fresh else await store.load_history(lease.instance_id, run_no)
-        machine = WorkflowMachine(history=history, started_at=started_at)
-        ctx = WorkflowContext(
-            machine, instance_id=lease.instance_id, workflow_name=wf.name, run_no=run_no
-        )
+        machine = WorkflowMachine(history=history, started_at=started_at,
+                                  cancel_requested=claimed.cancel_requested)
+        ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
+                              run_no=run_no)
         machine.start(wf.fn(ctx, workflow_input) if wf.takes_input else wf.fn(ctx))
+        runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
+                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name)
         try:
-            outcome = await _drive(store, registry, machine, lease, run_no, len(history), wf.name)
+            outcome = await _drive(store, machine, runner)
         finally:
             machine.close()
+        if isinstance(outcome, Suspended):
+            return
         if isinstance(outcome, CompleteWorkflow):
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
-                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
+                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
                 return
-            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=time.time())
+            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now())
             return
         if isinstance(outcome, FailWorkflow):
-            await store.finish(lease, WorkflowStatus.FAILED, error=outcome.error, now=time.time())
+            await store.finish(lease, WorkflowStatus.FAILED, error=outcome.error,
+                               compensation_errors=outcome.compensation_errors, now=now())
+            return
+        if isinstance(outcome, CancelWorkflow):
+            await store.finish(lease, WorkflowStatus.CANCELLED,
+                               compensation_errors=outcome.compensation_errors, now=now())
             return
         try:
             input_json = dumps(outcome.input)
             convert(loads(input_json), wf.input_hint, "recur input")
         except InvalidInputError as exc:
-            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=time.time())
+            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             return
-        started_at = time.time()
+        started_at = now()
         run_no = await store.continue_as_new(lease, run_no, input_json, now=started_at)
         fresh = True  # the new run's history was just created empty
 
 
-async def _drive(
-    store: Store,
-    registry: Registry,
-    machine: WorkflowMachine,
-    lease: Lease,
-    run_no: int,
-    next_seq: int,
-    workflow_name: str,
-) -> CompleteWorkflow | FailWorkflow | ContinueAsNew:
-    seq = next_seq
+async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner
+                 ) -> Outcome | Suspended:
     while True:
         command = machine.advance()
+        if isinstance(command, Suspend):
+            event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
+                                              command.wait, now=time.time())
+            if event is None:
+                return Suspended()
+            machine.resolve(event)
+            continue
         if not isinstance(command, RunActivities):
             return command
         calls = command.commands
-        seqs = range(seq, seq + len(calls))
-        seq += len(calls)
-
-        async def one(cmd: Any, n: int) -> None:
-            event: HistoryEvent = await run_activity(
-                store,
-                registry.activities.get(cmd.name),
-                cmd,
-                lease=lease,
-                run_no=run_no,
-                seq=n,
-                workflow_name=workflow_name,
-            )
-            machine.resolve(event)
-
         if len(calls) == 1:
-            await one(calls[0], seqs[0])
-        else:
-            async with trio.open_nursery() as nursery:
-                for cmd, n in zip(calls, seqs, strict=True):
-                    nursery.start_soon(one, cmd, n)
+            machine.resolve(await runner.run(calls[0]))
+            continue
+
+        async def one(cmd: Any) -> None:
+            machine.resolve(await runner.run(cmd))
+
+        async with trio.open_nursery() as nursery:
+            for cmd in calls:
+                nursery.start_soon(one, cmd)
+
+

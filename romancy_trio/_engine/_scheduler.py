@@ -33,6 +33,7 @@ class _Running:
     scope: trio.CancelScope
     since: float
     lost: bool = False
+    cancelling: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class Scheduler:
             self._nursery = nursery
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._cancel_loop)
+            nursery.start_soon(self._maintenance_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
 
@@ -124,7 +126,8 @@ class Scheduler:
         try:
             with entry.scope:
                 try:
-                    await run_claimed(self.store, self.registry, claimed)
+                    await run_claimed(self.store, self.registry, claimed,
+                                      self.config.default_retry)
                     done = True
                 except LeaseLostError as exc:
                     log.info("abandoning instance: %s", exc)
@@ -201,14 +204,27 @@ class Scheduler:
                 if entry.since < started and held.get(iid) != entry.lease.epoch:
                     self._lose(entry)
 
+    async def _maintenance_loop(self) -> None:
+        """Delete expired events in bounded batches, now and then (not a hot path)."""
+        while True:
+            try:
+                while await self.store.waits.cleanup(retention=self.config.event_retention) > 0:
+                    await trio.sleep(0)
+            except StorageUnavailableError as exc:
+                log.warning("event cleanup failed (%s); will try again later", exc)
+            await trio.sleep(self.config.maintenance_interval)
+
     async def _cancel_loop(self) -> None:
         with self.hub.watch(TOPIC_CANCEL) as watch:
             while True:
                 wakeup = await watch.wait()
                 for iid in wakeup.keys:
                     entry = self._running.get(iid)
-                    if entry is not None:
-                        self._lose(entry)
+                    if entry is not None and not entry.cancelling:
+                        # stop it now; it is released and claimed again, and its replay runs
+                        # the compensations and ends it as cancelled
+                        entry.cancelling = True
+                        entry.scope.cancel()
 
     def _lose(self, entry: _Running) -> None:
         if not entry.lost:

@@ -7,8 +7,9 @@ import uuid as _uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ._events import WaitKind
 from ._machine import WorkflowMachine
-from ._requests import ActivityCall, GatherRequest, RecurRequest
+from ._requests import ActivityCall, GatherRequest, RecurRequest, WaitRequest
 
 
 class WorkflowContext:
@@ -21,9 +22,8 @@ class WorkflowContext:
 
     __slots__ = ("_machine", "_rng", "instance_id", "run_no", "workflow_name")
 
-    def __init__(
-        self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str, run_no: int
-    ) -> None:
+    def __init__(self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str,
+                 run_no: int) -> None:
         self._machine = machine
         self.instance_id = instance_id
         self.workflow_name = workflow_name
@@ -60,3 +60,15 @@ class WorkflowContext:
     def recur(self, new_input: Any = None) -> RecurRequest:
         """Continue as new: end this run, archive its history, start the next run with new_input."""
         return RecurRequest(new_input)
+
+    def _wait(self, kind: WaitKind, key: str, timeout: float | None, data_hint: Any
+              ) -> WaitRequest[Any]:
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0")
+        deadline = None if timeout is None else self._machine.clock + timeout
+        return WaitRequest(kind, key, deadline, data_hint)
+
+    def _wait_until(self, when: datetime) -> WaitRequest[None]:
+        if when.tzinfo is None:
+            raise ValueError("sleep_until needs a timezone-aware datetime")
+        return WaitRequest(WaitKind.TIMER, "", when.timestamp())

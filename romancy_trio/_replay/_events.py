@@ -11,6 +11,23 @@ from typing import Any
 class EventKind(StrEnum):
     ACTIVITY_COMPLETED = "activity_completed"
     ACTIVITY_FAILED = "activity_failed"
+    ATTEMPT_FAILED = "attempt_failed"  # key: "<activity id>#attempt-<n>"
+    COMPENSATION_COMPLETED = "compensation_completed"  # key: "compensate:<activity id>"
+    COMPENSATION_FAILED = "compensation_failed"
+    EVENT_RECEIVED = "event_received"  # key: the wait id
+    MESSAGE_RECEIVED = "message_received"
+    TIMER_FIRED = "timer_fired"
+    WAIT_TIMED_OUT = "wait_timed_out"
+
+
+class WaitKind(StrEnum):
+    EVENT = "event"
+    CHANNEL = "channel"
+    TIMER = "timer"
+
+
+COMPENSATE = "compensate:"
+ATTEMPT = "#attempt-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +41,7 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         tp = type(exc)
-        name = (
-            tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
-        )
+        name = tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
         tb = "".join(traceback.format_exception(exc))
         return cls(type=name, message=str(exc), traceback=tb)
 
@@ -43,6 +58,40 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how fast a failing activity is tried again. Waiting between attempts is
+    durable: attempts are recorded, so a crash neither resets the count nor loses the schedule."""
+
+    max_attempts: int = 3
+    initial_interval: float = 1.0
+    backoff_coefficient: float = 2.0
+    max_interval: float = 60.0
+    max_duration: float | None = None
+    """Give up once this many seconds have passed since the first attempt began."""
+    non_retryable: tuple[str, ...] = ()
+    """Qualified names (or bare class names) of exception types never retried."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.initial_interval < 0 or self.max_interval < 0 or self.backoff_coefficient < 1:
+            raise ValueError("intervals must be >= 0 and backoff_coefficient >= 1")
+
+    @classmethod
+    def no_retries(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.initial_interval * self.backoff_coefficient ** (attempt - 1),
+                   self.max_interval)
+
+    def is_retryable(self, error_type: str) -> bool:
+        short = error_type.rsplit(".", 1)[-1]
+        return error_type not in self.non_retryable and short not in self.non_retryable
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEvent:
     """One recorded step of a run. ``payload`` is decoded JSON (result, or ErrorInfo json)."""
 
@@ -51,6 +100,8 @@ class HistoryEvent:
     key: str
     payload: Any
     at: float
+    compensation: str | None = None
+    """For a completed activity that declared one: the compensation activity's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +112,14 @@ class ActivityCommand:
     name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    retry: RetryPolicy | None = None
+    """None: the app's default policy."""
+    attempts: tuple[Any, ...] = ()
+    """Payloads of attempts that already failed (recorded), oldest first."""
+    compensation: str | None = None
+    """Name of the compensation activity to record with the result (None: none declared)."""
+    compensates: str | None = None
+    """Set when this command IS a compensation: the id of the activity it undoes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +130,22 @@ class RunActivities:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitCommand:
+    wait_id: str
+    kind: WaitKind
+    key: str
+    deadline: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """The workflow waits for an event, a message or a timer. The driver either resolves it at
+    once (already there / already due) or records the wait and lets the instance go."""
+
+    wait: WaitCommand
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteWorkflow:
     result: Any
 
@@ -78,6 +153,12 @@ class CompleteWorkflow:
 @dataclass(frozen=True, slots=True)
 class FailWorkflow:
     error: ErrorInfo
+    compensation_errors: tuple[ErrorInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    compensation_errors: tuple[ErrorInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +168,6 @@ class ContinueAsNew:
     input: Any
 
 
-Command = RunActivities | CompleteWorkflow | FailWorkflow | ContinueAsNew
+Command = (RunActivities | Suspend | CompleteWorkflow | FailWorkflow | CancelWorkflow
+           | ContinueAsNew)
+Outcome = CompleteWorkflow | FailWorkflow | CancelWorkflow | ContinueAsNew

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
+
+from ._events import RetryPolicy, WaitKind
 
 T = TypeVar("T")
 
@@ -18,12 +20,19 @@ class ActivityCall(Generic[T]):
     kwargs: dict[str, Any] = field(default_factory=dict)
     explicit_id: str | None = None
     result_hint: Any = Any
+    retry: RetryPolicy | None = None
+    compensation: str | None = None
 
     def with_id(self, activity_id: str) -> ActivityCall[T]:
         """The same call under an explicit activity id (stable across code changes)."""
-        if not activity_id:
-            raise ValueError("an explicit activity id must be a non-empty string")
-        return ActivityCall(self.name, self.args, self.kwargs, activity_id, self.result_hint)
+        if not activity_id or "#" in activity_id or activity_id.startswith("compensate:"):
+            raise ValueError(
+                "an explicit activity id must be non-empty, without '#' or a 'compensate:' prefix")
+        return replace(self, explicit_id=activity_id)
+
+    def with_retry(self, policy: RetryPolicy) -> ActivityCall[T]:
+        """The same call with another retry policy than the activity's own."""
+        return replace(self, retry=policy)
 
     def __await__(self) -> Generator[Any, Any, T]:
         result: T = yield self
@@ -36,6 +45,20 @@ class GatherRequest:
 
     def __await__(self) -> Generator[Any, Any, list[Any]]:
         result: list[Any] = yield self
+        return result
+
+
+@dataclass(eq=False, slots=True)
+class WaitRequest(Generic[T]):
+    """Wait for an event of a type, a channel message, or a timer; ``deadline`` is absolute."""
+
+    kind: WaitKind
+    key: str
+    deadline: float | None
+    data_hint: Any = Any
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        result: T = yield self
         return result
 
 

@@ -50,22 +50,24 @@ async def open_store(
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
+        from .sql_sqlite import WAIT_QUERIES as SQLITE_WAITS
 
         db = await open_sqlite(sqlite_path(url))
         try:
             if migrate:
                 await migrate_sqlite(db)
-            yield Store(db, SQLITE)
+            yield Store(db, SQLITE, SQLITE_WAITS)
         finally:
             await db.aclose()
         return
     from .sql_postgres import QUERIES as POSTGRES
+    from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
 
     await ensure_schema(url, schema)
     pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
     try:
         if migrate:
             await migrate_postgres(pg)
-        yield Store(pg, POSTGRES)
+        yield Store(pg, POSTGRES, POSTGRES_WAITS)
     finally:
         await pg.aclose()

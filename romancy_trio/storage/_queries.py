@@ -20,19 +20,21 @@ class Queries:
     exists; announces new work (topic) when status is pending. -> (iid,) if created."""
     select_instance: str  # (iid) -> INSTANCE_COLUMNS
     list_instances: str  # (status, status, name, name, limit) -> INSTANCE_COLUMNS
-    claim: str  # named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at)
+    claim: str
+    """named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at,
+    cancel_requested). Pending instances, expired leases, and waiting instances now due."""
     renew: str  # (ttl, owner) -> (iid, epoch) of every lease the owner still holds
     release: str
     """named: now, iid, owner, epoch, topic. Hand a leased instance back; announces work."""
-    cancel: str
-    """named: now, iid, cancel_topic, done_topic. Cancel a live instance; announces both."""
     finish: str
     """named: status, result, error, now, iid, owner, epoch, topic. Fenced final status;
     announces done."""
-    next_expiry: str  # (owner) -> seconds until the earliest lease not held by owner expires
+    next_expiry: str
+    """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
+    earliest waiting instance falls due (NULL: nothing scheduled)."""
     # history -------------------------------------------------------------------------------
     record: str
-    """named: iid, run_no, seq, kind, key, payload, owner, epoch, at. Fenced insert of one
+    """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert of one
     history event: inserts nothing unless owner still holds the lease at epoch for run_no (and
     on PostgreSQL share-locks the instance row until commit, which blocks a takeover)."""
     select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)
@@ -51,3 +53,35 @@ INSTANCE_COLUMNS = (
     "instance_id, workflow_name, status, input, result, error, run_no, lease_owner, "
     "lease_epoch, created_at, updated_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitQueries:
+    """Statements for waits (events, channels, timers) and event intake. All named params."""
+
+    lock_fenced: str
+    """iid, owner, epoch -> (run_no, cancel_requested); row-locks the instance (serialises a
+    suspending worker with a concurrent targeted delivery)."""
+    inbox_first: str  # iid, type -> (source, event_id) of the oldest unconsumed targeted event
+    inbox_insert: str  # iid, source, event_id, type, now
+    inbox_delete: str  # iid, source, event_id
+    event_body: str  # source, event_id -> (body,)
+    wait_insert: str  # iid, wait_id, kind, key, deadline, now
+    waits_delete: str  # iid
+    suspend: str
+    """iid, owner, epoch, wake_at, now, topic -> (status,). Fenced: waiting (or pending if a
+    cancel arrived meanwhile), lease dropped; announces work if it has a deadline."""
+    append_history: str
+    """iid, kind, key, payload, worker, at: unfenced append at the next seq of the current run
+    (only for instances that no worker holds: a waiting instance being woken)."""
+    event_insert: str  # source, event_id, type, body, target, now -> (event_id,) if new
+    lock_instance: str  # iid -> (status,); row lock
+    event_waiters: str  # type -> (iid, wait_id) of waiting instances, locked, by instance id
+    instance_wait: str  # iid, kind, key -> (wait_id,)
+    wake: str  # iid, now: waiting -> pending (rowcount)
+    cancel: str
+    """iid, now -> (status,): cancel_requested set; an instance no worker holds and with nothing
+    to compensate becomes cancelled at once, one with compensations becomes pending (claimed,
+    replayed, compensated); a running one keeps running until its worker stops it."""
+    events_cleanup: str  # before, limit: delete old events (and their inbox rows) in a batch
+    inbox_cleanup: str  # before

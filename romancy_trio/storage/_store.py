@@ -13,22 +13,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._codec import dumps, loads
-from .._errors import LeaseLostError
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ._db import Database, Row, Tx
-from ._queries import Queries
-from ._types import Claimed, InstanceInfo, Lease, RunInfo, WorkflowStatus
+from ._queries import Queries, WaitQueries
+from ._types import (
+    TOPIC_DONE,
+    TOPIC_WORK,
+    Claimed,
+    InstanceInfo,
+    Lease,
+    RunInfo,
+    WorkflowStatus,
+    lease_lost,
+)
+from ._waits import WaitStore
 
-TOPIC_WORK = "romancy_work"
-TOPIC_DONE = "romancy_done"
-TOPIC_CANCEL = "romancy_cancel"
-TOPICS = (TOPIC_WORK, TOPIC_DONE, TOPIC_CANCEL)
 
 
 class Store:
-    def __init__(self, db: Database, queries: Queries) -> None:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries) -> None:
         self.db = db
         self.q = queries
+        self.waits = WaitStore(db, queries, waits)
 
     # -- instances ------------------------------------------------------------------------
     async def create_instance(
@@ -77,29 +83,21 @@ class Store:
         )
         return [_instance(r) for r in rows]
 
-    async def cancel(self, instance_id: str, *, now: float) -> bool:
-        """Mark a live instance cancelled (its worker is told); False if it had already ended."""
-        row = await self.db.fetchone(
-            self.q.cancel,
-            {
-                "now": now,
-                "iid": instance_id,
-                "cancel_topic": TOPIC_CANCEL,
-                "done_topic": TOPIC_DONE,
-            },
-        )
-        if row is None:
-            return False
-        self.db.publish_local([(TOPIC_CANCEL, instance_id), (TOPIC_DONE, instance_id)])
-        return True
-
     # -- leases -----------------------------------------------------------------------------
     async def claim(self, owner: str, *, limit: int, lease_ttl: float) -> list[Claimed]:
         rows = await self.db.fetchall(
             self.q.claim, {"limit": limit, "owner": owner, "ttl": lease_ttl}
         )
         return [
-            Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5])) for r in rows
+            Claimed(
+                Lease(r[0], owner, int(r[4])),
+                r[1],
+                r[2],
+                int(r[3]),
+                float(r[5]),
+                cancel_requested=bool(r[6]),
+            )
+            for r in rows
         ]
 
     async def renew(self, owner: str, *, lease_ttl: float) -> dict[str, int]:
@@ -124,7 +122,8 @@ class Store:
     async def load_history(self, instance_id: str, run_no: int) -> list[HistoryEvent]:
         rows = await self.db.fetchall(self.q.select_history, (instance_id, run_no))
         return [
-            HistoryEvent(int(r[0]), EventKind(r[1]), r[2], loads(r[3]), float(r[4])) for r in rows
+            HistoryEvent(int(r[0]), EventKind(r[1]), r[2], loads(r[3]), float(r[4]), r[5])
+            for r in rows
         ]
 
     def _record_params(self, lease: Lease, run_no: int, event: HistoryEvent) -> dict[str, Any]:
@@ -136,17 +135,19 @@ class Store:
             "key": event.key,
             "payload": dumps(event.payload),
             "at": event.at,
+            "compensation": event.compensation,
         }
+
 
     async def record_event_tx(self, tx: Tx, lease: Lease, run_no: int, event: HistoryEvent) -> None:
         """Fenced insert of one history event in the caller's transaction."""
         if not await tx.execute(self.q.record, self._record_params(lease, run_no, event)):
-            raise _lost(lease)
+            raise lease_lost(lease)
 
     async def record_event(self, lease: Lease, run_no: int, event: HistoryEvent) -> None:
         """Fenced insert of one history event, as its own one-statement transaction."""
         if not await self.db.execute(self.q.record, self._record_params(lease, run_no, event)):
-            raise _lost(lease)
+            raise lease_lost(lease)
 
     async def finish(
         self,
@@ -155,9 +156,14 @@ class Store:
         *,
         result: Any = None,
         error: ErrorInfo | None = None,
+        compensation_errors: tuple[ErrorInfo, ...] = (),
         now: float,
     ) -> None:
-        """Fenced: record the final status and wake result waiters."""
+        """Fenced: record the final status (with any failed compensations) and wake waiters."""
+        error_json: dict[str, Any] | None = dict(error.to_json()) if error is not None else None
+        if compensation_errors:
+            error_json = error_json or {"type": "cancelled", "message": "", "traceback": ""}
+            error_json["compensation_errors"] = [e.to_json() for e in compensation_errors]
         row = await self.db.fetchone(
             self.q.finish,
             {
@@ -166,11 +172,12 @@ class Store:
                 "now": now,
                 "topic": TOPIC_DONE,
                 "result": dumps(result) if status is WorkflowStatus.COMPLETED else None,
-                "error": dumps(error.to_json()) if error is not None else None,
+                "error": dumps(error_json) if error_json is not None else None,
             },
         )
+
         if row is None:
-            raise _lost(lease)
+            raise lease_lost(lease)
         self.db.publish_local([(TOPIC_DONE, lease.instance_id)])
 
     async def continue_as_new(
@@ -181,7 +188,7 @@ class Store:
         async with self.db.transaction() as tx:
             row = await tx.fetchone(self.q.fence, (iid, lease.worker_id, lease.epoch))
             if row is None or int(row[0]) != run_no:
-                raise _lost(lease)
+                raise lease_lost(lease)
             old_input, started = row[1], float(row[2])
             await tx.execute(self.q.archive_history, (iid, run_no))
             await tx.execute(self.q.delete_history, (iid, run_no))
@@ -216,13 +223,6 @@ class Store:
 
 def _fence(lease: Lease) -> dict[str, Any]:
     return {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
-
-
-def _lost(lease: Lease) -> LeaseLostError:
-    return LeaseLostError(
-        f"worker {lease.worker_id!r} no longer holds instance "
-        f"{lease.instance_id!r} at epoch {lease.epoch}"
-    )
 
 
 def _ts(value: float) -> datetime:

@@ -7,12 +7,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .._errors import LeaseLostError
 from .._replay import ErrorInfo
+
+
+TOPIC_WORK = "romancy_work"
+TOPIC_DONE = "romancy_done"
+TOPIC_CANCEL = "romancy_cancel"
+TOPICS = (TOPIC_WORK, TOPIC_DONE, TOPIC_CANCEL)
 
 
 class WorkflowStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -55,6 +63,7 @@ class Claimed:
     input_json: str
     run_no: int
     run_started_at: float
+    cancel_requested: bool = False
     fresh: bool = False
     """Created by this process a moment ago: it has no history to load."""
 
@@ -65,3 +74,10 @@ class RunInfo:
     continued_from: int | None
     started_at: float
     ended_at: float | None
+
+
+def lease_lost(lease: Lease) -> LeaseLostError:
+    return LeaseLostError(
+        f"worker {lease.worker_id!r} no longer holds instance "
+        f"{lease.instance_id!r} at epoch {lease.epoch}"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._queries import INSTANCE_COLUMNS, Queries
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
 _FENCE = (
@@ -29,8 +29,9 @@ QUERIES = Queries(
     claim=f"""
         WITH c AS (
             SELECT instance_id FROM workflow_instances
-            WHERE status IN ('pending', 'running')
-              AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())
+            WHERE ((status IN ('pending', 'running')
+                    AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
+                   OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
               AND lease_owner IS DISTINCT FROM %(owner)s
             ORDER BY created_at
             LIMIT %(limit)s
@@ -40,7 +41,7 @@ QUERIES = Queries(
             lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
-                  w.run_started_at""",
+                  w.run_started_at, w.cancel_requested""",
     renew="""
         UPDATE workflow_instances
         SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'
@@ -54,15 +55,6 @@ QUERIES = Queries(
             WHERE {_FENCE}
             RETURNING instance_id)
         SELECT instance_id, pg_notify(%(topic)s, '') FROM u""",
-    cancel="""
-        WITH u AS (
-            UPDATE workflow_instances
-            SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = %(now)s
-            WHERE instance_id = %(iid)s AND status IN ('pending', 'running')
-            RETURNING instance_id)
-        SELECT instance_id, pg_notify(%(cancel_topic)s, instance_id),
-               pg_notify(%(done_topic)s, instance_id) FROM u""",
     finish=f"""
         WITH u AS (
             UPDATE workflow_instances
@@ -72,18 +64,21 @@ QUERIES = Queries(
             RETURNING instance_id)
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
     next_expiry="""
-        SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
-        FROM workflow_instances
-        WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %s""",
+        SELECT least(
+            (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
+             FROM workflow_instances
+             WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %s),
+            (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
+             FROM workflow_instances WHERE status = 'waiting'))""",
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at)
+            lease_epoch, created_at, compensation)
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
-            %(epoch)s, %(at)s
+            %(epoch)s, %(at)s, %(compensation)s
         FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
         FOR SHARE""",
     select_history="""
-        SELECT seq, kind, key, payload, created_at FROM workflow_history
+        SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
     fence="""
         SELECT run_no, input, run_started_at FROM workflow_instances
@@ -109,4 +104,79 @@ QUERIES = Queries(
         SELECT run_no, continued_from, started_at, ended_at FROM workflow_runs
         WHERE instance_id = %s ORDER BY run_no""",
     run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = %s",
+)
+
+WAIT_QUERIES = WaitQueries(
+    lock_fenced=f"""
+        SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
+    inbox_first="""
+        SELECT source, event_id FROM workflow_inbox
+        WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
+    inbox_insert="""
+        INSERT INTO workflow_inbox (instance_id, source, event_id, type, received_at)
+        VALUES (%(iid)s, %(source)s, %(event_id)s, %(type)s, %(now)s)
+        ON CONFLICT DO NOTHING""",
+    inbox_delete="""
+        DELETE FROM workflow_inbox
+        WHERE instance_id = %(iid)s AND source = %(source)s AND event_id = %(event_id)s""",
+    event_body="""
+        SELECT body FROM workflow_events WHERE source = %(source)s AND event_id = %(event_id)s""",
+    wait_insert="""
+        INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
+        VALUES (%(iid)s, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s)
+        ON CONFLICT (instance_id, wait_id) DO NOTHING""",
+    waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
+    suspend=f"""
+        WITH u AS (
+            UPDATE workflow_instances
+            SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
+                wake_at = %(wake_at)s, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = %(now)s
+            WHERE {_FENCE}
+            RETURNING status, wake_at)
+        SELECT status, CASE WHEN status = 'pending' OR wake_at IS NOT NULL
+                            THEN pg_notify(%(topic)s, '') END FROM u""",
+    append_history="""
+        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
+            lease_epoch, created_at)
+        SELECT i.instance_id, i.run_no,
+            (SELECT coalesce(max(h.seq) + 1, 0) FROM workflow_history h
+             WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no),
+            %(kind)s, %(key)s, %(payload)s, %(worker)s, i.lease_epoch, %(at)s
+        FROM workflow_instances i WHERE i.instance_id = %(iid)s""",
+    event_insert="""
+        INSERT INTO workflow_events (source, event_id, type, body, target, received_at)
+        VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, %(target)s, %(now)s)
+        ON CONFLICT (source, event_id) DO NOTHING
+        RETURNING event_id""",
+    lock_instance="SELECT status FROM workflow_instances WHERE instance_id = %(iid)s FOR UPDATE",
+    event_waiters="""
+        SELECT w.instance_id, w.wait_id FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'event' AND w.key = %(type)s AND i.status = 'waiting'
+        ORDER BY w.instance_id
+        FOR UPDATE OF i""",
+    instance_wait="""
+        SELECT wait_id FROM workflow_waits
+        WHERE instance_id = %(iid)s AND kind = %(kind)s AND key = %(key)s""",
+    wake="""
+        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = %(now)s
+        WHERE instance_id = %(iid)s AND status = 'waiting'""",
+    cancel="""
+        UPDATE workflow_instances
+        SET cancel_requested = true, wake_at = NULL, updated_at = %(now)s,
+            status = CASE
+                WHEN status = 'running' THEN 'running'
+                WHEN EXISTS (SELECT 1 FROM workflow_history h
+                             WHERE h.instance_id = workflow_instances.instance_id
+                               AND h.run_no = workflow_instances.run_no
+                               AND h.compensation IS NOT NULL) THEN 'pending'
+                ELSE 'cancelled' END
+        WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting')
+        RETURNING status""",
+    events_cleanup="""
+        DELETE FROM workflow_events WHERE (source, event_id) IN (
+            SELECT source, event_id FROM workflow_events WHERE received_at < %(before)s
+            LIMIT %(limit)s)""",
+    inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < %(before)s",
 )

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ._queries import INSTANCE_COLUMNS, Queries
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
 
 _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
@@ -30,11 +30,13 @@ QUERIES = Queries(
             lease_expires_at = romancy_now() + :ttl
         WHERE instance_id IN (
             SELECT instance_id FROM workflow_instances
-            WHERE status IN ('pending', 'running')
-              AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now())
+            WHERE ((status IN ('pending', 'running')
+                    AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now()))
+                   OR (status = 'waiting' AND wake_at <= romancy_now()))
               AND lease_owner IS NOT :owner
             ORDER BY created_at LIMIT :limit)
-        RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at""",
+        RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
+                  cancel_requested""",
     renew="""
         UPDATE workflow_instances SET lease_expires_at = romancy_now() + ?
         WHERE lease_owner = ? AND status = 'running'
@@ -44,11 +46,6 @@ QUERIES = Queries(
         SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
         WHERE {_FENCE}
         RETURNING instance_id""",
-    cancel="""
-        UPDATE workflow_instances
-        SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-        WHERE instance_id = :iid AND status IN ('pending', 'running')
-        RETURNING instance_id""",
     finish=f"""
         UPDATE workflow_instances
         SET status = :status, result = :result, error = :error, updated_at = :now,
@@ -56,15 +53,19 @@ QUERIES = Queries(
         WHERE {_FENCE}
         RETURNING instance_id""",
     next_expiry="""
-        SELECT min(lease_expires_at) - romancy_now() FROM workflow_instances
-        WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?""",
+        SELECT min(
+            (SELECT min(lease_expires_at) - romancy_now() FROM workflow_instances
+             WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?),
+            (SELECT min(wake_at) - romancy_now() FROM workflow_instances
+             WHERE status = 'waiting'))""",
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at)
-        SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at
+            lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at,
+            :compensation
         FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no""",
     select_history="""
-        SELECT seq, kind, key, payload, created_at FROM workflow_history
+        SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",
     fence="""
         SELECT run_no, input, run_started_at FROM workflow_instances
@@ -89,4 +90,71 @@ QUERIES = Queries(
         SELECT run_no, continued_from, started_at, ended_at FROM workflow_runs
         WHERE instance_id = ? ORDER BY run_no""",
     run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = ?",
+)
+
+WAIT_QUERIES = WaitQueries(
+    lock_fenced=f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}",
+    inbox_first="""
+        SELECT source, event_id FROM workflow_inbox
+        WHERE instance_id = :iid AND type = :type ORDER BY received_at, event_id LIMIT 1""",
+    inbox_insert="""
+        INSERT INTO workflow_inbox (instance_id, source, event_id, type, received_at)
+        VALUES (:iid, :source, :event_id, :type, :now)
+        ON CONFLICT DO NOTHING""",
+    inbox_delete="""
+        DELETE FROM workflow_inbox
+        WHERE instance_id = :iid AND source = :source AND event_id = :event_id""",
+    event_body="SELECT body FROM workflow_events WHERE source = :source AND event_id = :event_id",
+    wait_insert="""
+        INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
+        VALUES (:iid, :wait_id, :kind, :key, :deadline, :now)
+        ON CONFLICT (instance_id, wait_id) DO NOTHING""",
+    waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
+    suspend=f"""
+        UPDATE workflow_instances
+        SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
+            wake_at = :wake_at, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+        WHERE {_FENCE}
+        RETURNING status""",
+    append_history="""
+        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
+            lease_epoch, created_at)
+        SELECT i.instance_id, i.run_no,
+            (SELECT coalesce(max(h.seq) + 1, 0) FROM workflow_history h
+             WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no),
+            :kind, :key, :payload, :worker, i.lease_epoch, :at
+        FROM workflow_instances i WHERE i.instance_id = :iid""",
+    event_insert="""
+        INSERT INTO workflow_events (source, event_id, type, body, target, received_at)
+        VALUES (:source, :event_id, :type, :body, :target, :now)
+        ON CONFLICT (source, event_id) DO NOTHING
+        RETURNING event_id""",
+    lock_instance="SELECT status FROM workflow_instances WHERE instance_id = :iid",
+    event_waiters="""
+        SELECT w.instance_id, w.wait_id FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'event' AND w.key = :type AND i.status = 'waiting'
+        ORDER BY w.instance_id""",
+    instance_wait="""
+        SELECT wait_id FROM workflow_waits
+        WHERE instance_id = :iid AND kind = :kind AND key = :key""",
+    wake="""
+        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = :now
+        WHERE instance_id = :iid AND status = 'waiting'""",
+    cancel="""
+        UPDATE workflow_instances
+        SET cancel_requested = 1, wake_at = NULL, updated_at = :now,
+            status = CASE
+                WHEN status = 'running' THEN 'running'
+                WHEN EXISTS (SELECT 1 FROM workflow_history h
+                             WHERE h.instance_id = workflow_instances.instance_id
+                               AND h.run_no = workflow_instances.run_no
+                               AND h.compensation IS NOT NULL) THEN 'pending'
+                ELSE 'cancelled' END
+        WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting')
+        RETURNING status""",
+    events_cleanup="""
+        DELETE FROM workflow_events WHERE rowid IN (
+            SELECT rowid FROM workflow_events WHERE received_at < :before LIMIT :limit)""",
+    inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < :before",
 )

@@ -16,6 +16,8 @@ from romancy_trio import (
     InstanceIdConflictError,
     InstanceNotFoundError,
     InvalidInputError,
+    RetryPolicy,
+
     TimeoutWaitingError,
     UnknownWorkflowError,
     WorkflowCancelledError,
@@ -55,7 +57,7 @@ async def add_tax(ctx: ActivityContext, order: Order) -> Totals:
     return {"order_id": order.order_id, "total": order.cents * 2}
 
 
-@activity(transactional=False)
+@activity(transactional=False, retry=RetryPolicy.no_retries())
 async def refuse(ctx: ActivityContext, why: str) -> None:
     raise ValueError(why)
 

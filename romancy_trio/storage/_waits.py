@@ -1,0 +1,159 @@
+"""Waits that release the worker, and event intake.
+
+A workflow that waits is *suspended*: its wait becomes a row, its status ``waiting`` (with
+``wake_at`` for a deadline), its lease is dropped and no worker keeps anything of it. It resumes
+when somebody appends the awaited event to its history and makes it ``pending`` again:
+
+- an untargeted event is delivered to every instance whose wait for that type is registered when
+  the event commits (an instance that starts waiting later does not get it);
+- a targeted event (``target_instance_id``) goes to that instance's inbox and is consumed by its
+  next wait for that type, even if it arrives before the wait;
+- a due deadline makes the instance claimable; the claimer records the timeout (or timer fire).
+
+Suspending and targeted delivery both lock the instance row first, so one always sees the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from .._codec import dumps, loads
+from .._errors import InstanceNotFoundError
+from .._event_types import Event, EventReceipt
+from .._replay import EventKind, HistoryEvent, WaitCommand, WaitKind
+from ._db import Database, Tx
+from ._queries import Queries, WaitQueries
+from ._types import TOPIC_CANCEL, TOPIC_DONE, TOPIC_WORK, Lease, WorkflowStatus, lease_lost
+
+DELIVERER = "romancy:delivery"
+# (tx, channel, subscriber) -> message json or None; set by the channels integration
+ChannelTake = Callable[[Tx, str, str], Awaitable[dict[str, object] | None]]
+
+
+class WaitStore:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries) -> None:
+        self.db = db
+        self.q = queries
+        self.w = waits
+        self.channel_take: ChannelTake | None = None
+
+    async def suspend(self, lease: Lease, run_no: int, seq: int, wait: WaitCommand, *,
+                      now: float) -> HistoryEvent | None:
+        """Resolve ``wait`` at once if it can be (event in the inbox, message available,
+        deadline passed) and return the recorded event; otherwise suspend the instance."""
+        fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(self.w.lock_fenced, fence)
+            if row is None or int(row[0]) != run_no:
+                raise lease_lost(lease)
+            found = await self._available_tx(tx, lease.instance_id, wait)
+            if found is None and wait.deadline is not None and wait.deadline <= now:
+                kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
+                        else EventKind.WAIT_TIMED_OUT)
+                found = (kind, None)
+            if found is not None:
+                event = HistoryEvent(seq, found[0], wait.wait_id, found[1], now)
+                await tx.execute(self.q.record, {
+                    **fence, "run_no": run_no, "seq": seq, "kind": event.kind,
+                    "key": event.key, "payload": dumps(event.payload), "at": now,
+                    "compensation": None})
+                await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
+                return event
+            await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
+            await tx.execute(self.w.wait_insert, {
+                "iid": lease.instance_id, "wait_id": wait.wait_id, "kind": wait.kind,
+                "key": wait.key, "deadline": wait.deadline, "now": now})
+            state = await tx.fetchone(self.w.suspend, {
+                **fence, "wake_at": wait.deadline, "now": now, "topic": TOPIC_WORK})
+            if state is None:
+                raise lease_lost(lease)
+        if wait.deadline is not None or state[0] == WorkflowStatus.PENDING:
+            self.db.publish_local([(TOPIC_WORK, "")])  # re-arm timers / claim a cancelled one
+        return None
+
+    async def _available_tx(self, tx: Tx, iid: str, wait: WaitCommand
+                            ) -> tuple[EventKind, object] | None:
+        if wait.kind is WaitKind.EVENT:
+            row = await tx.fetchone(self.w.inbox_first, {"iid": iid, "type": wait.key})
+            if row is None:
+                return None
+            ident = {"iid": iid, "source": row[0], "event_id": row[1]}
+            await tx.execute(self.w.inbox_delete, ident)
+            body = await tx.fetchone(self.w.event_body, ident)
+            if body is None:
+                return None  # retention removed the event itself: nothing to deliver
+            return EventKind.EVENT_RECEIVED, loads(body[0])
+        if wait.kind is WaitKind.CHANNEL:
+            if self.channel_take is None:
+                raise RuntimeError("channel waits need the channels integration")
+            message = await self.channel_take(tx, wait.key, iid)
+            return None if message is None else (EventKind.MESSAGE_RECEIVED, message)
+        return None
+
+    async def send_event(self, event: Event) -> EventReceipt:
+        """Record the event (once per source and id) and wake the instances waiting for it."""
+        event.validate()
+        body = event.body()
+        body_json = dumps(body)
+        now = time.time()
+        delivered: list[str] = []
+        async with self.db.transaction() as tx:
+            new = await tx.fetchone(self.w.event_insert, {
+                "source": event.source, "event_id": event.id, "type": event.type,
+                "body": body_json, "target": event.target_instance_id, "now": now})
+            if new is None:
+                return EventReceipt(event.id, event.source, True, ())
+            if event.target_instance_id is not None:
+                iid = event.target_instance_id
+                status = await tx.fetchone(self.w.lock_instance, {"iid": iid})
+                if status is None:
+                    raise InstanceNotFoundError(iid)  # rolls back: nothing stored
+                wait = await tx.fetchone(self.w.instance_wait,
+                                         {"iid": iid, "kind": WaitKind.EVENT, "key": event.type})
+                if status[0] == WorkflowStatus.WAITING and wait is not None:
+                    await self._deliver_tx(tx, iid, str(wait[0]), body_json, now)
+                    delivered.append(iid)
+                elif not WorkflowStatus(status[0]).is_terminal:
+                    await tx.execute(self.w.inbox_insert, {
+                        "iid": iid, "source": event.source, "event_id": event.id,
+                        "type": event.type, "now": now})
+            else:
+                for iid, wait_id in await tx.fetchall(self.w.event_waiters, {"type": event.type}):
+                    await self._deliver_tx(tx, iid, wait_id, body_json, now)
+                    delivered.append(iid)
+            if delivered:
+                await tx.notify(TOPIC_WORK, "")
+        return EventReceipt(event.id, event.source, False, tuple(delivered))
+
+    async def _deliver_tx(self, tx: Tx, iid: str, wait_id: str, body_json: str,
+                          now: float) -> None:
+        await tx.execute(self.w.append_history, {
+            "iid": iid, "kind": EventKind.EVENT_RECEIVED, "key": wait_id, "payload": body_json,
+            "worker": DELIVERER, "at": now})
+        await tx.execute(self.w.waits_delete, {"iid": iid})
+        await tx.execute(self.w.wake, {"iid": iid, "now": now})
+
+    async def cancel(self, instance_id: str, *, now: float) -> WorkflowStatus | None:
+        """Request cancellation; returns the status it left (None: already ended)."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(self.w.cancel, {"iid": instance_id, "now": now})
+            if row is None:
+                return None
+            status = WorkflowStatus(row[0])
+            if status is not WorkflowStatus.RUNNING:
+                await tx.execute(self.w.waits_delete, {"iid": instance_id})
+            await tx.notify(TOPIC_CANCEL, instance_id)
+            if status is WorkflowStatus.CANCELLED:
+                await tx.notify(TOPIC_DONE, instance_id)
+            elif status is WorkflowStatus.PENDING:
+                await tx.notify(TOPIC_WORK, "")
+        return status
+
+    async def cleanup(self, *, retention: float, batch: int = 1000) -> int:
+        """Delete events (and unconsumed inbox entries) older than ``retention`` seconds."""
+        before = time.time() - retention
+        async with self.db.transaction() as tx:
+            await tx.execute(self.w.inbox_cleanup, {"before": before})
+            return await tx.execute(self.w.events_cleanup, {"before": before, "limit": batch})
+
