@@ -8,12 +8,12 @@ in Trio mode.
 """
 
 from ._app import AsgiApp as AsgiApp
-from ._app import Route as Route
-from ._app import WebSocketRoute as WebSocketRoute
 from ._app import create_asgi_app as create_asgi_app
 from ._cloudevents import BadEvent as BadEvent
 from ._cloudevents import ParsedEvent as ParsedEvent
 from ._cloudevents import parse_http as parse_http
+from ._http import Route as Route
+from ._http import WebSocketRoute as WebSocketRoute
 from ._serve import LifespanApp as LifespanApp
 from ._serve import app_from_env as app_from_env
 from ._serve import serve_asgi as serve_asgi

@@ -8,13 +8,10 @@ other exception propagates to the server, which logs it and answers 500.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote
 
-from .._codec import dumps
 from .._errors import (
     InstanceFinishedError,
     InstanceIdConflictError,
@@ -28,187 +25,32 @@ from .._errors import (
 )
 from .._event_types import Event
 from ..storage import InstanceInfo, WorkflowStatus
-from ._cloudevents import BadEvent, ParsedEvent, decode_json, from_json_api, parse_http
+from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
+from ._http import (
+    DEFAULT_MAX_BODY,
+    Disconnected,
+    HTTPError,
+    Receive,
+    Request,
+    Response,
+    Route,
+    Scope,
+    Send,
+    WebSocketRoute,
+    errors_as,
+    match_path,
+    number_param,
+    path_segments,
+    send_json,
+    serve_lifespan,
+)
 
 if TYPE_CHECKING:
     from .._app import App
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-DEFAULT_MAX_BODY: Final = 1_048_576
 RESULT_TIMEOUT_DEFAULT: Final = 10.0
 RESULT_TIMEOUT_MAX: Final = 60.0
 LIST_LIMIT_MAX: Final = 1000
-
-
-class HTTPError(Exception):
-    """Answer the request with ``status`` and ``{"error": message, **extra}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        headers: Sequence[tuple[str, str]] = (),
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = tuple(headers)
-        self.extra = dict(extra or {})
-
-
-class _Disconnected(Exception):
-    """The client went away before sending its whole body: nobody to answer."""
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    payload: Any
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(slots=True)
-class Request:
-    """One HTTP request as the handlers see it. The body is read only when asked for."""
-
-    app: App
-    scope: Scope
-    receive: Receive
-    params: dict[str, str]
-    max_body: int
-    _query: dict[str, str] | None = field(default=None, init=False)
-
-    def header(self, name: bytes) -> str | None:
-        for key, value in self.scope["headers"]:
-            if key.lower() == name:
-                return bytes(value).decode("latin-1")
-        return None
-
-    @property
-    def query(self) -> dict[str, str]:
-        if self._query is None:
-            raw = bytes(self.scope.get("query_string", b"")).decode("latin-1")
-            try:
-                pairs = parse_qsl(raw, keep_blank_values=True, errors="strict")
-            except (UnicodeDecodeError, ValueError):
-                raise HTTPError(400, "query string is not percent-encoded UTF-8") from None
-            self._query = {k: v for k, v in pairs if v != ""}
-        return self._query
-
-    def root_path(self) -> str:
-        return str(self.scope.get("root_path", "")).rstrip("/")
-
-    async def body(self) -> bytes:
-        """The whole body, read chunk by chunk; past ``max_body`` bytes reading stops at once
-        and the request is answered 413 without reading the rest."""
-        declared = self.header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _too_large(self.max_body)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = bytes(message.get("body", b""))
-            size += len(chunk)
-            if size > self.max_body:
-                raise _too_large(self.max_body)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def json_object(self, allowed: frozenset[str]) -> dict[str, Any]:
-        body = await self.body()
-        if not body.strip():
-            return {}
-        try:
-            value = decode_json(body, "request body")
-        except BadEvent as exc:
-            raise HTTPError(exc.status, exc.message) from None
-        if not isinstance(value, dict):
-            raise HTTPError(400, "request body must be a JSON object")
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise HTTPError(400, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-        return value
-
-
-def _too_large(limit: int) -> HTTPError:
-    return HTTPError(
-        413, f"request body is larger than {limit} bytes", headers=[("connection", "close")]
-    )
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-WebSocketHandler = Callable[["App", Scope, Receive, Send, dict[str, str]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """``path`` like ``/instances/{id}``; ``{name}`` matches one path segment."""
-
-    path: str
-    methods: Mapping[str, Handler]
-    public: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class WebSocketRoute:
-    """A websocket endpoint; the handler runs only after the bearer check passed."""
-
-    path: str
-    handler: WebSocketHandler
-    public: bool = False
-
-
-def match_path(pattern: str, segments: Sequence[str]) -> dict[str, str] | None:
-    parts = pattern.strip("/").split("/") if pattern.strip("/") else []
-    if len(parts) != len(segments):
-        return None
-    params: dict[str, str] = {}
-    for part, segment in zip(parts, segments, strict=True):
-        if part.startswith("{") and part.endswith("}"):
-            if not segment:
-                return None
-            params[part[1:-1]] = segment
-        elif part != segment:
-            return None
-    return params
-
-
-def path_segments(scope: Scope) -> list[str]:
-    """Decoded, non-empty path segments below ``root_path``; ``%2F`` stays inside a segment."""
-    raw = scope.get("raw_path")
-    try:
-        parts = (
-            [unquote(s, errors="strict") for s in bytes(raw).decode("latin-1").split("/")]
-            if raw
-            else str(scope["path"]).split("/")
-        )
-    except UnicodeDecodeError:
-        raise HTTPError(400, "path is not percent-encoded UTF-8") from None
-    segments = [s for s in parts if s]
-    root = [s for s in str(scope.get("root_path", "")).split("/") if s]
-    if root and segments[: len(root)] == root:
-        segments = segments[len(root) :]
-    return segments
-
-
-@contextmanager
-def errors_as(statuses: Mapping[type[Exception], int]) -> Iterator[None]:
-    """Turn the named App errors into HTTP answers; everything else propagates."""
-    try:
-        yield
-    except tuple(statuses) as exc:
-        status = next(s for t, s in statuses.items() if isinstance(exc, t))
-        raise HTTPError(status, str(exc)) from None
 
 
 def instance_json(info: InstanceInfo) -> dict[str, Any]:
@@ -306,7 +148,7 @@ async def get_instance(req: Request) -> Response:
 async def get_result(req: Request) -> Response:
     """200 with the result; 409 if the workflow failed or was cancelled; 408 if it is still
     running after ``timeout`` seconds (default 10, at most 60): ask again."""
-    timeout = _float_param(req, "timeout", RESULT_TIMEOUT_DEFAULT, RESULT_TIMEOUT_MAX)
+    timeout = number_param(req, "timeout", RESULT_TIMEOUT_DEFAULT, RESULT_TIMEOUT_MAX)
     iid = req.params["id"]
     try:
         with errors_as({InstanceNotFoundError: 404}):
@@ -337,27 +179,11 @@ async def list_instances(req: Request) -> Response:
     status = req.query.get("status")
     if status is not None and status not in {s.value for s in WorkflowStatus}:
         raise HTTPError(400, f"status must be one of {[s.value for s in WorkflowStatus]}")
-    limit = int(_float_param(req, "limit", 100, LIST_LIMIT_MAX, integer=True))
+    limit = int(number_param(req, "limit", 100, LIST_LIMIT_MAX, integer=True))
     infos = await req.app.list_instances(
         status=status, workflow=req.query.get("workflow"), limit=limit
     )
     return Response(200, {"instances": [instance_json(i) for i in infos]})
-
-
-def _float_param(
-    req: Request, name: str, default: float, maximum: float, *, integer: bool = False
-) -> float:
-    raw = req.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= maximum:
-        kind = "an integer" if integer else "a number"
-        raise HTTPError(400, f"{name} must be {kind} from 0 to {maximum:g}, got {raw!r}")
-    return value
 
 
 ROUTES: Final[tuple[Route, ...]] = (
@@ -425,7 +251,7 @@ class AsgiApp:
             response = Response(
                 503, {"error": str(exc), "retryable": True}, (("retry-after", "1"),)
             )
-        except _Disconnected:
+        except Disconnected:
             return
         await send_json(send, response)
 
@@ -464,34 +290,22 @@ class AsgiApp:
             await send({"type": "websocket.close", "code": 1008})
 
 
-async def serve_lifespan(receive: Receive, send: Send) -> None:
-    """Lifespan for an App that is already open: nothing to start or stop."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def send_json(send: Send, response: Response) -> None:
-    body = dumps(response.payload).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((k.encode(), v.encode("latin-1")) for k, v in response.headers),
-    ]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_asgi_app(
-    app: App, *, max_body_bytes: int = DEFAULT_MAX_BODY, bearer_token: str | None = None
+    app: App,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    bearer_token: str | None = None,
+    websocket_routes: Sequence[WebSocketRoute] = (),
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
     ``max_body_bytes``: larger bodies are answered 413 without being read to the end.
     ``bearer_token``: when set, every route but ``/healthz`` needs ``Authorization: Bearer``.
+    ``websocket_routes``: websocket endpoints (others are refused).
     """
-    return AsgiApp(app, max_body_bytes=max_body_bytes, bearer_token=bearer_token)
+    return AsgiApp(
+        app,
+        max_body_bytes=max_body_bytes,
+        bearer_token=bearer_token,
+        websocket_routes=websocket_routes,
+    )

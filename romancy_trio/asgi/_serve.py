@@ -19,7 +19,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .._config import AppConfig
-from ._app import DEFAULT_MAX_BODY, AsgiApp, Receive, Response, Scope, Send, send_json
+from ._app import AsgiApp
+from ._http import DEFAULT_MAX_BODY, Receive, Response, Scope, Send, send_json
 
 if TYPE_CHECKING:
     from .._app import App

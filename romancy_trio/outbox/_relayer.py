@@ -51,7 +51,8 @@ class RelayerConfig:
     backoff_coefficient: float = 2.0
     max_backoff: float = 60.0
     backoff_jitter: float = 0.2
-    """Each retry delay is drawn uniformly within +/- this fraction of the exponential one."""
+    """Each retry delay is drawn uniformly within +/- this fraction of
+    ``min(max_backoff, initial_backoff * backoff_coefficient ** (failures - 1))``."""
     claim_ttl: float = 30.0
     """A claimed row whose relayer died becomes claimable again after this long."""
     request_timeout: float = 10.0
@@ -108,7 +109,7 @@ class RelayerConfig:
         except OverflowError:
             base = self.max_backoff
         jitter = self.backoff_jitter
-        return min(self.max_backoff, base * rng.uniform(1 - jitter, 1 + jitter))
+        return min(self.max_backoff, base) * rng.uniform(1 - jitter, 1 + jitter)
 
 
 @dataclass(frozen=True, slots=True)

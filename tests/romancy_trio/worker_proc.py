@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import trio
 
-from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, open_app, workflow
+from romancy_trio import (
+    ActivityContext,
+    AppConfig,
+    RetryPolicy,
+    WorkflowContext,
+    activity,
+    open_app,
+    workflow,
+)
 
 
 @activity
@@ -34,12 +43,75 @@ async def steps(ctx: WorkflowContext, count: int) -> list[int]:
     return [await effect(ctx, n) for n in range(1, count + 1)]
 
 
+async def _hang_if(var: str, value: int, name: str) -> None:
+    if os.environ.get(var) == str(value):
+        Path(os.environ["MARKER_DIR"], name).write_text("reached")
+        await trio.sleep_forever()
+
+
+@activity(retry=RetryPolicy.no_retries())
+async def book(ctx: ActivityContext, step: int, fail: bool) -> str:
+    if fail:
+        raise ValueError(f"step {step} failed")
+    p = "%s" if ctx.db.dialect == "postgres" else "?"
+    await ctx.db.execute(
+        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        (ctx.instance_id, step, ctx.worker_id),
+    )
+    await _hang_if("HANG_BOOK", step, f"{ctx.instance_id}.book{step}")
+    return f"booking-{step}"
+
+
+@book.compensation
+async def unbook(ctx: ActivityContext, step: int, fail: bool, booking: str) -> None:
+    assert booking == f"booking-{step}"
+    p = "%s" if ctx.db.dialect == "postgres" else "?"
+    await ctx.db.execute(
+        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        (ctx.instance_id, -step, ctx.worker_id),
+    )
+    await _hang_if("HANG_UNDO", step, f"{ctx.instance_id}.undo{step}")
+
+
+@workflow
+async def saga(ctx: WorkflowContext, plan: dict[str, int]) -> str:
+    for step in range(1, plan["steps"] + 1):
+        await book(ctx, step, step == plan.get("fail_at"))
+    return "booked"
+
+
+@activity(retry=RetryPolicy(max_attempts=5, initial_interval=2.0, backoff_coefficient=1.0))
+async def flaky(ctx: ActivityContext, succeed_on: int) -> str:
+    started = time.time()
+    attempt = 1 + len([k for k in await _attempt_keys(ctx)])
+    if attempt < succeed_on:
+        raise ConnectionError(f"started={started!r} attempt={attempt}")
+    return f"ok on {attempt}"
+
+
+async def _attempt_keys(ctx: ActivityContext) -> list[str]:
+    p = "%s" if ctx.db.dialect == "postgres" else "?"
+    rows = await ctx.db.fetchall(
+        f"SELECT key FROM workflow_history WHERE instance_id = {p} AND kind = 'attempt_failed'",
+        (ctx.instance_id,),
+    )
+    return [r[0] for r in rows]
+
+
+@workflow
+async def retries(ctx: WorkflowContext, succeed_on: int) -> str:
+    return await flaky(ctx, succeed_on)
+
+
+ALL = [steps, effect, saga, book, retries, flaky]
+
+
 EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGER, worker_id TEXT)"
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
     config = AppConfig(schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=5.0)
-    async with open_app(url, worker_id=worker_id, workflows=[steps, effect], config=config):
+    async with open_app(url, worker_id=worker_id, workflows=ALL, config=config):
         print("ready", flush=True)
         await trio.sleep_forever()
 
