@@ -15,7 +15,9 @@ from ._common import (
     print_table,
     write_json,
 )
+from .waits import idle_cost, wakeup_latency
 from .workflows import bench_one, bench_ten, run_workflows
+
 
 Scenario = Callable[[str, int], Awaitable[Result]]
 
@@ -29,7 +31,10 @@ SCENARIOS: dict[str, Scenario] = {
     "ten-sequential": lambda dsn, n: run_workflows(
         dsn, name="10-activity wf, sequential", wf=bench_ten, total=n // 4, concurrency=1
     ),
+    "wakeup": lambda dsn, n: wakeup_latency(dsn, n),
+    "idle": lambda dsn, n: idle_cost(dsn, n * 10),
 }
+
 
 
 def main() -> None:

@@ -31,8 +31,6 @@ from ._errors import (
 )
 from .storage import (
     DEFAULT_URL,
-    TOPIC_DONE,
-    TOPICS,
     Claimed,
     InstanceInfo,
     RunInfo,
@@ -148,7 +146,7 @@ class App:
     async def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the instance to end; return its result or raise why it did not complete."""
         deadline = None if timeout is None else trio.current_time() + timeout
-        with self.hub.watch(TOPIC_DONE, instance_id) as watch:
+        with self.hub.watch(self.store.topics.done, instance_id) as watch:
             while True:
                 info = await self.status(instance_id)
                 if info.status.is_terminal:
@@ -220,12 +218,15 @@ async def open_app(
     config: AppConfig | None = None,
     run_workers: bool = True,
     notify_config: NotifyConfig | None = None,
+    listener_url: str | None = None,
 ) -> AsyncIterator[App]:
     """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
     hands unfinished instances back to the database for other workers.
 
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
+    ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
+    a transaction-pooling proxy (which cannot LISTEN).
     """
     config = config or AppConfig()
     dialect = check_url(url)
@@ -233,9 +234,12 @@ async def open_app(
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
         hub_cm = (
-            open_local_hub(TOPICS, config=notify_config)
+            open_local_hub(store.topics.all(), config=notify_config)
             if dialect == "sqlite"
-            else open_pg_hub(url, TOPICS, config=notify_config)
+            else open_pg_hub(
+                url, store.topics.all(), config=notify_config, listener_dsn=listener_url
+            )
+
         )
         async with hub_cm as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))

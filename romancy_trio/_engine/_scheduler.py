@@ -21,7 +21,7 @@ from notify import Hub
 from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
-from ..storage import TOPIC_CANCEL, TOPIC_WORK, Claimed, Lease, Store
+from ..storage import Claimed, Lease, Store
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
@@ -160,7 +160,7 @@ class Scheduler:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         backoff = 0.05
-        with self.hub.watch(TOPIC_WORK) as watch:
+        with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
             while True:
                 free = self._free()
@@ -215,7 +215,7 @@ class Scheduler:
             await trio.sleep(self.config.maintenance_interval)
 
     async def _cancel_loop(self) -> None:
-        with self.hub.watch(TOPIC_CANCEL) as watch:
+        with self.hub.watch(self.store.topics.cancel) as watch:
             while True:
                 wakeup = await watch.wait()
                 for iid in wakeup.keys:

@@ -6,10 +6,7 @@ from ._db import Tx as Tx
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store
-from ._types import TOPIC_CANCEL as TOPIC_CANCEL
-from ._types import TOPIC_DONE as TOPIC_DONE
-from ._types import TOPIC_WORK as TOPIC_WORK
-from ._types import TOPICS as TOPICS
+from ._types import Topics as Topics
 from ._store import Store as Store
 from ._types import Claimed as Claimed
 from ._types import InstanceInfo as InstanceInfo

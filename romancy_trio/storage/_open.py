@@ -11,6 +11,7 @@ from ._migrate import migrate_postgres, migrate_sqlite
 from ._postgres import PostgresDatabase, ensure_schema
 from ._sqlite import open_sqlite
 from ._store import Store
+from ._types import Topics
 
 DEFAULT_URL = "sqlite:///romancy.db"
 _PG_SCHEMES = ("postgresql", "postgres")
@@ -56,7 +57,7 @@ async def open_store(
         try:
             if migrate:
                 await migrate_sqlite(db)
-            yield Store(db, SQLITE, SQLITE_WAITS)
+            yield Store(db, SQLITE, SQLITE_WAITS, Topics.for_schema("main"))
         finally:
             await db.aclose()
         return
@@ -68,6 +69,6 @@ async def open_store(
     try:
         if migrate:
             await migrate_postgres(pg)
-        yield Store(pg, POSTGRES, POSTGRES_WAITS)
+        yield Store(pg, POSTGRES, POSTGRES_WAITS, Topics.for_schema(schema))
     finally:
         await pg.aclose()

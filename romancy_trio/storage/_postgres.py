@@ -61,6 +61,9 @@ class PostgresDatabase:
         self.conninfo = conninfo
         self.schema = schema
         self._after_commit: AfterCommit | None = None
+        self.transactions = 0
+        """Transactions run (single statements count as one): the load this process puts on
+        the database, e.g. to check that an idle worker stays quiet."""
         self.pool = ConnectionPool(
             conninfo, max_size=max_size, autocommit=True, configure=self._configure
         )
@@ -73,6 +76,7 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
+        self.transactions += 1
         try:
             async with self.pool.connection() as conn:
                 tx = PostgresTx(conn)
@@ -104,7 +108,9 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[TrioConnection[Any]]:
+        self.transactions += 1
         try:
+
             async with self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

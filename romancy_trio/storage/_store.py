@@ -17,12 +17,11 @@ from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ._db import Database, Row, Tx
 from ._queries import Queries, WaitQueries
 from ._types import (
-    TOPIC_DONE,
-    TOPIC_WORK,
     Claimed,
     InstanceInfo,
     Lease,
     RunInfo,
+    Topics,
     WorkflowStatus,
     lease_lost,
 )
@@ -31,10 +30,12 @@ from ._waits import WaitStore
 
 
 class Store:
-    def __init__(self, db: Database, queries: Queries, waits: WaitQueries) -> None:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics
+                 ) -> None:
         self.db = db
         self.q = queries
-        self.waits = WaitStore(db, queries, waits)
+        self.topics = topics
+        self.waits = WaitStore(db, queries, waits, topics)
 
     # -- instances ------------------------------------------------------------------------
     async def create_instance(
@@ -62,13 +63,13 @@ class Store:
                 "owner": owner,
                 "epoch": epoch,
                 "ttl": lease_ttl if owner else None,
-                "topic": TOPIC_WORK,
+                "topic": self.topics.work,
             },
         )
         if row is None:
             return None
         if owner is None:
-            self.db.publish_local([(TOPIC_WORK, "")])
+            self.db.publish_local([(self.topics.work, "")])
         return Lease(instance_id, owner or "", epoch)
 
     async def get_instance(self, instance_id: str) -> InstanceInfo | None:
@@ -108,10 +109,10 @@ class Store:
     async def release(self, lease: Lease, *, now: float) -> None:
         """Give an instance back (graceful shutdown) so another worker takes it at once."""
         row = await self.db.fetchone(
-            self.q.release, {**_fence(lease), "now": now, "topic": TOPIC_WORK}
+            self.q.release, {**_fence(lease), "now": now, "topic": self.topics.work}
         )
         if row is not None:
-            self.db.publish_local([(TOPIC_WORK, "")])
+            self.db.publish_local([(self.topics.work, "")])
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
@@ -170,7 +171,7 @@ class Store:
                 **_fence(lease),
                 "status": status,
                 "now": now,
-                "topic": TOPIC_DONE,
+                "topic": self.topics.done,
                 "result": dumps(result) if status is WorkflowStatus.COMPLETED else None,
                 "error": dumps(error_json) if error_json is not None else None,
             },
@@ -178,7 +179,7 @@ class Store:
 
         if row is None:
             raise lease_lost(lease)
-        self.db.publish_local([(TOPIC_DONE, lease.instance_id)])
+        self.db.publish_local([(self.topics.done, lease.instance_id)])
 
     async def continue_as_new(
         self, lease: Lease, run_no: int, input_json: str, *, now: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -11,10 +12,26 @@ from .._errors import LeaseLostError
 from .._replay import ErrorInfo
 
 
-TOPIC_WORK = "romancy_work"
-TOPIC_DONE = "romancy_done"
-TOPIC_CANCEL = "romancy_cancel"
-TOPICS = (TOPIC_WORK, TOPIC_DONE, TOPIC_CANCEL)
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """NOTIFY channel names of one app. LISTEN/NOTIFY is database-wide, so they carry the
+    schema: apps in other schemas of the same database never wake each other."""
+
+    work: str
+    done: str
+    cancel: str
+    channel: str
+
+    @classmethod
+    def for_schema(cls, schema: str) -> Topics:
+        tag = schema if len(schema) <= 36 and schema.isidentifier() else (
+            hashlib.sha1(schema.encode()).hexdigest()[:12])
+        return cls(f"romancy_work_{tag}", f"romancy_done_{tag}", f"romancy_cancel_{tag}",
+                   f"romancy_channel_{tag}")
+
+    def all(self) -> tuple[str, ...]:
+        return (self.work, self.done, self.cancel, self.channel)
+
 
 
 class WorkflowStatus(StrEnum):

@@ -24,7 +24,7 @@ from .._event_types import Event, EventReceipt
 from .._replay import EventKind, HistoryEvent, WaitCommand, WaitKind
 from ._db import Database, Tx
 from ._queries import Queries, WaitQueries
-from ._types import TOPIC_CANCEL, TOPIC_DONE, TOPIC_WORK, Lease, WorkflowStatus, lease_lost
+from ._types import Lease, Topics, WorkflowStatus, lease_lost
 
 DELIVERER = "romancy:delivery"
 # (tx, channel, subscriber) -> message json or None; set by the channels integration
@@ -32,8 +32,10 @@ ChannelTake = Callable[[Tx, str, str], Awaitable[dict[str, object] | None]]
 
 
 class WaitStore:
-    def __init__(self, db: Database, queries: Queries, waits: WaitQueries) -> None:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics
+                 ) -> None:
         self.db = db
+        self.topics = topics
         self.q = queries
         self.w = waits
         self.channel_take: ChannelTake | None = None
@@ -65,11 +67,11 @@ class WaitStore:
                 "iid": lease.instance_id, "wait_id": wait.wait_id, "kind": wait.kind,
                 "key": wait.key, "deadline": wait.deadline, "now": now})
             state = await tx.fetchone(self.w.suspend, {
-                **fence, "wake_at": wait.deadline, "now": now, "topic": TOPIC_WORK})
+                **fence, "wake_at": wait.deadline, "now": now, "topic": self.topics.work})
             if state is None:
                 raise lease_lost(lease)
         if wait.deadline is not None or state[0] == WorkflowStatus.PENDING:
-            self.db.publish_local([(TOPIC_WORK, "")])  # re-arm timers / claim a cancelled one
+            self.db.publish_local([(self.topics.work, "")])  # re-arm timers / claim a cancelled one
         return None
 
     async def _available_tx(self, tx: Tx, iid: str, wait: WaitCommand
@@ -123,7 +125,7 @@ class WaitStore:
                     await self._deliver_tx(tx, iid, wait_id, body_json, now)
                     delivered.append(iid)
             if delivered:
-                await tx.notify(TOPIC_WORK, "")
+                await tx.notify(self.topics.work, "")
         return EventReceipt(event.id, event.source, False, tuple(delivered))
 
     async def _deliver_tx(self, tx: Tx, iid: str, wait_id: str, body_json: str,
@@ -143,11 +145,11 @@ class WaitStore:
             status = WorkflowStatus(row[0])
             if status is not WorkflowStatus.RUNNING:
                 await tx.execute(self.w.waits_delete, {"iid": instance_id})
-            await tx.notify(TOPIC_CANCEL, instance_id)
+            await tx.notify(self.topics.cancel, instance_id)
             if status is WorkflowStatus.CANCELLED:
-                await tx.notify(TOPIC_DONE, instance_id)
+                await tx.notify(self.topics.done, instance_id)
             elif status is WorkflowStatus.PENDING:
-                await tx.notify(TOPIC_WORK, "")
+                await tx.notify(self.topics.work, "")
         return status
 
     async def cleanup(self, *, retention: float, batch: int = 1000) -> int:

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
 
 import trio
 
@@ -21,6 +23,7 @@ from romancy_trio import (
     WorkflowContext,
     activity,
     open_app,
+    wait_event,
     workflow,
 )
 
@@ -103,14 +106,23 @@ async def retries(ctx: WorkflowContext, succeed_on: int) -> str:
     return await flaky(ctx, succeed_on)
 
 
-ALL = [steps, effect, saga, book, retries, flaky]
+@workflow
+async def awaits_go(ctx: WorkflowContext) -> Any:
+    return (await wait_event(ctx, "go")).data
+
+
+ALL = [steps, effect, saga, book, retries, flaky, awaits_go]
 
 
 EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGER, worker_id TEXT)"
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
-    config = AppConfig(schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=5.0)
+    fallback = float(os.environ.get("FALLBACK", "5"))
+    config = AppConfig(
+        schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=fallback
+    )
+
     async with open_app(url, worker_id=worker_id, workflows=ALL, config=config):
         print("ready", flush=True)
         await trio.sleep_forever()

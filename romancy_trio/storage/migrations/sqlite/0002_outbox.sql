@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS outbox_events (
 );
 CREATE INDEX IF NOT EXISTS outbox_events_due
     ON outbox_events (next_attempt_at, seq) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_events_claimed
+    ON outbox_events (claimed_until) WHERE status = 'pending' AND claimed_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_events_delivered
     ON outbox_events (delivered_at) WHERE status = 'delivered';
 
