@@ -11,7 +11,13 @@ from ._definitions import Activity as Activity
 from ._definitions import Workflow as Workflow
 from ._definitions import activity as activity
 from ._definitions import workflow as workflow
+from ._channels import publish as publish
+from ._channels import receive as receive
+from ._channels import send_to as send_to
+from ._channels import subscribe as subscribe
+from ._channels import unsubscribe as unsubscribe
 from ._errors import ActivityFailedError as ActivityFailedError
+from ._errors import ChannelError as ChannelError
 from ._errors import EventTimeoutError as EventTimeoutError
 from ._errors import ReceiveTimeoutError as ReceiveTimeoutError
 from ._errors import RetriesExhaustedError as RetriesExhaustedError
@@ -50,6 +56,7 @@ __all__ = [
     "ActivityFailedError",
     "App",
     "AppConfig",
+    "ChannelError",
     "ConfigurationError",
     "Event",
     "EventReceipt",
@@ -80,9 +87,14 @@ __all__ = [
     "WorkflowStatus",
     "activity",
     "open_app",
+    "publish",
+    "receive",
     "recur",
+    "send_to",
     "sleep",
     "sleep_until",
+    "subscribe",
+    "unsubscribe",
     "wait_event",
     "workflow",
 ]

@@ -31,6 +31,8 @@ class ActivityContext:
     """The workflow run this activity belongs to (None: looked up when needed)."""
     event_source: str = DEFAULT_EVENT_SOURCE
     """Default CloudEvents ``source`` for :meth:`send_event`."""
+    outbox_topic: str | None = None
+    """The NOTIFY topic announcing new outbox rows (None: ``romancy_outbox``)."""
     _sends: Iterator[int] = field(
         default_factory=lambda: itertools.count(1), init=False, repr=False, compare=False
     )
@@ -84,4 +86,5 @@ class ActivityContext:
             event_id=event_id,
             extensions=extensions,
             now=time.time(),
+            topic=self.outbox_topic,
         )

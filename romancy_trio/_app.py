@@ -8,13 +8,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
+from ._channels import ChannelService
 from ._codec import convert, normalize
+
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
@@ -40,7 +42,11 @@ from .storage import (
     open_store,
 )
 
+if TYPE_CHECKING:
+    from .asgi import AsgiApp
+
 _MAX_ID = 200
+
 
 
 def default_worker_id() -> str:
@@ -66,6 +72,7 @@ class App:
         config: AppConfig,
         worker_id: str,
         scheduler: Scheduler | None,
+        channels: ChannelService,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -73,6 +80,25 @@ class App:
         self.config = config
         self.worker_id = worker_id
         self._scheduler = scheduler
+        self.channels = channels
+
+    async def publish(self, channel: str, data: Any, *,
+                      metadata: dict[str, Any] | None = None) -> int:
+        """Publish a message from outside any workflow; returns its id once committed."""
+        return await self.channels.publish(channel, data, metadata=metadata)
+
+    async def send_to(self, instance_id: str, channel: str, data: Any, *,
+                      metadata: dict[str, Any] | None = None) -> int:
+        """A direct message that only ``instance_id`` receives on ``channel``."""
+        return await self.channels.publish(channel, data, metadata=metadata, target=instance_id)
+
+    def asgi(self, *, max_body_bytes: int = 1_048_576, bearer_token: str | None = None
+             ) -> AsgiApp:
+        """The HTTP face of this app (CloudEvents intake, JSON API, websocket channel feed)
+        as an ASGI callable, to serve with hypercorn in Trio mode or mount in a router."""
+        from .asgi import create_asgi_app
+
+        return create_asgi_app(self, max_body_bytes=max_body_bytes, bearer_token=bearer_token)
 
     def _workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
         name = workflow if isinstance(workflow, str) else workflow.name
@@ -230,9 +256,12 @@ async def open_app(
     """
     config = config or AppConfig()
     dialect = check_url(url)
-    registry = Registry.of(workflows) if workflows is not None else default_registry
+    registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
+        channels = ChannelService(store)
+        for builtin in channels.activities():
+            registry.add(builtin)
         hub_cm = (
             open_local_hub(store.topics.all(), config=notify_config)
             if dialect == "sqlite"
@@ -248,10 +277,10 @@ async def open_app(
             async with trio.open_nursery() as nursery:
                 scheduler = None
                 if run_workers:
-                    scheduler = Scheduler(store, registry, hub, config, wid)
+                    scheduler = Scheduler(store, registry, hub, config, wid, channels)
                     await nursery.start(scheduler.serve)
                 try:
-                    yield App(store, hub, registry, config, wid, scheduler)
+                    yield App(store, hub, registry, config, wid, scheduler, channels)
                 except BaseException as exc:  # re-raised below, unwrapped by the nursery
                     body_error = exc
                 nursery.cancel_scope.cancel()

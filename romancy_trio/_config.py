@@ -31,7 +31,11 @@ class AppConfig:
     event_retention: float = 7 * 24 * 3600.0
     """Seconds events are kept (for idempotency of redelivered CloudEvents, and targeted
     events waiting in an instance's inbox); older ones are deleted in bounded batches."""
+    channel_retention: float = 24 * 3600.0
+    """Seconds a consumed channel message (competing: taken; broadcast: passed by every
+    subscriber) is kept before cleanup deletes it."""
     maintenance_interval: float = 600.0
+
     """How often a worker deletes expired events."""
 
     def __post_init__(self) -> None:

@@ -119,6 +119,10 @@ class Registry:
     def empty(cls) -> Registry:
         return cls({}, {})
 
+    def copy(self) -> Registry:
+        return Registry(dict(self.workflows), dict(self.activities))
+
+
     def add(self, item: Workflow[Any, Any] | Activity[..., Any]) -> None:
         table: dict[str, Any] = self.workflows if isinstance(item, Workflow) else self.activities
         existing = table.get(item.name)

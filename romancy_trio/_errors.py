@@ -125,3 +125,7 @@ class EventTimeoutError(WaitTimeoutError):
 
 class ReceiveTimeoutError(WaitTimeoutError):
     """``receive`` passed its timeout before a message arrived on the channel."""
+
+
+class ChannelError(RomancyError):
+    """A channel operation was used wrongly (receive without subscribing, mode mismatch...)."""

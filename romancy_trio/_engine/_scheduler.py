@@ -19,7 +19,9 @@ import trio
 from notify import Hub
 
 from .._config import AppConfig
+from .._channels import ChannelService
 from .._definitions import Registry
+
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store
 from ._runner import run_claimed
@@ -56,9 +58,18 @@ class _Counters:
 
 class Scheduler:
     def __init__(
-        self, store: Store, registry: Registry, hub: Hub, config: AppConfig, worker_id: str
+        self,
+        store: Store,
+        registry: Registry,
+        hub: Hub,
+        config: AppConfig,
+        worker_id: str,
+        channels: ChannelService,
     ) -> None:
         self.store = store
+        self.channels = channels
+        self._known = sorted(registry.workflows)
+
         self.registry = registry
         self.hub = hub
         self.config = config
@@ -170,7 +181,10 @@ class Scheduler:
                 try:
                     limit = min(free, self.config.claim_batch)
                     claimed = await self.store.claim(
-                        self.worker_id, limit=limit, lease_ttl=self.config.lease_ttl
+                        self.worker_id,
+                        limit=limit,
+                        lease_ttl=self.config.lease_ttl,
+                        workflows=self._known,
                     )
                     self._n.claims += 1
                     for item in claimed:
@@ -210,9 +224,17 @@ class Scheduler:
             try:
                 while await self.store.waits.cleanup(retention=self.config.event_retention) > 0:
                     await trio.sleep(0)
+                while await self._cleanup_channels() > 0:
+                    await trio.sleep(0)
             except StorageUnavailableError as exc:
                 log.warning("event cleanup failed (%s); will try again later", exc)
             await trio.sleep(self.config.maintenance_interval)
+
+    async def _cleanup_channels(self) -> int:
+        async with self.store.db.transaction() as tx:
+            return await self.channels.engine.cleanup_tx(
+                tx, now=time.time(), retention=self.config.channel_retention
+            )
 
     async def _cancel_loop(self) -> None:
         with self.hub.watch(self.store.topics.cancel) as watch:

@@ -10,6 +10,7 @@ from typing import Any
 from .._codec import convert
 from .._errors import (
     ActivityFailedError,
+    ChannelError,
     EventTimeoutError,
     InvalidInputError,
     ReceiveTimeoutError,
@@ -59,6 +60,9 @@ def deliver_wait(event: HistoryEvent, request: WaitRequest[Any]) -> tuple[Any, B
     payload = event.payload
     if event.kind is EventKind.TIMER_FIRED:
         return None, None
+    if event.kind is EventKind.WAIT_FAILED:
+        info = ErrorInfo.from_json(payload)
+        return None, ChannelError(f"{info.type}: {info.message}")
     if event.kind is EventKind.WAIT_TIMED_OUT:
         what = f"{request.kind} {request.key!r}"
         error: WaitTimeoutError = (EventTimeoutError(f"an event of type {request.key!r}")

@@ -18,6 +18,7 @@ class EventKind(StrEnum):
     MESSAGE_RECEIVED = "message_received"
     TIMER_FIRED = "timer_fired"
     WAIT_TIMED_OUT = "wait_timed_out"
+    WAIT_FAILED = "wait_failed"  # e.g. receive on a channel the instance is not subscribed to
 
 
 class WaitKind(StrEnum):

@@ -88,7 +88,7 @@ class Request:
         """The whole body, read chunk by chunk; past ``max_body`` bytes reading stops at once
         and the request is answered 413 without reading the rest."""
         declared = self.header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
             raise _too_large(self.max_body)
         chunks: list[bytes] = []
         size = 0

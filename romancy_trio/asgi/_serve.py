@@ -15,8 +15,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .._config import AppConfig
 from ._app import AsgiApp
@@ -67,6 +65,9 @@ async def serve_asgi(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """:func:`serve_http` for any ASGI callable (e.g. a router that mounts ours)."""
+    from hypercorn.config import Config as HypercornConfig  # only serving needs hypercorn
+    from hypercorn.trio import serve as hypercorn_serve
+
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = "-" if access_log else None

@@ -74,7 +74,10 @@ class RelayerConfig:
     """Extra request headers (e.g. authorization)."""
 
     def __post_init__(self) -> None:
-        url = httpx.URL(self.sink_url)
+        try:
+            url = httpx.URL(self.sink_url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"RelayerConfig.sink_url {self.sink_url!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
                 f"RelayerConfig.sink_url must be an http(s) URL, not {self.sink_url!r}"
@@ -146,9 +149,11 @@ class Relayer:
         config: RelayerConfig,
         *,
         worker_id: str,
+        topic: str = TOPIC_OUTBOX,
         rng: random.Random | None = None,
     ) -> None:
         self.store = OutboxStore(db)
+        self.topic = topic
         self.hub = hub
         self.config = config
         self.worker_id = worker_id
@@ -166,7 +171,9 @@ class Relayer:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
-        headers = {**cfg.headers, "Content-Type": CONTENT_TYPE, WORKER_HEADER: self.worker_id}
+        headers = httpx.Headers(cfg.headers)  # ours replace the caller's, case-insensitively
+        headers["Content-Type"] = CONTENT_TYPE
+        headers[WORKER_HEADER] = self.worker_id
         limits = httpx.Limits(
             max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
         )
@@ -176,7 +183,7 @@ class Relayer:
             ) as client,
             trio.open_nursery() as nursery,
         ):
-            with self.hub.watch(TOPIC_OUTBOX) as watch:
+            with self.hub.watch(self.topic) as watch:
                 task_status.started()
                 await self._claim_loop(watch, nursery, client)
 
@@ -339,10 +346,13 @@ async def run_relayer(
     config: RelayerConfig,
     *,
     worker_id: str,
+    topic: str = TOPIC_OUTBOX,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Deliver the outbox until cancelled: ``await nursery.start(run_relayer, db, hub, cfg, ...)``.
 
-    ``hub`` must serve the topic ``romancy_outbox``.
+    ``topic``: the one writers announce new rows on (``ActivityContext.outbox_topic``); ``hub``
+    must serve it.
     """
-    await Relayer(db, hub, config, worker_id=worker_id).serve(task_status=task_status)
+    relayer = Relayer(db, hub, config, worker_id=worker_id, topic=topic)
+    await relayer.serve(task_status=task_status)

@@ -23,7 +23,8 @@ from ..storage import Database, Session, Tx
 from ..storage._db import Row
 
 TOPIC_OUTBOX = "romancy_outbox"
-"""Announced (payload ``''``) by every transaction that adds an outbox row."""
+"""The default topic announced (payload ``''``) by every transaction that adds outbox rows;
+an app passes its own (per-schema) topic to both ``send_event_tx`` and the relayer."""
 
 EVENT_COLUMNS = "event_id, source, type, subject, extensions, data, event_time"
 ROW_COLUMNS = (
@@ -58,7 +59,9 @@ class OutboxQueries:
     delivered: str  # seq, worker, epoch -> (seq,) if the claim still held
     attempt_failed: str  # seq, worker, epoch, error, delay, max_attempts -> (new status,)
     release: str  # seq, worker, epoch -> (seq,) if the claim still held
-    next_due: str  # -> seconds until the earliest pending row is claimable (None: none)
+    next_due: str
+    """-> seconds until the earliest pending row is claimable (None: no pending row); uses the
+    due index for unclaimed rows and the small claimed-rows index for the rest."""
     purge: str  # retention, limit: delete delivered rows older than retention seconds
     rows: str  # status (or None), limit -> ROW_COLUMNS
 
@@ -225,6 +228,7 @@ async def send_event_tx(
     event_id: str | None,
     extensions: Mapping[str, object] | None,
     now: float,
+    topic: str | None = None,
 ) -> str:
     """Add one event to the outbox in the session's transaction and announce it on commit.
 
@@ -261,7 +265,7 @@ async def send_event_tx(
             "aid": activity_id,
         },
     )
-    await tx.notify(TOPIC_OUTBOX, "")
+    await tx.notify(topic or TOPIC_OUTBOX, "")
     return event.event_id
 
 

@@ -53,8 +53,13 @@ QUERIES = OutboxQueries(
         WHERE {_FENCE}
         RETURNING seq""",
     next_due=f"""
-        SELECT min(greatest(next_attempt_at, coalesce(claimed_until, 0))) - {_NOW}
-        FROM outbox_events WHERE status = 'pending'""",
+        SELECT least(
+            (SELECT next_attempt_at FROM outbox_events
+             WHERE status = 'pending' AND claimed_until IS NULL
+             ORDER BY next_attempt_at, seq LIMIT 1),
+            (SELECT min(greatest(next_attempt_at, claimed_until)) FROM outbox_events
+             WHERE status = 'pending' AND claimed_until IS NOT NULL)
+        ) - {_NOW}""",
     purge=f"""
         DELETE FROM outbox_events WHERE seq IN (
             SELECT seq FROM outbox_events

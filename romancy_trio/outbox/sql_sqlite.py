@@ -46,8 +46,15 @@ QUERIES = OutboxQueries(
         WHERE {_FENCE}
         RETURNING seq""",
     next_due=f"""
-        SELECT min(max(next_attempt_at, coalesce(claimed_until, 0))) - {_NOW}
-        FROM outbox_events WHERE status = 'pending'""",
+        WITH unclaimed AS (
+            SELECT next_attempt_at AS due FROM outbox_events
+            WHERE status = 'pending' AND claimed_until IS NULL
+            ORDER BY next_attempt_at, seq LIMIT 1),
+        claimed AS (
+            SELECT min(max(next_attempt_at, claimed_until)) AS due FROM outbox_events
+            WHERE status = 'pending' AND claimed_until IS NOT NULL)
+        SELECT min(coalesce(u.due, c.due), coalesce(c.due, u.due)) - {_NOW}
+        FROM claimed c LEFT JOIN unclaimed u ON 1 = 1""",
     purge=f"""
         DELETE FROM outbox_events WHERE seq IN (
             SELECT seq FROM outbox_events

@@ -25,6 +25,16 @@ class Migration:
     up: str
 
 
+def all_migrations(dialect: str) -> list[Migration]:
+    """romancy_trio's own migrations, then those of the ``channels`` package (namespaced)."""
+    import channels
+
+    own = load_migrations(dialect)
+    theirs = [Migration(f"channels_{version}", f"channels/{version}", up)
+              for version, up in channels.migrations(dialect)]
+    return own + theirs
+
+
 def load_migrations(dialect: str) -> list[Migration]:
     folder = resources.files("romancy_trio.storage").joinpath("migrations", dialect)
     found = []
@@ -50,7 +60,7 @@ async def migrate_postgres(db: PostgresDatabase) -> list[str]:
         await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         await tx.execute(_CREATE_TABLE)
         done = {r[0] for r in await tx.fetchall("SELECT version FROM schema_migrations")}
-        for migration in load_migrations("postgres"):
+        for migration in all_migrations("postgres"):
             if migration.version in done:
                 continue
             await tx.execute(migration.up)
@@ -70,7 +80,8 @@ async def migrate_sqlite(db: SqliteDatabase) -> list[str]:
         try:
             conn.execute(_CREATE_TABLE)
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            todo = [m for m in load_migrations("sqlite") if m.version not in done]
+            todo = [m for m in all_migrations("sqlite") if m.version not in done]
+
             for migration in todo:
                 for statement in _statements(migration.up):
                     conn.execute(statement)

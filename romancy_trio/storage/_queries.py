@@ -83,5 +83,12 @@ class WaitQueries:
     """iid, now -> (status,): cancel_requested set; an instance no worker holds and with nothing
     to compensate becomes cancelled at once, one with compensations becomes pending (claimed,
     replayed, compensated); a running one keeps running until its worker stops it."""
+    lock_channel: str
+    """channel: share-lock the channel's row, so a suspending receiver and a publisher of that
+    channel serialise (the publisher row-locks it): one of them always sees the other."""
+    wake_waiters: str
+    """kind, key, target, limit, now -> (iid,) of waiting instances made pending: those waiting
+    on (kind, key), only ``target`` if given, at most ``limit`` (NULL: all), oldest first."""
     events_cleanup: str  # before, limit: delete old events (and their inbox rows) in a batch
+
     inbox_cleanup: str  # before

@@ -9,7 +9,9 @@ transaction, that this worker still holds the instance's lease at the same epoch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+
 from typing import Any
 
 from .._codec import dumps, loads
@@ -85,9 +87,14 @@ class Store:
         return [_instance(r) for r in rows]
 
     # -- leases -----------------------------------------------------------------------------
-    async def claim(self, owner: str, *, limit: int, lease_ttl: float) -> list[Claimed]:
+    async def claim(
+        self, owner: str, *, limit: int, lease_ttl: float, workflows: Sequence[str]
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` runnable instances of the named workflows (the ones this
+        worker can run: a worker never takes a workflow it does not know)."""
         rows = await self.db.fetchall(
-            self.q.claim, {"limit": limit, "owner": owner, "ttl": lease_ttl}
+            self.q.claim,
+            {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))},
         )
         return [
             Claimed(

@@ -27,8 +27,9 @@ from ._queries import Queries, WaitQueries
 from ._types import Lease, Topics, WorkflowStatus, lease_lost
 
 DELIVERER = "romancy:delivery"
-# (tx, channel, subscriber) -> message json or None; set by the channels integration
-ChannelTake = Callable[[Tx, str, str], Awaitable[dict[str, object] | None]]
+# (tx, channel, subscriber) -> (kind, payload) or None; set by the channels integration
+ChannelTake = Callable[[Tx, str, str], Awaitable[tuple[EventKind, object] | None]]
+
 
 
 class WaitStore:
@@ -89,9 +90,18 @@ class WaitStore:
         if wait.kind is WaitKind.CHANNEL:
             if self.channel_take is None:
                 raise RuntimeError("channel waits need the channels integration")
-            message = await self.channel_take(tx, wait.key, iid)
-            return None if message is None else (EventKind.MESSAGE_RECEIVED, message)
+            await tx.fetchone(self.w.lock_channel, {"channel": wait.key})
+            return await self.channel_take(tx, wait.key, iid)
         return None
+
+    async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
+                              target: str | None = None, limit: int | None = None) -> list[str]:
+        """Make instances waiting on (kind, key) runnable again; announce new work."""
+        rows = await tx.fetchall(self.w.wake_waiters, {
+            "kind": kind, "key": key, "target": target, "limit": limit, "now": time.time()})
+        if rows:
+            await tx.notify(self.topics.work, "")
+        return [r[0] for r in rows]
 
     async def send_event(self, event: Event) -> EventReceipt:
         """Record the event (once per source and id) and wake the instances waiting for it."""

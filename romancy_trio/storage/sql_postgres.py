@@ -33,8 +33,11 @@ QUERIES = Queries(
                     AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
                    OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
               AND lease_owner IS DISTINCT FROM %(owner)s
+              AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
+
             ORDER BY created_at
             LIMIT %(limit)s
+
             FOR UPDATE SKIP LOCKED)
         UPDATE workflow_instances w
         SET status = 'running', lease_owner = %(owner)s, lease_epoch = w.lease_epoch + 1,
@@ -174,7 +177,20 @@ WAIT_QUERIES = WaitQueries(
                 ELSE 'cancelled' END
         WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting')
         RETURNING status""",
+    lock_channel="SELECT 1 FROM channels WHERE channel = %(channel)s FOR SHARE",
+    wake_waiters="""
+        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = %(now)s
+        WHERE instance_id IN (
+            SELECT w.instance_id FROM workflow_waits w
+            JOIN workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = %(kind)s AND w.key = %(key)s AND i.status = 'waiting'
+              AND (%(target)s::text IS NULL OR w.instance_id = %(target)s)
+            ORDER BY w.created_at, w.instance_id
+            LIMIT %(limit)s
+            FOR UPDATE OF i SKIP LOCKED)
+        RETURNING instance_id""",
     events_cleanup="""
+
         DELETE FROM workflow_events WHERE (source, event_id) IN (
             SELECT source, event_id FROM workflow_events WHERE received_at < %(before)s
             LIMIT %(limit)s)""",

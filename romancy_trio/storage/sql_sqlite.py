@@ -34,7 +34,9 @@ QUERIES = Queries(
                     AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now()))
                    OR (status = 'waiting' AND wake_at <= romancy_now()))
               AND lease_owner IS NOT :owner
+              AND workflow_name IN (SELECT value FROM json_each(:names))
             ORDER BY created_at LIMIT :limit)
+
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
                   cancel_requested""",
     renew="""
@@ -153,7 +155,19 @@ WAIT_QUERIES = WaitQueries(
                 ELSE 'cancelled' END
         WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting')
         RETURNING status""",
+    lock_channel="SELECT 1 FROM channels WHERE channel = :channel",
+    wake_waiters="""
+        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = :now
+        WHERE instance_id IN (
+            SELECT w.instance_id FROM workflow_waits w
+            JOIN workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = :kind AND w.key = :key AND i.status = 'waiting'
+              AND (:target IS NULL OR w.instance_id = :target)
+            ORDER BY w.created_at, w.instance_id
+            LIMIT coalesce(:limit, -1))
+        RETURNING instance_id""",
     events_cleanup="""
+
         DELETE FROM workflow_events WHERE rowid IN (
             SELECT rowid FROM workflow_events WHERE received_at < :before LIMIT :limit)""",
     inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < :before",

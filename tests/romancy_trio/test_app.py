@@ -200,3 +200,14 @@ async def test_list_instances_filters_by_status_and_workflow(backend: Backend) -
         assert [i.instance_id for i in await app.list_instances(status="cancelled")] == [a]
         assert [i.instance_id for i in await app.list_instances(workflow="catches_failure")] == [b]
         assert len(await app.list_instances(limit=1)) == 1
+
+
+async def test_a_worker_never_claims_a_workflow_it_does_not_know(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=ALL, config=backend.config,
+                        run_workers=False) as client:
+        iid = await client.start(catches_failure, "x")
+        async with open_app(backend.url, workflows=[fails, refuse], config=backend.config):
+            await trio.sleep(0.5)  # a worker that only knows `fails` is running meanwhile
+            assert (await client.status(iid)).status is WorkflowStatus.PENDING
+        async with open_app(backend.url, workflows=ALL, config=backend.config):
+            assert await client.result(iid, timeout=20) == "handled ValueError: x"

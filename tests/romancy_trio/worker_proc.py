@@ -22,10 +22,14 @@ from romancy_trio import (
     RetryPolicy,
     WorkflowContext,
     activity,
+    ReceiveTimeoutError,
     open_app,
+    receive,
+    subscribe,
     wait_event,
     workflow,
 )
+
 
 
 @activity
@@ -126,6 +130,37 @@ async def main(url: str, schema: str, worker_id: str) -> None:
     async with open_app(url, worker_id=worker_id, workflows=ALL, config=config):
         print("ready", flush=True)
         await trio.sleep_forever()
+
+
+
+
+@activity
+async def consumed(ctx: ActivityContext, message_id: int) -> None:
+    p = "%s" if ctx.db.dialect == "postgres" else "?"
+    await ctx.db.execute(
+        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        (ctx.instance_id, message_id, ctx.worker_id))
+
+
+@workflow
+async def consumer(ctx: WorkflowContext, state: dict[str, Any]) -> int:
+    """Competing consumer: takes messages until the channel stays empty for a while; recurs
+    every 50 messages so its history stays bounded."""
+    if ctx.run_no == 1:
+        await subscribe(ctx, state["channel"], "competing")
+    taken = state.get("taken", 0)
+    for _ in range(50):
+        try:
+            msg = await receive(ctx, state["channel"], timeout=state.get("idle", 3.0))
+        except ReceiveTimeoutError:
+            return taken
+        await consumed(ctx, msg.id)
+        taken += 1
+    await ctx.recur({**state, "taken": taken})
+    return taken
+
+
+ALL.extend([consumer, consumed])
 
 
 if __name__ == "__main__":

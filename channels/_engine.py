@@ -1,0 +1,272 @@
+"""The channel engine: delivery semantics over any `ChannelTx`, SQL chosen once per dialect.
+
+Every ``*_tx`` method runs inside the caller's transaction and never commits: whatever it
+consumes (a broadcast cursor step, a competing claim) is undone if that transaction rolls back,
+which is what lets a workflow record "received message N" atomically with receiving it.
+
+Semantics:
+
+- A channel's mode is locked by its first subscription and stays locked (also after every
+  subscriber left); publishing does not lock it.
+- Broadcast: a subscriber receives, in id order, every message committed after its
+  subscription (its cursor starts at the channel's last id), except messages targeted at
+  another subscriber; each exactly once.
+- Competing: each message goes to exactly one subscriber: the oldest unclaimed message that is
+  untargeted or targeted at the taker. Messages published before anyone subscribed wait for
+  the first taker (a queue).
+- ``target`` (``send_to``): only that subscriber can receive the message, in either mode.
+- A publish announces the channel name on `NOTIFY_TOPIC` when its transaction commits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import sql_postgres, sql_sqlite
+from ._protocol import ChannelQueries, ChannelTx, Row
+from ._types import ChannelError, ChannelMode, ChannelModeError, Message, NotSubscribedError
+
+NOTIFY_TOPIC = "romancy_channel"
+"""The NOTIFY topic of every publish; the payload is the channel name."""
+
+MAX_NAME_LENGTH = 200
+"""The longest channel or subscriber name, in characters."""
+
+_DIALECTS: Mapping[str, ChannelQueries] = {
+    "postgres": sql_postgres.QUERIES,
+    "sqlite": sql_sqlite.QUERIES,
+}
+# C0 and C1 control characters (NUL included) and lone surrogates (not encodable as UTF-8).
+_BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class ChannelEngine:
+    """Durable broadcast and competing channels in the tables of ``channels.migrations``."""
+
+    def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC) -> None:
+        try:
+            self._q = _DIALECTS[dialect]
+        except KeyError:
+            known = ", ".join(sorted(_DIALECTS))
+            raise ValueError(f"unknown dialect {dialect!r} (known: {known})") from None
+        self.dialect = dialect
+        self.notify_topic = notify_topic
+
+    async def subscribe_tx(
+        self, tx: ChannelTx, channel: str, subscriber: str, mode: ChannelMode, *, now: float
+    ) -> None:
+        """Subscribe; idempotent. The channel's first subscription locks its mode.
+
+        Raises `ChannelModeError` if the channel is locked to another mode. Re-subscribing
+        keeps a broadcast subscriber's position.
+        """
+        _check_name("channel", channel)
+        _check_name("subscriber", subscriber)
+        mode = _check_mode(mode)
+        _check_time("now", now)
+        args = {"channel": channel, "subscriber": subscriber, "mode": mode.value, "now": now}
+        row = await tx.fetchone(self._q.lock_mode, args)
+        assert row is not None  # an upsert with RETURNING returns its row
+        locked = ChannelMode(row[0])
+        if locked is not mode:
+            raise ChannelModeError(channel, locked, mode)
+        await tx.execute(self._q.subscribe, args)
+
+    async def unsubscribe_tx(self, tx: ChannelTx, channel: str, subscriber: str) -> bool:
+        """Stop delivery to ``subscriber``; whether it was subscribed. The mode stays locked."""
+        _check_name("channel", channel)
+        _check_name("subscriber", subscriber)
+        args = {"channel": channel, "subscriber": subscriber}
+        return await tx.execute(self._q.unsubscribe, args) > 0
+
+    async def publish_tx(
+        self,
+        tx: ChannelTx,
+        channel: str,
+        data_json: str,
+        *,
+        metadata_json: str = "{}",
+        target: str | None = None,
+        now: float,
+    ) -> int:
+        """Publish JSON ``data_json``; return the message id. Visible to takers on commit.
+
+        ``target`` sends it to that one subscriber only. On PostgreSQL this row-locks the
+        channel until the transaction ends (see `channels.sql_postgres`).
+        """
+        _check_name("channel", channel)
+        if target is not None:
+            _check_name("target", target)
+        _check_json("data", data_json)
+        if not isinstance(_check_json("metadata", metadata_json), dict):
+            raise ChannelError("metadata must be a JSON object")
+        _check_time("now", now)
+        args = {
+            "channel": channel,
+            "data": data_json,
+            "metadata": metadata_json,
+            "target": target,
+            "now": now,
+        }
+        row = await tx.fetchone(self._q.publish, args)
+        assert row is not None  # INSERT ... RETURNING
+        await tx.notify(self.notify_topic, channel)
+
+        return int(row[0])
+
+    async def take_next_tx(
+        self, tx: ChannelTx, channel: str, subscriber: str, *, now: float | None = None
+    ) -> Message | None:
+        """Consume the next message for ``subscriber`` in the caller's transaction, or ``None``.
+
+        Broadcast: the next message after the subscriber's cursor; the cursor advances.
+        Competing: the oldest unclaimed message, claimed by ``subscriber`` (``claimed_at`` is
+        ``now``, default the local clock); a claim that another open transaction holds is
+        skipped, never waited for. Raises `NotSubscribedError`.
+
+        On PostgreSQL the subscription row is locked until the transaction ends: two takes by
+        the *same* subscriber serialise; different subscribers never wait for each other.
+        """
+        _check_name("channel", channel)
+        _check_name("subscriber", subscriber)
+        args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
+        mode, cursor = await self._subscription(tx, self._q.subscription_for_take, args)
+        if mode is ChannelMode.BROADCAST:
+            row = await tx.fetchone(self._q.next_broadcast, {**args, "cursor": cursor})
+            if row is None:
+                return None
+            await tx.execute(self._q.advance_cursor, {**args, "cursor": row[0]})
+        else:
+            claimed_at = time.time() if now is None else _check_time("now", now)
+            row = await tx.fetchone(self._q.claim_competing, {**args, "now": claimed_at})
+            if row is None:
+                return None
+        return _message(row)
+
+    async def subscribers_tx(self, tx: ChannelTx, channel: str) -> list[tuple[str, ChannelMode]]:
+        """The channel's subscribers and their mode, ordered by subscriber."""
+        _check_name("channel", channel)
+        rows = await tx.fetchall(self._q.subscribers, {"channel": channel})
+        return [(str(name), ChannelMode(mode)) for name, mode in rows]
+
+    async def has_message_tx(self, tx: ChannelTx, channel: str, subscriber: str) -> bool:
+        """Whether `take_next_tx` would find something now (a hint: on PostgreSQL a message
+        being claimed in another open transaction still counts). Raises `NotSubscribedError`.
+        """
+        _check_name("channel", channel)
+        _check_name("subscriber", subscriber)
+        args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
+        mode, cursor = await self._subscription(tx, self._q.subscription, args)
+        if mode is ChannelMode.BROADCAST:
+            row = await tx.fetchone(self._q.has_broadcast, {**args, "cursor": cursor})
+        else:
+            row = await tx.fetchone(self._q.has_competing, args)
+        return row is not None and bool(row[0])
+
+    async def read_after_tx(
+        self, tx: ChannelTx, channel: str, after_id: int, limit: int
+    ) -> list[Message]:
+        """Untargeted messages with id > ``after_id``, in order: a read-only view for external
+        consumers (no subscription, no cursor, no claim; claimed messages included)."""
+        _check_name("channel", channel)
+        if isinstance(after_id, bool) or not isinstance(after_id, int):
+            raise ChannelError(f"after_id must be an int, not {after_id!r}")
+        _check_positive("limit", limit)
+        args = {"channel": channel, "after_id": after_id, "limit": limit}
+        return [_message(row) for row in await tx.fetchall(self._q.read_after, args)]
+
+    async def cleanup_tx(
+        self, tx: ChannelTx, *, now: float, retention: float, batch: int = 1000
+    ) -> int:
+        """Delete at most ``batch`` messages that are done; return how many were deleted.
+
+        Done: competing messages claimed more than ``retention`` seconds before ``now``, and
+        unclaimed messages published more than ``retention`` seconds ago that no current
+        subscription can still receive (every broadcast cursor that could see it has passed it,
+        or nobody who could receive it is subscribed). Call it until it returns less than
+        ``batch``. On PostgreSQL rows locked by in-flight claims are skipped.
+        """
+        _check_time("now", now)
+        _check_time("retention", retention)
+        if retention < 0:
+            raise ChannelError(f"retention must not be negative, not {retention!r}")
+        _check_positive("batch", batch)
+        return await tx.execute(self._q.cleanup, {"cutoff": now - retention, "batch": batch})
+
+    async def _subscription(
+        self, tx: ChannelTx, query: str, args: Mapping[str, Any]
+    ) -> tuple[ChannelMode, int]:
+        row = await tx.fetchone(query, args)
+        if row is None:
+            raise NotSubscribedError(args["channel"], args["subscriber"])
+        return ChannelMode(row[0]), int(row[1])
+
+
+def _message(row: Row) -> Message:
+    id_, channel, data, metadata, target, published_at = row
+    return Message(
+        id=int(id_),
+        channel=str(channel),
+        data=json.loads(data),
+        metadata=json.loads(metadata),
+        target=None if target is None else str(target),
+        published_at=float(published_at),
+    )
+
+
+def _check_name(what: str, name: object) -> str:
+    if not isinstance(name, str):
+        raise ChannelError(f"{what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise ChannelError(f"{what} must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ChannelError(f"{what} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    bad = _BAD_NAME_CHARS.search(name)
+    if bad is not None:
+        raise ChannelError(
+            f"{what} {name!r} contains {bad.group()!r} at {bad.start()}: control characters "
+            "and lone surrogates are not allowed"
+        )
+    return name
+
+
+def _check_json(what: str, text: object) -> Any:
+    """Return the decoded value of JSON ``text``, or raise `ChannelError`."""
+    if not isinstance(text, str):
+        raise ChannelError(f"{what} must be JSON text (str), not {type(text).__name__}")
+    if "\x00" in text:
+        raise ChannelError(
+            f"{what} JSON text contains a raw NUL (U+0000); escape it as \\u0000 inside a string"
+        )
+    try:
+        text.encode("utf-8")
+        return json.loads(text)
+    except UnicodeEncodeError as exc:
+        raise ChannelError(f"{what} JSON text is not valid UTF-8: {exc.reason}") from None
+    except ValueError as exc:
+        raise ChannelError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _check_mode(mode: object) -> ChannelMode:
+    try:
+        return ChannelMode(mode if isinstance(mode, str) else repr(mode))
+    except ValueError:
+        choices = ", ".join(m.value for m in ChannelMode)
+        raise ChannelError(f"mode must be one of {choices}, not {mode!r}") from None
+
+
+def _check_time(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ChannelError(f"{what} must be a finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def _check_positive(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ChannelError(f"{what} must be a positive int, not {value!r}")
+    return value

@@ -1,0 +1,147 @@
+"""Channels between workflows: subscribe, unsubscribe, publish, send_to, receive.
+
+Subscribing, unsubscribing and publishing from a workflow are built-in transactional activities
+(recorded once, replayed from history). ``receive`` is a wait: when no message is there the
+workflow is suspended - no task, no lease - and a publish on that channel makes it runnable
+again (broadcast: every waiting subscriber; competing: one per message). A received message is
+recorded in history in the same transaction that consumes it, so replay returns it and never
+consumes a second one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal, TypeVar, overload
+
+from channels import ChannelEngine, ChannelMode, ChannelModeError, NotSubscribedError
+
+from ._activity_context import ActivityContext
+from ._codec import dumps
+from ._definitions import Activity
+from ._errors import ActivityFailedError, ChannelError
+from ._replay import (
+    ActivityCall,
+    ErrorInfo,
+    EventKind,
+    ReceivedMessage,
+    RetryPolicy,
+    WaitKind,
+    WaitRequest,
+    WorkflowContext,
+)
+from .storage import Store, Tx
+
+T = TypeVar("T")
+SUBSCRIBE = "romancy.channel.subscribe"
+UNSUBSCRIBE = "romancy.channel.unsubscribe"
+PUBLISH = "romancy.channel.publish"
+Mode = Literal["broadcast", "competing"]
+
+
+class ChannelService:
+    """The channel engine bound to one app's store: publishing wakes waiting receivers."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel)
+        store.waits.channel_take = self.take_tx
+
+    async def publish_tx(self, tx: Tx, channel: str, data: Any, *, metadata: Any = None,
+                         target: str | None = None) -> int:
+        message_id = await self.engine.publish_tx(
+            tx, channel, dumps(data), metadata_json=dumps(metadata or {}), target=target,
+            now=time.time())
+        modes = {mode for _, mode in await self.engine.subscribers_tx(tx, channel)}
+        limit = 1 if ChannelMode.COMPETING in modes or target is not None else None
+        await self.store.waits.wake_waiters_tx(tx, WaitKind.CHANNEL, channel, target=target,
+                                               limit=limit)
+        return message_id
+
+    async def publish(self, channel: str, data: Any, *, metadata: Any = None,
+                      target: str | None = None) -> int:
+        async with self.store.db.transaction() as tx:
+            return await self.publish_tx(tx, channel, data, metadata=metadata, target=target)
+
+    async def take_tx(self, tx: Tx, channel: str, subscriber: str
+                      ) -> tuple[EventKind, object] | None:
+        try:
+            message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())
+        except NotSubscribedError as exc:
+            return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()
+        return None if message is None else (EventKind.MESSAGE_RECEIVED, message.to_json())
+
+    def activities(self) -> list[Activity[..., Any]]:
+        async def subscribe_(ctx: ActivityContext, channel: str, mode: str) -> None:
+            await self.engine.subscribe_tx(await _tx(ctx), channel, ctx.instance_id,
+                                           ChannelMode(mode), now=time.time())
+
+        async def unsubscribe_(ctx: ActivityContext, channel: str) -> bool:
+            return await self.engine.unsubscribe_tx(await _tx(ctx), channel, ctx.instance_id)
+
+        async def publish_(ctx: ActivityContext, channel: str, data: Any, metadata: Any,
+                           target: str | None) -> int:
+            return await self.publish_tx(await _tx(ctx), channel, data, metadata=metadata,
+                                         target=target)
+
+        once = RetryPolicy(max_attempts=1)
+        return [Activity(subscribe_, name=SUBSCRIBE, transactional=True, retry=once),
+                Activity(unsubscribe_, name=UNSUBSCRIBE, transactional=True, retry=once),
+                Activity(publish_, name=PUBLISH, transactional=True)]
+
+
+async def _tx(ctx: ActivityContext) -> Tx:
+    session = ctx.db
+    tx = getattr(session, "tx", None)
+    if tx is None:
+        raise RuntimeError("channel activities need a transactional session")
+    result: Tx = await tx()
+    return result
+
+
+async def subscribe(ctx: WorkflowContext, channel: str, mode: Mode = "broadcast") -> None:
+    """Subscribe this instance. Broadcast: it gets every message published from now on.
+    Competing: each message goes to exactly one subscriber. The first subscription locks the
+    channel's mode; subscribing in the other mode raises :class:`ChannelError`."""
+    try:
+        await ActivityCall[None](SUBSCRIBE, (channel, ChannelMode(mode).value))
+    except ActivityFailedError as exc:
+        if exc.error_type.endswith(ChannelModeError.__qualname__):
+            raise ChannelError(exc.message) from None
+        raise
+
+
+async def unsubscribe(ctx: WorkflowContext, channel: str) -> bool:
+    """Stop receiving from ``channel``; True if this instance was subscribed."""
+    result: bool = await ActivityCall[bool](UNSUBSCRIBE, (channel,), result_hint=bool)
+    return result
+
+
+async def publish(ctx: WorkflowContext, channel: str, data: Any, *,
+                  metadata: dict[str, Any] | None = None) -> int:
+    """Publish a message (any JSON value); returns its id. Recorded: replay does not resend."""
+    result: int = await ActivityCall[int](PUBLISH, (channel, data, metadata, None),
+                                          result_hint=int)
+    return result
+
+
+async def send_to(ctx: WorkflowContext, instance_id: str, channel: str, data: Any, *,
+                  metadata: dict[str, Any] | None = None) -> int:
+    """A direct message on ``channel`` that only ``instance_id`` receives."""
+    result: int = await ActivityCall[int](PUBLISH, (channel, data, metadata, instance_id),
+                                          result_hint=int)
+    return result
+
+
+@overload
+def receive(ctx: WorkflowContext, channel: str, *, timeout: float | None = None
+            ) -> WaitRequest[ReceivedMessage[Any]]: ...
+@overload
+def receive(ctx: WorkflowContext, channel: str, *, timeout: float | None = None,
+            data_type: type[T]) -> WaitRequest[ReceivedMessage[T]]: ...
+def receive(ctx: WorkflowContext, channel: str, *, timeout: float | None = None,
+            data_type: Any = Any) -> Any:
+    """The next message for this instance on ``channel`` (which it must have subscribed to).
+    Waits without holding a worker; ``timeout`` raises :class:`ReceiveTimeoutError`."""
+    if not channel:
+        raise ValueError("channel must be a non-empty string")
+    return ctx._wait(WaitKind.CHANNEL, channel, timeout, data_type)

@@ -1,0 +1,165 @@
+"""Channels between workflows: broadcast order, competing exactly-once across processes (with a
+SIGKILL), mode lock, receive timeout, send_to, unsubscribe."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from typing import Any
+
+import pytest
+import trio
+
+from romancy_trio import (
+    ChannelError,
+    ReceiveTimeoutError,
+    WorkflowContext,
+    WorkflowStatus,
+    open_app,
+    publish,
+    receive,
+    send_to,
+    subscribe,
+    unsubscribe,
+    workflow,
+)
+from romancy_trio._replay import EventKind
+
+from ._procs import start_worker, stop
+from .conftest import Backend
+from .worker_proc import ALL, EFFECTS_DDL, consumer
+
+
+@workflow
+async def listens(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
+    await subscribe(ctx, args["channel"], args.get("mode", "broadcast"))
+    got = []
+    for _ in range(args["count"]):
+        msg = await receive(ctx, args["channel"], timeout=args.get("timeout"))
+        got.append(msg.data)
+    return got
+
+
+@workflow
+async def talks(ctx: WorkflowContext, args: dict[str, Any]) -> int:
+    for i in range(args["count"]):
+        await publish(ctx, args["channel"], {"n": i}, metadata={"from": ctx.instance_id})
+    return args["count"]
+
+
+@workflow
+async def whispers(ctx: WorkflowContext, args: dict[str, Any]) -> int:
+    return await send_to(ctx, args["to"], args["channel"], "psst")
+
+
+@workflow
+async def wrong_mode(ctx: WorkflowContext, channel: str) -> str:
+    await subscribe(ctx, channel, "competing")
+    return "subscribed"
+
+
+@workflow
+async def quits(ctx: WorkflowContext, channel: str) -> str:
+    await subscribe(ctx, channel)
+    first = await receive(ctx, channel)
+    assert await unsubscribe(ctx, channel)
+    try:
+        await receive(ctx, channel, timeout=5)
+    except ChannelError as exc:
+        return f"{first.data} then {type(exc).__name__}"
+    return "still receiving"
+
+
+@workflow
+async def times_out(ctx: WorkflowContext, channel: str) -> str:
+    await subscribe(ctx, channel)
+    try:
+        await receive(ctx, channel, timeout=0.3)
+    except ReceiveTimeoutError:
+        return "timed out"
+    return "got one"
+
+
+WFS = [listens, talks, whispers, wrong_mode, quits, times_out]
+
+
+async def _until(app: Any, ids: list[str], status: WorkflowStatus) -> None:
+    with trio.fail_after(30):
+        for iid in ids:
+            while (await app.status(iid)).status is not status:
+                await trio.sleep(0.02)
+
+
+async def test_broadcast_five_subscribers_each_get_all_500_in_order(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+        subs = [await app.start(listens, {"channel": "news", "count": 500}) for _ in range(5)]
+        await _until(app, subs, WorkflowStatus.WAITING)  # subscribed and waiting
+        await app.start(talks, {"channel": "news", "count": 500})
+        for iid in subs:
+            got = await app.result(iid, timeout=120)
+            assert got == [{"n": i} for i in range(500)]
+
+
+async def test_messages_from_outside_send_to_and_metadata(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+        a = await app.start(listens, {"channel": "dm", "count": 1})
+        b = await app.start(listens, {"channel": "dm", "count": 1, "timeout": 1.0})
+        await _until(app, [a, b], WorkflowStatus.WAITING)
+        await app.start(whispers, {"to": a, "channel": "dm"})
+        assert await app.result(a, timeout=20) == ["psst"]
+        with pytest.raises(Exception, match="ReceiveTimeoutError"):
+            await app.result(b, timeout=20)  # the direct message was for a only
+
+
+async def test_mode_lock_timeout_and_unsubscribe(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+        first = await app.start(listens, {"channel": "locked", "count": 1})
+        await _until(app, [first], WorkflowStatus.WAITING)
+        with pytest.raises(Exception, match="ChannelError") as err:
+            await app.run(wrong_mode, "locked", timeout=20)
+        assert "broadcast" in str(err.value) and "competing" in str(err.value)
+        assert await app.run(times_out, "quiet", timeout=20) == "timed out"
+        q = await app.start(quits, "bye")
+        await _until(app, [q], WorkflowStatus.WAITING)
+        await app.publish("bye", "one")
+        assert await app.result(q, timeout=20) == "one then ChannelError"
+
+
+async def _received_ids(app: Any) -> list[int]:
+    async with app.store.db.transaction() as tx:
+        rows = await tx.fetchall(
+            "SELECT payload FROM workflow_history WHERE kind = 'message_received' UNION ALL "
+            "SELECT payload FROM workflow_history_archive WHERE kind = 'message_received'")
+    import orjson
+
+    return [orjson.loads(r[0])["id"] for r in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_competing_three_processes_2000_messages_exactly_once_with_a_sigkill(
+        pg_backend: Backend) -> None:
+    b = pg_backend
+    async with open_app(b.url, workflows=ALL, config=b.config, run_workers=False) as app:
+        async with app.store.db.transaction() as tx:
+            await tx.execute(EFFECTS_DDL)
+        workers = [start_worker(b.url, b.config.schema, f"w{i}") for i in range(3)]
+        try:
+            consumers = [await app.start(consumer, {"channel": "jobs", "idle": 3.0})
+                         for _ in range(6)]
+            await _until(app, consumers, WorkflowStatus.WAITING)
+            for i in range(2000):
+                await app.publish("jobs", {"job": i})
+                if i == 700:
+                    workers[0].send_signal(signal.SIGKILL)
+            totals = [await app.result(iid, timeout=180) for iid in consumers]
+        finally:
+            for w in workers:
+                stop(w)
+        ids = await _received_ids(app)
+        assert len(ids) == 2000 and len(set(ids)) == 2000  # each message received exactly once
+        assert sum(totals) == 2000
+        async with app.store.db.transaction() as tx:
+            effects = await tx.fetchall("SELECT step FROM effects")
+        assert Counter(r[0] for r in effects) == Counter(ids)  # each effect exactly once
+        assert EventKind.MESSAGE_RECEIVED == "message_received"
