@@ -16,11 +16,9 @@ from notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
 from ._codec import convert, normalize
-
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
-from ._event_types import Event, EventReceipt
 from ._errors import (
     InstanceFinishedError,
     InstanceIdConflictError,
@@ -31,6 +29,7 @@ from ._errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
+from ._event_types import Event, EventReceipt
 from .storage import (
     DEFAULT_URL,
     Claimed,
@@ -44,6 +43,7 @@ from .storage import (
 
 if TYPE_CHECKING:
     from .asgi import AsgiApp
+    from .outbox import RelayerConfig
 
 _MAX_ID = 200
 
@@ -245,6 +245,7 @@ async def open_app(
     run_workers: bool = True,
     notify_config: NotifyConfig | None = None,
     listener_url: str | None = None,
+    relayer: RelayerConfig | None = None,
 ) -> AsyncIterator[App]:
     """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
@@ -253,6 +254,8 @@ async def open_app(
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
     ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
     a transaction-pooling proxy (which cannot LISTEN).
+    ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
+    processes may run relayers on one database.
     """
     config = config or AppConfig()
     dialect = check_url(url)
@@ -279,9 +282,16 @@ async def open_app(
                 if run_workers:
                     scheduler = Scheduler(store, registry, hub, config, wid, channels)
                     await nursery.start(scheduler.serve)
+                if relayer is not None:
+                    from .outbox import Relayer
+
+                    outbox = Relayer(store.db, hub, relayer, worker_id=wid,
+                                     topic=store.topics.outbox)
+                    await nursery.start(outbox.serve)
+
                 try:
                     yield App(store, hub, registry, config, wid, scheduler, channels)
-                except BaseException as exc:  # re-raised below, unwrapped by the nursery
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
                     body_error = exc
                 nursery.cancel_scope.cancel()
             if body_error is not None:

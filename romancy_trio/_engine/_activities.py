@@ -132,7 +132,9 @@ class ActivityRunner:
 
         def ctx(session: Any) -> ActivityContext:
             return ActivityContext(self.lease.instance_id, self.workflow_name, cmd.activity_id,
-                                   self.lease.worker_id, session)
+                                   self.lease.worker_id, session, run_no=self.run_no,
+                                   outbox_topic=self.store.topics.outbox)
+
 
         kind = (EventKind.COMPENSATION_COMPLETED if cmd.compensates
                 else EventKind.ACTIVITY_COMPLETED)

@@ -13,7 +13,6 @@ from .._errors import InvalidInputError, RomancyError, UnknownWorkflowError
 from .._replay import (
     CancelWorkflow,
     CompleteWorkflow,
-    ContinueAsNew,
     ErrorInfo,
     FailWorkflow,
     Outcome,

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass
 
 import trio
+import trio.lowlevel
 
 from notify import Hub
 
-from .._config import AppConfig
 from .._channels import ChannelService
+from .._config import AppConfig
 from .._definitions import Registry
-
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store
 from ._runner import run_claimed
@@ -223,9 +223,9 @@ class Scheduler:
         while True:
             try:
                 while await self.store.waits.cleanup(retention=self.config.event_retention) > 0:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                 while await self._cleanup_channels() > 0:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
             except StorageUnavailableError as exc:
                 log.warning("event cleanup failed (%s); will try again later", exc)
             await trio.sleep(self.config.maintenance_interval)

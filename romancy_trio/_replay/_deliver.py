@@ -55,7 +55,10 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def deliver_wait(event: HistoryEvent, request: WaitRequest[Any]) -> tuple[Any, BaseException | None]:
+def deliver_wait(
+    event: HistoryEvent, request: WaitRequest[Any]
+) -> tuple[Any, BaseException | None]:
+
     """(value to send, exception to throw) for a wait that history answered."""
     payload = event.payload
     if event.kind is EventKind.TIMER_FIRED:

@@ -42,7 +42,9 @@ class ErrorInfo:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         tp = type(exc)
-        name = tp.__qualname__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+        qualname = tp.__qualname__
+        name = qualname if tp.__module__ == "builtins" else f"{tp.__module__}.{qualname}"
+
         tb = "".join(traceback.format_exception(exc))
         return cls(type=name, message=str(exc), traceback=tb)
 

@@ -6,11 +6,11 @@ from ._db import Tx as Tx
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store
-from ._types import Topics as Topics
 from ._store import Store as Store
 from ._types import Claimed as Claimed
 from ._types import InstanceInfo as InstanceInfo
 from ._types import Lease as Lease
 from ._types import RunInfo as RunInfo
+from ._types import Topics as Topics
 from ._types import WorkflowStatus as WorkflowStatus
 from ._waits import WaitStore as WaitStore

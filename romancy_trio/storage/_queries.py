@@ -34,7 +34,9 @@ class Queries:
     earliest waiting instance falls due (NULL: nothing scheduled)."""
     # history -------------------------------------------------------------------------------
     record: str
-    """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert of one
+    """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert
+    of one
+
     history event: inserts nothing unless owner still holds the lease at epoch for run_no (and
     on PostgreSQL share-locks the instance row until commit, which blocks a takeover)."""
     select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)

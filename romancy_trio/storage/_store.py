@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-
 from typing import Any
 
 from .._codec import dumps, loads
@@ -28,7 +27,6 @@ from ._types import (
     lease_lost,
 )
 from ._waits import WaitStore
-
 
 
 class Store:

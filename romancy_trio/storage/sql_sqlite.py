@@ -55,11 +55,13 @@ QUERIES = Queries(
         WHERE {_FENCE}
         RETURNING instance_id""",
     next_expiry="""
-        SELECT min(
-            (SELECT min(lease_expires_at) - romancy_now() FROM workflow_instances
-             WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?),
-            (SELECT min(wake_at) - romancy_now() FROM workflow_instances
-             WHERE status = 'waiting'))""",
+        SELECT min(delay) FROM (
+            SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances
+            WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?
+            UNION ALL
+            SELECT min(wake_at) - romancy_now() FROM workflow_instances
+            WHERE status = 'waiting')""",
+
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at, compensation)
