@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._cloudevent_rules import INT32, forbidden_char, is_extension_name
 from ._errors import InvalidInputError
 
 _MAX_ATTR = 1024
@@ -22,8 +23,10 @@ def _check_attr(name: str, value: str | None, *, required: bool) -> None:
         raise InvalidInputError(f"event attribute {name!r} must be a string")
     if len(value) > _MAX_ATTR:
         raise InvalidInputError(f"event attribute {name!r} is longer than {_MAX_ATTR} characters")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise InvalidInputError(f"event attribute {name!r} contains a control character")
+    bad = forbidden_char(value)
+    if bad is not None:
+        raise InvalidInputError(
+            f"event attribute {name!r} contains the control or non-character {bad}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +53,14 @@ class Event:
         if self.time is not None and self.time.tzinfo is None:
             raise InvalidInputError("event attribute 'time' must be timezone-aware")
         for key, value in self.extensions.items():
-            if not (key.isascii() and key.isalnum() and key.islower() and len(key) <= 20):
+            if not is_extension_name(key):
                 raise InvalidInputError(
-                    f"extension attribute name {key!r} must be 1-20 lowercase letters or digits")
+                    f"extension attribute name {key!r} must be 1-20 lowercase letters or digits "
+                    "and not a core attribute")
             if isinstance(value, str):
                 _check_attr(key, value, required=False)
+            elif isinstance(value, int) and not isinstance(value, bool) and value not in INT32:
+                raise InvalidInputError(f"extension attribute {key!r} must be a 32-bit integer")
 
     def body(self) -> dict[str, Any]:
         """The JSON recorded in history and handed to the workflow."""

@@ -23,7 +23,6 @@ from .._errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
-from .._event_types import Event
 from ..storage import InstanceInfo, WorkflowStatus
 from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
 from ._http import (
@@ -44,6 +43,7 @@ from ._http import (
     send_json,
     serve_lifespan,
 )
+from ._websocket import WEBSOCKET_ROUTES
 
 if TYPE_CHECKING:
     from .._app import App
@@ -98,7 +98,7 @@ async def plain_event(req: Request) -> Response:
 async def deliver(app: App, parsed: ParsedEvent) -> Response:
     """The one path both event routes take: store (commit), then answer 202."""
     with errors_as({InvalidInputError: 400, InstanceNotFoundError: 404}):
-        receipt = await app.send_event(to_event(parsed))
+        receipt = await app.send_event(parsed)
     return Response(
         202,
         {
@@ -107,22 +107,6 @@ async def deliver(app: App, parsed: ParsedEvent) -> Response:
             "duplicate": receipt.duplicate,
             "delivered_to": list(receipt.delivered_to),
         },
-    )
-
-
-def to_event(parsed: ParsedEvent) -> Event:
-    """The parse result as the App's ``Event`` value."""
-    return Event(
-        type=parsed.type,
-        source=parsed.source,
-        id=parsed.id,
-        data=parsed.data,
-        subject=parsed.subject,
-        time=parsed.time,
-        datacontenttype=parsed.datacontenttype,
-        dataschema=parsed.dataschema,
-        extensions=parsed.extensions,
-        target_instance_id=parsed.target_instance_id,
     )
 
 
@@ -211,7 +195,7 @@ class AsgiApp:
         max_body_bytes: int = DEFAULT_MAX_BODY,
         bearer_token: str | None = None,
         routes: Sequence[Route] = ROUTES,
-        websocket_routes: Sequence[WebSocketRoute] = (),
+        websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
@@ -295,13 +279,14 @@ def create_asgi_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     bearer_token: str | None = None,
-    websocket_routes: Sequence[WebSocketRoute] = (),
+    websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
     ``max_body_bytes``: larger bodies are answered 413 without being read to the end.
     ``bearer_token``: when set, every route but ``/healthz`` needs ``Authorization: Bearer``.
-    ``websocket_routes``: websocket endpoints (others are refused).
+    ``websocket_routes``: websocket endpoints (others are refused); by default the channel
+    feed at ``/channels/ws`` (see ``romancy_trio.asgi._websocket``).
     """
     return AsgiApp(
         app,

@@ -15,8 +15,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote
@@ -27,6 +26,9 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.spec import SPECVERSION_V1_0
 from cloudevents.core.v1.event import CloudEvent
 
+from .._cloudevent_rules import EXTENSION_NAME, INT32, forbidden_char
+from .._event_types import Event
+
 TARGET_EXTENSION: Final = "romancyinstanceid"
 """Extension attribute that routes an event to one workflow instance."""
 
@@ -34,13 +36,9 @@ STRUCTURED_TYPE: Final = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
 _REQUIRED: Final = ("id", "source", "type")
 _OPTIONAL: Final = ("subject", "datacontenttype", "dataschema")
 _CORE: Final = frozenset((*_REQUIRED, *_OPTIONAL, "specversion", "time"))
-_EXTENSION_NAME: Final = re.compile(r"[a-z0-9]{1,20}")
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})"
 )
-# CloudEvents "String": no control characters, surrogates or noncharacters.
-_FORBIDDEN_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
-_INT32: Final = range(-(2**31), 2**31)
 
 
 class BadEvent(ValueError):
@@ -53,20 +51,8 @@ class BadEvent(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedEvent:
-    """A CloudEvent that passed every check; mirrors ``romancy_trio.Event`` field by field."""
-
-    type: str
-    source: str
-    id: str
-    data: Any = None
-    subject: str | None = None
-    time: datetime | None = None
-    datacontenttype: str | None = None
-    dataschema: str | None = None
-    extensions: Mapping[str, str | int | bool] = field(default_factory=dict)
-    target_instance_id: str | None = None
+ParsedEvent = Event
+"""What parsing yields: the App's own ``Event`` value, every CloudEvents check passed."""
 
 
 def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
@@ -236,7 +222,7 @@ def from_attributes(attrs: dict[str, Any], data: Any) -> ParsedEvent:
     for name, value in attrs.items():
         if name in _CORE:
             continue
-        if name == "data" or not _EXTENSION_NAME.fullmatch(name):
+        if name == "data" or not EXTENSION_NAME.fullmatch(name):
             raise BadEvent(
                 f"invalid extension attribute name {name!r}: must be 1-20 lowercase "
                 "letters or digits, and not 'data'"
@@ -265,11 +251,9 @@ def _check_string(name: str, value: Any) -> str:
         raise BadEvent(f"attribute {name!r} must be a string, got {_json_kind(value)}")
     if not value:
         raise BadEvent(f"attribute {name!r} must not be empty")
-    bad = _FORBIDDEN_CHARS.search(value)
+    bad = forbidden_char(value)
     if bad is not None:
-        raise BadEvent(
-            f"attribute {name!r} contains the control or non-character U+{ord(bad.group()):04X}"
-        )
+        raise BadEvent(f"attribute {name!r} contains the control or non-character {bad}")
     return value
 
 
@@ -277,7 +261,7 @@ def _check_extension(name: str, value: Any) -> str | int | bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        if value not in _INT32:
+        if value not in INT32:
             raise BadEvent(f"extension {name!r}: integer {value} is outside the 32-bit range")
         return value
     if isinstance(value, str):

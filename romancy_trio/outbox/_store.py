@@ -7,7 +7,6 @@ functions; :class:`OutboxStore` runs the per-dialect statements of ``sql_postgre
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
+from .._cloudevent_rules import INT32, forbidden_char, is_extension_name
 from .._codec import dumps, loads
 from .._errors import InvalidInputError
 from ..storage import Database, Session, Tx
@@ -34,13 +34,7 @@ ROW_COLUMNS = (
 ExtensionValue = str | int | bool
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "romancy_trio://outbox")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
-_RESERVED = frozenset(
-    "id source specversion type datacontenttype dataschema subject time data data_base64".split()
-)
 _MAX_ATTRIBUTE = 1024
-_INT32 = range(-(2**31), 2**31)
 
 
 class OutboxStatus(StrEnum):
@@ -140,7 +134,7 @@ def _attribute(name: str, value: object, *, optional: bool = False) -> str | Non
         return None
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"CloudEvent {name} must be a non-empty string, got {value!r:.80}")
-    if len(value) > _MAX_ATTRIBUTE or _CONTROL.search(value):
+    if len(value) > _MAX_ATTRIBUTE or forbidden_char(value) is not None:
         raise InvalidInputError(
             f"CloudEvent {name} must be at most {_MAX_ATTRIBUTE} characters with no control "
             f"characters, got {value!r:.80}"
@@ -151,7 +145,7 @@ def _attribute(name: str, value: object, *, optional: bool = False) -> str | Non
 def _extensions(extensions: Mapping[str, object] | None) -> dict[str, ExtensionValue]:
     checked: dict[str, ExtensionValue] = {}
     for name, value in (extensions or {}).items():
-        if not isinstance(name, str) or not _EXTENSION_NAME.fullmatch(name) or name in _RESERVED:
+        if not is_extension_name(name):
             raise InvalidInputError(
                 f"CloudEvent extension name {name!r} must be 1-20 lower-case ASCII letters or "
                 "digits and not a core attribute"
@@ -159,7 +153,7 @@ def _extensions(extensions: Mapping[str, object] | None) -> dict[str, ExtensionV
         if isinstance(value, bool):
             checked[name] = value
         elif isinstance(value, int):
-            if value not in _INT32:
+            if value not in INT32:
                 raise InvalidInputError(f"CloudEvent extension {name!r}: {value} is not int32")
             checked[name] = value
         else:

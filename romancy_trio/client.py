@@ -1,0 +1,248 @@
+"""A client for the websocket channel feed (``/channels/ws``), built on trio-websocket::
+
+    from romancy_trio.client import subscribe
+
+    async with subscribe("ws://127.0.0.1:8000/channels/ws", ["orders"], token=...) as feed:
+        async for message in feed:
+            print(message.channel, message.id, message.data)
+
+With ``reconnect=True`` (the default) a dropped connection is re-opened with exponential backoff
+and resumes after the last message received on each channel, so the iteration neither skips a
+message that is still retained on the server nor repeats one. ``feed.positions`` is the last id
+yielded per channel: save it and pass it as ``after=`` to resume in another process.
+
+Importing this module imports trio-websocket; ``import romancy_trio`` does not import this one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    open_websocket_url,
+)
+
+__all__ = ["ChannelMessage", "Feed", "FeedClosed", "subscribe"]
+
+PERMANENT_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+"""Close codes after which reconnecting unchanged cannot help: the request or data is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """One message of the feed, as the server's ``channels.Message.to_json()`` describes it."""
+
+    id: int
+    channel: str
+    data: Any
+    metadata: dict[str, Any]
+    target: str | None
+    published_at: datetime
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> ChannelMessage:
+        """Raises `KeyError`, `TypeError` or `ValueError` for a malformed frame."""
+        ident, channel, metadata = obj["id"], obj["channel"], obj["metadata"]
+        target, stamp = obj["target"], obj["published_at"]
+        if isinstance(ident, bool) or not isinstance(ident, int) or not isinstance(channel, str):
+            raise TypeError("id must be an int and channel a str")
+        if not isinstance(metadata, dict) or not isinstance(stamp, str):
+            raise TypeError("metadata must be an object and published_at a string")
+        if target is not None and not isinstance(target, str):
+            raise TypeError("target must be a string or null")
+        return cls(ident, channel, obj["data"], metadata, target, datetime.fromisoformat(stamp))
+
+
+class FeedClosed(Exception):
+    """The feed ended for good: the server refused or closed it with a permanent code (or any
+    code when ``reconnect=False``), the server was unreachable without ``reconnect``, or it sent
+    a malformed frame. ``code`` is the websocket close code, if there was one."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"{reason} (close code {code})" if code is not None else reason)
+        self.code = code
+        self.reason = reason
+
+
+class Feed:
+    """The messages of a subscription, in order per channel. Made by `subscribe`."""
+
+    def __init__(
+        self,
+        url: str,
+        channels: tuple[str, ...],
+        after: dict[str, int],
+        *,
+        token: str | None,
+        reconnect: bool,
+        buffer: int,
+        max_message_size: int,
+        connect_timeout: float,
+        backoff: tuple[float, float],
+    ) -> None:
+        self._url = url
+        self._channels = channels
+        self._received = dict(after)  # resume points of the connection task
+        self._yielded = dict(after)
+        self._headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
+        self._reconnect = reconnect
+        self._max_message_size = max_message_size
+        self._connect_timeout = connect_timeout
+        self._backoff = backoff
+        self._send, self._items = trio.open_memory_channel[ChannelMessage | FeedClosed](buffer)
+        self._error: FeedClosed | None = None
+        self.connections = 0
+        """Connections established so far (1 + reconnects)."""
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """The last message id yielded per channel (or where the feed started): pass it as
+        ``after`` to resume elsewhere."""
+        return dict(self._yielded)
+
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> ChannelMessage:
+        if self._error is not None:
+            raise self._error
+        try:
+            item = await self._items.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        if isinstance(item, FeedClosed):
+            self._error = item
+            raise item
+        self._yielded[item.channel] = item.id
+        return item
+
+    def _query_url(self) -> str:
+        query = [("channel", name) for name in self._channels]
+        query += [(f"after.{name}", str(self._received[name])) for name in self._received]
+        return f"{self._url}?{urlencode(query)}"
+
+    async def _run(self) -> None:
+        """The connection task: connect, forward, reconnect; ends by handing on a `FeedClosed`."""
+        async with self._send:
+            try:
+                await self._connect_loop()
+            except FeedClosed as exc:
+                await self._send.send(exc)
+
+    async def _connect_loop(self) -> None:
+        initial, maximum = self._backoff
+        delay = initial
+        while True:
+            try:
+                async with open_websocket_url(
+                    self._query_url(),
+                    extra_headers=self._headers,
+                    message_queue_size=1,
+                    max_message_size=self._max_message_size,
+                    connect_timeout=self._connect_timeout,
+                    disconnect_timeout=self._connect_timeout,
+                ) as ws:
+                    self.connections += 1
+                    while True:
+                        if await self._forward(await ws.get_message()):
+                            delay = initial  # a hello: this connection works
+            except ConnectionClosed as exc:
+                code = None if exc.reason is None else exc.reason.code
+                reason = "" if exc.reason is None else exc.reason.reason or exc.reason.name
+                if code in PERMANENT_CLOSE_CODES or not self._reconnect:
+                    raise FeedClosed(code, f"the server closed the feed: {reason}") from None
+            except ConnectionRejected as exc:
+                text = f"the server refused the websocket handshake: HTTP {exc.status_code}"
+                raise FeedClosed(None, text) from None
+            except HandshakeError as exc:  # unreachable, timed out (ConnectionTimeout, ...)
+                if not self._reconnect:
+                    raise FeedClosed(None, f"cannot connect to {self._url}: {exc!r}") from None
+            await trio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, maximum)
+
+    async def _forward(self, frame: str | bytes) -> bool:
+        """Queue one frame's message (waiting while the buffer is full); True for a hello."""
+        try:
+            obj = json.loads(frame)
+            if isinstance(obj, dict) and "subscribed" in obj:
+                starts = obj["subscribed"]
+                for name in self._channels:
+                    self._received.setdefault(name, int(starts[name]))
+                return True
+            message = ChannelMessage.from_json(obj)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FeedClosed(None, f"malformed frame from the server: {exc!r}") from None
+        if message.id > self._received.get(message.channel, -1):  # never one twice
+            self._received[message.channel] = message.id
+            await self._send.send(message)
+        return False
+
+
+@asynccontextmanager
+async def subscribe(
+    url: str,
+    channels: Iterable[str],
+    *,
+    after: Mapping[str, int] | None = None,
+    token: str | None = None,
+    reconnect: bool = True,
+    buffer: int = 100,
+    max_message_size: int = 16 * 1024 * 1024,
+    connect_timeout: float = 10.0,
+    backoff: tuple[float, float] = (0.1, 5.0),
+) -> AsyncIterator[Feed]:
+    """Open the feed of ``channels`` at ``url`` (``ws://host:port/channels/ws``).
+
+    ``after``: resume each named channel after that message id; the others start live.
+    ``token``: the server's bearer token. ``reconnect``: re-open a dropped connection with
+    exponential ``backoff`` (initial, maximum seconds; jittered) and resume; without it the
+    first close raises `FeedClosed`. ``buffer``: messages received but not yet iterated (when
+    full the client stops reading, and a server that waits too long drops and later resumes
+    the connection). Iteration raises `FeedClosed` when the feed cannot go on.
+    """
+    if isinstance(channels, str):
+        raise TypeError("channels must be a collection of names, not one str")
+    names = tuple(dict.fromkeys(channels))
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError("give at least one channel, each a non-empty str")
+    start = dict(after or {})
+    if set(start) - set(names):
+        raise ValueError(f"after names channels not subscribed: {sorted(set(start) - set(names))}")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in start.values()):
+        raise ValueError("after values must be message ids (ints >= 0)")
+    if "?" in url or "#" in url:
+        raise ValueError("url must have no query or fragment; channels go in `channels`")
+    if buffer < 1 or not 0 < backoff[0] <= backoff[1]:
+        raise ValueError("need buffer >= 1 and backoff = (initial, maximum), 0 < initial <= max")
+    feed = Feed(
+        url,
+        names,
+        start,
+        token=token,
+        reconnect=reconnect,
+        buffer=buffer,
+        max_message_size=max_message_size,
+        connect_timeout=connect_timeout,
+        backoff=backoff,
+    )
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed._run)
+        try:
+            yield feed
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
+            body_error = exc
+        nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
