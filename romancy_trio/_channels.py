@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, TypeVar, overload
 
-from channels import ChannelEngine, ChannelMode, ChannelModeError, NotSubscribedError
+from channels import ChannelEngine, ChannelMode, ChannelModeError
+from channels import ChannelError as EngineChannelError
+
 
 from ._activity_context import ActivityContext
 from ._codec import dumps
@@ -66,8 +68,8 @@ class ChannelService:
                       ) -> tuple[EventKind, object] | None:
         try:
             message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())
-        except NotSubscribedError as exc:
-            return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()
+        except EngineChannelError as exc:  # not subscribed, bad channel name: the workflow's
+            return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()  # error
         return None if message is None else (EventKind.MESSAGE_RECEIVED, message.to_json())
 
     def activities(self) -> list[Activity[..., Any]]:

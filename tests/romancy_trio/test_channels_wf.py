@@ -163,3 +163,22 @@ async def test_competing_three_processes_2000_messages_exactly_once_with_a_sigki
             effects = await tx.fetchall("SELECT step FROM effects")
         assert Counter(r[0] for r in effects) == Counter(ids)  # each effect exactly once
         assert EventKind.MESSAGE_RECEIVED == "message_received"
+
+
+@workflow
+async def receives_bad_name(ctx: WorkflowContext) -> str:
+    try:
+        await receive(ctx, "bad\x01name")
+    except ChannelError as exc:
+        return f"refused: {exc}"
+    return "accepted"
+
+
+async def test_receive_on_an_invalid_channel_fails_in_the_workflow_not_the_worker(
+        backend: Backend) -> None:
+    async with open_app(backend.url, workflows=[receives_bad_name], config=backend.config) as app:
+        result = await app.run(receives_bad_name, timeout=20)
+        assert result.startswith("refused: ") and "channel" in result
+        stats = app.statistics()
+        assert stats is not None and stats.running == 0  # the worker is still serving
+        assert await app.run(receives_bad_name, timeout=20) == result
