@@ -17,7 +17,6 @@ from romancy_trio import (
     InstanceNotFoundError,
     InvalidInputError,
     RetryPolicy,
-
     TimeoutWaitingError,
     UnknownWorkflowError,
     WorkflowCancelledError,

@@ -23,7 +23,6 @@ from romancy_trio import (
     workflow,
 )
 
-
 from ._procs import start_worker, stop
 from .conftest import Backend
 from .test_waits import _all_tasks

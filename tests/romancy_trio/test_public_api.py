@@ -6,7 +6,6 @@ import subprocess
 import sys
 import types
 
-
 import romancy_trio
 
 EXPECTED = {

@@ -13,19 +13,18 @@ import trio
 from romancy_trio import (
     ActivityContext,
     InstanceFinishedError,
-    WorkflowContext,
-    activity,
-    workflow,
     WorkflowCancelledError,
+    WorkflowContext,
     WorkflowFailedError,
     WorkflowStatus,
+    activity,
     open_app,
+    workflow,
 )
 
 from ._procs import start_worker, stop
 from .conftest import Backend
 from .worker_proc import ALL, EFFECTS_DDL, book, saga
-
 
 pytestmark = pytest.mark.slow
 

@@ -13,23 +13,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 import trio
 
 from romancy_trio import (
     ActivityContext,
     AppConfig,
+    ReceiveTimeoutError,
     RetryPolicy,
     WorkflowContext,
     activity,
-    ReceiveTimeoutError,
     open_app,
     receive,
     subscribe,
     wait_event,
     workflow,
 )
-
 
 
 @activity

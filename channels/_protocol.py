@@ -1,0 +1,76 @@
+"""The contracts of the engine: the transaction it runs in, and the SQL a dialect provides.
+
+``channels`` never imports ``romancy_trio``; `ChannelTx` is structural, so romancy_trio's
+transaction objects (and any other driver with the same method shapes) satisfy it as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Row = tuple[Any, ...]
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class ChannelTx(Protocol):
+    """One open transaction on one connection. The engine never commits or rolls it back.
+
+    Queries use the driver's placeholder style (PostgreSQL ``%(name)s``, SQLite ``:name``).
+    """
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        """Run a statement; return the affected row count."""
+        ...
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
+
+    async def notify(self, topic: str, payload: str) -> None:
+        """Announce ``payload`` on ``topic`` when (and only if) this transaction commits."""
+        ...
+
+
+MESSAGE_COLUMNS = "id, channel, data, metadata, target, published_at"
+"""The columns every statement that returns messages returns, in this order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQueries:
+    """Every statement of the engine in one dialect. All parameters are named.
+
+    Mode strings are `ChannelMode` values. "Message rows" are `MESSAGE_COLUMNS`.
+    """
+
+    lock_mode: str
+    """channel, mode, now. Create the channel row or keep it; set its mode if it has none
+    (PostgreSQL: row-locks the channel until commit, waiting for in-flight publishers).
+    -> (locked mode,)"""
+    subscribe: str
+    """channel, subscriber, mode, now. Insert the subscription unless it exists, its cursor at
+    the channel's current last message id (0 if none)."""
+    unsubscribe: str  # channel, subscriber -> rowcount
+    subscription: str  # channel, subscriber -> (mode, cursor)
+    subscription_for_take: str
+    """channel, subscriber -> (mode, cursor); PostgreSQL locks the subscription row so two
+    takes for one broadcast subscriber are serialised."""
+    subscribers: str  # channel -> (subscriber, mode) ordered by subscriber
+    publish: str
+    """channel, data, metadata, target, now -> (id,). PostgreSQL first row-locks the channel
+    (creating its row if needed), so that within one channel ids grow in commit order: a
+    cursor never passes a message that is committed later."""
+    next_broadcast: str
+    """channel, subscriber, cursor -> the first message row after cursor that is untargeted
+    or targeted at subscriber."""
+    advance_cursor: str  # channel, subscriber, cursor
+    claim_competing: str
+    """channel, subscriber, now -> the oldest unclaimed message row that is untargeted or
+    targeted at subscriber, now claimed by it (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+    has_broadcast: str  # channel, subscriber, cursor -> (bool-ish,)
+    has_competing: str  # channel, subscriber -> (bool-ish,)
+    read_after: str  # channel, after_id, limit -> untargeted message rows with id > after_id
+    cleanup: str
+    """cutoff, batch -> rowcount. Delete at most batch messages: claimed before cutoff, or
+    unclaimed, published before cutoff, and receivable by no current subscription."""

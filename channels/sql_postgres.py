@@ -1,0 +1,94 @@
+"""Every statement of the channel engine on PostgreSQL (psycopg, named ``%(name)s`` params).
+
+Ordering: ``publish`` row-locks the channel's row in ``channels`` until the publishing
+transaction ends, and only then draws the message id. So within one channel, ids are handed out
+in commit order: a reader that has seen id N can never later see a committed id below N, and a
+cursor (``id > cursor``) never skips a message. The price: publishes to one channel serialise,
+so keep publishing transactions short, and publish to several channels in a fixed order.
+
+Competing claims use ``FOR UPDATE SKIP LOCKED``: concurrent takers never block on or share a
+message; a claim that rolls back leaves the message unclaimed.
+"""
+
+from __future__ import annotations
+
+from ._protocol import MESSAGE_COLUMNS, ChannelQueries
+
+_RECEIVABLE = "(target IS NULL OR target = %(subscriber)s)"
+
+QUERIES = ChannelQueries(
+    lock_mode="""
+        INSERT INTO channels AS c (channel, mode, created_at)
+        VALUES (%(channel)s, %(mode)s, %(now)s)
+        ON CONFLICT (channel) DO UPDATE SET mode = COALESCE(c.mode, EXCLUDED.mode)
+        RETURNING mode""",
+    subscribe="""
+        INSERT INTO channel_subscriptions (channel, subscriber, mode, cursor_id, subscribed_at)
+        SELECT %(channel)s, %(subscriber)s, %(mode)s, COALESCE(max(id), 0), %(now)s
+        FROM channel_messages WHERE channel = %(channel)s
+        ON CONFLICT (channel, subscriber) DO NOTHING""",
+    unsubscribe="""
+        DELETE FROM channel_subscriptions
+        WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
+    subscription="""
+        SELECT mode, cursor_id FROM channel_subscriptions
+        WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
+    subscription_for_take="""
+        SELECT mode, cursor_id FROM channel_subscriptions
+        WHERE channel = %(channel)s AND subscriber = %(subscriber)s
+        FOR UPDATE""",
+    subscribers="""
+        SELECT subscriber, mode FROM channel_subscriptions
+        WHERE channel = %(channel)s ORDER BY subscriber""",
+    publish="""
+        WITH head AS (
+            INSERT INTO channels AS c (channel, mode, created_at, last_published_at)
+            VALUES (%(channel)s, NULL, %(now)s, %(now)s)
+            ON CONFLICT (channel) DO UPDATE SET last_published_at = EXCLUDED.last_published_at
+            RETURNING channel)
+        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
+        SELECT channel, %(data)s::text, %(metadata)s::text, %(target)s::text,
+            %(now)s::float8
+        FROM head
+        RETURNING id""",
+    next_broadcast=f"""
+        SELECT {MESSAGE_COLUMNS} FROM channel_messages
+        WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE}
+        ORDER BY id LIMIT 1""",
+    advance_cursor="""
+        UPDATE channel_subscriptions SET cursor_id = %(cursor)s
+        WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
+    claim_competing=f"""
+        WITH next AS (
+            SELECT id FROM channel_messages
+            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE}
+            ORDER BY id LIMIT 1
+            FOR UPDATE SKIP LOCKED)
+        UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
+        FROM next WHERE m.id = next.id
+        RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at""",
+    has_broadcast=f"""
+        SELECT EXISTS (
+            SELECT 1 FROM channel_messages
+            WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE})""",
+    has_competing=f"""
+        SELECT EXISTS (
+            SELECT 1 FROM channel_messages
+            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE})""",
+    read_after=f"""
+        SELECT {MESSAGE_COLUMNS} FROM channel_messages
+        WHERE channel = %(channel)s AND id > %(after_id)s AND target IS NULL
+        ORDER BY id LIMIT %(limit)s""",
+    cleanup="""
+        DELETE FROM channel_messages WHERE id IN (
+            SELECT m.id FROM channel_messages m
+            WHERE m.published_at < %(cutoff)s
+              AND ((m.claimed_by IS NOT NULL AND m.claimed_at < %(cutoff)s)
+                   OR (m.claimed_by IS NULL AND NOT EXISTS (
+                        SELECT 1 FROM channel_subscriptions s
+                        WHERE s.channel = m.channel
+                          AND (m.target IS NULL OR s.subscriber = m.target)
+                          AND (s.mode = 'competing' OR s.cursor_id < m.id))))
+            LIMIT %(batch)s
+            FOR UPDATE OF m SKIP LOCKED)""",
+)
