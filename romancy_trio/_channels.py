@@ -16,7 +16,6 @@ from typing import Any, Literal, TypeVar, overload
 from channels import ChannelEngine, ChannelMode, ChannelModeError
 from channels import ChannelError as EngineChannelError
 
-
 from ._activity_context import ActivityContext
 from ._codec import dumps
 from ._definitions import Activity
@@ -64,7 +63,26 @@ class ChannelService:
         async with self.store.db.transaction() as tx:
             return await self.publish_tx(tx, channel, data, metadata=metadata, target=target)
 
+    async def sweep(self, *, since: float, batch: int = 500) -> int:
+        """Fallback re-check: wake instances waiting on a channel published at or after
+        ``since`` that have a message for them (a publish's own wake-up is only a hint).
+        Bounded; an idle system pays one query. Returns how many were woken."""
+        woken = 0
+        async with self.store.db.transaction() as tx:
+            rows = await tx.fetchall(self.store.waits.w.stale_channel_waiters,
+                                     {"since": since, "limit": batch})
+            for iid, channel in rows:
+                try:
+                    ready = await self.engine.has_message_tx(tx, channel, iid)
+                except EngineChannelError:
+                    ready = True  # let its receive record the error in the workflow
+                if ready:
+                    woken += len(await self.store.waits.wake_waiters_tx(
+                        tx, WaitKind.CHANNEL, channel, target=iid, limit=1))
+        return woken
+
     async def take_tx(self, tx: Tx, channel: str, subscriber: str
+
                       ) -> tuple[EventKind, object] | None:
         try:
             message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())

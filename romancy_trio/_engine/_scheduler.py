@@ -87,6 +87,7 @@ class Scheduler:
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._cancel_loop)
             nursery.start_soon(self._maintenance_loop)
+            nursery.start_soon(self._channel_sweep_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
 
@@ -230,7 +231,24 @@ class Scheduler:
                 log.warning("event cleanup failed (%s); will try again later", exc)
             await trio.sleep(self.config.maintenance_interval)
 
+    async def _channel_sweep_loop(self) -> None:
+        """Every fallback interval, re-check suspended receivers of recently published channels:
+        a lost wake-up delays a message but never strands it."""
+        since = time.time()
+        while True:
+            await trio.sleep(self.config.fallback_interval)
+            started = time.time()
+            try:
+                woken = await self.channels.sweep(since=since - 1.0)
+            except StorageUnavailableError as exc:
+                log.warning("channel sweep failed (%s); will try again later", exc)
+                continue
+            if woken:
+                log.info("channel sweep woke %d receiver(s) a notification had missed", woken)
+            since = started
+
     async def _cleanup_channels(self) -> int:
+
         async with self.store.db.transaction() as tx:
             return await self.channels.engine.cleanup_tx(
                 tx, now=time.time(), retention=self.config.channel_retention

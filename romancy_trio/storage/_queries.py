@@ -90,7 +90,13 @@ class WaitQueries:
     channel serialise (the publisher row-locks it): one of them always sees the other."""
     wake_waiters: str
     """kind, key, target, limit, now -> (iid,) of waiting instances made pending: those waiting
-    on (kind, key), only ``target`` if given, at most ``limit`` (NULL: all), oldest first."""
+    on (kind, key), only ``target`` if given, at most ``limit`` (NULL: all), oldest first.
+    Waits for row locks rather than skipping them: a row briefly locked by an unrelated
+    statement (a heartbeat re-checking a just-suspended instance) must still be woken."""
+    stale_channel_waiters: str
+    """since, limit -> (iid, channel) of instances waiting on a channel that had a publish at
+    or after ``since``: the candidates of the fallback sweep."""
+
     events_cleanup: str  # before, limit: delete old events (and their inbox rows) in a batch
 
     inbox_cleanup: str  # before

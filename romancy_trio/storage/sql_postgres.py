@@ -187,8 +187,16 @@ WAIT_QUERIES = WaitQueries(
               AND (%(target)s::text IS NULL OR w.instance_id = %(target)s)
             ORDER BY w.created_at, w.instance_id
             LIMIT %(limit)s
-            FOR UPDATE OF i SKIP LOCKED)
+            FOR UPDATE OF i)
         RETURNING instance_id""",
+    stale_channel_waiters="""
+        SELECT w.instance_id, w.key FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        JOIN (SELECT DISTINCT channel FROM channel_messages WHERE published_at >= %(since)s) c
+          ON c.channel = w.key
+        WHERE w.kind = 'channel' AND i.status = 'waiting'
+        ORDER BY w.instance_id LIMIT %(limit)s""",
+
     events_cleanup="""
 
         DELETE FROM workflow_events WHERE (source, event_id) IN (

@@ -168,6 +168,14 @@ WAIT_QUERIES = WaitQueries(
             ORDER BY w.created_at, w.instance_id
             LIMIT coalesce(:limit, -1))
         RETURNING instance_id""",
+    stale_channel_waiters="""
+        SELECT w.instance_id, w.key FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        JOIN (SELECT DISTINCT channel FROM channel_messages WHERE published_at >= :since) c
+          ON c.channel = w.key
+        WHERE w.kind = 'channel' AND i.status = 'waiting'
+        ORDER BY w.instance_id LIMIT :limit""",
+
     events_cleanup="""
 
         DELETE FROM workflow_events WHERE rowid IN (

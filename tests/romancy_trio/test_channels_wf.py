@@ -4,7 +4,9 @@ SIGKILL), mode lock, receive timeout, send_to, unsubscribe."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -182,3 +184,15 @@ async def test_receive_on_an_invalid_channel_fails_in_the_workflow_not_the_worke
         stats = app.statistics()
         assert stats is not None and stats.running == 0  # the worker is still serving
         assert await app.run(receives_bad_name, timeout=20) == result
+
+
+async def test_a_lost_channel_wake_up_is_repaired_by_the_fallback_sweep(backend: Backend) -> None:
+    config = replace(backend.config, fallback_interval=0.5)
+    async with open_app(backend.url, workflows=WFS, config=config) as app:
+        iid = await app.start(listens, {"channel": "lost", "count": 1})
+        await _until(app, [iid], WorkflowStatus.WAITING)
+        # publish the way a buggy or crashed publisher might: the message is stored, but
+        # nobody is woken
+        async with app.store.db.transaction() as tx:
+            await app.channels.engine.publish_tx(tx, "lost", '"found"', now=time.time())
+        assert await app.result(iid, timeout=20) == ["found"]
