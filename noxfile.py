@@ -36,5 +36,6 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def loadtest(session: nox.Session) -> None:
-    session.install("-e", ".")
+    """``nox -s loadtest -- [scenario ...] [--chart run.png] ...``: see loadtests/README.md."""
+    session.install("-e", ".[bench]")
     session.run("python", "-m", "loadtests", *session.posargs)

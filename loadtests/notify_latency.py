@@ -9,7 +9,6 @@ nothing coalesces. Prints p50/p99 in milliseconds; asserts nothing.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import uuid
@@ -20,10 +19,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from loadtests._common import DEFAULT_DSN, check_local
 from notify import Hub, notify_tx, open_pg_hub
 from notify.pg import connect
-
-DEFAULT_DSN = os.environ.get("ROMANCY_TEST_PG_DSN", "postgresql://root@127.0.0.1:5432/test")
 
 
 def report(name: str, seconds: list[float]) -> None:
@@ -83,6 +81,7 @@ async def notify_roundtrips(dsn: str, hub: Hub, topic: str, n: int) -> tuple[lis
 
 
 async def main(dsn: str, n: int) -> None:
+    check_local(dsn)
     topic = f"bench_{uuid.uuid4().hex[:8]}"
     await select1_baseline(dsn, 50)  # warm up
     async with open_pg_hub(dsn, [topic]) as hub:

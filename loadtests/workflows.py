@@ -1,15 +1,27 @@
-"""Workflow scenarios: one-activity workflows, sequential and N concurrent starts."""
+"""Workflow scenarios: one-activity workflows (sequential, and N concurrent clients) and
+ten-activity workflows. One App in this process both starts and runs them (``App.run``: start,
+then wait for the result), on a fresh schema that is dropped afterwards."""
 
 from __future__ import annotations
 
 import time
-import uuid
+from typing import Any
 
 import trio
 
-from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, open_app, workflow
+from romancy_trio import (
+    ActivityContext,
+    AppConfig,
+    Workflow,
+    WorkflowContext,
+    activity,
+    open_app,
+    workflow,
+)
 
-from ._common import Result
+from ._common import Result, Run, drop_schema, new_schema, require
+
+WARMUP = 20
 
 
 @activity
@@ -29,39 +41,62 @@ async def bench_ten(ctx: WorkflowContext, n: int) -> int:
     return n
 
 
-async def run_workflows(dsn: str, *, name: str, wf: object, total: int, concurrency: int) -> Result:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+WORKFLOWS: list[Any] = [bench_one, bench_ten, bench_step]
+
+
+async def run_workflows(
+    run: Run, *, name: str, wf: Workflow[int, int], total: int, concurrency: int
+) -> Result:
+    """``total`` runs of ``wf`` by ``concurrency`` clients; latency = start -> result."""
+    schema = new_schema()
     config = AppConfig(schema=schema, pool_size=max(10, concurrency // 2))
+    steps = 10 if wf is bench_ten else 1
     latencies: list[float] = []
-    async with open_app(dsn, workflows=[bench_one, bench_ten, bench_step], config=config) as app:
-        for i in range(20):  # warm up connections and prepared statements
-            await app.run(bench_one, i, timeout=30)
-        remaining = total
+    wrong = 0
+    try:
+        async with open_app(run.dsn, workflows=WORKFLOWS, config=config) as app:
+            for i in range(WARMUP):  # connections, prepared statements, code paths
+                await app.run(bench_one, i, timeout=30)
+            bar = run.progress(name, total)
+            remaining = total
 
-        async def client() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                t = time.perf_counter()
-                await app.run(wf, 1, timeout=60)  # type: ignore[arg-type]
-                latencies.append((time.perf_counter() - t) * 1000)
+            async def client() -> None:
+                nonlocal remaining, wrong
+                while remaining > 0:
+                    remaining -= 1
+                    t = time.perf_counter()
+                    result = await app.run(wf, 1, timeout=60)
+                    latencies.append((time.perf_counter() - t) * 1000)
+                    wrong += result != 1 + steps
+                    bar.advance()
 
-        t0 = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(client)
-        seconds = time.perf_counter() - t0
-        done = await app.list_instances(status="completed", limit=total + 100)
-        if len(done) != total + 20:
-            raise SystemExit(f"{name}: {len(done)} completed, expected {total + 20}")
-    await _drop_schema(dsn, schema)
-    return Result(name, total, seconds, latencies, {"concurrency": concurrency})
+            t0 = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for _ in range(concurrency):
+                    nursery.start_soon(client)
+            seconds = time.perf_counter() - t0
+            bar.close()
+            done = await app.list_instances(status="completed", limit=total + WARMUP + 1)
+    finally:
+        drop_schema(run.dsn, schema)
+    require(wrong == 0, f"{name}: {wrong} wrong results")
+    require(len(done) == total + WARMUP,
+            f"{name}: {len(done)} completed, expected {total + WARMUP}")
+    return Result(name, total, seconds, latencies, {"concurrency": concurrency},
+                  checked=f"all {total} completed")
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
+async def one_sequential(run: Run) -> list[Result]:
+    return [await run_workflows(run, name="1-activity wf, sequential", wf=bench_one,
+                                total=run.sizes.sequential, concurrency=1)]
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(schema))
-        )
+
+async def one_concurrent(run: Run) -> list[Result]:
+    c = run.sizes.concurrency
+    return [await run_workflows(run, name=f"1-activity wf, {c} concurrent", wf=bench_one,
+                                total=run.sizes.concurrent, concurrency=c)]
+
+
+async def ten_sequential(run: Run) -> list[Result]:
+    return [await run_workflows(run, name="10-activity wf, sequential", wf=bench_ten,
+                                total=run.sizes.ten, concurrency=1)]

@@ -1,0 +1,309 @@
+"""HTTP intake throughput: CloudEvents ``POST /`` (and workflow starts) under hypercorn-trio.
+
+    python -m loadtests http            # as part of the suite
+    python loadtests/http_intake.py [--dsn DSN] [--seconds 5] [--clients 50]
+
+The server is a real ``hypercorn -k trio 'romancy_trio.asgi:app_from_env()'`` subprocess on
+127.0.0.1 (so it has its own core), backed by a fresh schema in the local PostgreSQL; each of
+``--clients`` tasks in this process has its own httpx client (one keep-alive connection) and
+posts as fast as answers come back. Bounded by time and by ``--max-requests`` per sub-scenario.
+Checks: every answer is 2xx; every 202 for a new event means a committed row (the stored count
+equals the acknowledged count); duplicates are answered ``duplicate: true`` and stored once;
+every started workflow completes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from loadtests._common import (  # noqa: E402
+    DEFAULT_DSN,
+    Result,
+    Run,
+    Sizes,
+    check_local,
+    drop_schema,
+    new_schema,
+    print_table,
+    require,
+)
+from romancy_trio import WorkflowContext, workflow  # noqa: E402
+
+
+@workflow
+async def http_bench_noop(ctx: WorkflowContext, n: int) -> int:
+    return n
+
+
+Request = Callable[[int], dict[str, Any]]
+
+
+def structured(n: int) -> dict[str, Any]:
+    body = {
+        "specversion": "1.0",
+        "id": f"s-{n}",
+        "source": "/bench/structured",
+        "type": "bench.tick",
+        "data": {"n": n, "pad": "x" * 200},
+    }
+    return {
+        "url": "/",
+        "content": json.dumps(body).encode(),
+        "headers": {"content-type": "application/cloudevents+json"},
+    }
+
+
+def binary(n: int) -> dict[str, Any]:
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": f"b-{n}",
+        "ce-source": "/bench/binary",
+        "ce-type": "bench.tick",
+        "content-type": "application/json",
+    }
+    return {
+        "url": "/",
+        "content": json.dumps({"n": n, "pad": "x" * 200}).encode(),
+        "headers": headers,
+    }
+
+
+DUPLICATE_IDS = 100
+
+
+def duplicate(n: int) -> dict[str, Any]:
+    """The same 100 events again and again: all but the first of each are duplicates."""
+    body = {"specversion": "1.0", "id": f"d-{n % DUPLICATE_IDS}", "source": "/bench/dup",
+            "type": "bench.tick", "data": {"n": n % DUPLICATE_IDS}}
+    return {"url": "/", "content": json.dumps(body).encode(),
+            "headers": {"content-type": "application/cloudevents+json"}}
+
+
+def start(n: int) -> dict[str, Any]:
+    return {"url": "/workflows/http_bench_noop", "json": {"input": n}}
+
+
+def healthz(n: int) -> dict[str, Any]:
+    return {"method": "GET", "url": "/healthz"}
+
+
+@dataclass(frozen=True, slots=True)
+class Sub:
+    make: Request
+    ok_status: int
+    source: str | None = None
+    """the CloudEvents source whose stored rows are counted after the run"""
+
+
+SCENARIOS: dict[str, Sub] = {
+    "GET /healthz (no db)": Sub(healthz, 200),
+    "POST / structured": Sub(structured, 202, "/bench/structured"),
+    "POST / binary": Sub(binary, 202, "/bench/binary"),
+    "POST / duplicates": Sub(duplicate, 202, "/bench/dup"),
+    "POST /workflows start": Sub(start, 202),
+}
+
+
+async def run_scenario(
+    name: str, make: Request, port: int, *, seconds: float, clients: int, max_requests: int,
+    bar: Any = None,
+) -> tuple[Result, Counter[int]]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    issued = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(task_status: trio.TaskStatus[None]) -> None:
+        nonlocal issued
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30
+        ) as http:
+            await http.get("/healthz")  # connect before the clock starts
+            task_status.started()
+            await go.wait()
+            while time.perf_counter() < deadline and issued < max_requests:
+                issued += 1
+                t = time.perf_counter()
+                r = await http.request(**{"method": "POST", **make(issued + run_salt)})
+                latencies.append((time.perf_counter() - t) * 1000)
+                statuses[r.status_code] += 1
+
+    async def ticker() -> None:
+        while time.perf_counter() < deadline and issued < max_requests:
+            if bar is not None:
+                bar.update(time.perf_counter() - t0)
+            await trio.sleep(0.2)
+
+    go = trio.Event()
+    run_salt = int(uuid.uuid4().int % 10**9) * 1000
+    async with trio.open_nursery() as nursery:
+        for _ in range(clients):
+            await nursery.start(client)
+        deadline = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        go.set()
+        nursery.start_soon(ticker)
+    elapsed = time.perf_counter() - t0
+    ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
+    extra = {"clients": clients, "non_2xx": sum(statuses.values()) - ok}
+    return Result(name, ok, elapsed, latencies, extra), statuses
+
+
+async def start_server(dsn: str, schema: str) -> tuple[trio.Process, int]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ROMANCY_TRIO_URL": dsn,
+        "ROMANCY_TRIO_SCHEMA": schema,
+        "ROMANCY_TRIO_WORKFLOWS": "loadtests.http_intake",
+    }
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "-k",
+            "trio",
+            "--bind",
+            "127.0.0.1:0",
+            "--backlog",
+            "256",
+            "romancy_trio.asgi:app_from_env()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    log = b""
+    marker = b"Running on http://127.0.0.1:"
+    try:
+        with trio.fail_after(60):
+            while marker not in log or b" " not in log.split(marker)[1]:
+                chunk = await proc.stderr.receive_some()
+                if not chunk:
+                    raise RuntimeError(f"server did not start:\n{log.decode(errors='replace')}")
+                log += chunk
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            proc.kill()
+            await proc.wait()
+        raise
+    return proc, int(log.split(marker)[1].split(b" ")[0])
+
+
+async def _drain(stream: Any) -> None:
+    """Keep reading the server's stderr so it never blocks on a full pipe."""
+    while await stream.receive_some():
+        pass
+
+
+def _count(dsn: str, schema: str, query: str, params: tuple[Any, ...]) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(
+            psycopg.sql.Identifier(schema)))
+        row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _check(dsn: str, schema: str, name: str, sub: Sub, statuses: Counter[int]) -> str:
+    answered = sum(statuses.values())
+    require(statuses[sub.ok_status] == answered,
+            f"HTTP {name}: answers {dict(statuses)}, expected all {sub.ok_status}")
+    if sub.source is not None:
+        stored = await trio.to_thread.run_sync(
+            _count, dsn, schema, "SELECT count(*) FROM workflow_events WHERE source = %s",
+            (sub.source,))
+        expected = min(DUPLICATE_IDS, answered) if sub.make is duplicate else answered
+        require(stored == expected,
+                f"HTTP {name}: {stored} events stored for {answered} acknowledged "
+                f"(expected {expected})")
+        return f"{stored} stored" + (" once each" if sub.make is duplicate else " = 202s")
+    if sub.make is start:
+        query = ("SELECT count(*) FROM workflow_instances "
+                 "WHERE workflow_name = 'http_bench_noop' AND status = 'completed'")
+        with trio.move_on_after(60):
+            while await trio.to_thread.run_sync(_count, dsn, schema, query, ()) < answered:
+                await trio.sleep(0.2)
+        done = await trio.to_thread.run_sync(_count, dsn, schema, query, ())
+        require(done == answered, f"HTTP {name}: {done} of {answered} started workflows completed")
+        return f"all {answered} completed"
+    return f"all {sub.ok_status}"
+
+
+async def http_intake(run: Run) -> list[Result]:
+    """The suite's scenario: every sub-scenario against one hypercorn-trio server."""
+    s = run.sizes
+    return await _run_all(run.dsn, seconds=s.http_seconds, clients=s.http_clients,
+                          max_requests=s.http_max_requests, run=run)
+
+
+async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
+                   run: Run | None = None) -> list[Result]:
+    check_local(dsn)
+    schema = new_schema("bench_http")
+    results = []
+    proc, port = await start_server(dsn, schema)
+    try:
+        async with trio.open_nursery() as nursery:
+            assert proc.stderr is not None
+            nursery.start_soon(_drain, proc.stderr)
+            for name, sub in SCENARIOS.items():
+                label = f"HTTP {name}"
+                bar = run.progress(label, seconds) if run is not None else None
+                result, statuses = await run_scenario(
+                    label, sub.make, port, seconds=seconds, clients=clients,
+                    max_requests=max_requests, bar=bar)
+                if bar is not None:
+                    bar.close()
+                result.checked = await _check(dsn, schema, name, sub, statuses)
+                results.append(result)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            proc.terminate()
+            with trio.move_on_after(20):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            drop_schema(dsn, schema)
+    return results
+
+
+async def main(args: argparse.Namespace) -> None:
+    results = await _run_all(args.dsn, seconds=args.seconds, clients=args.clients,
+                             max_requests=args.max_requests)
+    print(
+        f"hypercorn -k trio (1 worker) on 127.0.0.1, PostgreSQL {args.dsn}, "
+        f"{args.clients} httpx clients, {args.seconds:g} s per scenario"
+    )
+    print_table([r.row(None) for r in results])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python loadtests/http_intake.py")
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--seconds", type=float, default=Sizes().http_seconds)
+    parser.add_argument("--clients", type=int, default=Sizes().http_clients)
+    parser.add_argument("--max-requests", type=int, default=Sizes().http_max_requests)
+    trio.run(main, parser.parse_args())
