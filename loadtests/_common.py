@@ -275,6 +275,10 @@ class Sizes:
     """competing channel: messages published"""
     consumers: int = 8
     """competing channel: consumer workflows (spread over the worker processes)"""
+    publish_batch: int = 25
+    """competing channel: messages per publishing transaction (``App.publish_many``);
+    publishes to one channel commit one after another, so a fast producer batches"""
+
     subscribers: int = 100
     """broadcast: subscriber workflows"""
     broadcasts: int = 20

@@ -130,7 +130,8 @@ async def competing(run: Run) -> list[Result]:
     consumer and its side effect row exists exactly once; the consumers' counts add up."""
     s = run.sizes
     m, channel = s.messages, "bench.jobs"
-    name = f"competing channel, {s.workers} procs x {s.consumers} consumers"
+    name = (f"competing channel, {s.workers} procs x {s.consumers} consumers, "
+            f"batches of {s.publish_batch}")
     schema = new_schema()
     config = AppConfig(schema=schema)
     try:
@@ -145,11 +146,13 @@ async def competing(run: Run) -> list[Result]:
                 await _until_status(app, consumers, WorkflowStatus.WAITING, 60)
                 bar = run.progress(name, m)
                 work_ids: list[int] = []
-                todo = iter(range(m))
+                batches = iter(range(0, m, s.publish_batch))
 
                 async def publisher() -> None:
-                    for i in todo:
-                        work_ids.append(await app.publish(channel, {"job": i}))
+                    for start in batches:
+                        jobs = [{"job": i} for i in range(start, min(m, start + s.publish_batch))]
+                        work_ids.extend(await app.publish_many(channel, jobs))
+
 
                 async def watch_progress() -> None:
                     while True:

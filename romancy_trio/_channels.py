@@ -11,6 +11,7 @@ consumes a second one.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from channels import ChannelEngine, ChannelMode, ChannelModeError
@@ -46,22 +47,47 @@ class ChannelService:
         self.store = store
         self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel)
         store.waits.channel_take = self.take_tx
+        self._modes: dict[str, ChannelMode] = {}  # a channel's mode never changes once set
+
+    async def _mode_tx(self, tx: Tx, channel: str) -> ChannelMode | None:
+        mode = self._modes.get(channel)
+        if mode is None:
+            modes = {m for _, m in await self.engine.subscribers_tx(tx, channel)}
+            mode = ChannelMode.COMPETING if ChannelMode.COMPETING in modes else (
+                ChannelMode.BROADCAST if modes else None)
+            if mode is not None and len(self._modes) < 10_000:  # bounded cache
+                self._modes[channel] = mode
+        return mode
 
     async def publish_tx(self, tx: Tx, channel: str, data: Any, *, metadata: Any = None,
                          target: str | None = None) -> int:
-        message_id = await self.engine.publish_tx(
-            tx, channel, dumps(data), metadata_json=dumps(metadata or {}), target=target,
-            now=time.time())
-        modes = {mode for _, mode in await self.engine.subscribers_tx(tx, channel)}
-        limit = 1 if ChannelMode.COMPETING in modes or target is not None else None
+        (message_id,) = await self.publish_many_tx(tx, channel, [data], metadata=metadata,
+                                                   target=target)
+        return message_id
+
+    async def publish_many_tx(self, tx: Tx, channel: str, items: Sequence[Any], *,
+                              metadata: Any = None, target: str | None = None) -> list[int]:
+        """Publish several messages in the caller's transaction (ids in order), then wake the
+        receivers waiting on the channel: broadcast all, competing/targeted one per message."""
+        now = time.time()
+        meta = dumps(metadata or {})
+        ids = [await self.engine.publish_tx(tx, channel, dumps(data), metadata_json=meta,
+                                            target=target, now=now) for data in items]
+        mode = await self._mode_tx(tx, channel)
+        limit = len(ids) if mode is ChannelMode.COMPETING or target is not None else None
         await self.store.waits.wake_waiters_tx(tx, WaitKind.CHANNEL, channel, target=target,
                                                limit=limit)
-        return message_id
+        return ids
 
     async def publish(self, channel: str, data: Any, *, metadata: Any = None,
                       target: str | None = None) -> int:
         async with self.store.db.transaction() as tx:
             return await self.publish_tx(tx, channel, data, metadata=metadata, target=target)
+
+    async def publish_many(self, channel: str, items: Sequence[Any], *,
+                           metadata: Any = None) -> list[int]:
+        async with self.store.db.transaction() as tx:
+            return await self.publish_many_tx(tx, channel, items, metadata=metadata)
 
     async def sweep(self, *, since: float, batch: int = 500) -> int:
         """Fallback re-check: wake instances waiting on a channel published at or after

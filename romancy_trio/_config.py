@@ -14,7 +14,7 @@ class AppConfig:
     instances are taken over after at most about this long."""
     heartbeat_interval: float = 1.5
     """How often a worker renews all its leases (one UPDATE for all of them)."""
-    claim_batch: int = 16
+    claim_batch: int = 4
     """Most instances claimed by one query."""
     max_concurrent: int = 200
     """Most instances one worker runs at once."""

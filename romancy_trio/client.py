@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Iterable, Mapping
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    HandshakeError,
-    open_websocket_url,
+    WebSocketConnection,
+    wrap_client_stream,
 )
 
 __all__ = ["ChannelMessage", "Feed", "FeedClosed", "subscribe"]
@@ -145,13 +146,11 @@ class Feed:
         delay = initial
         while True:
             try:
-                async with open_websocket_url(
+                async with _open_websocket(
                     self._query_url(),
-                    extra_headers=self._headers,
-                    message_queue_size=1,
+                    headers=self._headers,
                     max_message_size=self._max_message_size,
                     connect_timeout=self._connect_timeout,
-                    disconnect_timeout=self._connect_timeout,
                 ) as ws:
                     self.connections += 1
                     while True:
@@ -165,7 +164,9 @@ class Feed:
             except ConnectionRejected as exc:
                 text = f"the server refused the websocket handshake: HTTP {exc.status_code}"
                 raise FeedClosed(None, text) from None
-            except HandshakeError as exc:  # unreachable, timed out (ConnectionTimeout, ...)
+            except ssl.SSLCertVerificationError as exc:
+                raise FeedClosed(None, f"cannot verify {self._url}: {exc}") from None
+            except (OSError, trio.TooSlowError) as exc:  # unreachable, or no handshake in time
                 if not self._reconnect:
                     raise FeedClosed(None, f"cannot connect to {self._url}: {exc!r}") from None
             await trio.sleep(delay * random.uniform(0.8, 1.2))
@@ -187,6 +188,68 @@ class Feed:
             self._received[message.channel] = message.id
             await self._send.send(message)
         return False
+
+
+@asynccontextmanager
+async def _open_websocket(
+    url: str,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    message_queue_size: int = 1,
+    max_message_size: int = 16 * 1024 * 1024,
+    connect_timeout: float = 10.0,
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client connection over a socket opened here and always closed here.
+
+    (trio-websocket 0.12's own ``open_websocket_url`` leaves the client's socket open when the
+    server closes first or refuses the handshake.) Raises `ConnectionRejected`, `OSError` and
+    `trio.TooSlowError` (no handshake within ``connect_timeout``) unwrapped.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    tls = parts.scheme == "wss"
+    port = parts.port or (443 if tls else 80)
+    host_header = parts.netloc.rpartition("@")[2]
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    with trio.fail_after(connect_timeout):
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+        if tls:
+            context = ssl.create_default_context()
+            stream = await trio.open_ssl_over_tcp_stream(
+                parts.hostname, port, ssl_context=context, https_compatible=True
+            )
+        else:
+            stream = await trio.open_tcp_stream(parts.hostname, port)
+    async with stream:
+        body_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(connect_timeout):
+                    ws = await wrap_client_stream(
+                        nursery,
+                        stream,
+                        host_header,
+                        resource,
+                        extra_headers=list(headers),
+                        message_queue_size=message_queue_size,
+                        max_message_size=max_message_size,
+                    )
+                try:
+                    yield ws
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
+                    body_error = exc
+                if ws.closed is None:  # say goodbye, briefly, even when cancelled
+                    with trio.move_on_after(1.0) as goodbye:
+                        goodbye.shield = True
+                        await ws.aclose()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # from the reader task, e.g. ConnectionRejected
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    if body_error is not None:
+        raise body_error
 
 
 @asynccontextmanager

@@ -90,9 +90,15 @@ class WaitStore:
         if wait.kind is WaitKind.CHANNEL:
             if self.channel_take is None:
                 raise RuntimeError("channel waits need the channels integration")
+            taken = await self.channel_take(tx, wait.key, iid)
+            if taken is not None:
+                return taken  # the hot path takes no channel lock
+            # About to suspend: share-lock the channel row (publishers row-lock it) and look
+            # once more, so a publish that committed meanwhile is seen here, or sees our wait.
             await tx.fetchone(self.w.lock_channel, {"channel": wait.key})
             return await self.channel_take(tx, wait.key, iid)
         return None
+
 
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
                               target: str | None = None, limit: int | None = None) -> list[str]:

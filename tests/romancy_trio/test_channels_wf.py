@@ -196,3 +196,12 @@ async def test_a_lost_channel_wake_up_is_repaired_by_the_fallback_sweep(backend:
         async with app.store.db.transaction() as tx:
             await app.channels.engine.publish_tx(tx, "lost", '"found"', now=time.time())
         assert await app.result(iid, timeout=20) == ["found"]
+
+
+async def test_publish_many_keeps_order_and_wakes_competing_receivers(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+        first = await app.start(listens, {"channel": "batch", "count": 3, "mode": "competing"})
+        await _until(app, [first], WorkflowStatus.WAITING)
+        ids = await app.publish_many("batch", ["a", "b", "c"])
+        assert ids == sorted(ids) and len(set(ids)) == 3
+        assert await app.result(first, timeout=20) == ["a", "b", "c"]
