@@ -103,6 +103,8 @@ class Feed:
         self._backoff = backoff
         self._send, self._items = trio.open_memory_channel[ChannelMessage | FeedClosed](buffer)
         self._error: FeedClosed | None = None
+        self._ready = trio.Event()  # set at the first hello, or when the feed failed
+        self._failure: FeedClosed | None = None
         self.connections = 0
         """Connections established so far (1 + reconnects)."""
 
@@ -139,6 +141,8 @@ class Feed:
             try:
                 await self._connect_loop()
             except FeedClosed as exc:
+                self._failure = exc
+                self._ready.set()
                 await self._send.send(exc)
 
     async def _connect_loop(self) -> None:
@@ -178,8 +182,11 @@ class Feed:
             obj = json.loads(frame)
             if isinstance(obj, dict) and "subscribed" in obj:
                 starts = obj["subscribed"]
-                for name in self._channels:
-                    self._received.setdefault(name, int(starts[name]))
+                for name in self._channels:  # where a channel with no position yet starts
+                    start = int(starts[name])
+                    self._received.setdefault(name, start)
+                    self._yielded.setdefault(name, start)
+                self._ready.set()
                 return True
             message = ChannelMessage.from_json(obj)
         except (KeyError, TypeError, ValueError) as exc:
@@ -267,6 +274,9 @@ async def subscribe(
 ) -> AsyncIterator[Feed]:
     """Open the feed of ``channels`` at ``url`` (``ws://host:port/channels/ws``).
 
+    Entering waits until the server confirmed the subscription (its first frame): every message
+    published after that is delivered. It raises `FeedClosed` if the feed cannot start (refused,
+    invalid, or - without ``reconnect`` - unreachable); with ``reconnect`` it keeps trying.
     ``after``: resume each named channel after that message id; the others start live.
     ``token``: the server's bearer token. ``reconnect``: re-open a dropped connection with
     exponential ``backoff`` (initial, maximum seconds; jittered) and resume; without it the
@@ -303,6 +313,9 @@ async def subscribe(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(feed._run)
         try:
+            await feed._ready.wait()
+            if feed._failure is not None:
+                raise feed._failure
             yield feed
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
             body_error = exc

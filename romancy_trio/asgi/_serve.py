@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -68,8 +69,9 @@ async def serve_asgi(
     from hypercorn.config import Config as HypercornConfig  # only serving needs hypercorn
     from hypercorn.trio import serve as hypercorn_serve
 
-    config = HypercornConfig()
+    config = _config_class(HypercornConfig)()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+
     config.accesslog = "-" if access_log else None
     config.graceful_timeout = graceful_timeout
     trigger = shutdown.wait if shutdown is not None else None
@@ -172,3 +174,24 @@ def app_from_env() -> LifespanApp:
         max_body_bytes=int(os.environ.get("ROMANCY_TRIO_MAX_BODY", DEFAULT_MAX_BODY)),
         bearer_token=os.environ.get("ROMANCY_TRIO_TOKEN") or None,
     )
+
+
+SEND_STALL_TIMEOUT_MS = 30_000
+"""TCP_USER_TIMEOUT on the listening sockets (inherited by accepted ones): a peer that stops
+reading cannot pin one of hypercorn's shielded socket writes - and so the server's shutdown -
+longer than this."""
+
+
+def _config_class(base: Any) -> Any:
+    class _Config(base):  # type: ignore[misc]
+        def create_sockets(self) -> Any:
+            sockets = super().create_sockets()
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                if sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(
+                    socket, "TCP_USER_TIMEOUT"
+                ):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                                    SEND_STALL_TIMEOUT_MS)
+            return sockets
+
+    return _Config

@@ -27,34 +27,35 @@ client sends nothing. The server closes with:
 A missing or wrong bearer token (when the app has one) refuses the handshake: HTTP 403.
 Messages deleted by retention (``AppConfig.channel_retention``) cannot be resumed.
 
-Per connection: one task per channel reads in batches and waits on a keyed notify watch (a
-wakeup, gap or fallback only means "read again"); one task sends; one task listens. Between the
-readers and the sender is a buffer of ``max_buffer`` frames. If it stays full for
-``send_timeout`` seconds the connection is closed with 1013, so a connection holds at most
-``max_buffer + channels * batch`` messages however slow its client is.
+Per connection: one task per channel queues frames, one task sends them, one task listens for
+the client leaving. Frames come from the channel's shared tail (`ChannelTail`: one notify watch,
+one query per wakeup and one JSON encoding per message for all of this process's connections) or,
+for a connection that is behind it, from its own bounded reads. Between the queuing tasks and the
+sender is a buffer of ``max_buffer`` frames; if it stays full for ``send_timeout`` seconds the
+connection is closed with 1013, so a connection holds at most ``max_buffer + channels * batch``
+frames however slow its client is, and a channel's tail at most ``2 * keep``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
 import trio
 
-from channels import ChannelEngine, ChannelError, ChannelTx
-from notify import HubClosed, Watch
+from channels import ChannelEngine, ChannelError
+from notify import HubClosed
 
 from .._codec import dumps
 from .._errors import StorageUnavailableError
 from ._http import Receive, Scope, Send, WebSocketRoute
+from ._websocket_tail import ChannelTail, QueryCount, Reads, encode
 
 if TYPE_CHECKING:
     from .._app import App
-    from ..storage import Database
 
 PATH: Final = "/channels/ws"
 POLICY_VIOLATION: Final = 1008
@@ -64,17 +65,10 @@ UNSUPPORTED_DATA: Final = 1003
 _MAX_ID: Final = 2**63 - 1
 _MAX_REASON_BYTES: Final = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 
-# The channel's last message id. Belongs in `channels` (as ``ChannelEngine.last_id_tx``); kept
-# here until it moves there. Same index as every channel read: channel_messages (channel, id).
-_HEAD_SQL: Final[Mapping[str, str]] = {
-    "postgres": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = %(channel)s",
-    "sqlite": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = :channel",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class FeedConfig:
-    """Bounds of the feed, per connection."""
+    """The bounds of a feed: per connection, and per channel for the shared tails."""
 
     max_buffer: int = 1000
     """Frames read from the database but not yet handed to the server for sending."""
@@ -84,9 +78,11 @@ class FeedConfig:
     """Messages read per query."""
     max_channels: int = 32
     """Channels one connection may watch."""
+    keep: int = 1000
+    """Recent frames held per channel in memory, shared by all connections (up to twice this)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_buffer", "batch", "max_channels"):
+        for name in ("max_buffer", "batch", "max_channels", "keep"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"FeedConfig.{name} must be an int >= 1, not {value!r}")
@@ -105,6 +101,10 @@ class FeedStatistics:
     max_buffered: int
     """The most frames any connection's buffer held at once (never above ``buffer_bound``)."""
     buffer_bound: int
+    queries: int
+    """Table reads run: shared tail reads, catch-up reads and per-connection setup."""
+    tails: int
+    """Channels with a shared tail now (watched by at least one connection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,9 @@ def parse_query(query_string: bytes, *, max_channels: int) -> FeedRequest:
             elif after.setdefault(key[6:], position) != position:
                 raise BadFeedRequest(f"{key!r} given twice")
         else:
-            raise BadFeedRequest(f"unknown query parameter {key!r}; use channel, after.<channel>")
+            raise BadFeedRequest(
+                f"unknown query parameter {key!r}; use channel, after, after.<name>"
+            )
     if not channels:
         raise BadFeedRequest("give at least one channel: ?channel=<name>")
     if len(channels) > max_channels:
@@ -161,29 +163,10 @@ def _position(key: str, value: str) -> int:
 
 def close_reason(text: str) -> str:
     """``text`` cut to fit a close frame (123 bytes of UTF-8)."""
-    data = text.encode()
+    data = text.encode(errors="backslashreplace")
     if len(data) <= _MAX_REASON_BYTES:
-        return text
+        return data.decode()
     return data[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
-
-
-class _Reads:
-    """`ChannelTx` over the database's single autocommit statements: the feed only reads."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def execute(self, query: str, params: Any = ()) -> int:
-        return await self._db.execute(query, params)
-
-    async def fetchone(self, query: str, params: Any = ()) -> tuple[Any, ...] | None:
-        return await self._db.fetchone(query, params)
-
-    async def fetchall(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        return await self._db.fetchall(query, params)
-
-    async def notify(self, topic: str, payload: str) -> None:
-        raise RuntimeError("the channel feed only reads")
 
 
 class _Connection:
@@ -205,7 +188,8 @@ class _Connection:
 
 
 class ChannelFeed:
-    """The websocket endpoint; an instance keeps its configuration and statistics.
+    """The websocket endpoint; an instance keeps its configuration, its shared channel tails and
+    its statistics.
 
     ``create_asgi_app`` serves `DEFAULT_FEED` at ``/channels/ws``; to tune it, pass
     ``websocket_routes=[ChannelFeed(FeedConfig(...)).route()]``.
@@ -213,11 +197,9 @@ class ChannelFeed:
 
     def __init__(self, config: FeedConfig | None = None) -> None:
         self.config = config or FeedConfig()
-        self._open = 0
-        self._total = 0
-        self._sent = 0
-        self._slow = 0
-        self._max_buffered = 0
+        self._tails: dict[tuple[int, str], ChannelTail] = {}
+        self._counts = QueryCount()
+        self._open = self._total = self._sent = self._slow = self._max_buffered = 0
 
     def statistics(self) -> FeedStatistics:
         return FeedStatistics(
@@ -227,6 +209,8 @@ class ChannelFeed:
             slow_disconnects=self._slow,
             max_buffered=self._max_buffered,
             buffer_bound=self.config.max_buffer,
+            queries=self._counts.queries,
+            tails=len(self._tails),
         )
 
     def route(self, path: str = PATH) -> WebSocketRoute:
@@ -262,18 +246,20 @@ class ChannelFeed:
         self, app: App, request: FeedRequest, conn: _Connection, receive: Receive, send: Send
     ) -> None:
         engine = app.channels.engine
-        reads = _Reads(app.store.db)
-        with ExitStack() as stack:
+        reads = Reads(app.store.db, self._counts)
+        tails: list[ChannelTail] = []
+        try:
             try:
-                # Register before the first read: a publish that commits after it wakes us.
-                watches = [
-                    stack.enter_context(app.hub.watch(app.store.topics.channel, key=name))
-                    for name in request.channels
-                ]
-                starts = {
-                    name: await _start(engine, reads, name, request.after.get(name))
-                    for name in request.channels
-                }
+                for name in request.channels:  # validates the name (ChannelError)
+                    await engine.read_after_tx(reads, name, request.after.get(name, 0), 1)
+                for name in request.channels:  # the watch is registered before the first read
+                    tails.append(self._tail(app, name, engine, reads))
+                starts: dict[str, int] = {}
+                for name in request.channels:  # live (no `after`): after the last message now
+                    given = request.after.get(name)
+                    starts[name] = (
+                        await reads.head(engine.dialect, name) if given is None else given
+                    )
             except ChannelError as exc:
                 conn.end(POLICY_VIOLATION, str(exc))
                 return
@@ -288,8 +274,29 @@ class ChannelFeed:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen, conn, receive)
                 nursery.start_soon(self._send, pending, send)
-                for watch, (name, start) in zip(watches, starts.items(), strict=True):
-                    nursery.start_soon(self._read, conn, engine, reads, watch, name, start, out)
+                for tail in tails:
+                    start = starts[tail.channel]
+                    nursery.start_soon(self._read, conn, engine, reads, tail, start, out)
+        finally:
+            for tail in tails:
+                self._release(app, tail)
+
+    def _tail(self, app: App, channel: str, engine: ChannelEngine, reads: Reads) -> ChannelTail:
+        tail = self._tails.get((id(app), channel))
+        if tail is None:
+            watch = app.hub.watch(app.store.topics.channel, key=channel)
+            tail = ChannelTail(
+                channel, watch, engine, reads, batch=self.config.batch, keep=self.config.keep
+            )
+            self._tails[id(app), channel] = tail
+        tail.users += 1
+        return tail
+
+    def _release(self, app: App, tail: ChannelTail) -> None:
+        tail.users -= 1
+        if tail.users == 0:
+            tail.watch.close()
+            del self._tails[id(app), tail.channel]
 
     async def _listen(self, conn: _Connection, receive: Receive) -> None:
         while True:
@@ -310,29 +317,35 @@ class ChannelFeed:
         self,
         conn: _Connection,
         engine: ChannelEngine,
-        reads: ChannelTx,
-        watch: Watch,
-        channel: str,
+        reads: Reads,
+        tail: ChannelTail,
         position: int,
         out: trio.MemorySendChannel[str],
     ) -> None:
-        limit = self.config.batch
-        while True:
-            try:
-                batch = await engine.read_after_tx(reads, channel, position, limit)
-            except StorageUnavailableError:
-                conn.end(TRY_AGAIN_LATER, "the database is unavailable; try again later")
-                return
-            for message in batch:
-                if not await self._put(conn, out, dumps(message.to_json())):
-                    return
-                position = message.id
-            if len(batch) < limit:
-                try:
-                    await watch.wait()  # gap or fallback: read again all the same
-                except HubClosed:
-                    conn.end(GOING_AWAY, "the app is shutting down")
-                    return
+        """Queue the frames of ``tail.channel`` after ``position``, in order, for ever."""
+        batch = self.config.batch
+        try:
+            while True:
+                frames = tail.after(position)
+                floor = position
+                if frames is None:  # older than the tail holds: read the table up to its base
+                    floor = position if tail.base is None else tail.base
+                    rows = await engine.read_after_tx(reads, tail.channel, position, batch)
+                    frames = encode(rows)
+                    if len(rows) == batch:
+                        floor = position  # more to read: no jump yet
+                elif not frames:
+                    await tail.wait_beyond(position)
+                    continue
+                for ident, frame in frames:
+                    if not await self._put(conn, out, frame):
+                        return
+                    position = ident
+                position = max(position, floor)
+        except StorageUnavailableError:
+            conn.end(TRY_AGAIN_LATER, "the database is unavailable; try again later")
+        except HubClosed:
+            conn.end(GOING_AWAY, "the app is shutting down")
 
     async def _put(self, conn: _Connection, out: trio.MemorySendChannel[str], frame: str) -> bool:
         """Queue ``frame``; False if the buffer stayed full too long (the connection ends)."""
@@ -351,15 +364,6 @@ class ChannelFeed:
                 return False
         self._max_buffered = max(self._max_buffered, out.statistics().current_buffer_used)
         return True
-
-
-async def _start(engine: ChannelEngine, reads: _Reads, channel: str, after: int | None) -> int:
-    """Where the feed of ``channel`` starts; validates the name (`ChannelError`)."""
-    await engine.read_after_tx(reads, channel, after or 0, 1)
-    if after is not None:
-        return after
-    row = await reads.fetchone(_HEAD_SQL[engine.dialect], {"channel": channel})
-    return 0 if row is None else int(row[0])
 
 
 DEFAULT_FEED: Final = ChannelFeed()
