@@ -199,10 +199,11 @@ class Scheduler:
                     backoff = min(backoff * 2, self.config.lease_ttl)
                     continue
                 backoff = 0.05
-                timeout = self.config.fallback_interval
-                if expiry is not None:
-                    timeout = min(timeout, max(expiry, 0.0) + 0.05)
+                # sleep until a notification, the next known deadline, or the hub's own
+                # jittered fallback re-check - whichever comes first
+                timeout = None if expiry is None else max(expiry, 0.0) + 0.05
                 await watch.wait(timeout=timeout)
+
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -131,7 +131,9 @@ async def test_a_dropped_notification_is_found_by_the_fallback_recheck(
     b = replace(pg_backend, config=replace(pg_backend.config, fallback_interval=0.5))
     async with open_app(b.url, workflows=ALL, config=b.config) as app:
         await _ddl(app)
+        await trio.sleep(0.2)  # the claim loop has made its start-up claim and now waits
         now = time.time()
+
         # an instance written without any NOTIFY (as if the notification were lost)
         await app.store.db.execute(
             "INSERT INTO workflow_instances (instance_id, workflow_name, status, input, "
