@@ -144,14 +144,6 @@ class Registry:
         except KeyError:
             raise UnknownWorkflowError(name, list(self.workflows)) from None
 
-    def activity(self, name: str) -> Activity[..., Any]:
-        try:
-            return self.activities[name]
-        except KeyError:
-            raise ConfigurationError(
-                f"unknown activity {name!r} (registered: {sorted(self.activities)})"
-            ) from None
-
     @classmethod
     def of(cls, items: Iterable[Workflow[Any, Any] | Activity[..., Any]]) -> Registry:
         reg = cls.empty()

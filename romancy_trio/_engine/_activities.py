@@ -99,10 +99,10 @@ class ActivityRunner:
             await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
         while True:
             attempt = len(attempts) + 1
-            event = await self._attempt(act, cmd)
-            if event is not None:
-                return event
-            error = self._last_error
+            outcome = await self._attempt(act, cmd)
+            if isinstance(outcome, HistoryEvent):
+                return outcome
+            error = outcome
             now = time.time()
             delay = policy.delay_after(attempt) * (1 + 0.1 * _jitter.random())
             retryable = policy.is_retryable(error.type) and act is not None
@@ -127,8 +127,8 @@ class ActivityRunner:
         return event
 
     async def _attempt(self, act: Activity[..., Any] | None,
-                       cmd: ActivityCommand) -> HistoryEvent | None:
-        """One attempt. Success is recorded (returned); a failure is left in _last_error."""
+                       cmd: ActivityCommand) -> HistoryEvent | ErrorInfo:
+        """One attempt: the recorded success, or (not yet recorded) the failure."""
 
         def ctx(session: Any) -> ActivityContext:
             return ActivityContext(self.lease.instance_id, self.workflow_name, cmd.activity_id,
@@ -153,9 +153,6 @@ class ActivityRunner:
                 return event
             payload = await _call(act, ctx(None), cmd)
         except _UserFailure as failure:
-            self._last_error = ErrorInfo.from_exception(failure.cause)
-            return None
+            return ErrorInfo.from_exception(failure.cause)
         return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                                time.time(), cmd.compensation))
-
-    _last_error: ErrorInfo

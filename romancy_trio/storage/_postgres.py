@@ -34,11 +34,6 @@ class PostgresTx:
         cur = await self.conn.execute(query, params)
         return cur.rowcount
 
-    async def executemany(self, query: str, rows: Sequence[Params]) -> int:
-        async with self.conn.cursor() as cur:
-            await cur.executemany(query, rows)
-            return cur.rowcount
-
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
         cur = await self.conn.execute(query, params)
         return await cur.fetchone()
@@ -115,12 +110,6 @@ class PostgresDatabase:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[TrioConnection[Any]]:
-        """A raw autocommit connection with the schema's search_path (migrations, tests)."""
-        async with self.pool.connection() as conn:
-            yield conn
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -35,9 +35,6 @@ class SqliteTx:
     async def execute(self, query: str, params: Params = ()) -> int:
         return await self._db.run(lambda c: c.execute(query, _args(params)).rowcount)
 
-    async def executemany(self, query: str, rows: Sequence[Params]) -> int:
-        return await self._db.run(lambda c: c.executemany(query, [_args(r) for r in rows]).rowcount)
-
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
         row = await self._db.run(lambda c: c.execute(query, _args(params)).fetchone())
         return tuple(row) if row is not None else None
