@@ -287,6 +287,10 @@ class Sizes:
     """per HTTP sub-scenario"""
     http_clients: int = 50
     http_max_requests: int = 100_000
+    http_resumes: int = 1000
+    """POST -> workflow resumed: waiting workflows, one targeted event each"""
+    http_resume_rate: float = 250.0
+    """POST -> workflow resumed: events per second (moderate: well below intake capacity)"""
     idle_workflows: int = 10_000
     idle_window: float = 20.0
 
@@ -300,7 +304,8 @@ class Sizes:
             self, sequential=n(self.sequential), concurrent=n(self.concurrent), ten=n(self.ten),
             wakeups=n(self.wakeups), timers=n(self.timers), messages=n(self.messages),
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
-            idle_workflows=n(self.idle_workflows),
+            idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
+
         )
 
 

@@ -5,8 +5,10 @@
 
 The server is a real ``hypercorn -k trio 'romancy_trio.asgi:app_from_env()'`` subprocess on
 127.0.0.1 (so it has its own core), backed by a fresh schema in the local PostgreSQL; each of
-``--clients`` tasks in this process has its own httpx client (one keep-alive connection) and
-posts as fast as answers come back. Bounded by time and by ``--max-requests`` per sub-scenario.
+``--clients`` tasks in this process has its own keep-alive connection (a lean HTTP/1.1 client,
+``loadtests/_lean_http.py``: httpx would spend more CPU than the server on this 2-core
+machine) and posts as fast as answers come back. Bounded by time and by ``--max-requests`` per
+sub-scenario.
 Checks: every answer is 2xx; every 202 for a new event means a committed row (the stored count
 equals the acknowledged count); duplicates are answered ``duplicate: true`` and stored once;
 every started workflow completes.
@@ -27,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import trio
 
@@ -46,6 +47,8 @@ from loadtests._common import (  # noqa: E402
     print_table,
     require,
 )
+from loadtests._lean_http import LeanConnection, encode_request  # noqa: E402
+from loadtests.http_resume import resume_latency  # noqa: E402
 from romancy_trio import WorkflowContext, workflow  # noqa: E402
 
 
@@ -134,18 +137,21 @@ async def run_scenario(
 
     async def client(task_status: trio.TaskStatus[None]) -> None:
         nonlocal issued
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30
-        ) as http:
-            await http.get("/healthz")  # connect before the clock starts
+        conn = await LeanConnection.open("127.0.0.1", port)
+        try:
+            await conn.request(encode_request(conn.host, healthz(0)))  # connect before the clock
             task_status.started()
             await go.wait()
             while time.perf_counter() < deadline and issued < max_requests:
                 issued += 1
+                raw = encode_request(conn.host, make(issued + run_salt))
                 t = time.perf_counter()
-                r = await http.request(**{"method": "POST", **make(issued + run_salt)})
+                with trio.fail_after(30):
+                    status, _ = await conn.request(raw)
                 latencies.append((time.perf_counter() - t) * 1000)
-                statuses[r.status_code] += 1
+                statuses[status] += 1
+        finally:
+            await conn.aclose()
 
     async def ticker() -> None:
         while time.perf_counter() < deadline and issued < max_requests:
@@ -174,7 +180,7 @@ async def start_server(dsn: str, schema: str) -> tuple[trio.Process, int]:
         "PYTHONPATH": str(ROOT),
         "ROMANCY_TRIO_URL": dsn,
         "ROMANCY_TRIO_SCHEMA": schema,
-        "ROMANCY_TRIO_WORKFLOWS": "loadtests.http_intake",
+        "ROMANCY_TRIO_WORKFLOWS": "loadtests.http_intake,loadtests.http_resume",
     }
     proc = await trio.lowlevel.open_process(
         [
@@ -254,11 +260,12 @@ async def http_intake(run: Run) -> list[Result]:
     """The suite's scenario: every sub-scenario against one hypercorn-trio server."""
     s = run.sizes
     return await _run_all(run.dsn, seconds=s.http_seconds, clients=s.http_clients,
-                          max_requests=s.http_max_requests, run=run)
+                          max_requests=s.http_max_requests, resumes=s.http_resumes,
+                          resume_rate=s.http_resume_rate, run=run)
 
 
 async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
-                   run: Run | None = None) -> list[Result]:
+                   resumes: int, resume_rate: float, run: Run | None = None) -> list[Result]:
     check_local(dsn)
     schema = new_schema("bench_http")
     results = []
@@ -277,6 +284,7 @@ async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
                     bar.close()
                 result.checked = await _check(dsn, schema, name, sub, statuses)
                 results.append(result)
+            results += await resume_latency(dsn, schema, port, n=resumes, rate=resume_rate)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
@@ -292,10 +300,12 @@ async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
 
 async def main(args: argparse.Namespace) -> None:
     results = await _run_all(args.dsn, seconds=args.seconds, clients=args.clients,
-                             max_requests=args.max_requests)
+                             max_requests=args.max_requests, resumes=args.resumes,
+                             resume_rate=args.resume_rate)
     print(
         f"hypercorn -k trio (1 worker) on 127.0.0.1, PostgreSQL {args.dsn}, "
-        f"{args.clients} httpx clients, {args.seconds:g} s per scenario"
+        f"{args.clients} keep-alive clients, {args.seconds:g} s per scenario"
+
     )
     print_table([r.row(None) for r in results])
 
@@ -306,4 +316,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=Sizes().http_seconds)
     parser.add_argument("--clients", type=int, default=Sizes().http_clients)
     parser.add_argument("--max-requests", type=int, default=Sizes().http_max_requests)
+    parser.add_argument("--resumes", type=int, default=Sizes().http_resumes)
+    parser.add_argument("--resume-rate", type=float, default=Sizes().http_resume_rate)
     trio.run(main, parser.parse_args())

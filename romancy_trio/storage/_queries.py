@@ -77,6 +77,12 @@ class WaitQueries:
     """iid, kind, key, payload, worker, at: unfenced append at the next seq of the current run
     (only for instances that no worker holds: a waiting instance being woken)."""
     event_insert: str  # source, event_id, type, body, target, now -> (event_id,) if new
+    event_broadcast: str | None
+    """source, event_id, type, body, now, kind, worker, topic -> (new, [iid, ...]): one statement
+    that records an untargeted event and delivers it to every waiting instance (history row,
+    wait removed, made pending, work announced on commit). None where the dialect can't do
+    that in one statement: the store then runs the same steps in a transaction."""
+
     lock_instance: str  # iid -> (status,); row lock
     event_waiters: str  # type -> (iid, wait_id) of waiting instances, locked, by instance id
     instance_wait: str  # iid, kind, key -> (wait_id,)

@@ -115,7 +115,18 @@ class WaitStore:
         body = event.body()
         body_json = dumps(body)
         now = time.time()
+        if event.target_instance_id is None and self.w.event_broadcast is not None:
+            row = await self.db.fetchone(self.w.event_broadcast, {
+                "source": event.source, "event_id": event.id, "type": event.type,
+                "body": body_json, "now": now, "kind": EventKind.EVENT_RECEIVED,
+                "worker": DELIVERER, "topic": self.topics.work})
+            assert row is not None
+            woken = tuple(row[1])
+            if woken:
+                self.db.publish_local([(self.topics.work, "")])
+            return EventReceipt(event.id, event.source, not row[0], woken)
         delivered: list[str] = []
+
         async with self.db.transaction() as tx:
             new = await tx.fetchone(self.w.event_insert, {
                 "source": event.source, "event_id": event.id, "type": event.type,

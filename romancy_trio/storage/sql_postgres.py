@@ -152,7 +152,37 @@ WAIT_QUERIES = WaitQueries(
         VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, %(target)s, %(now)s)
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING event_id""",
+    event_broadcast="""
+        WITH ev AS (
+            INSERT INTO workflow_events (source, event_id, type, body, target, received_at)
+            VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, NULL, %(now)s)
+            ON CONFLICT (source, event_id) DO NOTHING
+            RETURNING event_id),
+        w AS (
+            SELECT w.instance_id, w.wait_id, i.run_no, i.lease_epoch
+            FROM workflow_waits w JOIN workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = 'event' AND w.key = %(type)s AND i.status = 'waiting'
+              AND EXISTS (SELECT 1 FROM ev)
+            ORDER BY w.instance_id
+            FOR UPDATE OF i),
+        h AS (
+            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
+                worker_id, lease_epoch, created_at)
+            SELECT w.instance_id, w.run_no,
+                (SELECT coalesce(max(x.seq) + 1, 0) FROM workflow_history x
+                 WHERE x.instance_id = w.instance_id AND x.run_no = w.run_no),
+                %(kind)s, w.wait_id, %(body)s, %(worker)s, w.lease_epoch, %(now)s
+            FROM w),
+        d AS (DELETE FROM workflow_waits x USING w WHERE x.instance_id = w.instance_id),
+        u AS (
+            UPDATE workflow_instances i SET status = 'pending', wake_at = NULL,
+                updated_at = %(now)s
+            FROM w WHERE i.instance_id = w.instance_id)
+        SELECT EXISTS (SELECT 1 FROM ev),
+               ARRAY(SELECT instance_id FROM w ORDER BY instance_id),
+               CASE WHEN EXISTS (SELECT 1 FROM w) THEN pg_notify(%(topic)s, '') END""",
     lock_instance="SELECT status FROM workflow_instances WHERE instance_id = %(iid)s FOR UPDATE",
+
     event_waiters="""
         SELECT w.instance_id, w.wait_id FROM workflow_waits w
         JOIN workflow_instances i ON i.instance_id = w.instance_id

@@ -133,7 +133,9 @@ WAIT_QUERIES = WaitQueries(
         VALUES (:source, :event_id, :type, :body, :target, :now)
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING event_id""",
-    lock_instance="SELECT status FROM workflow_instances WHERE instance_id = :iid",
+    event_broadcast=None,  # no data-modifying CTEs: the store's transaction does the steps
+    lock_instance=
+"SELECT status FROM workflow_instances WHERE instance_id = :iid",
     event_waiters="""
         SELECT w.instance_id, w.wait_id FROM workflow_waits w
         JOIN workflow_instances i ON i.instance_id = w.instance_id
