@@ -24,7 +24,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import sql_postgres, sql_sqlite
@@ -119,7 +119,39 @@ class ChannelEngine:
 
         return int(row[0])
 
+    async def publish_many_tx(
+        self,
+        tx: ChannelTx,
+        channel: str,
+        data_json: Sequence[str],
+        *,
+        metadata_json: str = "{}",
+        target: str | None = None,
+        now: float,
+    ) -> list[int]:
+        """Publish each JSON text of ``data_json`` (same metadata and target); their ids, in
+        order. One statement on PostgreSQL; otherwise `publish_tx` per message."""
+        if self._q.publish_many is None or len(data_json) < 2:
+            return [await self.publish_tx(tx, channel, d, metadata_json=metadata_json,
+                                          target=target, now=now) for d in data_json]
+        _check_name("channel", channel)
+        if target is not None:
+            _check_name("target", target)
+        for d in data_json:
+            _check_json("data", d)
+        if not isinstance(_check_json("metadata", metadata_json), dict):
+            raise ChannelError("metadata must be a JSON object")
+        _check_time("now", now)
+        args = {"channel": channel, "data": list(data_json), "metadata": metadata_json,
+                "target": target, "now": now}
+        rows = sorted((int(r[0]), r[1]) for r in await tx.fetchall(self._q.publish_many, args))
+        if [d for _, d in rows] != list(data_json):  # ids must follow the given order
+            raise RuntimeError("publish_many: ids were not drawn in the order of the messages")
+        await tx.notify(self.notify_topic, channel)
+        return [i for i, _ in rows]
+
     async def take_next_tx(
+
         self, tx: ChannelTx, channel: str, subscriber: str, *, now: float | None = None
     ) -> Message | None:
         """Consume the next message for ``subscriber`` in the caller's transaction, or ``None``.
@@ -135,8 +167,15 @@ class ChannelEngine:
         _check_name("channel", channel)
         _check_name("subscriber", subscriber)
         args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
+        if self._q.take is not None:
+            claimed_at = time.time() if now is None else _check_time("now", now)
+            found = await tx.fetchone(self._q.take, {**args, "now": claimed_at})
+            if found is None:
+                raise NotSubscribedError(channel, subscriber)
+            return None if found[2] is None else _message(found[2:])
         mode, cursor = await self._subscription(tx, self._q.subscription_for_take, args)
         if mode is ChannelMode.BROADCAST:
+
             row = await tx.fetchone(self._q.next_broadcast, {**args, "cursor": cursor})
             if row is None:
                 return None

@@ -61,14 +61,28 @@ class ChannelQueries:
     """channel, data, metadata, target, now -> (id,). PostgreSQL first row-locks the channel
     (creating its row if needed), so that within one channel ids grow in commit order: a
     cursor never passes a message that is committed later."""
+    publish_many: str | None
+    """channel, data (a list of JSON texts), metadata, target, now -> (id, data) per message,
+    ids drawn in the order of ``data`` (the engine checks): several messages in one statement
+    (PostgreSQL, after the same channel row lock as ``publish``). None: the engine runs
+    ``publish`` once per message."""
+
     next_broadcast: str
     """channel, subscriber, cursor -> the first message row after cursor that is untargeted
+
     or targeted at subscriber."""
     advance_cursor: str  # channel, subscriber, cursor
     claim_competing: str
     """channel, subscriber, now -> the oldest unclaimed message row that is untargeted or
     targeted at subscriber, now claimed by it (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+    take: str | None
+    """channel, subscriber, now -> (mode, cursor, *message row) with the message columns NULL
+    when there is nothing to take; no row if not subscribed. The whole take in one statement
+    (PostgreSQL: the subscription row-locked, then the competing claim or the broadcast step
+    with its cursor advanced). None: the engine runs ``subscription_for_take``, then
+    ``next_broadcast`` and ``advance_cursor`` or ``claim_competing``."""
     has_broadcast: str  # channel, subscriber, cursor -> (bool-ish,)
+
     has_competing: str  # channel, subscriber -> (bool-ish,)
     read_after: str  # channel, after_id, limit -> untargeted message rows with id > after_id
     cleanup: str

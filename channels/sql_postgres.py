@@ -51,7 +51,22 @@ QUERIES = ChannelQueries(
             %(now)s::float8
         FROM head
         RETURNING id""",
+    publish_many="""
+        WITH head AS (
+            INSERT INTO channels AS c (channel, mode, created_at, last_published_at)
+            VALUES (%(channel)s, NULL, %(now)s, %(now)s)
+            ON CONFLICT (channel) DO UPDATE SET last_published_at = EXCLUDED.last_published_at
+            RETURNING channel),
+        items AS (
+            SELECT d.data, d.n FROM unnest(%(data)s::text[]) WITH ORDINALITY AS d(data, n))
+        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
+        SELECT head.channel, items.data, %(metadata)s::text, %(target)s::text, %(now)s::float8
+        FROM head CROSS JOIN items
+        ORDER BY items.n
+        RETURNING id, data""",
+
     next_broadcast=f"""
+
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE}
         ORDER BY id LIMIT 1""",
@@ -67,7 +82,34 @@ QUERIES = ChannelQueries(
         UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
         FROM next WHERE m.id = next.id
         RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at""",
+    take=f"""
+        WITH s AS (
+            SELECT mode, cursor_id FROM channel_subscriptions
+            WHERE channel = %(channel)s AND subscriber = %(subscriber)s
+            FOR UPDATE),
+        next AS (
+            SELECT id FROM channel_messages
+            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE}
+              AND EXISTS (SELECT 1 FROM s WHERE mode = 'competing')
+            ORDER BY id LIMIT 1
+            FOR UPDATE SKIP LOCKED),
+        claimed AS (
+            UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
+            FROM next WHERE m.id = next.id
+            RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at),
+        step AS (
+            SELECT m.id, m.channel, m.data, m.metadata, m.target, m.published_at
+            FROM channel_messages m JOIN s ON s.mode = 'broadcast'
+            WHERE m.channel = %(channel)s AND m.id > s.cursor_id
+              AND (m.target IS NULL OR m.target = %(subscriber)s)
+            ORDER BY m.id LIMIT 1),
+        advanced AS (
+            UPDATE channel_subscriptions c SET cursor_id = step.id FROM step
+            WHERE c.channel = %(channel)s AND c.subscriber = %(subscriber)s),
+        got AS (SELECT * FROM claimed UNION ALL SELECT * FROM step)
+        SELECT s.mode, s.cursor_id, got.* FROM s LEFT JOIN got ON true""",
     has_broadcast=f"""
+
         SELECT EXISTS (
             SELECT 1 FROM channel_messages
             WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE})""",

@@ -38,7 +38,9 @@ QUERIES = ChannelQueries(
         INSERT INTO channel_messages (channel, data, metadata, target, published_at)
         VALUES (:channel, :data, :metadata, :target, :now)
         RETURNING id""",
-    next_broadcast=f"""
+    publish_many=None,  # one INSERT per message (cheap in-process)
+    next_broadcast=
+f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE}
         ORDER BY id LIMIT 1""",
@@ -52,7 +54,9 @@ QUERIES = ChannelQueries(
             WHERE channel = :channel AND claimed_by IS NULL AND {_RECEIVABLE}
             ORDER BY id LIMIT 1)
         RETURNING {MESSAGE_COLUMNS}""",
-    has_broadcast=f"""
+    take=None,  # no data-modifying CTEs: the engine runs the steps
+    has_broadcast=
+f"""
         SELECT EXISTS (
             SELECT 1 FROM channel_messages
             WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE})""",

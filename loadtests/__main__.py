@@ -55,7 +55,15 @@ SCENARIOS: dict[str, Scenario] = {
                        "3. event wake-up: producer COMMIT -> waiting workflow resumed (NOTIFY)"),
     "timers": Scenario(waits.timer_lateness, "4. lateness of sleep() wake-ups under load"),
     "competing": Scenario(channels_bench.competing,
-                          "5. competing channel over worker processes, exactly-once check"),
+                          "5. competing channel over worker processes, receive + transactional "
+                          "side effect per message, exactly-once check"),
+    "competing-delivery": Scenario(channels_bench.competing_delivery,
+                                   "5. competing channel over worker processes, delivery only "
+                                   "(received and recorded), exactly-once check"),
+    "competing-latency": Scenario(channels_bench.competing_latency,
+                                  "5. competing channel, publish -> receive latency at a paced, "
+                                  "moderate rate"),
+
     "broadcast": Scenario(channels_bench.broadcast,
                           "5. broadcast fan-out over worker processes"),
     "http": Scenario(http_intake.http_intake,

@@ -271,13 +271,20 @@ class Sizes:
     """worker processes for the channel scenarios"""
     worker_pool: int = 6
     """PostgreSQL connections per worker process"""
-    messages: int = 2000
-    """competing channel: messages published"""
+    messages: int = 8000
+    """competing channel: messages published (enough for a steady state: a 2,000-message run
+    spends much of its ~1 s starting up)"""
+
     consumers: int = 8
     """competing channel: consumer workflows (spread over the worker processes)"""
     publish_batch: int = 25
     """competing channel: messages per publishing transaction (``App.publish_many``);
     publishes to one channel commit one after another, so a fast producer batches"""
+
+    latency_messages: int = 2000
+    """competing publish -> receive latency: messages, published one by one"""
+    latency_rate: float = 500.0
+    """competing publish -> receive latency: messages per second (moderate load)"""
 
     subscribers: int = 100
     """broadcast: subscriber workflows"""
@@ -303,6 +310,8 @@ class Sizes:
         return replace(
             self, sequential=n(self.sequential), concurrent=n(self.concurrent), ten=n(self.ten),
             wakeups=n(self.wakeups), timers=n(self.timers), messages=n(self.messages),
+            latency_messages=n(self.latency_messages, 10),
+
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
 

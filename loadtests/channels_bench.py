@@ -38,6 +38,8 @@ EFFECTS_DDL = ("CREATE TABLE IF NOT EXISTS bench_effects "
                "(message_id BIGINT NOT NULL, instance_id TEXT NOT NULL, worker_id TEXT NOT NULL)")
 RECUR_EVERY = 50
 DELIVERED = "SELECT count(*) FROM workflow_history WHERE kind = 'message_received'"
+CLAIMED = "SELECT count(*) FROM channel_messages WHERE claimed_by IS NOT NULL"
+
 STALL_TIMEOUT = 60.0
 """A broadcast message not delivered to every subscriber this long after publishing is a lost
 wake-up: twice the workers' fallback re-check interval (AppConfig.fallback_interval, 30 s)."""
@@ -82,7 +84,24 @@ async def bench_subscriber(ctx: WorkflowContext, args: dict[str, Any]) -> list[i
     return got
 
 
-WORKFLOWS: list[Any] = [bench_consumer, bench_consumed, bench_subscriber]
+@workflow
+async def bench_receiver(ctx: WorkflowContext, state: dict[str, Any]) -> int:
+    """Competing consumer without a side effect: the received message recorded in its history
+    is the whole point. Recurs every 50 messages; returns how many work messages it took."""
+    channel = state["channel"]
+    if ctx.run_no == 1:
+        await subscribe(ctx, channel, "competing")
+    taken: int = state.get("taken", 0)
+    for _ in range(RECUR_EVERY):
+        msg = await receive(ctx, channel, timeout=SAFETY_TIMEOUT)
+        if msg.data.get("stop"):
+            return taken
+        taken += 1
+    await recur(ctx, {**state, "taken": taken})
+    return taken
+
+
+WORKFLOWS: list[Any] = [bench_consumer, bench_consumed, bench_receiver, bench_subscriber]
 
 
 async def _rows(app: App, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -125,13 +144,36 @@ async def _until_status(app: App, ids: list[str], status: WorkflowStatus, timeou
 
 
 async def competing(run: Run) -> list[Result]:
+    """Receive + a transactional side effect per message (``bench_consumer``): every message is
+    received by exactly one consumer and its side-effect row exists exactly once."""
+    return [await _competing(run, bench_consumer, effects=True)]
+
+
+async def competing_delivery(run: Run) -> list[Result]:
+    """Delivery alone (``bench_receiver``): each message received, and recorded in the
+    receiver's history, by exactly one consumer; no per-message activity."""
+    return [await _competing(run, bench_receiver, effects=False)]
+
+
+async def competing_latency(run: Run) -> list[Result]:
+    """Publish -> receive latency at moderate load: single-message publishes paced at
+    ``latency_rate`` per second (a fraction of capacity), consumers mostly waiting, so each
+    message wakes one through NOTIFY (claim, replay, take)."""
+    return [await _competing(run, bench_receiver, effects=False, rate=run.sizes.latency_rate)]
+
+
+async def _competing(run: Run, consumer: Any, *, effects: bool,
+                     rate: float | None = None) -> Result:
     """``messages`` work messages on one competing channel, taken by ``consumers`` workflows
-    spread over ``workers`` processes. Exactly once: every message is received by exactly one
-    consumer and its side effect row exists exactly once; the consumers' counts add up."""
+    spread over ``workers`` processes: published in batches of ``publish_batch`` as fast as
+    possible, or one by one at ``rate`` per second. Exactly once: every message is received
+    by exactly one consumer (history rows, live and archived), the consumers' counts add up,
+    and with ``effects`` every side-effect row exists exactly once."""
     s = run.sizes
-    m, channel = s.messages, "bench.jobs"
-    name = (f"competing channel, {s.workers} procs x {s.consumers} consumers, "
-            f"batches of {s.publish_batch}")
+    m, channel = (s.latency_messages if rate else s.messages), "bench.jobs"
+    how = f"paced {rate:g}/s" if rate else f"batches of {s.publish_batch}"
+    what = "receive + tx effect" if effects else "receive only"
+    name = f"competing ({what}), {s.workers} procs x {s.consumers} consumers, {how}"
     schema = new_schema()
     config = AppConfig(schema=schema)
     try:
@@ -141,7 +183,7 @@ async def competing(run: Run) -> list[Result]:
                 await tx.execute(EFFECTS_DDL)
             async with open_workers(run.dsn, schema, __name__, s.workers,
                                     pool=s.worker_pool) as workers:
-                consumers = [await app.start(bench_consumer, {"channel": channel})
+                consumers = [await app.start(consumer, {"channel": channel})
                              for _ in range(s.consumers)]
                 await _until_status(app, consumers, WorkflowStatus.WAITING, 60)
                 bar = run.progress(name, m)
@@ -153,20 +195,29 @@ async def competing(run: Run) -> list[Result]:
                         jobs = [{"job": i} for i in range(start, min(m, start + s.publish_batch))]
                         work_ids.extend(await app.publish_many(channel, jobs))
 
+                async def paced_publisher() -> None:
+                    assert rate is not None
+                    t_start = trio.current_time()
+                    for i in range(m):
+                        await trio.sleep_until(t_start + i / rate)
+                        work_ids.append(await app.publish(channel, {"job": i}))
 
                 async def watch_progress() -> None:
                     while True:
-                        done = await _rows(app, "SELECT count(*) FROM bench_effects")
-                        bar.update(done[0][0])
-                        if done[0][0] >= m:
+                        done = (await _rows(app, CLAIMED))[0][0]
+                        bar.update(done)
+                        if done >= m:
                             return
                         await trio.sleep(0.2)
 
                 t0 = time.perf_counter()
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(watch_progress)
-                    for _ in range(4):
-                        nursery.start_soon(publisher)
+                    if rate:
+                        nursery.start_soon(paced_publisher)
+                    else:
+                        for _ in range(4):
+                            nursery.start_soon(publisher)
                 bar.close()
                 wall = time.perf_counter() - t0
                 stop_ids = [await app.publish(channel, {"stop": True})
@@ -175,10 +226,8 @@ async def competing(run: Run) -> list[Result]:
                 check_alive(workers)
             received = await _received(app)
             published = await _published_at(app, channel)
-            effects = Counter(
+            effects_seen = Counter(
                 r[0] for r in await _rows(app, "SELECT message_id FROM bench_effects"))
-            effect_workers = Counter(r[0] for r in await _rows(
-                app, "SELECT worker_id FROM bench_effects"))
     finally:
         drop_schema(run.dsn, schema)
     taken = Counter(r[0] for r in received)
@@ -188,16 +237,21 @@ async def competing(run: Run) -> list[Result]:
     require(not duplicated, f"{name}: {duplicated} messages received more than once")
     require(taken == expected, f"{name}: {len(expected - taken)} messages never received, "
                                f"{len(taken - expected)} unexpected")
-    require(effects == Counter(work_ids),
-            f"{name}: side effects not exactly once ({sum(effects.values())} rows for {m})")
+    if effects:
+        require(effects_seen == Counter(work_ids),
+                f"{name}: side effects not exactly once ({sum(effects_seen.values())} rows "
+                f"for {m})")
     require(sum(totals) == m, f"{name}: consumers report {sum(totals)} of {m}")
     work = set(work_ids)
     lat = [(at - published[mid]) * 1000 for mid, at, _, _ in received if mid in work]
     span = max(at for mid, at, _, _ in received if mid in work) - min(
         published[i] for i in work_ids)
-    per_worker = "/".join(str(effect_workers.get(w.worker_id, 0)) for w in workers)
-    return [Result(name, m, span, lat, {"per_worker": per_worker, "wall_s": round(wall, 2)},
-                   checked=f"{m} msgs exactly once")]
+    per_worker = "/".join(
+        str(sum(1 for mid, _, _, w in received if w == wk.worker_id and mid in work))
+        for wk in workers)
+    checked = f"{m} msgs exactly once" + (" + effects" if effects else "")
+    return Result(name, m, span, lat, {"per_worker": per_worker, "wall_s": round(wall, 2)},
+                  checked=checked, rate=not rate)
 
 
 async def broadcast(run: Run) -> list[Result]:

@@ -53,6 +53,7 @@ from ._hub import Watch as Watch
 from ._hub import WatchClosed as WatchClosed
 from ._local_source import open_local_hub as open_local_hub
 from ._pg_source import ListenProbeFailed as ListenProbeFailed
+from ._pg_source import check_notification as check_notification
 from ._pg_source import notify_tx as notify_tx
 from ._pg_source import open_pg_hub as open_pg_hub
 from ._registry import Wakeup as Wakeup
@@ -67,7 +68,9 @@ __all__ = [
     "Wakeup",
     "Watch",
     "WatchClosed",
+    "check_notification",
     "notify_tx",
+
     "open_local_hub",
     "open_pg_hub",
 ]

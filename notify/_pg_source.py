@@ -33,7 +33,8 @@ from ._config import NotifyConfig
 from ._hub import Hub, SourceLink
 from ._registry import validate_payload, validate_topic
 
-__all__ = ["ListenProbeFailed", "notify_tx", "open_pg_hub"]
+__all__ = ["ListenProbeFailed", "check_notification", "notify_tx", "open_pg_hub"]
+
 
 logger = logging.getLogger("notify")
 
@@ -44,6 +45,13 @@ _PROBE_PREFIX = "romancy_notify_probe_"
 
 class ListenProbeFailed(RuntimeError):
     """The listener connection did not receive its own probe notification: it cannot LISTEN."""
+
+
+def check_notification(topic: str, payload: str) -> None:
+    """Raise `ValueError` now if ``(topic, payload)`` could not be sent by `notify_tx` (for
+    callers that queue notifications and send them later, e.g. pipelined with COMMIT)."""
+    validate_topic(topic)
+    validate_payload(payload)
 
 
 async def notify_tx(conn: psycopg.AsyncConnection[Any], topic: str, payload: str) -> None:

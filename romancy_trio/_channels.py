@@ -71,8 +71,9 @@ class ChannelService:
         receivers waiting on the channel: broadcast all, competing/targeted one per message."""
         now = time.time()
         meta = dumps(metadata or {})
-        ids = [await self.engine.publish_tx(tx, channel, dumps(data), metadata_json=meta,
-                                            target=target, now=now) for data in items]
+        ids = await self.engine.publish_many_tx(tx, channel, [dumps(d) for d in items],
+                                                metadata_json=meta, target=target, now=now)
+
         mode = await self._mode_tx(tx, channel)
         limit = len(ids) if mode is ChannelMode.COMPETING or target is not None else None
         await self.store.waits.wake_waiters_tx(tx, WaitKind.CHANNEL, channel, target=target,

@@ -4,6 +4,13 @@ Connections are autocommit at the protocol level; :meth:`PostgresDatabase.transa
 explicit transaction. ``notify`` calls ``pg_notify`` inside the transaction so it fires on COMMIT,
 and the same keys are also published in-process after COMMIT (a fast path for local waiters;
 duplicates are harmless because notifications are hints).
+
+A transaction's BEGIN travels with its first statement if that has parameters (both sent in one
+pipeline sync: one round trip instead of two; a statement without parameters may be several,
+which only the simple protocol runs). Its NOTIFYs are queued and travel with COMMIT (one round
+trip; they still fire if and only if it commits). A transaction that ran no statement sends
+neither BEGIN nor COMMIT. Whatever leaves the block by an exception is rolled back by the pool
+(shielded), or the connection is discarded.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from notify import notify_tx
+from notify import check_notification, notify_tx
 from notify.pg import TrioConnection
 from notify.pool import ConnectionPool
 
@@ -29,24 +36,50 @@ class PostgresTx:
     def __init__(self, conn: TrioConnection[Any]) -> None:
         self.conn = conn
         self.notifications: list[tuple[str, str]] = []
+        self.begun = False
+
+    async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
+        if self.begun:
+            return await self.conn.execute(query, params)
+        if not params:  # maybe several statements: simple protocol, which pipelines can't do
+            await self.conn.execute("BEGIN")
+            self.begun = True
+            return await self.conn.execute(query)
+        async with self.conn.pipeline():  # BEGIN and the first statement: one round trip
+
+            await self.conn.execute("BEGIN")
+            cur = await self.conn.execute(query, params)
+        self.begun = True
+        return cur
 
     async def execute(self, query: str, params: Params = ()) -> int:
-        cur = await self.conn.execute(query, params)
-        return cur.rowcount
+        return (await self._run(query, params)).rowcount
 
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
-        cur = await self.conn.execute(query, params)
-        return await cur.fetchone()
+        return await (await self._run(query, params)).fetchone()
 
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
-        cur = await self.conn.execute(query, params)
-        return await cur.fetchall()
+        return await (await self._run(query, params)).fetchall()
 
     async def notify(self, topic: str, payload: str) -> None:
+        """Queue ``pg_notify(topic, payload)``: it is sent with COMMIT (one round trip), so it
+        still fires if and only if the transaction commits."""
         if (topic, payload) in self.notifications:
-            return  # PostgreSQL folds duplicates per transaction anyway; skip the round trip
-        await notify_tx(self.conn, topic, payload)
+            return  # PostgreSQL folds duplicates per transaction anyway
+        check_notification(topic, payload)
         self.notifications.append((topic, payload))
+
+    async def commit(self) -> None:
+        if not self.notifications:
+            if self.begun:
+                await self.conn.execute("COMMIT")
+            return
+        async with self.conn.pipeline():  # the NOTIFYs and COMMIT: one round trip
+            for topic, payload in self.notifications:
+                await notify_tx(self.conn, topic, payload)
+            if self.begun:
+                await self.conn.execute("COMMIT")
+
 
 
 class PostgresDatabase:
@@ -75,8 +108,9 @@ class PostgresDatabase:
         try:
             async with self.pool.connection() as conn:
                 tx = PostgresTx(conn)
-                async with conn.transaction():
-                    yield tx
+                yield tx
+                await tx.commit()
+
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc

@@ -70,6 +70,12 @@ class WaitQueries:
     event_body: str  # source, event_id -> (body,)
     wait_insert: str  # iid, wait_id, kind, key, deadline, now
     waits_delete: str  # iid
+    resolve: tuple[str, ...]
+    """Run in order with the record params (iid, owner, epoch, run_no, seq, kind, key, payload,
+    at, compensation): the fenced history insert of a wait's outcome (the first statement's
+    rowcount is 0 if the lease is lost) and the removal of the instance's wait rows. One
+    statement on PostgreSQL."""
+
     suspend: str
     """iid, owner, epoch, wake_at, now, topic -> (status,). Fenced: waiting (or pending if a
     cancel arrived meanwhile), lease dropped; announces work if it has a deadline."""

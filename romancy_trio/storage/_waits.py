@@ -46,22 +46,31 @@ class WaitStore:
         """Resolve ``wait`` at once if it can be (event in the inbox, message available,
         deadline passed) and return the recorded event; otherwise suspend the instance."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
+        iid = lease.instance_id
         async with self.db.transaction() as tx:
-            row = await tx.fetchone(self.w.lock_fenced, fence)
-            if row is None or int(row[0]) != run_no:
-                raise lease_lost(lease)
-            found = await self._available_tx(tx, lease.instance_id, wait)
+            # First look without the instance lock (the common case: something is there; the
+            # fenced record below still guards the lease). Only to suspend does it lock the
+            # instance and look again, so a concurrent deliverer sees the wait or we see it.
+            found = await self._take_tx(tx, iid, wait)
+            if found is None:
+                row = await tx.fetchone(self.w.lock_fenced, fence)
+                if row is None or int(row[0]) != run_no:
+                    raise lease_lost(lease)
+                found = await self._recheck_tx(tx, iid, wait)
             if found is None and wait.deadline is not None and wait.deadline <= now:
                 kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
                         else EventKind.WAIT_TIMED_OUT)
                 found = (kind, None)
             if found is not None:
                 event = HistoryEvent(seq, found[0], wait.wait_id, found[1], now)
-                await tx.execute(self.q.record, {
-                    **fence, "run_no": run_no, "seq": seq, "kind": event.kind,
-                    "key": event.key, "payload": dumps(event.payload), "at": now,
-                    "compensation": None})
-                await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
+                params = {**fence, "run_no": run_no, "seq": seq, "kind": event.kind,
+                          "key": event.key, "payload": dumps(event.payload), "at": now,
+                          "compensation": None}
+                first, *rest = self.w.resolve
+                if not await tx.execute(first, params):
+                    raise lease_lost(lease)  # rolls back whatever _take_tx consumed
+                for query in rest:
+                    await tx.execute(query, params)
                 return event
             await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
             await tx.execute(self.w.wait_insert, {
@@ -75,8 +84,9 @@ class WaitStore:
             self.db.publish_local([(self.topics.work, "")])  # re-arm timers / claim a cancelled one
         return None
 
-    async def _available_tx(self, tx: Tx, iid: str, wait: WaitCommand
-                            ) -> tuple[EventKind, object] | None:
+    async def _take_tx(self, tx: Tx, iid: str, wait: WaitCommand
+                       ) -> tuple[EventKind, object] | None:
+        """Consume what ``wait`` waits for if it is there (targeted event, message)."""
         if wait.kind is WaitKind.EVENT:
             row = await tx.fetchone(self.w.inbox_first, {"iid": iid, "type": wait.key})
             if row is None:
@@ -90,14 +100,21 @@ class WaitStore:
         if wait.kind is WaitKind.CHANNEL:
             if self.channel_take is None:
                 raise RuntimeError("channel waits need the channels integration")
-            taken = await self.channel_take(tx, wait.key, iid)
-            if taken is not None:
-                return taken  # the hot path takes no channel lock
-            # About to suspend: share-lock the channel row (publishers row-lock it) and look
-            # once more, so a publish that committed meanwhile is seen here, or sees our wait.
-            await tx.fetchone(self.w.lock_channel, {"channel": wait.key})
             return await self.channel_take(tx, wait.key, iid)
         return None
+
+    async def _recheck_tx(self, tx: Tx, iid: str, wait: WaitCommand
+                          ) -> tuple[EventKind, object] | None:
+        """The second look before suspending, serialised with whoever could deliver: the
+        instance row is locked (targeted events lock it too); for a channel, share-lock its
+        row (publishers row-lock it), so a publish that committed meanwhile is seen here, or
+        sees our wait."""
+        if wait.kind is WaitKind.CHANNEL:
+            await tx.fetchone(self.w.lock_channel, {"channel": wait.key})
+        if wait.kind is WaitKind.TIMER:
+            return None
+        return await self._take_tx(tx, iid, wait)
+
 
 
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,

@@ -129,7 +129,16 @@ WAIT_QUERIES = WaitQueries(
         VALUES (%(iid)s, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s)
         ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
+    resolve=(f"""
+        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s)
+        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
+            lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+            %(epoch)s, %(at)s, %(compensation)s
+        FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        FOR SHARE""",),
     suspend=f"""
+
         WITH u AS (
             UPDATE workflow_instances
             SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,

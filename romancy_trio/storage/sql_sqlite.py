@@ -114,6 +114,8 @@ WAIT_QUERIES = WaitQueries(
         VALUES (:iid, :wait_id, :kind, :key, :deadline, :now)
         ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
+    resolve=(QUERIES.record, "DELETE FROM workflow_waits WHERE instance_id = :iid"),
+
     suspend=f"""
         UPDATE workflow_instances
         SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,

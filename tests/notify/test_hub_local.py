@@ -24,7 +24,9 @@ def test_public_surface() -> None:
         "Wakeup",
         "Watch",
         "WatchClosed",
+        "check_notification",
         "notify_tx",
+
         "open_local_hub",
         "open_pg_hub",
     ]

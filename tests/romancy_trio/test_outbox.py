@@ -265,6 +265,8 @@ async def test_a_sink_failing_twice_gets_the_same_event_three_times(backend: Bac
             _, [eid] = await run_emitter(app, count=1)
             await until(lambda: len(sink.ok()) == 1)
             await until(lambda: _status_is(app, OutboxStatus.DELIVERED))
+            # the relayer counts after its COMMIT, which the poll above may see first
+            await until(lambda: relayer.statistics().in_flight == 0)
             stats = relayer.statistics()
         assert [r.event["id"] for r in sink.requests] == [eid] * 3
         for r in sink.requests:
@@ -290,7 +292,9 @@ async def test_a_sink_that_always_fails_leaves_the_row_failed(
         async with relaying(app, url, max_attempts=3) as relayer:
             await run_emitter(app, count=1)
             await until(lambda: _status_is(app, OutboxStatus.FAILED))
+            await until(lambda: relayer.statistics().in_flight == 0)  # counted after COMMIT
             assert relayer.statistics().failed == 1
+
         [row] = await outbox_rows(app.store.db, OutboxStatus.FAILED)
         assert row.attempts == 3 and row.last_error
         if sink_kind == "refuses":
