@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -197,6 +198,7 @@ async def start_server(dsn: str, schema: str) -> tuple[trio.Process, int]:
         ],
         cwd=ROOT,
         env=env,
+        start_new_session=True,  # its own process group: hypercorn's worker dies with it
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
@@ -211,10 +213,18 @@ async def start_server(dsn: str, schema: str) -> tuple[trio.Process, int]:
                 log += chunk
     except BaseException:
         with trio.CancelScope(shield=True):
-            proc.kill()
+            _kill_group(proc)
             await proc.wait()
         raise
     return proc, int(log.split(marker)[1].split(b" ")[0])
+
+
+def _kill_group(proc: trio.Process) -> None:
+    """SIGKILL the server and its hypercorn worker (a bare kill() would orphan the worker)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 async def _drain(stream: Any) -> None:
@@ -292,7 +302,7 @@ async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
             with trio.move_on_after(20):
                 await proc.wait()
             if proc.returncode is None:
-                proc.kill()
+                _kill_group(proc)
                 await proc.wait()
             drop_schema(dsn, schema)
     return results

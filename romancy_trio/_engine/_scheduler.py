@@ -181,7 +181,8 @@ class Scheduler:
                     continue
                 try:
                     limit = min(free, self.config.claim_batch)
-                    claimed = await self.store.claim(
+                    # one round trip: the claim, and when to look again (on PostgreSQL)
+                    claimed, expiry = await self.store.claim_and_expiry(
                         self.worker_id,
                         limit=limit,
                         lease_ttl=self.config.lease_ttl,
@@ -192,7 +193,7 @@ class Scheduler:
                         self._spawn(item)
                     if len(claimed) == limit:
                         continue  # there may be more
-                    expiry = await self.store.next_expiry(self.worker_id)
+
                 except StorageUnavailableError as exc:
                     log.warning("claiming failed (%s); retrying in %.2fs", exc, backoff)
                     await trio.sleep(backoff)

@@ -32,6 +32,12 @@ class Queries:
     next_expiry: str
     """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
     earliest waiting instance falls due (NULL: nothing scheduled)."""
+    claim_and_expiry: str | None
+    """``claim``'s params -> ``claim``'s rows, each with an 8th column NULL, then one row of
+    NULLs whose 8th column is what ``next_expiry`` answers (seen before this claim): both in
+    one round trip, so an idle worker woken for work another one took pays one query. None:
+    the scheduler asks ``next_expiry`` separately."""
+
     # history -------------------------------------------------------------------------------
     record: str
     """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert

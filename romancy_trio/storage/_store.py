@@ -90,21 +90,37 @@ class Store:
     ) -> list[Claimed]:
         """Lease up to ``limit`` runnable instances of the named workflows (the ones this
         worker can run: a worker never takes a workflow it does not know)."""
+        claimed, _ = await self._claim(self.q.claim, owner, limit, lease_ttl, workflows)
+        return claimed
+
+    async def claim_and_expiry(
+        self, owner: str, *, limit: int, lease_ttl: float, workflows: Sequence[str]
+    ) -> tuple[list[Claimed], float | None]:
+        """`claim`, and then what `next_expiry` answers (as seen just before this claim) -
+        in one round trip where the dialect can."""
+        if self.q.claim_and_expiry is None:
+            claimed = await self.claim(owner, limit=limit, lease_ttl=lease_ttl,
+                                       workflows=workflows)
+            return claimed, await self.next_expiry(owner)
+        return await self._claim(self.q.claim_and_expiry, owner, limit, lease_ttl, workflows)
+
+    async def _claim(self, query: str, owner: str, limit: int, lease_ttl: float,
+                     workflows: Sequence[str]) -> tuple[list[Claimed], float | None]:
         rows = await self.db.fetchall(
-            self.q.claim,
+            query,
             {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))},
         )
-        return [
-            Claimed(
-                Lease(r[0], owner, int(r[4])),
-                r[1],
-                r[2],
-                int(r[3]),
-                float(r[5]),
-                cancel_requested=bool(r[6]),
-            )
+        expiry = None
+        if len(rows) and len(rows[0]) > 7:  # claim_and_expiry: the row without an instance
+            [extra] = [r for r in rows if r[0] is None]
+            expiry = None if extra[7] is None else float(extra[7])
+        claimed = [
+            Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
+                    cancel_requested=bool(r[6]))
             for r in rows
+            if r[0] is not None
         ]
+        return claimed, expiry
 
     async def renew(self, owner: str, *, lease_ttl: float) -> dict[str, int]:
         """Extend every lease this worker holds; returns {instance_id: epoch} still held."""

@@ -10,23 +10,7 @@ _FENCE = (
     "AND status = 'running'"
 )
 
-QUERIES = Queries(
-    create=f"""
-        WITH ins AS (
-            INSERT INTO workflow_instances (instance_id, workflow_name, status, input,
-                run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
-            VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
-                {_TTL}, %(now)s, %(now)s)
-            ON CONFLICT (instance_id) DO NOTHING
-            RETURNING instance_id, status)
-        SELECT instance_id, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '') END
-        FROM ins""",
-    select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
-    list_instances=f"""
-        SELECT {INSTANCE_COLUMNS} FROM workflow_instances
-        WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR workflow_name = %s)
-        ORDER BY created_at DESC, instance_id LIMIT %s""",
-    claim=f"""
+_CLAIM = f"""
         WITH c AS (
             SELECT instance_id FROM workflow_instances
             WHERE ((status IN ('pending', 'running')
@@ -44,7 +28,40 @@ QUERIES = Queries(
             lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
-                  w.run_started_at, w.cancel_requested""",
+                  w.run_started_at, w.cancel_requested"""
+
+_NEXT_EXPIRY = """
+        SELECT least(
+            (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
+             FROM workflow_instances
+             WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %(owner)s),
+            (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
+             FROM workflow_instances WHERE status = 'waiting'))"""
+
+_CLAIM_AND_EXPIRY = f"""
+        WITH claimed AS ({_CLAIM})
+        SELECT claimed.*, NULL::float8 FROM claimed
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
+
+QUERIES = Queries(
+    create=f"""
+        WITH ins AS (
+            INSERT INTO workflow_instances (instance_id, workflow_name, status, input,
+                run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+            VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
+                {_TTL}, %(now)s, %(now)s)
+            ON CONFLICT (instance_id) DO NOTHING
+            RETURNING instance_id, status)
+        SELECT instance_id, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '') END
+        FROM ins""",
+    select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
+    list_instances=f"""
+        SELECT {INSTANCE_COLUMNS} FROM workflow_instances
+        WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR workflow_name = %s)
+        ORDER BY created_at DESC, instance_id LIMIT %s""",
+    claim=_CLAIM,
+    claim_and_expiry=_CLAIM_AND_EXPIRY,
     renew="""
         UPDATE workflow_instances
         SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'
@@ -66,13 +83,7 @@ QUERIES = Queries(
             WHERE {_FENCE}
             RETURNING instance_id)
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
-    next_expiry="""
-        SELECT least(
-            (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
-             FROM workflow_instances
-             WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %s),
-            (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
-             FROM workflow_instances WHERE status = 'waiting'))""",
+    next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s"),
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at, compensation)

@@ -54,7 +54,9 @@ QUERIES = Queries(
             lease_owner = NULL, lease_expires_at = NULL
         WHERE {_FENCE}
         RETURNING instance_id""",
+    claim_and_expiry=None,  # the scheduler asks next_expiry separately
     next_expiry="""
+
         SELECT min(delay) FROM (
             SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances
             WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?
