@@ -141,9 +141,12 @@ class Scheduler:
                     await run_claimed(self.store, self.registry, claimed,
                                       self.config.default_retry)
                     done = True
-                except LeaseLostError as exc:
+                except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
-                    entry.lost = True
+                    if not entry.lost:
+                        entry.lost = True
+                        self._n.leases_lost += 1
+
                 except StorageUnavailableError as exc:
                     log.warning(
                         "instance %s interrupted by the database: %s",

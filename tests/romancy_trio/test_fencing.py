@@ -1,0 +1,122 @@
+"""A worker that loses its lease in the middle of a step commits nothing of that step.
+
+On PostgreSQL the fenced history write travels with COMMIT in one round trip, so the fence must
+abort the transaction itself (``romancy_fence_held``), not just report zero rows: these tests
+take the lease away while an activity (or a receive) is in flight and check that neither the
+step's own writes nor its history row were committed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+import trio
+
+from romancy_trio import (
+    ActivityContext,
+    WorkflowContext,
+    WorkflowStatus,
+    activity,
+    open_app,
+    receive,
+    subscribe,
+    workflow,
+)
+from romancy_trio._errors import LeaseLostError
+from romancy_trio._replay import WaitCommand, WaitKind
+from romancy_trio.storage._types import Lease
+
+from .conftest import Backend
+
+DDL = "CREATE TABLE IF NOT EXISTS fenced_effects (instance_id TEXT NOT NULL)"
+STEAL = """UPDATE workflow_instances SET lease_owner = 'thief', lease_epoch = lease_epoch + 1,
+           lease_expires_at = clock_timestamp() + interval '1 hour'
+           WHERE instance_id = %s"""
+_url: dict[str, str] = {}
+
+
+def _steal(iid: str) -> None:
+    """Another worker takes the instance over (a separate connection, committed at once)."""
+    with psycopg.connect(_url["url"], autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(
+            psycopg.sql.Identifier(_url["schema"])))
+        assert conn.execute(STEAL, (iid,)).rowcount == 1
+
+
+@activity
+async def fenced_write(ctx: ActivityContext) -> str:
+    await ctx.db.execute("INSERT INTO fenced_effects (instance_id) VALUES (%s)",
+                         (ctx.instance_id,))
+    await trio.to_thread.run_sync(_steal, ctx.instance_id)
+    return "written"
+
+
+@workflow
+async def fenced_flow(ctx: WorkflowContext) -> str:
+    return await fenced_write(ctx)
+
+
+@workflow
+async def fenced_receiver(ctx: WorkflowContext) -> Any:
+    await subscribe(ctx, "fenced", "competing")
+    msg = await receive(ctx, "fenced")
+    return msg.data
+
+
+async def _rows(app: Any, query: str) -> list[tuple[Any, ...]]:
+    async with app.store.db.transaction() as tx:
+        return list(await tx.fetchall(query))
+
+
+async def _until_lost(app: Any, count: int) -> None:
+    with trio.fail_after(20):
+        while app.statistics().leases_lost < count:
+            await trio.sleep(0.02)
+
+
+async def test_a_stolen_lease_commits_neither_the_activity_nor_its_record(
+    pg_backend: Backend,
+) -> None:
+    _url.update(url=pg_backend.url, schema=pg_backend.config.schema)
+    async with open_app(pg_backend.url, workflows=[fenced_flow, fenced_write],
+                        config=pg_backend.config) as app:
+        async with app.store.db.transaction() as tx:
+            await tx.execute(DDL)
+        iid = await app.start(fenced_flow)
+        await _until_lost(app, 1)
+        assert await _rows(app, "SELECT * FROM fenced_effects") == []
+        history = await _rows(app, "SELECT kind FROM workflow_history "
+                                   f"WHERE instance_id = '{iid}'")
+        assert ("activity_completed",) not in history
+        owner = await _rows(app, "SELECT lease_owner FROM workflow_instances "
+                                 f"WHERE instance_id = '{iid}'")
+        assert owner == [("thief",)]
+
+
+async def test_a_receive_by_a_stale_owner_gives_back_the_message(pg_backend: Backend) -> None:
+    """The take and the fenced record are one transaction: when the record's fence fails (here:
+    a lease from an old epoch), the message taken in that transaction is not consumed."""
+    async with open_app(pg_backend.url, workflows=[fenced_receiver],
+                        config=pg_backend.config) as app:
+        iid = await app.start(fenced_receiver)
+        with trio.fail_after(20):
+            while (await app.status(iid)).status is not WorkflowStatus.WAITING:
+                await trio.sleep(0.02)
+    async with open_app(pg_backend.url, workflows=[fenced_receiver], config=pg_backend.config,
+                        run_workers=False) as app:
+        await app.publish("fenced", {"n": 1})  # makes it pending; no worker here claims it
+        [(run_no, seq)] = await _rows(app, "SELECT i.run_no, max(h.seq) + 1 FROM "
+                                           "workflow_instances i JOIN workflow_history h "
+                                           "USING (instance_id, run_no) GROUP BY i.run_no")
+        stale = Lease(iid, "an-old-owner", 0)
+        wait = WaitCommand("receive:fenced:0", WaitKind.CHANNEL, "fenced", None)
+        with pytest.raises(LeaseLostError):
+            await app.store.waits.suspend(stale, int(run_no), int(seq), wait, now=time.time())
+        claimed = await _rows(app, "SELECT claimed_by FROM channel_messages")
+        assert claimed == [(None,)]  # the take rolled back with the failed record
+        received = await _rows(app, "SELECT kind FROM workflow_history "
+                                    "WHERE kind = 'message_received'")
+        assert received == []
