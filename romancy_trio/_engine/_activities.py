@@ -148,10 +148,8 @@ class ActivityRunner:
                     payload = await _call(act, ctx(session), cmd)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                          time.time(), cmd.compensation)
-                    # the last statement: on PostgreSQL COMMIT travels with it
-                    await self.store.record_event_last_tx(await session.tx(), self.lease,
-                                                          self.run_no, event)
-
+                    await self.store.record_event_tx(await session.tx(), self.lease,
+                                                     self.run_no, event)
                 return event
             payload = await _call(act, ctx(None), cmd)
         except _UserFailure as failure:

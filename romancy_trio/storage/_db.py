@@ -34,23 +34,10 @@ class Session(Protocol):
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
 
 
-class FenceLost(Exception):
-    """A fenced statement run by `Tx.execute_last` found its lease gone (the transaction did
-    not commit)."""
-
-
 class Tx(Session, Protocol):
     async def notify(self, topic: str, payload: str) -> None:
         """Announce ``payload`` on ``topic`` when (and only if) this transaction commits."""
         ...
-
-    async def execute_last(self, query: str, params: Params = ()) -> int:
-        """Run the transaction's last statement; the driver may send COMMIT with it (PostgreSQL:
-        one round trip), so nothing may follow. A statement whose outcome must stop the commit
-        has to raise rather than return a count: a fenced statement that raises SQLSTATE RX001
-        (``romancy_fence_held``) comes out as `FenceLost`."""
-        ...
-
 
 
 class Database(Protocol):

@@ -27,11 +27,7 @@ from notify.pg import TrioConnection
 from notify.pool import ConnectionPool
 
 from .._errors import StorageUnavailableError
-from ._db import AfterCommit, FenceLost, Params, Row
-
-FENCE_LOST_SQLSTATE = "RX001"
-"""Raised by ``romancy_fence_held`` (migration 0003) when a fenced write lost its lease."""
-
+from ._db import AfterCommit, Params, Row
 
 
 class PostgresTx:
@@ -41,7 +37,6 @@ class PostgresTx:
         self.conn = conn
         self.notifications: list[tuple[str, str]] = []
         self.begun = False
-        self.committed = False
 
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self.begun:
@@ -74,28 +69,7 @@ class PostgresTx:
         check_notification(topic, payload)
         self.notifications.append((topic, payload))
 
-    async def execute_last(self, query: str, params: Params = ()) -> int:
-        """The last statement, its NOTIFYs and COMMIT (and BEGIN, if none was sent): one round
-        trip. An error in the statement skips the rest of the pipeline: nothing commits."""
-        try:
-            async with self.conn.pipeline():
-                if not self.begun:
-                    await self.conn.execute("BEGIN")
-                    self.begun = True
-                cur = await self.conn.execute(query, params)
-                for topic, payload in self.notifications:
-                    await notify_tx(self.conn, topic, payload)
-                await self.conn.execute("COMMIT")
-        except psycopg.Error as exc:
-            if exc.sqlstate == FENCE_LOST_SQLSTATE:
-                raise FenceLost(str(exc)) from exc
-            raise
-        self.committed = True
-        return cur.rowcount
-
     async def commit(self) -> None:
-        if self.committed:
-            return
         if not self.notifications:
             if self.begun:
                 await self.conn.execute("COMMIT")

@@ -45,12 +45,7 @@ class Queries:
 
     history event: inserts nothing unless owner still holds the lease at epoch for run_no (and
     on PostgreSQL share-locks the instance row until commit, which blocks a takeover)."""
-    record_last: str
-    """``record``'s params -> a count: the same fenced insert as the last statement of a
-    transaction, for `Tx.execute_last`. PostgreSQL raises RX001 (``romancy_fence_held``) when
-    the lease is gone, so COMMIT can travel with it; elsewhere it is ``record`` (rowcount 0)."""
     select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)
-
     # continue-as-new (several statements in one transaction) ------------------------------
     fence: str  # (iid, owner, epoch) -> (run_no, input, run_started_at); locks against takeover
     archive_history: str  # (iid, run_no)
@@ -83,10 +78,9 @@ class WaitQueries:
     waits_delete: str  # iid
     resolve: tuple[str, ...]
     """Run in order with the record params (iid, owner, epoch, run_no, seq, kind, key, payload,
-    at, compensation), the last one by `Tx.execute_last`: the fenced history insert of a wait's
-    outcome and the removal of the instance's wait rows. A lost lease: the first statement's
-    count is 0, or (PostgreSQL, one statement) it raises RX001 so COMMIT can travel with it."""
-
+    at, compensation): the fenced history insert of a wait's outcome (the first statement's
+    rowcount is 0 if the lease is lost) and the removal of the instance's wait rows. One
+    statement on PostgreSQL."""
 
     suspend: str
     """iid, owner, epoch, wake_at, now, topic -> (status,). Fenced: waiting (or pending if a

@@ -35,9 +35,6 @@ class SqliteTx:
     async def execute(self, query: str, params: Params = ()) -> int:
         return await self._db.run(lambda c: c.execute(query, _args(params)).rowcount)
 
-    async def execute_last(self, query: str, params: Params = ()) -> int:
-        return await self.execute(query, params)  # COMMIT follows at the block's end
-
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
         row = await self._db.run(lambda c: c.execute(query, _args(params)).fetchone())
         return tuple(row) if row is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
-from ._db import Database, FenceLost, Row, Tx
+from ._db import Database, Row, Tx
 from ._queries import Queries, WaitQueries
 from ._types import (
     Claimed,
@@ -166,20 +166,7 @@ class Store:
         if not await tx.execute(self.q.record, self._record_params(lease, run_no, event)):
             raise lease_lost(lease)
 
-    async def record_event_last_tx(self, tx: Tx, lease: Lease, run_no: int,
-                                   event: HistoryEvent) -> None:
-        """`record_event_tx` as the transaction's last statement: the driver may send COMMIT
-        with it (one round trip on PostgreSQL)."""
-        try:
-            recorded = await tx.execute_last(self.q.record_last,
-                                             self._record_params(lease, run_no, event))
-        except FenceLost:
-            raise lease_lost(lease) from None
-        if not recorded:
-            raise lease_lost(lease)
-
     async def record_event(self, lease: Lease, run_no: int, event: HistoryEvent) -> None:
-
         """Fenced insert of one history event, as its own one-statement transaction."""
         if not await self.db.execute(self.q.record, self._record_params(lease, run_no, event)):
             raise lease_lost(lease)

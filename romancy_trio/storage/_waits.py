@@ -22,7 +22,7 @@ from .._codec import dumps, loads
 from .._errors import InstanceNotFoundError
 from .._event_types import Event, EventReceipt
 from .._replay import EventKind, HistoryEvent, WaitCommand, WaitKind
-from ._db import Database, FenceLost, Tx
+from ._db import Database, Tx
 from ._queries import Queries, WaitQueries
 from ._types import Lease, Topics, WorkflowStatus, lease_lost
 
@@ -66,14 +66,11 @@ class WaitStore:
                 params = {**fence, "run_no": run_no, "seq": seq, "kind": event.kind,
                           "key": event.key, "payload": dumps(event.payload), "at": now,
                           "compensation": None}
-                *init, last = self.w.resolve
-                try:  # the last statement may carry COMMIT with it
-                    counts = [await tx.execute(query, params) for query in init]
-                    counts.append(await tx.execute_last(last, params))
-                except FenceLost:
-                    raise lease_lost(lease) from None  # nothing committed: the take is undone
-                if not counts[0]:
+                first, *rest = self.w.resolve
+                if not await tx.execute(first, params):
                     raise lease_lost(lease)  # rolls back whatever _take_tx consumed
+                for query in rest:
+                    await tx.execute(query, params)
                 return event
             await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
             await tx.execute(self.w.wait_insert, {

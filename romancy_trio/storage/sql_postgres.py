@@ -91,16 +91,6 @@ QUERIES = Queries(
             %(epoch)s, %(at)s, %(compensation)s
         FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
         FOR SHARE""",
-    record_last=f"""
-        WITH recorded AS (
-            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
-                worker_id, lease_epoch, created_at, compensation)
-            SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
-                %(epoch)s, %(at)s, %(compensation)s
-            FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-            FOR SHARE
-            RETURNING 1)
-        SELECT romancy_fence_held(EXISTS (SELECT 1 FROM recorded))""",
     select_history="""
         SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
@@ -151,16 +141,13 @@ WAIT_QUERIES = WaitQueries(
         ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
     resolve=(f"""
-        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s),
-        recorded AS (
-            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
-                worker_id, lease_epoch, created_at, compensation)
-            SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
-                %(epoch)s, %(at)s, %(compensation)s
-            FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-            FOR SHARE
-            RETURNING 1)
-        SELECT romancy_fence_held(EXISTS (SELECT 1 FROM recorded))""",),
+        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s)
+        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
+            lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+            %(epoch)s, %(at)s, %(compensation)s
+        FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        FOR SHARE""",),
     suspend=f"""
 
         WITH u AS (

@@ -11,13 +11,6 @@ _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
 )
 
-_RECORD = f"""
-        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at, compensation)
-        SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at,
-            :compensation
-        FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no"""
-
 QUERIES = Queries(
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
@@ -71,8 +64,12 @@ QUERIES = Queries(
             SELECT min(wake_at) - romancy_now() FROM workflow_instances
             WHERE status = 'waiting')""",
 
-    record=_RECORD,
-    record_last=_RECORD,  # no COMMIT travels with it here: the rowcount is checked
+    record=f"""
+        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
+            lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at,
+            :compensation
+        FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no""",
     select_history="""
         SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",

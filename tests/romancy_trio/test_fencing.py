@@ -1,10 +1,10 @@
 """A worker that loses its lease in the middle of a step commits nothing of that step.
 
-On PostgreSQL the fenced history write travels with COMMIT in one round trip, so the fence must
-abort the transaction itself (``romancy_fence_held``), not just report zero rows: these tests
-take the lease away while an activity (or a receive) is in flight and check that neither the
-step's own writes nor its history row were committed.
+These take the lease away while an activity is in flight (or hand a receive a stale lease) and
+check that neither the step's own writes (the activity's row, the message it took) nor its
+history row were committed, and that the worker counts the loss.
 """
+
 
 from __future__ import annotations
 
