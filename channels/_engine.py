@@ -99,24 +99,10 @@ class ChannelEngine:
         ``target`` sends it to that one subscriber only. On PostgreSQL this row-locks the
         channel until the transaction ends (see `channels.sql_postgres`).
         """
-        _check_name("channel", channel)
-        if target is not None:
-            _check_name("target", target)
-        _check_json("data", data_json)
-        if not isinstance(_check_json("metadata", metadata_json), dict):
-            raise ChannelError("metadata must be a JSON object")
-        _check_time("now", now)
-        args = {
-            "channel": channel,
-            "data": data_json,
-            "metadata": metadata_json,
-            "target": target,
-            "now": now,
-        }
-        row = await tx.fetchone(self._q.publish, args)
+        args = _publish_args(channel, [data_json], metadata_json, target, now)
+        row = await tx.fetchone(self._q.publish, {**args, "data": data_json})
         assert row is not None  # INSERT ... RETURNING
         await tx.notify(self.notify_topic, channel)
-
         return int(row[0])
 
     async def publish_many_tx(
@@ -134,16 +120,8 @@ class ChannelEngine:
         if self._q.publish_many is None or len(data_json) < 2:
             return [await self.publish_tx(tx, channel, d, metadata_json=metadata_json,
                                           target=target, now=now) for d in data_json]
-        _check_name("channel", channel)
-        if target is not None:
-            _check_name("target", target)
-        for d in data_json:
-            _check_json("data", d)
-        if not isinstance(_check_json("metadata", metadata_json), dict):
-            raise ChannelError("metadata must be a JSON object")
-        _check_time("now", now)
-        args = {"channel": channel, "data": list(data_json), "metadata": metadata_json,
-                "target": target, "now": now}
+        args = {**_publish_args(channel, data_json, metadata_json, target, now),
+                "data": list(data_json)}
         rows = sorted((int(r[0]), r[1]) for r in await tx.fetchall(self._q.publish_many, args))
         if [d for _, d in rows] != list(data_json):  # ids must follow the given order
             raise RuntimeError("publish_many: ids were not drawn in the order of the messages")
@@ -151,7 +129,6 @@ class ChannelEngine:
         return [i for i, _ in rows]
 
     async def take_next_tx(
-
         self, tx: ChannelTx, channel: str, subscriber: str, *, now: float | None = None
     ) -> Message | None:
         """Consume the next message for ``subscriber`` in the caller's transaction, or ``None``.
@@ -175,7 +152,6 @@ class ChannelEngine:
             return None if found[2] is None else _message(found[2:])
         mode, cursor = await self._subscription(tx, self._q.subscription_for_take, args)
         if mode is ChannelMode.BROADCAST:
-
             row = await tx.fetchone(self._q.next_broadcast, {**args, "cursor": cursor})
             if row is None:
                 return None
@@ -244,6 +220,20 @@ class ChannelEngine:
         if row is None:
             raise NotSubscribedError(args["channel"], args["subscriber"])
         return ChannelMode(row[0]), int(row[1])
+
+
+def _publish_args(channel: str, data_json: Sequence[str], metadata_json: str,
+                  target: str | None, now: float) -> dict[str, Any]:
+    """Check what a publish gets (every data text included); the statement's other params."""
+    _check_name("channel", channel)
+    if target is not None:
+        _check_name("target", target)
+    for data in data_json:
+        _check_json("data", data)
+    if not isinstance(_check_json("metadata", metadata_json), dict):
+        raise ChannelError("metadata must be a JSON object")
+    _check_time("now", now)
+    return {"channel": channel, "metadata": metadata_json, "target": target, "now": now}
 
 
 def _message(row: Row) -> Message:

@@ -66,10 +66,8 @@ class ChannelQueries:
     ids drawn in the order of ``data`` (the engine checks): several messages in one statement
     (PostgreSQL, after the same channel row lock as ``publish``). None: the engine runs
     ``publish`` once per message."""
-
     next_broadcast: str
     """channel, subscriber, cursor -> the first message row after cursor that is untargeted
-
     or targeted at subscriber."""
     advance_cursor: str  # channel, subscriber, cursor
     claim_competing: str
@@ -82,7 +80,6 @@ class ChannelQueries:
     with its cursor advanced). None: the engine runs ``subscription_for_take``, then
     ``next_broadcast`` and ``advance_cursor`` or ``claim_competing``."""
     has_broadcast: str  # channel, subscriber, cursor -> (bool-ish,)
-
     has_competing: str  # channel, subscriber -> (bool-ish,)
     read_after: str  # channel, after_id, limit -> untargeted message rows with id > after_id
     cleanup: str

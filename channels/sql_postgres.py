@@ -64,9 +64,7 @@ QUERIES = ChannelQueries(
         FROM head CROSS JOIN items
         ORDER BY items.n
         RETURNING id, data""",
-
     next_broadcast=f"""
-
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE}
         ORDER BY id LIMIT 1""",
@@ -109,7 +107,6 @@ QUERIES = ChannelQueries(
         got AS (SELECT * FROM claimed UNION ALL SELECT * FROM step)
         SELECT s.mode, s.cursor_id, got.* FROM s LEFT JOIN got ON true""",
     has_broadcast=f"""
-
         SELECT EXISTS (
             SELECT 1 FROM channel_messages
             WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE})""",

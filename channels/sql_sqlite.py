@@ -39,8 +39,7 @@ QUERIES = ChannelQueries(
         VALUES (:channel, :data, :metadata, :target, :now)
         RETURNING id""",
     publish_many=None,  # one INSERT per message (cheap in-process)
-    next_broadcast=
-f"""
+    next_broadcast=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE}
         ORDER BY id LIMIT 1""",
@@ -55,8 +54,7 @@ f"""
             ORDER BY id LIMIT 1)
         RETURNING {MESSAGE_COLUMNS}""",
     take=None,  # no data-modifying CTEs: the engine runs the steps
-    has_broadcast=
-f"""
+    has_broadcast=f"""
         SELECT EXISTS (
             SELECT 1 FROM channel_messages
             WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE})""",

@@ -63,7 +63,6 @@ SCENARIOS: dict[str, Scenario] = {
     "competing-latency": Scenario(channels_bench.competing_latency,
                                   "5. competing channel, publish -> receive latency at a paced, "
                                   "moderate rate"),
-
     "broadcast": Scenario(channels_bench.broadcast,
                           "5. broadcast fan-out over worker processes"),
     "http": Scenario(http_intake.http_intake,

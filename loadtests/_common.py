@@ -148,6 +148,15 @@ def drop_schema(dsn: str, schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
+def schema_rows(dsn: str, schema: str, query: str,
+                params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """``query``'s rows in ``schema``, on a connection of its own (blocking: run it in a
+    thread from async code)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        return conn.execute(query, params).fetchall()
+
+
 def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     cols = columns or list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
@@ -274,7 +283,6 @@ class Sizes:
     messages: int = 8000
     """competing channel: messages published (enough for a steady state: a 2,000-message run
     spends much of its ~1 s starting up)"""
-
     consumers: int = 8
     """competing channel: consumer workflows (spread over the worker processes)"""
     publish_batch: int = 25
@@ -311,10 +319,8 @@ class Sizes:
             self, sequential=n(self.sequential), concurrent=n(self.concurrent), ten=n(self.ten),
             wakeups=n(self.wakeups), timers=n(self.timers), messages=n(self.messages),
             latency_messages=n(self.latency_messages, 10),
-
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
-
         )
 
 

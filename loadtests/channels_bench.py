@@ -39,7 +39,6 @@ EFFECTS_DDL = ("CREATE TABLE IF NOT EXISTS bench_effects "
 RECUR_EVERY = 50
 DELIVERED = "SELECT count(*) FROM workflow_history WHERE kind = 'message_received'"
 CLAIMED = "SELECT count(*) FROM channel_messages WHERE claimed_by IS NOT NULL"
-
 STALL_TIMEOUT = 60.0
 """A broadcast message not delivered to every subscriber this long after publishing is a lost
 wake-up: twice the workers' fallback re-check interval (AppConfig.fallback_interval, 30 s)."""
@@ -58,7 +57,9 @@ async def bench_consumed(ctx: ActivityContext, message_id: int) -> None:
 @workflow
 async def bench_consumer(ctx: WorkflowContext, state: dict[str, Any]) -> int:
     """Competing consumer: takes messages until it takes a ``stop`` one; recurs every 50
-    messages so its history stays bounded. Returns how many work messages it took."""
+    messages so its history stays bounded. Returns how many work messages it took. With
+    ``state["effects"]`` it acts on each message in a transactional activity; without, the
+    receipt recorded in its history is the whole point."""
     channel = state["channel"]
     if ctx.run_no == 1:
         await subscribe(ctx, channel, "competing")
@@ -67,7 +68,8 @@ async def bench_consumer(ctx: WorkflowContext, state: dict[str, Any]) -> int:
         msg = await receive(ctx, channel, timeout=SAFETY_TIMEOUT)
         if msg.data.get("stop"):
             return taken
-        await bench_consumed(ctx, msg.id)
+        if state["effects"]:
+            await bench_consumed(ctx, msg.id)
         taken += 1
     await recur(ctx, {**state, "taken": taken})
     return taken
@@ -84,24 +86,7 @@ async def bench_subscriber(ctx: WorkflowContext, args: dict[str, Any]) -> list[i
     return got
 
 
-@workflow
-async def bench_receiver(ctx: WorkflowContext, state: dict[str, Any]) -> int:
-    """Competing consumer without a side effect: the received message recorded in its history
-    is the whole point. Recurs every 50 messages; returns how many work messages it took."""
-    channel = state["channel"]
-    if ctx.run_no == 1:
-        await subscribe(ctx, channel, "competing")
-    taken: int = state.get("taken", 0)
-    for _ in range(RECUR_EVERY):
-        msg = await receive(ctx, channel, timeout=SAFETY_TIMEOUT)
-        if msg.data.get("stop"):
-            return taken
-        taken += 1
-    await recur(ctx, {**state, "taken": taken})
-    return taken
-
-
-WORKFLOWS: list[Any] = [bench_consumer, bench_consumed, bench_receiver, bench_subscriber]
+WORKFLOWS: list[Any] = [bench_consumer, bench_consumed, bench_subscriber]
 
 
 async def _rows(app: App, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -146,23 +131,23 @@ async def _until_status(app: App, ids: list[str], status: WorkflowStatus, timeou
 async def competing(run: Run) -> list[Result]:
     """Receive + a transactional side effect per message (``bench_consumer``): every message is
     received by exactly one consumer and its side-effect row exists exactly once."""
-    return [await _competing(run, bench_consumer, effects=True)]
+    return [await _competing(run, effects=True)]
 
 
 async def competing_delivery(run: Run) -> list[Result]:
-    """Delivery alone (``bench_receiver``): each message received, and recorded in the
-    receiver's history, by exactly one consumer; no per-message activity."""
-    return [await _competing(run, bench_receiver, effects=False)]
+    """Delivery alone (``bench_consumer`` without effects): each message received, and
+    recorded in the receiver's history, by exactly one consumer; no per-message activity."""
+    return [await _competing(run, effects=False)]
 
 
 async def competing_latency(run: Run) -> list[Result]:
     """Publish -> receive latency at moderate load: single-message publishes paced at
     ``latency_rate`` per second (a fraction of capacity), consumers mostly waiting, so each
     message wakes one through NOTIFY (claim, replay, take)."""
-    return [await _competing(run, bench_receiver, effects=False, rate=run.sizes.latency_rate)]
+    return [await _competing(run, effects=False, rate=run.sizes.latency_rate)]
 
 
-async def _competing(run: Run, consumer: Any, *, effects: bool,
+async def _competing(run: Run, *, effects: bool,
                      rate: float | None = None) -> Result:
     """``messages`` work messages on one competing channel, taken by ``consumers`` workflows
     spread over ``workers`` processes: published in batches of ``publish_batch`` as fast as
@@ -183,7 +168,8 @@ async def _competing(run: Run, consumer: Any, *, effects: bool,
                 await tx.execute(EFFECTS_DDL)
             async with open_workers(run.dsn, schema, __name__, s.workers,
                                     pool=s.worker_pool) as workers:
-                consumers = [await app.start(consumer, {"channel": channel})
+                consumers = [await app.start(bench_consumer,
+                                             {"channel": channel, "effects": effects})
                              for _ in range(s.consumers)]
                 await _until_status(app, consumers, WorkflowStatus.WAITING, 60)
                 bar = run.progress(name, m)

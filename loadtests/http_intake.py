@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -30,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +43,10 @@ from loadtests._common import (  # noqa: E402
     new_schema,
     print_table,
     require,
+    schema_rows,
 )
 from loadtests._lean_http import LeanConnection, encode_request  # noqa: E402
+from loadtests._server import drain, start_server, stop_server  # noqa: E402
 from loadtests.http_resume import resume_latency  # noqa: E402
 from romancy_trio import WorkflowContext, workflow  # noqa: E402
 
@@ -175,70 +173,9 @@ async def run_scenario(
     return Result(name, ok, elapsed, latencies, extra), statuses
 
 
-async def start_server(dsn: str, schema: str) -> tuple[trio.Process, int]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "ROMANCY_TRIO_URL": dsn,
-        "ROMANCY_TRIO_SCHEMA": schema,
-        "ROMANCY_TRIO_WORKFLOWS": "loadtests.http_intake,loadtests.http_resume",
-    }
-    proc = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "-k",
-            "trio",
-            "--bind",
-            "127.0.0.1:0",
-            "--backlog",
-            "256",
-            "romancy_trio.asgi:app_from_env()",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,  # its own process group: hypercorn's worker dies with it
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    log = b""
-    marker = b"Running on http://127.0.0.1:"
-    try:
-        with trio.fail_after(60):
-            while marker not in log or b" " not in log.split(marker)[1]:
-                chunk = await proc.stderr.receive_some()
-                if not chunk:
-                    raise RuntimeError(f"server did not start:\n{log.decode(errors='replace')}")
-                log += chunk
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            _kill_group(proc)
-            await proc.wait()
-        raise
-    return proc, int(log.split(marker)[1].split(b" ")[0])
-
-
-def _kill_group(proc: trio.Process) -> None:
-    """SIGKILL the server and its hypercorn worker (a bare kill() would orphan the worker)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-async def _drain(stream: Any) -> None:
-    """Keep reading the server's stderr so it never blocks on a full pipe."""
-    while await stream.receive_some():
-        pass
-
-
 def _count(dsn: str, schema: str, query: str, params: tuple[Any, ...]) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(
-            psycopg.sql.Identifier(schema)))
-        row = conn.execute(query, params).fetchone()
-    return int(row[0]) if row else 0
+    rows = schema_rows(dsn, schema, query, params)
+    return int(rows[0][0]) if rows else 0
 
 
 async def _check(dsn: str, schema: str, name: str, sub: Sub, statuses: Counter[int]) -> str:
@@ -279,32 +216,29 @@ async def _run_all(dsn: str, *, seconds: float, clients: int, max_requests: int,
     check_local(dsn)
     schema = new_schema("bench_http")
     results = []
-    proc, port = await start_server(dsn, schema)
     try:
-        async with trio.open_nursery() as nursery:
-            assert proc.stderr is not None
-            nursery.start_soon(_drain, proc.stderr)
-            for name, sub in SCENARIOS.items():
-                label = f"HTTP {name}"
-                bar = run.progress(label, seconds) if run is not None else None
-                result, statuses = await run_scenario(
-                    label, sub.make, port, seconds=seconds, clients=clients,
-                    max_requests=max_requests, bar=bar)
-                if bar is not None:
-                    bar.close()
-                result.checked = await _check(dsn, schema, name, sub, statuses)
-                results.append(result)
-            results += await resume_latency(dsn, schema, port, n=resumes, rate=resume_rate)
-            nursery.cancel_scope.cancel()
+        proc, port = await start_server(
+            dsn, schema, workflows="loadtests.http_intake,loadtests.http_resume", backlog=256)
+        try:
+            async with trio.open_nursery() as nursery:
+                assert proc.stderr is not None
+                nursery.start_soon(drain, proc.stderr)
+                for name, sub in SCENARIOS.items():
+                    label = f"HTTP {name}"
+                    bar = run.progress(label, seconds) if run is not None else None
+                    result, statuses = await run_scenario(
+                        label, sub.make, port, seconds=seconds, clients=clients,
+                        max_requests=max_requests, bar=bar)
+                    if bar is not None:
+                        bar.close()
+                    result.checked = await _check(dsn, schema, name, sub, statuses)
+                    results.append(result)
+                results += await resume_latency(dsn, schema, port, n=resumes, rate=resume_rate)
+                nursery.cancel_scope.cancel()
+        finally:
+            await stop_server(proc)
     finally:
-        with trio.CancelScope(shield=True):
-            proc.terminate()
-            with trio.move_on_after(20):
-                await proc.wait()
-            if proc.returncode is None:
-                _kill_group(proc)
-                await proc.wait()
-            drop_schema(dsn, schema)
+        drop_schema(dsn, schema)  # the server's App created it
     return results
 
 
@@ -315,7 +249,6 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"hypercorn -k trio (1 worker) on 127.0.0.1, PostgreSQL {args.dsn}, "
         f"{args.clients} keep-alive clients, {args.seconds:g} s per scenario"
-
     )
     print_table([r.row(None) for r in results])
 

@@ -16,12 +16,11 @@ import json
 import time
 from typing import Any
 
-import psycopg
 import trio
 
 from romancy_trio import ActivityContext, WorkflowContext, activity, wait_event, workflow
 
-from ._common import Result, require
+from ._common import Result, require, schema_rows
 from ._lean_http import LeanConnection, encode_request
 
 
@@ -41,13 +40,6 @@ def _event(iid: str) -> dict[str, Any]:
             "type": "bench.resume", "romancyinstanceid": iid, "data": {"iid": iid}}
     return {"url": "/", "content": json.dumps(body).encode(),
             "headers": {"content-type": "application/cloudevents+json"}}
-
-
-def _query(dsn: str, schema: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(
-            psycopg.sql.Identifier(schema)))
-        return conn.execute(query).fetchall()
 
 
 async def _start_waiters(port: int, salt: str, n: int, clients: int) -> list[str]:
@@ -77,7 +69,7 @@ async def resume_latency(dsn: str, schema: str, port: int, *, n: int, rate: floa
     waiting_q = ("SELECT count(*) FROM workflow_instances WHERE workflow_name = "
                  "'http_bench_waiter' AND status = 'waiting'")
     with trio.fail_after(120):
-        while (await trio.to_thread.run_sync(_query, dsn, schema, waiting_q))[0][0] < n:
+        while (await trio.to_thread.run_sync(schema_rows, dsn, schema, waiting_q))[0][0] < n:
             await trio.sleep(0.1)
 
     sent: dict[str, float] = {}
@@ -110,7 +102,7 @@ async def resume_latency(dsn: str, schema: str, port: int, *, n: int, rate: floa
               "'http_bench_waiter' AND status = 'completed'")
     rows: list[tuple[Any, ...]] = []
     with trio.move_on_after(60):
-        while len(rows := await trio.to_thread.run_sync(_query, dsn, schema, done_q)) < n:
+        while len(rows := await trio.to_thread.run_sync(schema_rows, dsn, schema, done_q)) < n:
             await trio.sleep(0.1)
     require(len(rows) == n, f"POST->resumed: {len(rows)} of {n} workflows completed")
     resumed = [(float(json.loads(r) if isinstance(r, str) else r) - sent[iid]) * 1000

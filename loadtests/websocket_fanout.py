@@ -19,9 +19,6 @@ and ``--seconds``; refuses non-local databases.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -49,14 +45,13 @@ from loadtests._common import (  # noqa: E402
     new_schema,
     require,
 )
+from loadtests._server import drain, start_server, stop_server  # noqa: E402
 from romancy_trio import App, AppConfig, open_app  # noqa: E402
 from romancy_trio.asgi import serve_http  # noqa: E402
 from romancy_trio.asgi._websocket import DEFAULT_FEED  # noqa: E402
 from romancy_trio.client import subscribe  # noqa: E402
 
 CHANNEL = "fanout"
-STOP_TIMEOUT = 10.0
-"""seconds the server gets to stop after SIGTERM before its process group is killed"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,73 +102,6 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
 
 
-async def start_server(url: str, schema: str | None) -> tuple[trio.Process, int]:
-    """``hypercorn -k trio`` on 127.0.0.1:<free port>, in its own process group (hypercorn runs
-    its worker in a child process); returns it and the port. Stopped with `stop_server`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ROMANCY_TRIO_URL": url}
-    if schema is not None:
-        env["ROMANCY_TRIO_SCHEMA"] = schema
-    command = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "-k",
-        "trio",
-        "--bind",
-        "127.0.0.1:0",
-        "--backlog",
-        "512",
-        "romancy_trio.asgi:app_from_env()",
-    ]
-    proc = await trio.lowlevel.open_process(
-        command, cwd=ROOT, env=env, stderr=subprocess.PIPE, start_new_session=True
-    )
-    assert proc.stderr is not None
-    log, marker = b"", b"Running on http://127.0.0.1:"
-    try:
-        with trio.fail_after(60):
-            while marker not in log or b" " not in log.split(marker)[1]:
-                chunk = await proc.stderr.receive_some()
-                if not chunk:
-                    raise RuntimeError(f"server did not start:\n{log.decode(errors='replace')}")
-                log += chunk
-    except BaseException:
-        await stop_server(proc)
-        raise
-    return proc, int(log.split(marker)[1].split(b" ")[0])
-
-
-async def stop_server(proc: trio.Process) -> None:
-    """SIGTERM (hypercorn then stops its worker process) and wait up to ``STOP_TIMEOUT``; then
-    SIGKILL whatever is left of the server's process group (the parent after a timeout, or a
-    worker it left behind: a bare kill of the parent would orphan its worker) and reap. The
-    process is reaped only at the end, so its pid - the group's id - cannot have been reused."""
-    with trio.CancelScope(shield=True):
-        if not hasattr(os, "waitid"):  # macOS before Python 3.13: no waiting without reaping
-            proc.terminate()
-            with trio.move_on_after(STOP_TIMEOUT):
-                await proc.wait()
-            if proc.returncode is None:  # still running, so not reaped: the group is ours
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            return
-        try:
-            if not _exited(proc.pid):
-                os.kill(proc.pid, signal.SIGTERM)  # proc.terminate() might reap it first
-                with trio.move_on_after(STOP_TIMEOUT):
-                    while not _exited(proc.pid):
-                        await trio.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ChildProcessError, ProcessLookupError):
-            pass  # already reaped, or nothing left in the group
-        await proc.wait()
-
-
-def _exited(pid: int) -> bool:
-    """Whether our child ``pid`` has exited, without reaping it."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-
-
 @asynccontextmanager
 async def serve(app: App, url: str, schema: str | None, *, in_process: bool
                 ) -> AsyncIterator[int]:
@@ -200,12 +128,6 @@ async def serve(app: App, url: str, schema: str | None, *, in_process: bool
         nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
-
-
-async def drain(stream: Any) -> None:
-    """Keep reading the server's stderr so it never blocks on a full pipe."""
-    while await stream.receive_some():
-        pass
 
 
 async def measure(app: App, port: int, settings: Settings, *, bar: Progress | None = None,

@@ -70,7 +70,6 @@ __all__ = [
     "WatchClosed",
     "check_notification",
     "notify_tx",
-
     "open_local_hub",
     "open_pg_hub",
 ]

@@ -73,7 +73,6 @@ class ChannelService:
         meta = dumps(metadata or {})
         ids = await self.engine.publish_many_tx(tx, channel, [dumps(d) for d in items],
                                                 metadata_json=meta, target=target, now=now)
-
         mode = await self._mode_tx(tx, channel)
         limit = len(ids) if mode is ChannelMode.COMPETING or target is not None else None
         await self.store.waits.wake_waiters_tx(tx, WaitKind.CHANNEL, channel, target=target,
@@ -109,7 +108,6 @@ class ChannelService:
         return woken
 
     async def take_tx(self, tx: Tx, channel: str, subscriber: str
-
                       ) -> tuple[EventKind, object] | None:
         try:
             message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())

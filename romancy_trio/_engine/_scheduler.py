@@ -146,7 +146,6 @@ class Scheduler:
                     if not entry.lost:
                         entry.lost = True
                         self._n.leases_lost += 1
-
                 except StorageUnavailableError as exc:
                     log.warning(
                         "instance %s interrupted by the database: %s",
@@ -196,7 +195,6 @@ class Scheduler:
                         self._spawn(item)
                     if len(claimed) == limit:
                         continue  # there may be more
-
                 except StorageUnavailableError as exc:
                     log.warning("claiming failed (%s); retrying in %.2fs", exc, backoff)
                     await trio.sleep(backoff)

@@ -46,7 +46,6 @@ class PostgresTx:
             self.begun = True
             return await self.conn.execute(query)
         async with self.conn.pipeline():  # BEGIN and the first statement: one round trip
-
             await self.conn.execute("BEGIN")
             cur = await self.conn.execute(query, params)
         self.begun = True
@@ -110,7 +109,6 @@ class PostgresDatabase:
                 tx = PostgresTx(conn)
                 yield tx
                 await tx.commit()
-
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc

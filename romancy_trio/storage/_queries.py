@@ -37,7 +37,6 @@ class Queries:
     NULLs whose 8th column is what ``next_expiry`` answers (seen before this claim): both in
     one round trip, so an idle worker woken for work another one took pays one query. None:
     the scheduler asks ``next_expiry`` separately."""
-
     # history -------------------------------------------------------------------------------
     record: str
     """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert
@@ -81,7 +80,6 @@ class WaitQueries:
     at, compensation): the fenced history insert of a wait's outcome (the first statement's
     rowcount is 0 if the lease is lost) and the removal of the instance's wait rows. One
     statement on PostgreSQL."""
-
     suspend: str
     """iid, owner, epoch, wake_at, now, topic -> (status,). Fenced: waiting (or pending if a
     cancel arrived meanwhile), lease dropped; announces work if it has a deadline."""
@@ -94,7 +92,6 @@ class WaitQueries:
     that records an untargeted event and delivers it to every waiting instance (history row,
     wait removed, made pending, work announced on commit). None where the dialect can't do
     that in one statement: the store then runs the same steps in a transaction."""
-
     lock_instance: str  # iid -> (status,); row lock
     event_waiters: str  # type -> (iid, wait_id) of waiting instances, locked, by instance id
     instance_wait: str  # iid, kind, key -> (wait_id,)

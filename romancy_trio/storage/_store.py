@@ -90,7 +90,8 @@ class Store:
     ) -> list[Claimed]:
         """Lease up to ``limit`` runnable instances of the named workflows (the ones this
         worker can run: a worker never takes a workflow it does not know)."""
-        claimed, _ = await self._claim(self.q.claim, owner, limit, lease_ttl, workflows)
+        claimed, _ = await self._claim(self.q.claim, owner, limit, lease_ttl, workflows,
+                                       with_expiry=False)
         return claimed
 
     async def claim_and_expiry(
@@ -102,16 +103,18 @@ class Store:
             claimed = await self.claim(owner, limit=limit, lease_ttl=lease_ttl,
                                        workflows=workflows)
             return claimed, await self.next_expiry(owner)
-        return await self._claim(self.q.claim_and_expiry, owner, limit, lease_ttl, workflows)
+        return await self._claim(self.q.claim_and_expiry, owner, limit, lease_ttl, workflows,
+                                 with_expiry=True)
 
     async def _claim(self, query: str, owner: str, limit: int, lease_ttl: float,
-                     workflows: Sequence[str]) -> tuple[list[Claimed], float | None]:
+                     workflows: Sequence[str], *, with_expiry: bool
+                     ) -> tuple[list[Claimed], float | None]:
         rows = await self.db.fetchall(
             query,
             {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))},
         )
         expiry = None
-        if len(rows) and len(rows[0]) > 7:  # claim_and_expiry: the row without an instance
+        if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
             expiry = None if extra[7] is None else float(extra[7])
         claimed = [

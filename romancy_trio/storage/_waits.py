@@ -115,8 +115,6 @@ class WaitStore:
             return None
         return await self._take_tx(tx, iid, wait)
 
-
-
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
                               target: str | None = None, limit: int | None = None) -> list[str]:
         """Make instances waiting on (kind, key) runnable again; announce new work."""
@@ -143,7 +141,6 @@ class WaitStore:
                 self.db.publish_local([(self.topics.work, "")])
             return EventReceipt(event.id, event.source, not row[0], woken)
         delivered: list[str] = []
-
         async with self.db.transaction() as tx:
             new = await tx.fetchone(self.w.event_insert, {
                 "source": event.source, "event_id": event.id, "type": event.type,

@@ -149,7 +149,6 @@ WAIT_QUERIES = WaitQueries(
         FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
         FOR SHARE""",),
     suspend=f"""
-
         WITH u AS (
             UPDATE workflow_instances
             SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
@@ -202,7 +201,6 @@ WAIT_QUERIES = WaitQueries(
                ARRAY(SELECT instance_id FROM w ORDER BY instance_id),
                CASE WHEN EXISTS (SELECT 1 FROM w) THEN pg_notify(%(topic)s, '') END""",
     lock_instance="SELECT status FROM workflow_instances WHERE instance_id = %(iid)s FOR UPDATE",
-
     event_waiters="""
         SELECT w.instance_id, w.wait_id FROM workflow_waits w
         JOIN workflow_instances i ON i.instance_id = w.instance_id

@@ -56,7 +56,6 @@ QUERIES = Queries(
         RETURNING instance_id""",
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
     next_expiry="""
-
         SELECT min(delay) FROM (
             SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances
             WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?
@@ -117,7 +116,6 @@ WAIT_QUERIES = WaitQueries(
         ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
     resolve=(QUERIES.record, "DELETE FROM workflow_waits WHERE instance_id = :iid"),
-
     suspend=f"""
         UPDATE workflow_instances
         SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,

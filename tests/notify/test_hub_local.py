@@ -26,7 +26,6 @@ def test_public_surface() -> None:
         "WatchClosed",
         "check_notification",
         "notify_tx",
-
         "open_local_hub",
         "open_pg_hub",
     ]

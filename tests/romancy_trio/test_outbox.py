@@ -294,7 +294,6 @@ async def test_a_sink_that_always_fails_leaves_the_row_failed(
             await until(lambda: _status_is(app, OutboxStatus.FAILED))
             await until(lambda: relayer.statistics().in_flight == 0)  # counted after COMMIT
             assert relayer.statistics().failed == 1
-
         [row] = await outbox_rows(app.store.db, OutboxStatus.FAILED)
         assert row.attempts == 3 and row.last_error
         if sink_kind == "refuses":
