@@ -335,6 +335,9 @@ async def test_shutdown_hands_an_in_flight_event_back(backend: Backend) -> None:
         async with relaying(app, url, request_timeout=20.0, claim_ttl=60.0) as relayer:
             await run_emitter(app, count=1)
             await until(lambda: relayer.statistics().in_flight == 1)
+            # the sink has the whole request: shut down while the relayer awaits the answer
+            # (stopping httpx mid-body leaves its body generator to be finalized by the GC)
+            await until(lambda: sum(sink.attempts.values()) == 1)
         [row] = await outbox_rows(app.store.db)
         assert (row.status, row.attempts, row.claimed_by) == (OutboxStatus.PENDING, 0, None)
         assert await OutboxStore(app.store.db).claim("next", limit=1, ttl=5)  # claimable now
