@@ -35,11 +35,19 @@ class AppConfig:
     """Seconds a consumed channel message (competing: taken; broadcast: passed by every
     subscriber) is kept before cleanup deletes it."""
     maintenance_interval: float = 600.0
-
     """How often a worker deletes expired events."""
+    member_interval: float = 10.0
+    """How often a worker announces itself to the other workers (one NOTIFY); a worker not
+    heard from for three intervals no longer counts as live."""
+    peer_claim_delay: float = 0.1
+    """A woken instance is claimed at once by one live worker, chosen by hashing its id; the
+    others claim it only if it is still unclaimed this many seconds later (the chosen worker
+    died or is full)."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
         if self.claim_batch < 1 or self.max_concurrent < 1:
             raise ValueError("claim_batch and max_concurrent must be at least 1")
+        if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
+            raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")

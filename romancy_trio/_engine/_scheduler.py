@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import trio
 import trio.lowlevel
 
-from notify import Hub
+from notify import Hub, Watch
 
 from .._channels import ChannelService
 from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
-from ..storage import Claimed, Lease, Store
+from ..storage import Claimed, Lease, Store, hints
+from ._peers import Peers
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
@@ -46,6 +47,10 @@ class SchedulerStatistics:
     finished: int
     leases_lost: int
     claims: int
+    deferred: int
+    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
+    peers: int
+    """Live workers running the same workflows, this one included."""
 
 
 @dataclass(slots=True)
@@ -54,6 +59,7 @@ class _Counters:
     finished: int = 0
     leases_lost: int = 0
     claims: int = 0
+    deferred: int = 0
 
 
 class Scheduler:
@@ -79,6 +85,7 @@ class Scheduler:
         self._capacity = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._n = _Counters()
+        self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
 
     # -- public -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -88,6 +95,7 @@ class Scheduler:
             nursery.start_soon(self._cancel_loop)
             nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._channel_sweep_loop)
+            await nursery.start(self._members_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
 
@@ -116,6 +124,8 @@ class Scheduler:
             self._n.finished,
             self._n.leases_lost,
             self._n.claims,
+            self._n.deferred,
+            self.peers.count,
         )
 
     # -- internals ----------------------------------------------------------------------
@@ -201,11 +211,70 @@ class Scheduler:
                     backoff = min(backoff * 2, self.config.lease_ttl)
                     continue
                 backoff = 0.05
-                # sleep until a notification, the next known deadline, or the hub's own
-                # jittered fallback re-check - whichever comes first
-                timeout = None if expiry is None else max(expiry, 0.0) + 0.05
-                await watch.wait(timeout=timeout)
+                expiry_at = None if expiry is None else (
+                    trio.current_time() + max(expiry, 0.0) + 0.05)
+                await self._until_claim_is_due(watch, expiry_at)
 
+    async def _until_claim_is_due(self, watch: Watch, expiry_at: float | None) -> None:
+        """Sleep until a notification this worker should act on at once, the next known
+        deadline, or the hub's own jittered fallback re-check - whichever comes first.
+
+        A notification naming only instances that another live worker is chosen to claim
+        (see ``_peers``) is left to that worker for ``peer_claim_delay``; this worker claims
+        after that in case it could not. A new deadline only moves the next look earlier.
+        The payload format is in ``storage.hints``."""
+        deferred_at: float | None = None
+        while True:
+            due = min((t for t in (expiry_at, deferred_at) if t is not None), default=None)
+            timeout = None if due is None else max(due - trio.current_time(), 0.0)
+            wakeup = await watch.wait(timeout=timeout)
+            if not wakeup.keys:
+                return  # a gap, the fallback or a deadline
+            for key in wakeup.keys:
+                if key.startswith(hints.INSTANCE):
+                    if self.peers.chooses_me(key):
+                        return
+                    if deferred_at is None:
+                        self._n.deferred += 1
+                        deferred_at = trio.current_time() + self.config.peer_claim_delay
+                elif (at := hints.parse_deadline(key)) is not None:
+                    at = trio.current_time() + max(at - time.time(), 0.0) + 0.05
+                    expiry_at = at if expiry_at is None else min(expiry_at, at)
+                else:
+                    return  # work for every worker
+
+    async def _members_loop(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep ``peers`` current: announce this worker on start, every ``member_interval``
+        and whenever a new peer appears; withdraw on a clean stop."""
+        topic = self.store.topics.members
+        with self.hub.watch(topic) as watch:
+            try:
+                await self._announce(joining=True)
+                task_status.started()
+                next_at = trio.current_time() + self.config.member_interval
+                while True:
+                    wakeup = await watch.wait(
+                        timeout=max(next_at - trio.current_time(), 0.0))
+                    now = trio.current_time()
+                    self.peers.expire(now)
+                    newcomer = any([self.peers.heard(k, now) for k in wakeup.keys])
+                    if wakeup.gap or newcomer or now >= next_at:
+                        await self._announce(joining=True)
+                        next_at = now + self.config.member_interval
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(
+                        self.config.release_timeout):
+                    await self._announce(joining=False)
+
+    async def _announce(self, *, joining: bool) -> None:
+        try:
+            async with self.store.db.transaction() as tx:
+                await tx.notify(self.store.topics.members,
+                                self.peers.announcement(joining=joining))
+        except StorageUnavailableError as exc:
+            log.warning("could not announce this worker (%s); will try again", exc)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -251,7 +320,6 @@ class Scheduler:
             since = started
 
     async def _cleanup_channels(self) -> int:
-
         async with self.store.db.transaction() as tx:
             return await self.channels.engine.cleanup_tx(
                 tx, now=time.time(), retention=self.config.channel_retention

@@ -1,5 +1,6 @@
 """Storage: per-dialect drivers and SQL, numbered migrations, and the shared Store logic."""
 
+from . import hints as hints
 from ._db import Database as Database
 from ._db import Session as Session
 from ._db import Tx as Tx

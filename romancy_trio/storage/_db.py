@@ -39,6 +39,12 @@ class Tx(Session, Protocol):
         """Announce ``payload`` on ``topic`` when (and only if) this transaction commits."""
         ...
 
+    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
+        """The transaction's last statement: the driver may send COMMIT with it (PostgreSQL:
+        one round trip), so nothing may follow, and its outcome can't undo the transaction.
+        Only for a statement that does nothing at all where it returns no row."""
+        ...
+
 
 class Database(Protocol):
     """A driver. Besides transactions it runs single statements on their own (autocommit: one

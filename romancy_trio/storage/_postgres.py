@@ -37,6 +37,7 @@ class PostgresTx:
         self.conn = conn
         self.notifications: list[tuple[str, str]] = []
         self.begun = False
+        self.committed = False
 
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self.begun:
@@ -68,7 +69,23 @@ class PostgresTx:
         check_notification(topic, payload)
         self.notifications.append((topic, payload))
 
+    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
+        """BEGIN if none was sent, the statement, the NOTIFYs and COMMIT: one round trip. An
+        error in the statement skips the rest of the pipeline: nothing commits."""
+        async with self.conn.pipeline():
+            if not self.begun:
+                await self.conn.execute("BEGIN")
+                self.begun = True
+            cur = await self.conn.execute(query, params)
+            for topic, payload in self.notifications:
+                await notify_tx(self.conn, topic, payload)
+            await self.conn.execute("COMMIT")
+        self.committed = True
+        return await cur.fetchone()
+
     async def commit(self) -> None:
+        if self.committed:
+            return
         if not self.notifications:
             if self.begun:
                 await self.conn.execute("COMMIT")
@@ -78,7 +95,6 @@ class PostgresTx:
                 await notify_tx(self.conn, topic, payload)
             if self.begun:
                 await self.conn.execute("COMMIT")
-
 
 
 class PostgresDatabase:

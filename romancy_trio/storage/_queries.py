@@ -69,20 +69,26 @@ class WaitQueries:
     lock_fenced: str
     """iid, owner, epoch -> (run_no, cancel_requested); row-locks the instance (serialises a
     suspending worker with a concurrent targeted delivery)."""
+    lock_fenced_channel: str
+    """iid, owner, epoch, channel -> (run_no, cancel_requested, ...): ``lock_fenced``, and a
+    share lock on the channel's row, so a suspending receiver and a publisher of that channel
+    (which row-locks it) serialise: one of them always sees the other."""
     inbox_first: str  # iid, type -> (source, event_id) of the oldest unconsumed targeted event
     inbox_insert: str  # iid, source, event_id, type, now
     inbox_delete: str  # iid, source, event_id
     event_body: str  # source, event_id -> (body,)
-    wait_insert: str  # iid, wait_id, kind, key, deadline, now
     waits_delete: str  # iid
     resolve: tuple[str, ...]
     """Run in order with the record params (iid, owner, epoch, run_no, seq, kind, key, payload,
     at, compensation): the fenced history insert of a wait's outcome (the first statement's
     rowcount is 0 if the lease is lost) and the removal of the instance's wait rows. One
     statement on PostgreSQL."""
-    suspend: str
-    """iid, owner, epoch, wake_at, now, topic -> (status,). Fenced: waiting (or pending if a
-    cancel arrived meanwhile), lease dropped; announces work if it has a deadline."""
+    suspend: tuple[str, ...]
+    """Run in order with iid, owner, epoch, wait_id, kind, key, deadline, wake_at, now, topic;
+    the last returns (status,), or no row if the lease is lost. Fenced: the instance's wait
+    rows replaced by this one, the instance waiting (or pending if a cancel arrived
+    meanwhile), its lease dropped; announces work if it has a deadline. One statement on
+    PostgreSQL."""
     append_history: str
     """iid, kind, key, payload, worker, at: unfenced append at the next seq of the current run
     (only for instances that no worker holds: a waiting instance being woken)."""
@@ -100,9 +106,6 @@ class WaitQueries:
     """iid, now -> (status,): cancel_requested set; an instance no worker holds and with nothing
     to compensate becomes cancelled at once, one with compensations becomes pending (claimed,
     replayed, compensated); a running one keeps running until its worker stops it."""
-    lock_channel: str
-    """channel: share-lock the channel's row, so a suspending receiver and a publisher of that
-    channel serialise (the publisher row-locks it): one of them always sees the other."""
     wake_waiters: str
     """kind, key, target, limit, now -> (iid,) of waiting instances made pending: those waiting
     on (kind, key), only ``target`` if given, at most ``limit`` (NULL: all), oldest first.

@@ -47,6 +47,9 @@ class SqliteTx:
         if (topic, payload) not in self.notifications:
             self.notifications.append((topic, payload))
 
+    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
+        return await self.fetchone(query, params)  # the transaction commits on leaving it
+
 
 class SqliteDatabase:
     dialect = "sqlite"

@@ -27,6 +27,7 @@ from ._types import (
     lease_lost,
 )
 from ._waits import WaitStore
+from .hints import instance_hint
 
 
 class Store:
@@ -69,7 +70,7 @@ class Store:
         if row is None:
             return None
         if owner is None:
-            self.db.publish_local([(self.topics.work, "")])
+            self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)
 
     async def get_instance(self, instance_id: str) -> InstanceInfo | None:

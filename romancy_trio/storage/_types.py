@@ -22,18 +22,18 @@ class Topics:
     cancel: str
     channel: str
     outbox: str
+    members: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Topics:
         tag = schema if len(schema) <= 36 and schema.isidentifier() else (
             hashlib.sha1(schema.encode()).hexdigest()[:12])
         return cls(f"romancy_work_{tag}", f"romancy_done_{tag}", f"romancy_cancel_{tag}",
-                   f"romancy_channel_{tag}", f"romancy_outbox_{tag}")
+                   f"romancy_channel_{tag}", f"romancy_outbox_{tag}",
+                   f"romancy_members_{tag}")
 
     def all(self) -> tuple[str, ...]:
-        return (self.work, self.done, self.cancel, self.channel, self.outbox)
-
-
+        return (self.work, self.done, self.cancel, self.channel, self.outbox, self.members)
 
 
 class WorkflowStatus(StrEnum):

@@ -25,11 +25,13 @@ from .._replay import EventKind, HistoryEvent, WaitCommand, WaitKind
 from ._db import Database, Tx
 from ._queries import Queries, WaitQueries
 from ._types import Lease, Topics, WorkflowStatus, lease_lost
+from .hints import deadline_hint, instance_hint
 
 DELIVERER = "romancy:delivery"
+_NAMED_WAKEUPS = 8
+"""Most woken instances a write names in its work notifications (one NOTIFY each)."""
 # (tx, channel, subscriber) -> (kind, payload) or None; set by the channels integration
 ChannelTake = Callable[[Tx, str, str], Awaitable[tuple[EventKind, object] | None]]
-
 
 
 class WaitStore:
@@ -53,10 +55,17 @@ class WaitStore:
             # instance and look again, so a concurrent deliverer sees the wait or we see it.
             found = await self._take_tx(tx, iid, wait)
             if found is None:
-                row = await tx.fetchone(self.w.lock_fenced, fence)
+                # Serialise with whoever could deliver: the instance row is locked (targeted
+                # events lock it too) and a channel's row share-locked (publishers row-lock
+                # it), so what committed meanwhile is seen here, or sees our wait.
+                if wait.kind is WaitKind.CHANNEL:
+                    row = await tx.fetchone(self.w.lock_fenced_channel,
+                                            {**fence, "channel": wait.key})
+                else:
+                    row = await tx.fetchone(self.w.lock_fenced, fence)
                 if row is None or int(row[0]) != run_no:
                     raise lease_lost(lease)
-                found = await self._recheck_tx(tx, iid, wait)
+                found = await self._take_tx(tx, iid, wait)
             if found is None and wait.deadline is not None and wait.deadline <= now:
                 kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
                         else EventKind.WAIT_TIMED_OUT)
@@ -72,16 +81,22 @@ class WaitStore:
                 for query in rest:
                     await tx.execute(query, params)
                 return event
-            await tx.execute(self.w.waits_delete, {"iid": lease.instance_id})
-            await tx.execute(self.w.wait_insert, {
-                "iid": lease.instance_id, "wait_id": wait.wait_id, "kind": wait.kind,
-                "key": wait.key, "deadline": wait.deadline, "now": now})
-            state = await tx.fetchone(self.w.suspend, {
-                **fence, "wake_at": wait.deadline, "now": now, "topic": self.topics.work})
+            params = {**fence, "wait_id": wait.wait_id, "kind": wait.kind, "key": wait.key,
+                      "deadline": wait.deadline, "wake_at": wait.deadline, "now": now,
+                      "topic": self.topics.work}
+            *before, last = self.w.suspend
+            for query in before:
+                await tx.execute(query, params)
+            # COMMIT may travel with the last statement: nothing before it wrote what a lost
+            # lease must undo (the takes found nothing; ``before`` is empty on PostgreSQL, and
+            # on SQLite its wait rows roll back when lease_lost leaves the transaction).
+            state = await tx.fetchone_then_commit(last, params)
             if state is None:
                 raise lease_lost(lease)
-        if wait.deadline is not None or state[0] == WorkflowStatus.PENDING:
-            self.db.publish_local([(self.topics.work, "")])  # re-arm timers / claim a cancelled one
+        if state[0] == WorkflowStatus.PENDING:  # a cancel arrived: claim it
+            self.db.publish_local([(self.topics.work, "")])
+        elif wait.deadline is not None:  # re-arm timers
+            self.db.publish_local([(self.topics.work, deadline_hint(wait.deadline))])
         return None
 
     async def _take_tx(self, tx: Tx, iid: str, wait: WaitCommand
@@ -103,26 +118,25 @@ class WaitStore:
             return await self.channel_take(tx, wait.key, iid)
         return None
 
-    async def _recheck_tx(self, tx: Tx, iid: str, wait: WaitCommand
-                          ) -> tuple[EventKind, object] | None:
-        """The second look before suspending, serialised with whoever could deliver: the
-        instance row is locked (targeted events lock it too); for a channel, share-lock its
-        row (publishers row-lock it), so a publish that committed meanwhile is seen here, or
-        sees our wait."""
-        if wait.kind is WaitKind.CHANNEL:
-            await tx.fetchone(self.w.lock_channel, {"channel": wait.key})
-        if wait.kind is WaitKind.TIMER:
-            return None
-        return await self._take_tx(tx, iid, wait)
 
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
                               target: str | None = None, limit: int | None = None) -> list[str]:
         """Make instances waiting on (kind, key) runnable again; announce new work."""
         rows = await tx.fetchall(self.w.wake_waiters, {
             "kind": kind, "key": key, "target": target, "limit": limit, "now": time.time()})
-        if rows:
+        woken = [r[0] for r in rows]
+        await self.announce_woken_tx(tx, woken)
+        return woken
+
+    async def announce_woken_tx(self, tx: Tx, woken: list[str]) -> None:
+        """Announce work on commit, naming the instances woken so that only the worker chosen
+        for each claims it at once; past a few, an anonymous notification has every worker
+        claim (a burst is worth spreading)."""
+        if len(woken) > _NAMED_WAKEUPS:
             await tx.notify(self.topics.work, "")
-        return [r[0] for r in rows]
+            return
+        for iid in woken:
+            await tx.notify(self.topics.work, instance_hint(iid))
 
     async def send_event(self, event: Event) -> EventReceipt:
         """Record the event (once per source and id) and wake the instances waiting for it."""
@@ -165,8 +179,7 @@ class WaitStore:
                 for iid, wait_id in await tx.fetchall(self.w.event_waiters, {"type": event.type}):
                     await self._deliver_tx(tx, iid, wait_id, body_json, now)
                     delivered.append(iid)
-            if delivered:
-                await tx.notify(self.topics.work, "")
+            await self.announce_woken_tx(tx, delivered)
         return EventReceipt(event.id, event.source, False, tuple(delivered))
 
     async def _deliver_tx(self, tx: Tx, iid: str, wait_id: str, body_json: str,

@@ -53,7 +53,8 @@ QUERIES = Queries(
                 {_TTL}, %(now)s, %(now)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
-        SELECT instance_id, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '') END
+        SELECT instance_id,
+            CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, 'i:' || instance_id) END
         FROM ins""",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
     list_instances=f"""
@@ -123,6 +124,10 @@ QUERIES = Queries(
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"""
         SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
+    lock_fenced_channel=f"""
+        SELECT run_no, cancel_requested,
+            (SELECT 1 FROM channels WHERE channel = %(channel)s FOR SHARE)
+        FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
     inbox_first="""
         SELECT source, event_id FROM workflow_inbox
         WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
@@ -135,10 +140,6 @@ WAIT_QUERIES = WaitQueries(
         WHERE instance_id = %(iid)s AND source = %(source)s AND event_id = %(event_id)s""",
     event_body="""
         SELECT body FROM workflow_events WHERE source = %(source)s AND event_id = %(event_id)s""",
-    wait_insert="""
-        INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
-        VALUES (%(iid)s, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s)
-        ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
     resolve=(f"""
         WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s)
@@ -148,16 +149,27 @@ WAIT_QUERIES = WaitQueries(
             %(epoch)s, %(at)s, %(compensation)s
         FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
         FOR SHARE""",),
-    suspend=f"""
+    suspend=(f"""
         WITH u AS (
             UPDATE workflow_instances
             SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
                 wake_at = %(wake_at)s, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = %(now)s
             WHERE {_FENCE}
-            RETURNING status, wake_at)
-        SELECT status, CASE WHEN status = 'pending' OR wake_at IS NOT NULL
-                            THEN pg_notify(%(topic)s, '') END FROM u""",
+            RETURNING instance_id, status, wake_at),
+        other AS (
+            DELETE FROM workflow_waits w USING u
+            WHERE w.instance_id = u.instance_id AND w.wait_id <> %(wait_id)s),
+        w AS (
+            INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
+            SELECT instance_id, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s FROM u
+            ON CONFLICT (instance_id, wait_id) DO UPDATE
+            SET kind = EXCLUDED.kind, key = EXCLUDED.key, deadline = EXCLUDED.deadline,
+                created_at = EXCLUDED.created_at)
+        SELECT status, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '')
+                            WHEN wake_at IS NOT NULL
+                            THEN pg_notify(%(topic)s, 't:' || wake_at::text) END
+        FROM u""",),
     append_history="""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at)
@@ -225,7 +237,6 @@ WAIT_QUERIES = WaitQueries(
                 ELSE 'cancelled' END
         WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting')
         RETURNING status""",
-    lock_channel="SELECT 1 FROM channels WHERE channel = %(channel)s FOR SHARE",
     wake_waiters="""
         UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = %(now)s
         WHERE instance_id IN (

@@ -99,6 +99,9 @@ QUERIES = Queries(
 
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}",
+    # the write transaction holds the whole database: no channel row to lock
+    lock_fenced_channel=(
+        f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}"),
     inbox_first="""
         SELECT source, event_id FROM workflow_inbox
         WHERE instance_id = :iid AND type = :type ORDER BY received_at, event_id LIMIT 1""",
@@ -110,18 +113,18 @@ WAIT_QUERIES = WaitQueries(
         DELETE FROM workflow_inbox
         WHERE instance_id = :iid AND source = :source AND event_id = :event_id""",
     event_body="SELECT body FROM workflow_events WHERE source = :source AND event_id = :event_id",
-    wait_insert="""
-        INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
-        VALUES (:iid, :wait_id, :kind, :key, :deadline, :now)
-        ON CONFLICT (instance_id, wait_id) DO NOTHING""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
     resolve=(QUERIES.record, "DELETE FROM workflow_waits WHERE instance_id = :iid"),
-    suspend=f"""
+    suspend=("DELETE FROM workflow_waits WHERE instance_id = :iid",
+             """
+        INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
+        VALUES (:iid, :wait_id, :kind, :key, :deadline, :now)""",
+             f"""
         UPDATE workflow_instances
         SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
             wake_at = :wake_at, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
         WHERE {_FENCE}
-        RETURNING status""",
+        RETURNING status"""),
     append_history="""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at)
@@ -161,7 +164,6 @@ WAIT_QUERIES = WaitQueries(
                 ELSE 'cancelled' END
         WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting')
         RETURNING status""",
-    lock_channel="SELECT 1 FROM channels WHERE channel = :channel",
     wake_waiters="""
         UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = :now
         WHERE instance_id IN (

@@ -1,0 +1,34 @@
+"""Payloads of the work notification: what a worker woken by it should do.
+
+- ``""``: something is claimable; every worker claims.
+- ``"i:" + instance_id``: that instance became claimable; the worker chosen for it claims at
+  once, the others only after a short delay (see ``romancy_trio._engine._peers``).
+- ``"t:" + epoch seconds``: an instance now waits with this deadline; a worker only makes
+  sure it looks again by then.
+
+A hint, never the delivery: the claim query decides what is claimed. Anything else is read as
+``""``.
+"""
+
+from __future__ import annotations
+
+INSTANCE = "i:"
+DEADLINE = "t:"
+
+
+def instance_hint(instance_id: str) -> str:
+    return INSTANCE + instance_id
+
+
+def deadline_hint(at: float) -> str:
+    return f"{DEADLINE}{at!r}"
+
+
+def parse_deadline(payload: str) -> float | None:
+    """The epoch seconds of a deadline hint; None if ``payload`` is not one."""
+    if not payload.startswith(DEADLINE):
+        return None
+    try:
+        return float(payload[len(DEADLINE):])
+    except ValueError:
+        return None

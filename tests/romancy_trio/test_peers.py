@@ -1,0 +1,109 @@
+"""One claim per wake-up: the worker chosen for a woken instance claims it at once, the others
+only after ``peer_claim_delay`` - so a wake-up left to a dead worker is still run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+import trio
+
+from romancy_trio import WorkflowContext, open_app, workflow
+from romancy_trio._engine._peers import Peers, fingerprint
+from romancy_trio.storage import hints
+
+from .conftest import Backend
+
+
+def _group(n: int) -> list[Peers]:
+    names = ["a", "b"]
+    peers = [Peers(f"w{i}", names, expire_after=30.0) for i in range(n)]
+    for p in peers:
+        for other in peers:
+            p.heard(other.announcement(joining=True), now=0.0)
+    return peers
+
+
+def test_exactly_one_live_worker_is_chosen_for_each_instance_and_the_load_spreads() -> None:
+    peers = _group(4)
+    chosen = Counter()
+    for n in range(2000):
+        key = hints.instance_hint(f"instance-{n}")
+        who = [p.worker_id for p in peers if p.chooses_me(key)]
+        assert len(who) == 1, key
+        chosen[who[0]] += 1
+    assert set(chosen) == {"w0", "w1", "w2", "w3"}
+    assert all(300 < c < 700 for c in chosen.values()), chosen  # about 500 each
+
+
+def test_membership_join_leave_expire_and_workflow_sets() -> None:
+    me = Peers("me", ["a"], expire_after=3.0)
+    assert me.count == 1 and me.chooses_me("i:x")  # alone: everything is mine
+    other = Peers("other", ["a"], expire_after=3.0)
+    assert me.heard(other.announcement(joining=True), now=0.0)  # a newcomer: answer it
+    assert not me.heard(other.announcement(joining=True), now=1.0)  # known: no answer
+    assert me.count == 2
+    stranger = Peers("stranger", ["a", "b"], expire_after=3.0)  # runs other workflows
+    assert not me.heard(stranger.announcement(joining=True), now=1.0) and me.count == 2
+    assert not me.heard(me.announcement(joining=True), now=1.0) and me.count == 2
+    me.expire(now=3.5)
+    assert me.count == 2  # heard 2.5 s ago
+    me.expire(now=4.5)
+    assert me.count == 1  # not heard for 3.5 s: gone
+    me.heard(other.announcement(joining=True), now=5.0)
+    me.heard(other.announcement(joining=False), now=5.1)
+    assert me.count == 1
+    for junk in ("", "+", "?" + me.fingerprint + "x", "+short"):
+        assert not me.heard(junk, now=6.0)
+    assert me.count == 1
+    assert fingerprint(["b", "a"]) == fingerprint(["a", "b"]) != fingerprint(["a"])
+
+
+def test_hint_payloads() -> None:
+    assert hints.parse_deadline(hints.deadline_hint(1790000000.123456)) == 1790000000.123456
+    # an instance id that looks like a deadline is still an instance hint
+    assert hints.parse_deadline(hints.instance_hint("t:1.5")) is None
+    assert hints.parse_deadline("t:not-a-number") is None
+    assert hints.parse_deadline("") is None
+
+
+@workflow
+async def peer_echo(ctx: WorkflowContext, value: int) -> int:
+    return value * 2
+
+
+@pytest.mark.postgres
+async def test_a_wake_up_chosen_for_a_dead_worker_runs_after_the_delay(
+        pg_backend: Backend) -> None:
+    b = pg_backend
+    # the fallback re-check is far off: only the delayed claim can run the ghost's instances
+    config = dataclasses.replace(b.config, peer_claim_delay=0.3, fallback_interval=60.0)
+    async with open_app(b.url, workflows=[peer_echo], config=config) as worker, \
+            open_app(b.url, workflows=[peer_echo], config=config, run_workers=False) as client:
+        scheduler = worker._scheduler
+        assert scheduler is not None
+        # a worker that announces itself and then dies without a word
+        ghost = Peers("ghost", [peer_echo.name], expire_after=30.0)
+        async with worker.store.db.transaction() as tx:
+            await tx.notify(worker.store.topics.members, ghost.announcement(joining=True))
+        with trio.fail_after(10):
+            while scheduler.peers.count < 2:
+                await trio.sleep(0.01)
+        ids = [f"peer-{n}" for n in range(40)]
+        ghosts = [i for i in ids if not scheduler.peers.chooses_me(hints.instance_hint(i))]
+        mine = [i for i in ids if i not in ghosts]
+        assert ghosts and mine
+        for n, iid in enumerate(ghosts[:2]):
+            deferred = scheduler.statistics().deferred
+            started = trio.current_time()
+            await client.start(peer_echo, n, instance_id=iid)
+            assert await client.result(iid, timeout=5) == 2 * n
+            # left to the ghost first, then claimed here once the delay was up
+            assert scheduler.statistics().deferred == deferred + 1
+            assert trio.current_time() - started >= 0.25
+        for n, iid in enumerate(mine[:2]):
+            deferred = scheduler.statistics().deferred
+            await client.start(peer_echo, n, instance_id=iid)
+            assert await client.result(iid, timeout=10) == 2 * n
+            assert scheduler.statistics().deferred == deferred  # claimed at once
