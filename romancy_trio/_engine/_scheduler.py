@@ -29,6 +29,10 @@ from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
 
+_DEADLINE_SLACK = 0.005
+"""Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
+clock has passed it too; a claim that is still early only costs another look."""
+
 
 @dataclass(slots=True)
 class _Running:
@@ -212,7 +216,7 @@ class Scheduler:
                     continue
                 backoff = 0.05
                 expiry_at = None if expiry is None else (
-                    trio.current_time() + max(expiry, 0.0) + 0.05)
+                    trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
                 await self._until_claim_is_due(watch, expiry_at)
 
     async def _until_claim_is_due(self, watch: Watch, expiry_at: float | None) -> None:
@@ -238,7 +242,7 @@ class Scheduler:
                         self._n.deferred += 1
                         deferred_at = trio.current_time() + self.config.peer_claim_delay
                 elif (at := hints.parse_deadline(key)) is not None:
-                    at = trio.current_time() + max(at - time.time(), 0.0) + 0.05
+                    at = trio.current_time() + max(at - time.time(), 0.0) + _DEADLINE_SLACK
                     expiry_at = at if expiry_at is None else min(expiry_at, at)
                 else:
                     return  # work for every worker
