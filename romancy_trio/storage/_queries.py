@@ -40,10 +40,9 @@ class Queries:
     # history -------------------------------------------------------------------------------
     record: str
     """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert
-    of one
-
-    history event: inserts nothing unless owner still holds the lease at epoch for run_no (and
-    on PostgreSQL share-locks the instance row until commit, which blocks a takeover)."""
+    of one history event: inserts nothing unless owner still holds the lease at epoch for
+    run_no (and on PostgreSQL share-locks the instance row until commit, which blocks a
+    takeover)."""
     select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)
     # continue-as-new (several statements in one transaction) ------------------------------
     fence: str  # (iid, owner, epoch) -> (run_no, input, run_started_at); locks against takeover
@@ -114,7 +113,5 @@ class WaitQueries:
     stale_channel_waiters: str
     """since, limit -> (iid, channel) of instances waiting on a channel that had a publish at
     or after ``since``: the candidates of the fallback sweep."""
-
     events_cleanup: str  # before, limit: delete old events (and their inbox rows) in a batch
-
     inbox_cleanup: str  # before

@@ -18,10 +18,8 @@ _CLAIM = f"""
                    OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
               AND lease_owner IS DISTINCT FROM %(owner)s
               AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
-
             ORDER BY created_at
             LIMIT %(limit)s
-
             FOR UPDATE SKIP LOCKED)
         UPDATE workflow_instances w
         SET status = 'running', lease_owner = %(owner)s, lease_epoch = w.lease_epoch + 1,
@@ -255,9 +253,7 @@ WAIT_QUERIES = WaitQueries(
           ON c.channel = w.key
         WHERE w.kind = 'channel' AND i.status = 'waiting'
         ORDER BY w.instance_id LIMIT %(limit)s""",
-
     events_cleanup="""
-
         DELETE FROM workflow_events WHERE (source, event_id) IN (
             SELECT source, event_id FROM workflow_events WHERE received_at < %(before)s
             LIMIT %(limit)s)""",

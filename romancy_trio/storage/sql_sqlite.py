@@ -36,7 +36,6 @@ QUERIES = Queries(
               AND lease_owner IS NOT :owner
               AND workflow_name IN (SELECT value FROM json_each(:names))
             ORDER BY created_at LIMIT :limit)
-
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
                   cancel_requested""",
     renew="""
@@ -62,7 +61,6 @@ QUERIES = Queries(
             UNION ALL
             SELECT min(wake_at) - romancy_now() FROM workflow_instances
             WHERE status = 'waiting')""",
-
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at, compensation)
@@ -181,9 +179,7 @@ WAIT_QUERIES = WaitQueries(
           ON c.channel = w.key
         WHERE w.kind = 'channel' AND i.status = 'waiting'
         ORDER BY w.instance_id LIMIT :limit""",
-
     events_cleanup="""
-
         DELETE FROM workflow_events WHERE rowid IN (
             SELECT rowid FROM workflow_events WHERE received_at < :before LIMIT :limit)""",
     inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < :before",
