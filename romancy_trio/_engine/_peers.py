@@ -18,12 +18,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-_FINGERPRINT_LEN = 16
+_FINGERPRINT_BYTES = 8
+_FINGERPRINT_LEN = 2 * _FINGERPRINT_BYTES  # in hex
 
 
 def fingerprint(workflows: Iterable[str]) -> str:
     """A short digest of the workflow names a worker runs (peers must run the same ones)."""
-    digest = hashlib.blake2b("\0".join(sorted(workflows)).encode(), digest_size=8)
+    digest = hashlib.blake2b("\0".join(sorted(workflows)).encode(),
+                             digest_size=_FINGERPRINT_BYTES)
     return digest.hexdigest()
 
 

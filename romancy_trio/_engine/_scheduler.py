@@ -263,8 +263,8 @@ class Scheduler:
                         timeout=max(next_at - trio.current_time(), 0.0))
                     now = trio.current_time()
                     self.peers.expire(now)
-                    newcomer = any([self.peers.heard(k, now) for k in wakeup.keys])
-                    if wakeup.gap or newcomer or now >= next_at:
+                    newcomers = [k for k in wakeup.keys if self.peers.heard(k, now)]
+                    if wakeup.gap or newcomers or now >= next_at:
                         await self._announce(joining=True)
                         next_at = now + self.config.member_interval
             finally:

@@ -40,6 +40,8 @@ class PostgresTx:
         self.committed = False
 
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
+        if self.committed:
+            raise RuntimeError("this transaction already committed with its last statement")
         if self.begun:
             return await self.conn.execute(query, params)
         if not params:  # maybe several statements: simple protocol, which pipelines can't do

@@ -118,7 +118,6 @@ class WaitStore:
             return await self.channel_take(tx, wait.key, iid)
         return None
 
-
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
                               target: str | None = None, limit: int | None = None) -> list[str]:
         """Make instances waiting on (kind, key) runnable again; announce new work."""

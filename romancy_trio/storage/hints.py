@@ -7,7 +7,8 @@
   sure it looks again by then.
 
 A hint, never the delivery: the claim query decides what is claimed. Anything else is read as
-``""``.
+``""``. The PostgreSQL statements that notify themselves build the same payloads from these
+prefixes.
 """
 
 from __future__ import annotations

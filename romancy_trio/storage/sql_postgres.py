@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from .hints import DEADLINE, INSTANCE
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
 _FENCE = (
@@ -52,7 +53,8 @@ QUERIES = Queries(
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
         SELECT instance_id,
-            CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, 'i:' || instance_id) END
+            CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)
+            END
         FROM ins""",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
     list_instances=f"""
@@ -166,7 +168,7 @@ WAIT_QUERIES = WaitQueries(
                 created_at = EXCLUDED.created_at)
         SELECT status, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '')
                             WHEN wake_at IS NOT NULL
-                            THEN pg_notify(%(topic)s, 't:' || wake_at::text) END
+                            THEN pg_notify(%(topic)s, '{DEADLINE}' || wake_at::text) END
         FROM u""",),
     append_history="""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,

@@ -95,11 +95,11 @@ QUERIES = Queries(
     run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = ?",
 )
 
+_LOCK_FENCED = f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}"
+
 WAIT_QUERIES = WaitQueries(
-    lock_fenced=f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}",
-    # the write transaction holds the whole database: no channel row to lock
-    lock_fenced_channel=(
-        f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE}"),
+    lock_fenced=_LOCK_FENCED,
+    lock_fenced_channel=_LOCK_FENCED,  # the write transaction holds the whole database
     inbox_first="""
         SELECT source, event_id FROM workflow_inbox
         WHERE instance_id = :iid AND type = :type ORDER BY received_at, event_id LIMIT 1""",
