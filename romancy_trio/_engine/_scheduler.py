@@ -84,7 +84,9 @@ class Scheduler:
         self.hub = hub
         self.config = config
         self.worker_id = worker_id
-        self._running: dict[str, _Running] = {}
+        self._running: dict[Lease, _Running] = {}
+        """By lease, not instance: an instance that suspended can be woken and claimed again
+        by this worker before its previous run's task has quite finished."""
         self._reserved = 0
         self._capacity = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -143,7 +145,7 @@ class Scheduler:
     def _spawn(self, claimed: Claimed) -> None:
         assert self._nursery is not None
         entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
-        self._running[claimed.lease.instance_id] = entry
+        self._running[claimed.lease] = entry
         self._n.started += 1
         self._nursery.start_soon(self._run_one, claimed, entry)
 
@@ -167,7 +169,7 @@ class Scheduler:
                         exc,
                     )
         finally:
-            del self._running[claimed.lease.instance_id]
+            del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
             if not done and not entry.lost:
@@ -291,8 +293,9 @@ class Scheduler:
             except StorageUnavailableError as exc:
                 log.warning("lease renewal failed (%s); fenced writes keep ownership safe", exc)
                 continue
-            for iid, entry in list(self._running.items()):
-                if entry.since < started and held.get(iid) != entry.lease.epoch:
+            for entry in list(self._running.values()):
+                lease = entry.lease
+                if entry.since < started and held.get(lease.instance_id) != lease.epoch:
                     self._lose(entry)
 
     async def _maintenance_loop(self) -> None:
@@ -333,9 +336,9 @@ class Scheduler:
         with self.hub.watch(self.store.topics.cancel) as watch:
             while True:
                 wakeup = await watch.wait()
-                for iid in wakeup.keys:
-                    entry = self._running.get(iid)
-                    if entry is not None and not entry.cancelling:
+                cancelled = set(wakeup.keys)
+                for entry in list(self._running.values()):
+                    if entry.lease.instance_id in cancelled and not entry.cancelling:
                         # stop it now; it is released and claimed again, and its replay runs
                         # the compensations and ends it as cancelled
                         entry.cancelling = True

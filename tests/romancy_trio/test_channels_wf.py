@@ -127,6 +127,38 @@ async def test_mode_lock_timeout_and_unsubscribe(backend: Backend) -> None:
         assert await app.result(q, timeout=20) == "one then ChannelError"
 
 
+async def test_woken_again_before_the_previous_run_has_finished(backend: Backend) -> None:
+    """Under load a run's task can linger after its suspend committed; meanwhile a publish
+    wakes the instance and this same worker claims it again. Both runs are tracked apart:
+    each finishes cleanly and the worker keeps serving (it once crashed on a KeyError)."""
+    async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+        suspend = app.store.waits.suspend
+        lingered = 0
+
+        async def slow_to_finish(*args: Any, **kwargs: Any) -> Any:
+            nonlocal lingered
+            event = await suspend(*args, **kwargs)
+            if event is None:  # suspended: the instance is let go, the task lingers
+                lingered += 1
+                await trio.sleep(0.3)
+            return event
+
+        app.store.waits.suspend = slow_to_finish  # type: ignore[method-assign]
+        iid = await app.start(listens, {"channel": "again", "count": 3})
+        for n in range(3):
+            await _until(app, [iid], WorkflowStatus.WAITING)  # just suspended: lingering
+            await app.publish("again", n)
+            with trio.fail_after(20):
+                while (await app.status(iid)).status is WorkflowStatus.WAITING:
+                    await trio.sleep(0.005)
+        assert await app.result(iid, timeout=20) == [0, 1, 2]
+        assert lingered == 3
+        with trio.fail_after(5):
+            while (stats := app.statistics()) is not None and stats.running:
+                await trio.sleep(0.05)
+        assert stats is not None and stats.started == stats.finished
+
+
 async def _received_ids(app: Any) -> list[int]:
     async with app.store.db.transaction() as tx:
         rows = await tx.fetchall(
