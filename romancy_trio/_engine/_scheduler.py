@@ -293,10 +293,15 @@ class Scheduler:
             except StorageUnavailableError as exc:
                 log.warning("lease renewal failed (%s); fenced writes keep ownership safe", exc)
                 continue
+            ours = set(self._running)
             for entry in list(self._running.values()):
-                lease = entry.lease
-                if entry.since < started and held.get(lease.instance_id) != lease.epoch:
-                    self._lose(entry)
+                iid, epoch = entry.lease.instance_id, entry.lease.epoch
+                now_held = held.get(iid)
+                if now_held == epoch or entry.since >= started:
+                    continue
+                if Lease(iid, self.worker_id, now_held or -1) in ours:
+                    continue  # a run that suspended and is ending; a newer run of ours has it
+                self._lose(entry)
 
     async def _maintenance_loop(self) -> None:
         """Delete expired events in bounded batches, now and then (not a hot path)."""
