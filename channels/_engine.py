@@ -99,11 +99,10 @@ class ChannelEngine:
         ``target`` sends it to that one subscriber only. On PostgreSQL this row-locks the
         channel until the transaction ends (see `channels.sql_postgres`).
         """
-        args = _publish_args(channel, [data_json], metadata_json, target, now)
-        row = await tx.fetchone(self._q.publish, {**args, "data": data_json})
-        assert row is not None  # INSERT ... RETURNING
-        await tx.notify(self.notify_topic, channel)
-        return int(row[0])
+        (message_id,) = await self.publish_many_tx(tx, channel, [data_json],
+                                                   metadata_json=metadata_json, target=target,
+                                                   now=now)
+        return message_id
 
     async def publish_many_tx(
         self,
@@ -116,17 +115,47 @@ class ChannelEngine:
         now: float,
     ) -> list[int]:
         """Publish each JSON text of ``data_json`` (same metadata and target); their ids, in
-        order. One statement on PostgreSQL; otherwise `publish_tx` per message."""
+        order. One statement on PostgreSQL; otherwise one per message."""
+        statements = self.publish_statements(channel, data_json, metadata_json=metadata_json,
+                                             target=target, now=now)
+        rows = [await tx.fetchall(query, args) for query, args in statements]
+        await self.announce_tx(tx, channel)
+        return self.published_ids(data_json, rows)
+
+    def publish_statements(
+        self,
+        channel: str,
+        data_json: Sequence[str],
+        *,
+        metadata_json: str = "{}",
+        target: str | None = None,
+        now: float,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """What `publish_many_tx` runs, checked, for a caller that sends it together with its
+        own statements (in one round trip): run them in order in one transaction, then call
+        `announce_tx` and read the ids with `published_ids`."""
+        args = _publish_args(channel, data_json, metadata_json, target, now)
+        if not data_json:
+            return []
         if self._q.publish_many is None or len(data_json) < 2:
-            return [await self.publish_tx(tx, channel, d, metadata_json=metadata_json,
-                                          target=target, now=now) for d in data_json]
-        args = {**_publish_args(channel, data_json, metadata_json, target, now),
-                "data": list(data_json)}
-        rows = sorted((int(r[0]), r[1]) for r in await tx.fetchall(self._q.publish_many, args))
-        if [d for _, d in rows] != list(data_json):  # ids must follow the given order
+            return [(self._q.publish, {**args, "data": d}) for d in data_json]
+        return [(self._q.publish_many, {**args, "data": list(data_json)})]
+
+    def published_ids(self, data_json: Sequence[str], rows: Sequence[Sequence[Row]]
+                      ) -> list[int]:
+        """The message ids, in the order of ``data_json``, from the rows of each statement of
+        `publish_statements`."""
+        if len(rows) == len(data_json):  # one statement per message: (id,)
+            return [int(r[0][0]) for r in rows]
+        (found,) = rows  # publish_many: (id, data) per message
+        drawn = sorted((int(r[0]), r[1]) for r in found)
+        if [d for _, d in drawn] != list(data_json):  # ids must follow the given order
             raise RuntimeError("publish_many: ids were not drawn in the order of the messages")
+        return [i for i, _ in drawn]
+
+    async def announce_tx(self, tx: ChannelTx, channel: str) -> None:
+        """Announce a publish on ``channel`` (on `notify_topic`) when ``tx`` commits."""
         await tx.notify(self.notify_topic, channel)
-        return [i for i, _ in rows]
 
     async def take_next_tx(
         self, tx: ChannelTx, channel: str, subscriber: str, *, now: float | None = None
@@ -141,15 +170,10 @@ class ChannelEngine:
         On PostgreSQL the subscription row is locked until the transaction ends: two takes by
         the *same* subscriber serialise; different subscribers never wait for each other.
         """
-        _check_name("channel", channel)
-        _check_name("subscriber", subscriber)
+        statement = self.take_statement(channel, subscriber, now=now)
+        if statement is not None:
+            return self.taken(channel, subscriber, await tx.fetchall(*statement))
         args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
-        if self._q.take is not None:
-            claimed_at = time.time() if now is None else _check_time("now", now)
-            found = await tx.fetchone(self._q.take, {**args, "now": claimed_at})
-            if found is None:
-                raise NotSubscribedError(channel, subscriber)
-            return None if found[2] is None else _message(found[2:])
         mode, cursor = await self._subscription(tx, self._q.subscription_for_take, args)
         if mode is ChannelMode.BROADCAST:
             row = await tx.fetchone(self._q.next_broadcast, {**args, "cursor": cursor})
@@ -162,6 +186,26 @@ class ChannelEngine:
             if row is None:
                 return None
         return _message(row)
+
+    def take_statement(self, channel: str, subscriber: str, *, now: float | None = None
+                       ) -> tuple[str, dict[str, Any]] | None:
+        """The whole of `take_next_tx` as one statement, checked, for a caller that sends it
+        together with its own (one round trip); read its rows with `taken`. None where the
+        dialect takes in several steps: use `take_next_tx`."""
+        _check_name("channel", channel)
+        _check_name("subscriber", subscriber)
+        if self._q.take is None:
+            return None
+        claimed_at = time.time() if now is None else _check_time("now", now)
+        return self._q.take, {"channel": channel, "subscriber": subscriber, "now": claimed_at}
+
+    def taken(self, channel: str, subscriber: str, rows: Sequence[Row]) -> Message | None:
+        """The message a `take_statement` took, from its rows; None if there was none.
+        Raises `NotSubscribedError`."""
+        if not rows:
+            raise NotSubscribedError(channel, subscriber)
+        found = rows[0]
+        return None if found[2] is None else _message(found[2:])
 
     async def subscribers_tx(self, tx: ChannelTx, channel: str) -> list[tuple[str, ChannelMode]]:
         """The channel's subscribers and their mode, ordered by subscriber."""

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from channels import ChannelEngine, ChannelMode, ChannelModeError
+from channels import ChannelEngine, ChannelMode, ChannelModeError, Message
 from channels import ChannelError as EngineChannelError
 
 from ._activity_context import ActivityContext
@@ -31,7 +31,7 @@ from ._replay import (
     WaitRequest,
     WorkflowContext,
 )
-from .storage import Store, Tx
+from .storage import Found, Row, Statement, Store, Tx
 
 T = TypeVar("T")
 SUBSCRIBE = "romancy.channel.subscribe"
@@ -46,7 +46,7 @@ class ChannelService:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel)
-        store.waits.channel_take = self.take_tx
+        store.waits.channels = self
         self._modes: dict[str, ChannelMode] = {}  # a channel's mode never changes once set
 
     async def _mode_tx(self, tx: Tx, channel: str) -> ChannelMode | None:
@@ -66,23 +66,30 @@ class ChannelService:
         return message_id
 
     async def publish_many_tx(self, tx: Tx, channel: str, items: Sequence[Any], *,
-                              metadata: Any = None, target: str | None = None) -> list[int]:
-        """Publish several messages in the caller's transaction (ids in order), then wake the
-        receivers waiting on the channel: broadcast all, competing/targeted one per message."""
-        now = time.time()
-        meta = dumps(metadata or {})
-        ids = await self.engine.publish_many_tx(tx, channel, [dumps(d) for d in items],
-                                                metadata_json=meta, target=target, now=now)
+                              metadata: Any = None, target: str | None = None,
+                              then_commit: bool = False) -> list[int]:
+        """Publish several messages in the caller's transaction (ids in order) and wake the
+        receivers waiting on the channel: broadcast all, competing/targeted one per message.
+        The inserts and the wake-up travel together (PostgreSQL: one round trip, with COMMIT
+        too if ``then_commit``: the transaction's last statements)."""
+        data = [dumps(d) for d in items]
+        statements = self.engine.publish_statements(
+            channel, data, metadata_json=dumps(metadata or {}), target=target, now=time.time())
         mode = await self._mode_tx(tx, channel)
-        limit = len(ids) if mode is ChannelMode.COMPETING or target is not None else None
-        await self.store.waits.wake_waiters_tx(tx, WaitKind.CHANNEL, channel, target=target,
+        limit = len(data) if mode is ChannelMode.COMPETING or target is not None else None
+        wake = self.store.waits.wake_statement(WaitKind.CHANNEL, channel, target=target,
                                                limit=limit)
-        return ids
+        await self.engine.announce_tx(tx, channel)
+        *published, woken = await tx.fetch_batch([*statements, wake], then_commit=then_commit)
+        await self.store.waits.woken_tx(tx, woken)
+        return self.engine.published_ids(data, published)
 
     async def publish(self, channel: str, data: Any, *, metadata: Any = None,
                       target: str | None = None) -> int:
         async with self.store.db.transaction() as tx:
-            return await self.publish_tx(tx, channel, data, metadata=metadata, target=target)
+            (message_id,) = await self.publish_many_tx(tx, channel, [data], metadata=metadata,
+                                                       target=target, then_commit=True)
+            return message_id
 
     async def publish_many(self, channel: str, items: Sequence[Any], *,
                            metadata: Any = None) -> list[int]:
@@ -107,13 +114,27 @@ class ChannelService:
                         tx, WaitKind.CHANNEL, channel, target=iid, limit=1))
         return woken
 
-    async def take_tx(self, tx: Tx, channel: str, subscriber: str
-                      ) -> tuple[EventKind, object] | None:
+    async def take_tx(self, tx: Tx, channel: str, subscriber: str) -> Found | None:
+        """Take the next message for ``subscriber``: what its receive records, or None."""
         try:
             message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())
-        except EngineChannelError as exc:  # not subscribed, bad channel name: the workflow's
-            return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()  # error
-        return None if message is None else (EventKind.MESSAGE_RECEIVED, message.to_json())
+        except EngineChannelError as exc:
+            return _failed(exc)
+        return _received(message)
+
+    def take_statement(self, channel: str, subscriber: str) -> Statement | None:
+        """`take_tx` as one statement to send with others (then `taken`); None where the
+        dialect takes in several steps, or where the names are bad (`take_tx` says why)."""
+        try:
+            return self.engine.take_statement(channel, subscriber, now=time.time())
+        except EngineChannelError:
+            return None
+
+    def taken(self, channel: str, subscriber: str, rows: list[Row]) -> Found | None:
+        try:
+            return _received(self.engine.taken(channel, subscriber, rows))
+        except EngineChannelError as exc:
+            return _failed(exc)
 
     def activities(self) -> list[Activity[..., Any]]:
         async def subscribe_(ctx: ActivityContext, channel: str, mode: str) -> None:
@@ -132,6 +153,15 @@ class ChannelService:
         return [Activity(subscribe_, name=SUBSCRIBE, transactional=True, retry=once),
                 Activity(unsubscribe_, name=UNSUBSCRIBE, transactional=True, retry=once),
                 Activity(publish_, name=PUBLISH, transactional=True)]
+
+
+def _received(message: Message | None) -> Found | None:
+    return None if message is None else (EventKind.MESSAGE_RECEIVED, message.to_json())
+
+
+def _failed(exc: EngineChannelError) -> Found:
+    """Not subscribed, a bad channel name: the workflow's error, recorded as its wait's."""
+    return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()
 
 
 async def _tx(ctx: ActivityContext) -> Tx:

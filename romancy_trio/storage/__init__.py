@@ -2,7 +2,9 @@
 
 from . import hints as hints
 from ._db import Database as Database
+from ._db import Row as Row
 from ._db import Session as Session
+from ._db import Statement as Statement
 from ._db import Tx as Tx
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
@@ -14,4 +16,5 @@ from ._types import Lease as Lease
 from ._types import RunInfo as RunInfo
 from ._types import Topics as Topics
 from ._types import WorkflowStatus as WorkflowStatus
+from ._waits import Found as Found
 from ._waits import WaitStore as WaitStore

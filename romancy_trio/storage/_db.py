@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, Params]
 AfterCommit = Callable[[Sequence[tuple[str, str]]], None]
 
 
@@ -39,10 +40,22 @@ class Tx(Session, Protocol):
         """Announce ``payload`` on ``topic`` when (and only if) this transaction commits."""
         ...
 
-    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
-        """The transaction's last statement: the driver may send COMMIT with it (PostgreSQL:
-        one round trip), so nothing may follow, and its outcome can't undo the transaction.
-        Only for a statement that does nothing at all where it returns no row."""
+    async def fetch_batch(self, statements: Sequence[Statement], *, then_commit: bool = False
+                          ) -> list[list[Row]]:
+        """Run ``statements`` in order; the rows of each. PostgreSQL sends them together (one
+        round trip, BEGIN included); an error in one skips the rest and the transaction can
+        only roll back. Each statement still sees what the ones before it did.
+
+        ``then_commit``: they are the transaction's last statements. The driver may send
+        COMMIT and the queued NOTIFYs with them, so nothing may follow (but `notify_local`)
+        and their outcome can't undo the transaction: only for statements whose results are
+        no reason to roll back."""
+        ...
+
+    def notify_local(self, topic: str, payload: str) -> None:
+        """Hand ``payload`` to this process's waiters on ``topic`` once this transaction has
+        committed, for a notification that a statement sent itself (``pg_notify`` in SQL):
+        in-process waiters need not wait for it to come back from the database."""
         ...
 
 

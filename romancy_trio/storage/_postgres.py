@@ -8,9 +8,10 @@ duplicates are harmless because notifications are hints).
 A transaction's BEGIN travels with its first statement if that has parameters (both sent in one
 pipeline sync: one round trip instead of two; a statement without parameters may be several,
 which only the simple protocol runs). Its NOTIFYs are queued and travel with COMMIT (one round
-trip; they still fire if and only if it commits). A transaction that ran no statement sends
-neither BEGIN nor COMMIT. Whatever leaves the block by an exception is rolled back by the pool
-(shielded), or the connection is discarded.
+trip; they still fire if and only if it commits). Statements given together (``fetch_batch``)
+share one pipeline: one round trip, COMMIT included when they end the transaction. A
+transaction that ran no statement sends neither BEGIN nor COMMIT. Whatever leaves the block by
+an exception is rolled back by the pool (shielded), or the connection is discarded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from notify.pg import TrioConnection
 from notify.pool import ConnectionPool
 
 from .._errors import StorageUnavailableError
-from ._db import AfterCommit, Params, Row
+from ._db import AfterCommit, Params, Row, Statement
 
 
 class PostgresTx:
@@ -36,6 +37,8 @@ class PostgresTx:
     def __init__(self, conn: TrioConnection[Any]) -> None:
         self.conn = conn
         self.notifications: list[tuple[str, str]] = []
+        self.local: list[tuple[str, str]] = []
+        """Notifications statements sent themselves: only published in-process."""
         self.begun = False
         self.committed = False
 
@@ -66,24 +69,39 @@ class PostgresTx:
     async def notify(self, topic: str, payload: str) -> None:
         """Queue ``pg_notify(topic, payload)``: it is sent with COMMIT (one round trip), so it
         still fires if and only if the transaction commits."""
+        if self.committed:
+            raise RuntimeError("this transaction already committed: the NOTIFY would be lost")
         if (topic, payload) in self.notifications:
             return  # PostgreSQL folds duplicates per transaction anyway
         check_notification(topic, payload)
         self.notifications.append((topic, payload))
 
-    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
-        """BEGIN if none was sent, the statement, the NOTIFYs and COMMIT: one round trip. An
-        error in the statement skips the rest of the pipeline: nothing commits."""
+
+    async def fetch_batch(self, statements: Sequence[Statement], *, then_commit: bool = False
+                          ) -> list[list[Row]]:
+        """BEGIN if none was sent, the statements (and with ``then_commit`` the NOTIFYs and
+        COMMIT) in one pipeline: one round trip. An error skips the rest of the pipeline:
+        nothing more runs, nothing commits."""
+        if self.committed:
+            raise RuntimeError("this transaction already committed with its last statement")
+        if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
+            cur = await self._run(*statements[0])
+            return [await cur.fetchall() if cur.description is not None else []]
         async with self.conn.pipeline():
             if not self.begun:
                 await self.conn.execute("BEGIN")
                 self.begun = True
-            cur = await self.conn.execute(query, params)
-            for topic, payload in self.notifications:
-                await notify_tx(self.conn, topic, payload)
-            await self.conn.execute("COMMIT")
-        self.committed = True
-        return await cur.fetchone()
+            cursors = [await self.conn.execute(query, params) for query, params in statements]
+            if then_commit:
+                for topic, payload in self.notifications:
+                    await notify_tx(self.conn, topic, payload)
+                await self.conn.execute("COMMIT")
+        self.committed = then_commit
+        return [await cur.fetchall() if cur.description is not None else [] for cur in cursors]
+
+    def notify_local(self, topic: str, payload: str) -> None:
+        if (topic, payload) not in self.local:
+            self.local.append((topic, payload))
 
     async def commit(self) -> None:
         if self.committed:
@@ -130,7 +148,7 @@ class PostgresDatabase:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
-        self.publish_local(tx.notifications)
+        self.publish_local(tx.notifications + tx.local)
 
     async def execute(self, query: str, params: Params = ()) -> int:
         async with self._autocommit() as conn:

@@ -79,9 +79,9 @@ class WaitQueries:
     waits_delete: str  # iid
     resolve: tuple[str, ...]
     """Run in order with the record params (iid, owner, epoch, run_no, seq, kind, key, payload,
-    at, compensation): the fenced history insert of a wait's outcome (the first statement's
-    rowcount is 0 if the lease is lost) and the removal of the instance's wait rows. One
-    statement on PostgreSQL."""
+    at, compensation): the fenced history insert of a wait's outcome (the first statement
+    returns (seq,), or no row if the lease is lost) and the removal of the instance's wait
+    rows. One statement on PostgreSQL."""
     suspend: tuple[str, ...]
     """Run in order with iid, owner, epoch, wait_id, kind, key, deadline, wake_at, now, topic;
     the last returns (status,), or no row if the lease is lost. Fenced: the instance's wait
@@ -106,10 +106,15 @@ class WaitQueries:
     to compensate becomes cancelled at once, one with compensations becomes pending (claimed,
     replayed, compensated); a running one keeps running until its worker stops it."""
     wake_waiters: str
-    """kind, key, target, limit, now -> (iid,) of waiting instances made pending: those waiting
-    on (kind, key), only ``target`` if given, at most ``limit`` (NULL: all), oldest first.
-    Waits for row locks rather than skipping them: a row briefly locked by an unrelated
-    statement (a heartbeat re-checking a just-suspended instance) must still be woken."""
+    """kind, key, target, limit, now, topic -> (iid,) of waiting instances made
+    pending: those waiting on (kind, key), only ``target`` if given, at most ``limit`` (NULL:
+    all), oldest first. Waits for row locks rather than skipping them: a row briefly locked by
+    an unrelated statement (a heartbeat re-checking a just-suspended instance) must still be
+    woken. With ``wake_notifies``, -> (iid, hint, ...): it also sends their work
+    notifications on ``topic``, on commit (`hints.woken_hints`)."""
+    wake_notifies: bool
+    """Whether ``wake_waiters`` sends its work notifications itself, so that a publish can
+    send COMMIT with it; otherwise the store queues them."""
     stale_channel_waiters: str
     """since, limit -> (iid, channel) of instances waiting on a channel that had a publish at
     or after ``since``: the candidates of the fallback sweep."""

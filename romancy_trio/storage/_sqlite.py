@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._errors import StorageUnavailableError
-from ._db import AfterCommit, Params, Row
+from ._db import AfterCommit, Params, Row, Statement
 
 T = TypeVar("T")
 
@@ -44,11 +44,21 @@ class SqliteTx:
         return [tuple(r) for r in rows]
 
     async def notify(self, topic: str, payload: str) -> None:
+        self._queue(topic, payload)
+
+    def _queue(self, topic: str, payload: str) -> None:
         if (topic, payload) not in self.notifications:
             self.notifications.append((topic, payload))
 
-    async def fetchone_then_commit(self, query: str, params: Params = ()) -> Row | None:
-        return await self.fetchone(query, params)  # the transaction commits on leaving it
+
+    async def fetch_batch(self, statements: Sequence[Statement], *, then_commit: bool = False
+                          ) -> list[list[Row]]:
+        """One after another (SQLite has no round trips to save); with ``then_commit`` too,
+        since the transaction commits on leaving it."""
+        return [await self.fetchall(query, params) for query, params in statements]
+
+    def notify_local(self, topic: str, payload: str) -> None:
+        self._queue(topic, payload)  # every SQLite notification is in-process
 
 
 class SqliteDatabase:

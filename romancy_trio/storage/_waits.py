@@ -16,22 +16,32 @@ Suspending and targeted delivery both lock the instance row first, so one always
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .._codec import dumps, loads
 from .._errors import InstanceNotFoundError
 from .._event_types import Event, EventReceipt
 from .._replay import EventKind, HistoryEvent, WaitCommand, WaitKind
-from ._db import Database, Tx
+from ._db import Database, Row, Statement, Tx
 from ._queries import Queries, WaitQueries
 from ._types import Lease, Topics, WorkflowStatus, lease_lost
-from .hints import deadline_hint, instance_hint
+from .hints import deadline_hint, woken_hints
 
 DELIVERER = "romancy:delivery"
-_NAMED_WAKEUPS = 8
-"""Most woken instances a write names in its work notifications (one NOTIFY each)."""
-# (tx, channel, subscriber) -> (kind, payload) or None; set by the channels integration
-ChannelTake = Callable[[Tx, str, str], Awaitable[tuple[EventKind, object] | None]]
+Found = tuple[EventKind, object]
+"""What a wait got: the kind of history event to record and its payload."""
+
+
+class ChannelTaker(Protocol):
+    """How a channel wait takes its message (set by the channels integration)."""
+
+    async def take_tx(self, tx: Tx, channel: str, subscriber: str) -> Found | None: ...
+
+    def take_statement(self, channel: str, subscriber: str) -> Statement | None:
+        """The take as one statement to send with others (then `taken`), or None."""
+        ...
+
+    def taken(self, channel: str, subscriber: str, rows: list[Row]) -> Found | None: ...
 
 
 class WaitStore:
@@ -41,31 +51,34 @@ class WaitStore:
         self.topics = topics
         self.q = queries
         self.w = waits
-        self.channel_take: ChannelTake | None = None
+        self.channels: ChannelTaker | None = None
 
     async def suspend(self, lease: Lease, run_no: int, seq: int, wait: WaitCommand, *,
                       now: float) -> HistoryEvent | None:
         """Resolve ``wait`` at once if it can be (event in the inbox, message available,
-        deadline passed) and return the recorded event; otherwise suspend the instance."""
+        deadline passed) and return the recorded event; otherwise suspend the instance.
+
+        On PostgreSQL three round trips either way: the take, then the history row and
+        COMMIT; or the take, the locks with a second take, then the suspension with COMMIT."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
         iid = lease.instance_id
         async with self.db.transaction() as tx:
-            # First look without the instance lock (the common case: something is there; the
-            # fenced record below still guards the lease). Only to suspend does it lock the
-            # instance and look again, so a concurrent deliverer sees the wait or we see it.
-            found = await self._take_tx(tx, iid, wait)
+            # First look without locks (the common case: something is there; the fenced
+            # record below still guards the lease). Only to suspend does it lock and look
+            # again, so that a concurrent deliverer sees the wait or we see what it delivered.
+            _, found = await self._take_tx(tx, iid, wait)
+            locked = False
             if found is None:
                 # Serialise with whoever could deliver: the instance row is locked (targeted
                 # events lock it too) and a channel's row share-locked (publishers row-lock
-                # it), so what committed meanwhile is seen here, or sees our wait.
+                # it). The lock also holds the fence until COMMIT.
+                lock: Statement = (self.w.lock_fenced, fence)
                 if wait.kind is WaitKind.CHANNEL:
-                    row = await tx.fetchone(self.w.lock_fenced_channel,
-                                            {**fence, "channel": wait.key})
-                else:
-                    row = await tx.fetchone(self.w.lock_fenced, fence)
-                if row is None or int(row[0]) != run_no:
+                    lock = (self.w.lock_fenced_channel, {**fence, "channel": wait.key})
+                (rows, *_), found = await self._take_tx(tx, iid, wait, lock=lock)
+                if not rows or int(rows[0][0]) != run_no:
                     raise lease_lost(lease)
-                found = await self._take_tx(tx, iid, wait)
+                locked = True
             if found is None and wait.deadline is not None and wait.deadline <= now:
                 kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
                         else EventKind.WAIT_TIMED_OUT)
@@ -75,67 +88,89 @@ class WaitStore:
                 params = {**fence, "run_no": run_no, "seq": seq, "kind": event.kind,
                           "key": event.key, "payload": dumps(event.payload), "at": now,
                           "compensation": None}
-                first, *rest = self.w.resolve
-                if not await tx.execute(first, params):
-                    raise lease_lost(lease)  # rolls back whatever _take_tx consumed
-                for query in rest:
-                    await tx.execute(query, params)
+                # Locked, the fenced insert cannot fail: COMMIT may travel with it.
+                recorded, *_ = await tx.fetch_batch([(q, params) for q in self.w.resolve],
+                                                    then_commit=locked)
+                if not recorded:  # unlocked: rolls back whatever the take consumed
+                    raise lease_lost(lease)
                 return event
             params = {**fence, "wait_id": wait.wait_id, "kind": wait.kind, "key": wait.key,
                       "deadline": wait.deadline, "wake_at": wait.deadline, "now": now,
                       "topic": self.topics.work}
-            *before, last = self.w.suspend
-            for query in before:
-                await tx.execute(query, params)
-            # COMMIT may travel with the last statement: nothing before it wrote what a lost
-            # lease must undo (the takes found nothing; ``before`` is empty on PostgreSQL, and
-            # on SQLite its wait rows roll back when lease_lost leaves the transaction).
-            state = await tx.fetchone_then_commit(last, params)
-            if state is None:
+            *_, last = await tx.fetch_batch([(q, params) for q in self.w.suspend],
+                                            then_commit=True)
+            if not last:  # the lock above rules this out
                 raise lease_lost(lease)
-        if state[0] == WorkflowStatus.PENDING:  # a cancel arrived: claim it
+        if last[0][0] == WorkflowStatus.PENDING:  # a cancel arrived: claim it
             self.db.publish_local([(self.topics.work, "")])
         elif wait.deadline is not None:  # re-arm timers
             self.db.publish_local([(self.topics.work, deadline_hint(wait.deadline))])
         return None
 
-    async def _take_tx(self, tx: Tx, iid: str, wait: WaitCommand
-                       ) -> tuple[EventKind, object] | None:
-        """Consume what ``wait`` waits for if it is there (targeted event, message)."""
+    async def _take_tx(self, tx: Tx, iid: str, wait: WaitCommand, *,
+                       lock: Statement | None = None) -> tuple[list[list[Row]], Found | None]:
+        """Run ``lock`` if given, then consume what ``wait`` waits for if it is there
+        (targeted event, message): the lock's rows, and what was taken. A channel take that
+        is one statement travels with the lock (one round trip)."""
+        batch = [] if lock is None else [lock]
+        if wait.kind is WaitKind.CHANNEL:
+            channels = self._channels()
+            take = channels.take_statement(wait.key, iid)
+            if take is not None:
+                *rows, taken = await tx.fetch_batch([*batch, take])
+                return rows, channels.taken(wait.key, iid, taken)
+        rows = await tx.fetch_batch(batch) if batch else []
+        if wait.kind is WaitKind.CHANNEL:
+            return rows, await self._channels().take_tx(tx, wait.key, iid)
         if wait.kind is WaitKind.EVENT:
             row = await tx.fetchone(self.w.inbox_first, {"iid": iid, "type": wait.key})
             if row is None:
-                return None
+                return rows, None
             ident = {"iid": iid, "source": row[0], "event_id": row[1]}
             await tx.execute(self.w.inbox_delete, ident)
             body = await tx.fetchone(self.w.event_body, ident)
             if body is None:
-                return None  # retention removed the event itself: nothing to deliver
-            return EventKind.EVENT_RECEIVED, loads(body[0])
-        if wait.kind is WaitKind.CHANNEL:
-            if self.channel_take is None:
-                raise RuntimeError("channel waits need the channels integration")
-            return await self.channel_take(tx, wait.key, iid)
-        return None
+                return rows, None  # retention removed the event itself: nothing to deliver
+            return rows, (EventKind.EVENT_RECEIVED, loads(body[0]))
+        return rows, None
+
+    def _channels(self) -> ChannelTaker:
+        if self.channels is None:
+            raise RuntimeError("channel waits need the channels integration")
+        return self.channels
 
     async def wake_waiters_tx(self, tx: Tx, kind: WaitKind, key: str, *,
                               target: str | None = None, limit: int | None = None) -> list[str]:
         """Make instances waiting on (kind, key) runnable again; announce new work."""
-        rows = await tx.fetchall(self.w.wake_waiters, {
-            "kind": kind, "key": key, "target": target, "limit": limit, "now": time.time()})
-        woken = [r[0] for r in rows]
-        await self.announce_woken_tx(tx, woken)
+        query, params = self.wake_statement(kind, key, target=target, limit=limit)
+        return await self.woken_tx(tx, await tx.fetchall(query, params))
+
+    def wake_statement(self, kind: WaitKind, key: str, *, target: str | None = None,
+                       limit: int | None = None) -> Statement:
+        """What `wake_waiters_tx` runs, for a caller that sends it together with its own
+        statements; then pass its rows to `woken_tx`."""
+        return self.w.wake_waiters, {"kind": kind, "key": key, "target": target,
+                                     "limit": limit, "now": time.time(),
+                                     "topic": self.topics.work}
+
+    async def woken_tx(self, tx: Tx, rows: list[Row]) -> list[str]:
+        """The instances that a `wake_statement` woke, from its rows; their work
+        notifications queued or, where the statement sent them itself, handed to this
+        process's waiters after commit."""
+        woken = [str(r[0]) for r in rows]
+        if self.w.wake_notifies:
+            for row in rows:
+                tx.notify_local(self.topics.work, str(row[1]))
+        else:
+            await self.announce_woken_tx(tx, woken)
         return woken
 
     async def announce_woken_tx(self, tx: Tx, woken: list[str]) -> None:
         """Announce work on commit, naming the instances woken so that only the worker chosen
         for each claims it at once; past a few, an anonymous notification has every worker
-        claim (a burst is worth spreading)."""
-        if len(woken) > _NAMED_WAKEUPS:
-            await tx.notify(self.topics.work, "")
-            return
-        for iid in woken:
-            await tx.notify(self.topics.work, instance_hint(iid))
+        claim (see `hints.woken_hints`)."""
+        for hint in woken_hints(woken):
+            await tx.notify(self.topics.work, hint)
 
     async def send_event(self, event: Event) -> EventReceipt:
         """Record the event (once per source and id) and wake the instances waiting for it."""

@@ -15,10 +15,20 @@ from __future__ import annotations
 
 INSTANCE = "i:"
 DEADLINE = "t:"
+NAMED_WAKEUPS = 8
+"""Most woken instances one write names in its work notifications (one NOTIFY each); past
+that it sends one ``""``: a burst is worth spreading over every worker."""
 
 
 def instance_hint(instance_id: str) -> str:
     return INSTANCE + instance_id
+
+
+def woken_hints(woken: list[str]) -> list[str]:
+    """The work notifications of a write that made ``woken`` claimable."""
+    if len(woken) > NAMED_WAKEUPS:
+        return [""]
+    return [instance_hint(iid) for iid in woken]
 
 
 def deadline_hint(at: float) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
-from .hints import DEADLINE, INSTANCE
+from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
 _FENCE = (
@@ -148,7 +148,8 @@ WAIT_QUERIES = WaitQueries(
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
             %(epoch)s, %(at)s, %(compensation)s
         FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-        FOR SHARE""",),
+        FOR SHARE
+        RETURNING seq""",),
     suspend=(f"""
         WITH u AS (
             UPDATE workflow_instances
@@ -237,17 +238,26 @@ WAIT_QUERIES = WaitQueries(
                 ELSE 'cancelled' END
         WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting')
         RETURNING status""",
-    wake_waiters="""
-        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = %(now)s
-        WHERE instance_id IN (
-            SELECT w.instance_id FROM workflow_waits w
-            JOIN workflow_instances i ON i.instance_id = w.instance_id
-            WHERE w.kind = %(kind)s AND w.key = %(key)s AND i.status = 'waiting'
-              AND (%(target)s::text IS NULL OR w.instance_id = %(target)s)
-            ORDER BY w.created_at, w.instance_id
-            LIMIT %(limit)s
-            FOR UPDATE OF i)
-        RETURNING instance_id""",
+    wake_waiters=f"""
+        WITH u AS (
+            UPDATE workflow_instances SET status = 'pending', wake_at = NULL,
+                updated_at = %(now)s
+            WHERE instance_id IN (
+                SELECT w.instance_id FROM workflow_waits w
+                JOIN workflow_instances i ON i.instance_id = w.instance_id
+                WHERE w.kind = %(kind)s AND w.key = %(key)s AND i.status = 'waiting'
+                  AND (%(target)s::text IS NULL OR w.instance_id = %(target)s)
+                ORDER BY w.created_at, w.instance_id
+                LIMIT %(limit)s
+                FOR UPDATE OF i)
+            RETURNING instance_id),
+        hints AS (
+            SELECT u.instance_id,
+                CASE WHEN (SELECT count(*) FROM u) > {NAMED_WAKEUPS} THEN ''
+                     ELSE '{INSTANCE}' || u.instance_id END AS hint
+            FROM u)
+        SELECT instance_id, hint, pg_notify(%(topic)s, hint) FROM hints""",
+    wake_notifies=True,
     stale_channel_waiters="""
         SELECT w.instance_id, w.key FROM workflow_waits w
         JOIN workflow_instances i ON i.instance_id = w.instance_id

@@ -112,7 +112,8 @@ WAIT_QUERIES = WaitQueries(
         WHERE instance_id = :iid AND source = :source AND event_id = :event_id""",
     event_body="SELECT body FROM workflow_events WHERE source = :source AND event_id = :event_id",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
-    resolve=(QUERIES.record, "DELETE FROM workflow_waits WHERE instance_id = :iid"),
+    resolve=(QUERIES.record + " RETURNING seq",
+             "DELETE FROM workflow_waits WHERE instance_id = :iid"),
     suspend=("DELETE FROM workflow_waits WHERE instance_id = :iid",
              """
         INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
@@ -172,6 +173,7 @@ WAIT_QUERIES = WaitQueries(
             ORDER BY w.created_at, w.instance_id
             LIMIT coalesce(:limit, -1))
         RETURNING instance_id""",
+    wake_notifies=False,
     stale_channel_waiters="""
         SELECT w.instance_id, w.key FROM workflow_waits w
         JOIN workflow_instances i ON i.instance_id = w.instance_id

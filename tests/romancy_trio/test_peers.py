@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from contextlib import aclosing
+from typing import Any
 
 import pytest
 import trio
+from psycopg import sql
 
-from romancy_trio import WorkflowContext, open_app, workflow
+from notify.pg import connect
+from romancy_trio import WorkflowContext, WorkflowStatus, open_app, receive, subscribe, workflow
 from romancy_trio._engine._peers import Peers, fingerprint
 from romancy_trio.storage import hints
 
@@ -71,6 +75,40 @@ def test_hint_payloads() -> None:
 @workflow
 async def peer_echo(ctx: WorkflowContext, value: int) -> int:
     return value * 2
+
+
+@workflow
+async def peer_receiver(ctx: WorkflowContext, channel: str) -> list[Any]:
+    await subscribe(ctx, channel, "competing")
+    return [(await receive(ctx, channel, timeout=30)).data for _ in range(2)]
+
+
+@pytest.mark.postgres
+async def test_a_publish_names_the_instance_it_woke(pg_backend: Backend) -> None:
+    """The wake-up is sent by the publish's own statement, with its COMMIT: its payload is
+    the instance hint the workers' choice is made on."""
+    b = pg_backend
+    async with open_app(b.url, workflows=[peer_receiver], config=b.config) as app:
+        listener = await connect(b.url, autocommit=True)
+        try:
+            await listener.execute(
+                sql.SQL("LISTEN {}").format(sql.Identifier(app.store.topics.work)))
+            iid = await app.start(peer_receiver, "named")
+            for n in range(2):
+                with trio.fail_after(10):
+                    while (await app.status(iid)).status is not WorkflowStatus.WAITING:
+                        await trio.sleep(0.01)
+                await app.publish("named", n)
+                async with aclosing(listener.notifies(timeout=10)) as notes:
+                    payloads = []
+                    async for note in notes:
+                        payloads.append(note.payload)
+                        if note.payload == hints.instance_hint(iid):
+                            break
+                assert payloads[-1] == hints.instance_hint(iid), payloads
+            assert await app.result(iid, timeout=10) == [0, 1]
+        finally:
+            await listener.close()
 
 
 @pytest.mark.postgres
