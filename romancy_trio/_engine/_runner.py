@@ -47,13 +47,20 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
         return
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
     fresh = claimed.fresh
+    known = claimed.history  # brought along by the claim, for the run it claimed
     while True:
         try:
             workflow_input = convert(loads(input_json), wf.input_hint, "input")
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             return
-        history = [] if fresh else await store.load_history(lease.instance_id, run_no)
+        if fresh:
+            history = []
+        elif known is not None:
+            history = list(known)
+        else:
+            history = await store.load_history(lease.instance_id, run_no)
+        known = None
         machine = WorkflowMachine(history=history, started_at=started_at,
                                   cancel_requested=claimed.cancel_requested)
         ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,

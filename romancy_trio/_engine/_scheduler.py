@@ -190,6 +190,7 @@ class Scheduler:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         backoff = 0.05
+        expected: str | None = None  # the instance the last wake-up named for this worker
         with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
             while True:
@@ -199,13 +200,16 @@ class Scheduler:
                     continue
                 try:
                     limit = min(free, self.config.claim_batch)
-                    # one round trip: the claim, and when to look again (on PostgreSQL)
+                    # one round trip: the claim, when to look again, and the history of the
+                    # instance a wake-up named (on PostgreSQL)
                     claimed, expiry = await self.store.claim_and_expiry(
                         self.worker_id,
                         limit=limit,
                         lease_ttl=self.config.lease_ttl,
                         workflows=self._known,
+                        expected=expected,
                     )
+                    expected = None
                     self._n.claims += 1
                     for item in claimed:
                         self._spawn(item)
@@ -219,11 +223,12 @@ class Scheduler:
                 backoff = 0.05
                 expiry_at = None if expiry is None else (
                     trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
-                await self._until_claim_is_due(watch, expiry_at)
+                expected = await self._until_claim_is_due(watch, expiry_at)
 
-    async def _until_claim_is_due(self, watch: Watch, expiry_at: float | None) -> None:
+    async def _until_claim_is_due(self, watch: Watch, expiry_at: float | None) -> str | None:
         """Sleep until a notification this worker should act on at once, the next known
         deadline, or the hub's own jittered fallback re-check - whichever comes first.
+        Returns the instance that woke it if a notification named one chosen for it.
 
         A notification naming only instances that another live worker is chosen to claim
         (see ``_peers``) is left to that worker for ``peer_claim_delay``; this worker claims
@@ -235,11 +240,11 @@ class Scheduler:
             timeout = None if due is None else max(due - trio.current_time(), 0.0)
             wakeup = await watch.wait(timeout=timeout)
             if not wakeup.keys:
-                return  # a gap, the fallback or a deadline
+                return None  # a gap, the fallback or a deadline
             for key in wakeup.keys:
                 if key.startswith(hints.INSTANCE):
                     if self.peers.chooses_me(key):
-                        return
+                        return key.removeprefix(hints.INSTANCE)
                     if deferred_at is None:
                         self._n.deferred += 1
                         deferred_at = trio.current_time() + self.config.peer_claim_delay
@@ -247,7 +252,7 @@ class Scheduler:
                     at = trio.current_time() + max(at - time.time(), 0.0) + _DEADLINE_SLACK
                     expiry_at = at if expiry_at is None else min(expiry_at, at)
                 else:
-                    return  # work for every worker
+                    return None  # work for every worker
 
     async def _members_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

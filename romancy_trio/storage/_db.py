@@ -73,6 +73,12 @@ class Database(Protocol):
 
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
 
+    async def fetch_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        """Several statements in order, in one transaction of their own; the rows of each.
+        PostgreSQL sends them together (one round trip); each statement sees what committed
+        before it started, and what the ones before it did."""
+        ...
+
     def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
         """Hand notifications to this process's waiters (after the writing statement committed)."""
         ...

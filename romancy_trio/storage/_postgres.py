@@ -165,6 +165,15 @@ class PostgresDatabase:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
+    async def fetch_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        """One pipeline without BEGIN: PostgreSQL runs the statements up to its Sync as one
+        implicit transaction (all or nothing), in one round trip."""
+        async with self._autocommit() as conn:
+            async with conn.pipeline():
+                cursors = [await conn.execute(query, params) for query, params in statements]
+            return [await cur.fetchall() if cur.description is not None else []
+                    for cur in cursors]
+
     def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
         if notes and self._after_commit is not None:
             self._after_commit(notes)

@@ -43,7 +43,10 @@ class Queries:
     of one history event: inserts nothing unless owner still holds the lease at epoch for
     run_no (and on PostgreSQL share-locks the instance row until commit, which blocks a
     takeover)."""
-    select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at)
+    select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at, compensation)
+    select_current_history: str
+    """(iid,) -> (run_no, seq, kind, key, payload, created_at, compensation) of the
+    instance's current run, in order."""
     # continue-as-new (several statements in one transaction) ------------------------------
     fence: str  # (iid, owner, epoch) -> (run_no, input, run_started_at); locks against takeover
     archive_history: str  # (iid, run_no)

@@ -130,6 +130,10 @@ class SqliteDatabase:
             rows = await self._guarded(lambda c: c.execute(query, _args(params)).fetchall())
         return [tuple(r) for r in rows]
 
+    async def fetch_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:
+        async with self.transaction() as tx:
+            return await tx.fetch_batch(statements, then_commit=True)
+
     async def _guarded(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return await self.run(fn)

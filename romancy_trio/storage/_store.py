@@ -96,31 +96,38 @@ class Store:
         return claimed
 
     async def claim_and_expiry(
-        self, owner: str, *, limit: int, lease_ttl: float, workflows: Sequence[str]
+        self, owner: str, *, limit: int, lease_ttl: float, workflows: Sequence[str],
+        expected: str | None = None,
     ) -> tuple[list[Claimed], float | None]:
         """`claim`, and then what `next_expiry` answers (as seen just before this claim) -
-        in one round trip where the dialect can."""
+        in one round trip where the dialect can. ``expected``: an instance that a wake-up
+        named; if it is among the claimed, its history comes along in the same round trip
+        (read after the claim holds it, so nothing of it is missed)."""
         if self.q.claim_and_expiry is None:
             claimed = await self.claim(owner, limit=limit, lease_ttl=lease_ttl,
                                        workflows=workflows)
             return claimed, await self.next_expiry(owner)
         return await self._claim(self.q.claim_and_expiry, owner, limit, lease_ttl, workflows,
-                                 with_expiry=True)
+                                 with_expiry=True, expected=expected)
 
     async def _claim(self, query: str, owner: str, limit: int, lease_ttl: float,
-                     workflows: Sequence[str], *, with_expiry: bool
-                     ) -> tuple[list[Claimed], float | None]:
-        rows = await self.db.fetchall(
-            query,
-            {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))},
-        )
+                     workflows: Sequence[str], *, with_expiry: bool,
+                     expected: str | None = None) -> tuple[list[Claimed], float | None]:
+        args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))}
+        history: list[Row] = []
+        if expected is None:
+            rows = await self.db.fetchall(query, args)
+        else:
+            rows, history = await self.db.fetch_batch(
+                [(query, args), (self.q.select_current_history, (expected,))])
         expiry = None
         if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
             expiry = None if extra[7] is None else float(extra[7])
         claimed = [
             Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
-                    cancel_requested=bool(r[6]))
+                    cancel_requested=bool(r[6]),
+                    history=_history(history, int(r[3])) if r[0] == expected else None)
             for r in rows
             if r[0] is not None
         ]
@@ -147,10 +154,7 @@ class Store:
     # -- history ----------------------------------------------------------------------------
     async def load_history(self, instance_id: str, run_no: int) -> list[HistoryEvent]:
         rows = await self.db.fetchall(self.q.select_history, (instance_id, run_no))
-        return [
-            HistoryEvent(int(r[0]), EventKind(r[1]), r[2], loads(r[3]), float(r[4]), r[5])
-            for r in rows
-        ]
+        return [_event(r) for r in rows]
 
     def _record_params(self, lease: Lease, run_no: int, event: HistoryEvent) -> dict[str, Any]:
         return {
@@ -163,7 +167,6 @@ class Store:
             "at": event.at,
             "compensation": event.compensation,
         }
-
 
     async def record_event_tx(self, tx: Tx, lease: Lease, run_no: int, event: HistoryEvent) -> None:
         """Fenced insert of one history event in the caller's transaction."""
@@ -270,3 +273,14 @@ def _instance(row: Row) -> InstanceInfo:
         created_at=_ts(created),
         updated_at=_ts(updated),
     )
+
+
+def _event(row: Row) -> HistoryEvent:
+    """A history event from (seq, kind, key, payload, created_at, compensation)."""
+    return HistoryEvent(int(row[0]), EventKind(row[1]), row[2], loads(row[3]), float(row[4]),
+                        row[5])
+
+
+def _history(rows: list[Row], run_no: int) -> tuple[HistoryEvent, ...]:
+    """The events of run ``run_no`` among ``select_current_history`` rows."""
+    return tuple(_event(r[1:]) for r in rows if int(r[0]) == run_no)

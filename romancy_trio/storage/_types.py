@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from .._errors import LeaseLostError
-from .._replay import ErrorInfo
+from .._replay import ErrorInfo, HistoryEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,8 @@ class Claimed:
     cancel_requested: bool = False
     fresh: bool = False
     """Created by this process a moment ago: it has no history to load."""
+    history: tuple[HistoryEvent, ...] | None = None
+    """Its current run's history, when the claim brought it along (else load it)."""
 
 
 @dataclass(frozen=True, slots=True)

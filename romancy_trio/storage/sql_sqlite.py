@@ -70,6 +70,10 @@ QUERIES = Queries(
     select_history="""
         SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",
+    select_current_history="""
+        SELECT h.run_no, h.seq, h.kind, h.key, h.payload, h.created_at, h.compensation
+        FROM workflow_history h JOIN workflow_instances i USING (instance_id, run_no)
+        WHERE i.instance_id = ? ORDER BY h.seq""",
     fence="""
         SELECT run_no, input, run_started_at FROM workflow_instances
         WHERE instance_id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running'""",

@@ -13,7 +13,16 @@ import trio
 from psycopg import sql
 
 from notify.pg import connect
-from romancy_trio import WorkflowContext, WorkflowStatus, open_app, receive, subscribe, workflow
+from romancy_trio import (
+    ActivityContext,
+    WorkflowContext,
+    WorkflowStatus,
+    activity,
+    open_app,
+    receive,
+    subscribe,
+    workflow,
+)
 from romancy_trio._engine._peers import Peers, fingerprint
 from romancy_trio.storage import hints
 
@@ -109,6 +118,49 @@ async def test_a_publish_names_the_instance_it_woke(pg_backend: Backend) -> None
             assert await app.result(iid, timeout=10) == [0, 1]
         finally:
             await listener.close()
+
+
+STEPS: list[str] = []
+
+
+@activity
+async def peer_step(ctx: ActivityContext, name: str) -> str:
+    STEPS.append(name)
+    return name.upper()
+
+
+@workflow
+async def peer_steps_then_receive(ctx: WorkflowContext, channel: str) -> list[Any]:
+    await subscribe(ctx, channel, "competing")
+    done = [await peer_step(ctx, "a"), await peer_step(ctx, "b")]
+    return [*done, (await receive(ctx, channel, timeout=30)).data]
+
+
+@pytest.mark.postgres
+async def test_the_claim_of_a_named_wake_up_brings_the_history_along(
+        pg_backend: Backend) -> None:
+    """The worker a wake-up names claims the instance and reads its history in one round
+    trip: the replay gets every recorded step (none runs twice) without a separate load."""
+    b = pg_backend
+    STEPS.clear()
+    async with open_app(b.url, workflows=[peer_steps_then_receive, peer_step],
+                        config=b.config) as app:
+        loads = []
+        load_history = app.store.load_history
+
+        async def counted(instance_id: str, run_no: int) -> Any:
+            loads.append(instance_id)
+            return await load_history(instance_id, run_no)
+
+        app.store.load_history = counted  # type: ignore[method-assign]
+        iid = await app.start(peer_steps_then_receive, "along")
+        with trio.fail_after(10):
+            while (await app.status(iid)).status is not WorkflowStatus.WAITING:
+                await trio.sleep(0.01)
+        await app.publish("along", "msg")
+        assert await app.result(iid, timeout=10) == ["A", "B", "msg"]
+        assert STEPS == ["a", "b"]  # replayed from the history, not run again
+        assert loads == []  # the wake-up's claim brought it
 
 
 @pytest.mark.postgres
