@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -32,19 +33,45 @@ def pg_dsn() -> str:
     return dsn
 
 
+_SESSION_LOCK = 0x726F6D61  # advisory lock class of test sessions ("roma")
+
+
+def _session_key(prefix: str) -> int:
+    """The advisory lock key of the session that owns schemas ``rt_test_<8 hex>_*``."""
+    return int(prefix.removeprefix("rt_test_")[:8], 16) - 2**31  # fits a signed int4
+
+
+def _drop_schemas(conn: psycopg.Connection[Any], prefix: str) -> None:
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",)
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(name))
+        )
+
+
 @pytest.fixture(scope="session")
 def pg_schema_base(pg_dsn: str) -> Iterator[str]:
-    """A prefix unique to this test session; schemas created under it are dropped at the end."""
+    """A prefix unique to this test session; schemas created under it are dropped at the end.
+
+    The session holds an advisory lock for its prefix while it runs. At the start it drops the
+    schemas of sessions that hold no lock any more (killed runs never reach their own
+    cleanup, and thousands of leftover tables bloat the catalogs and slow every later run)."""
     prefix = f"rt_test_{uuid.uuid4().hex[:8]}"
-    yield prefix
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",)
+    with psycopg.connect(pg_dsn, autocommit=True) as guard:
+        guard.execute("SELECT pg_advisory_lock(%s, %s)", (_SESSION_LOCK, _session_key(prefix)))
+        others = guard.execute(
+            "SELECT DISTINCT substr(nspname, 1, 16) FROM pg_namespace "
+            "WHERE nspname ~ '^rt_test_[0-9a-f]{8}_' AND nspname NOT LIKE %s", (prefix + "%",)
         ).fetchall()
-        for (name,) in rows:
-            conn.execute(
-                psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(name))
-            )
+        for (other,) in others:
+            key = (_SESSION_LOCK, _session_key(other))
+            if guard.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone() == (True,):
+                _drop_schemas(guard, other)  # its session is gone
+                guard.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+        yield prefix
+        _drop_schemas(guard, prefix)
 
 
 @pytest.fixture
