@@ -76,7 +76,6 @@ class PostgresTx:
         check_notification(topic, payload)
         self.notifications.append((topic, payload))
 
-
     async def fetch_batch(self, statements: Sequence[Statement], *, then_commit: bool = False
                           ) -> list[list[Row]]:
         """BEGIN if none was sent, the statements (and with ``then_commit`` the NOTIFYs and
