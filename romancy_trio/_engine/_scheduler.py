@@ -304,7 +304,7 @@ class Scheduler:
                 now_held = held.get(iid)
                 if now_held == epoch or entry.since >= started:
                     continue
-                if Lease(iid, self.worker_id, now_held or -1) in ours:
+                if now_held is not None and Lease(iid, self.worker_id, now_held) in ours:
                     continue  # a run that suspended and is ending; a newer run of ours has it
                 self._lose(entry)
 

@@ -84,8 +84,7 @@ class PostgresTx:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")
         if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
-            cur = await self._run(*statements[0])
-            return [await cur.fetchall() if cur.description is not None else []]
+            return [await _rows(await self._run(*statements[0]))]
         async with self.conn.pipeline():
             if not self.begun:
                 await self.conn.execute("BEGIN")
@@ -96,7 +95,7 @@ class PostgresTx:
                     await notify_tx(self.conn, topic, payload)
                 await self.conn.execute("COMMIT")
         self.committed = then_commit
-        return [await cur.fetchall() if cur.description is not None else [] for cur in cursors]
+        return [await _rows(cur) for cur in cursors]
 
     def notify_local(self, topic: str, payload: str) -> None:
         if (topic, payload) not in self.local:
@@ -114,6 +113,11 @@ class PostgresTx:
                 await notify_tx(self.conn, topic, payload)
             if self.begun:
                 await self.conn.execute("COMMIT")
+
+
+async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
+    """Every row a statement returned; none for one that returns no rows (an UPDATE)."""
+    return await cur.fetchall() if cur.description is not None else []
 
 
 class PostgresDatabase:
@@ -170,8 +174,7 @@ class PostgresDatabase:
         async with self._autocommit() as conn:
             async with conn.pipeline():
                 cursors = [await conn.execute(query, params) for query, params in statements]
-            return [await cur.fetchall() if cur.description is not None else []
-                    for cur in cursors]
+            return [await _rows(cur) for cur in cursors]
 
     def publish_local(self, notes: Sequence[tuple[str, str]]) -> None:
         if notes and self._after_commit is not None:

@@ -50,7 +50,6 @@ class SqliteTx:
         if (topic, payload) not in self.notifications:
             self.notifications.append((topic, payload))
 
-
     async def fetch_batch(self, statements: Sequence[Statement], *, then_commit: bool = False
                           ) -> list[list[Row]]:
         """One after another (SQLite has no round trips to save); with ``then_commit`` too,
