@@ -45,8 +45,8 @@ class PostgresTx:
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")
-        if self.begun:
-            return await self.conn.execute(query, params)
+        if self.begun:  # no params: None, so that a literal % stays as it is
+            return await self.conn.execute(query, params or None)
         if not params:  # maybe several statements: simple protocol, which pipelines can't do
             await self.conn.execute("BEGIN")
             self.begun = True

@@ -52,6 +52,17 @@ async def ledger_write(ctx: ActivityContext, step: str) -> str:
 
 
 @activity
+async def writes_a_percent(ctx: ActivityContext) -> int:
+    """SQL without parameters is sent as it is: a literal % is no placeholder."""
+    p = "%s" if ctx.db.dialect == "postgres" else "?"
+    await ctx.db.execute(
+        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, "100%"))
+    row = await ctx.db.fetchone("SELECT count(*) FROM ledger WHERE step LIKE '100%'")
+    assert row is not None
+    return int(row[0])
+
+
+@activity
 async def add_tax(ctx: ActivityContext, order: Order) -> Totals:
     return {"order_id": order.order_id, "total": order.cents * 2}
 
@@ -82,7 +93,13 @@ async def fails(ctx: WorkflowContext) -> None:
     await refuse(ctx, "out of stock")
 
 
-ALL = [four_steps, catches_failure, fails, ledger_write, add_tax, refuse]
+@workflow
+async def percent(ctx: WorkflowContext) -> int:
+    return await writes_a_percent(ctx)
+
+
+ALL = [four_steps, catches_failure, fails, percent, ledger_write, writes_a_percent, add_tax,
+       refuse]
 
 
 async def make_ledger(app: Any) -> None:
@@ -128,6 +145,13 @@ async def test_activity_failure_is_catchable_and_an_uncaught_one_fails_the_workf
         assert "ValueError: out of stock" in err.value.message
         info = await app.status(iid)
         assert info.status is WorkflowStatus.FAILED and info.error is not None
+
+
+async def test_an_activity_statement_without_parameters_keeps_a_literal_percent(
+        backend: Backend) -> None:
+    async with open_app(backend.url, workflows=ALL, config=backend.config) as app:
+        await make_ledger(app)
+        assert await app.run(percent, timeout=20) == 1
 
 
 async def test_same_instance_id_twice_creates_one_instance(backend: Backend) -> None:
