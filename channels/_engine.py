@@ -130,16 +130,22 @@ class ChannelEngine:
         metadata_json: str = "{}",
         target: str | None = None,
         now: float,
+        mode: ChannelMode | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
         """What `publish_many_tx` runs, checked, for a caller that sends it together with its
         own statements (in one round trip): run them in order in one transaction, then call
-        `announce_tx` and read the ids with `published_ids`."""
+        `announce_tx` and read the ids with `published_ids`. ``mode``: the channel's mode,
+        if the caller knows it (it never changes once set); a competing channel's publish
+        then takes no lock (see `ChannelQueries.unlocked_publish`)."""
         args = _publish_args(channel, data_json, metadata_json, target, now)
         if not data_json:
             return []
-        if self._q.publish_many is None or len(data_json) < 2:
-            return [(self._q.publish, {**args, "data": d}) for d in data_json]
-        return [(self._q.publish_many, {**args, "data": list(data_json)})]
+        one, many = self._q.publish, self._q.publish_many
+        if mode is ChannelMode.COMPETING and self._q.unlocked_publish is not None:
+            one, many = self._q.unlocked_publish
+        if many is None or len(data_json) < 2:
+            return [(one, {**args, "data": d}) for d in data_json]
+        return [(many, {**args, "data": list(data_json)})]
 
     def published_ids(self, data_json: Sequence[str], rows: Sequence[Sequence[Row]]
                       ) -> list[int]:
@@ -217,15 +223,26 @@ class ChannelEngine:
         """Whether `take_next_tx` would find something now (a hint: on PostgreSQL a message
         being claimed in another open transaction still counts). Raises `NotSubscribedError`.
         """
+        query, args = self.has_message_statement(channel, subscriber)
+        return self.has_message(channel, subscriber, await tx.fetchall(query, args))
+
+    def has_message_statement(self, channel: str, subscriber: str, *, woken: str = "0"
+                              ) -> tuple[str, dict[str, Any]]:
+        """`has_message_tx` as one statement (a SELECT of one row and one column; no row if
+        not subscribed), checked, to send with or inside others; `has_message` reads its
+        rows. ``woken``: an SQL expression (parameters named ``channel``/``subscriber``, or
+        the caller's own) counting the other subscribers already on their way to take from
+        this channel: on a competing channel, that many untargeted messages are theirs."""
         _check_name("channel", channel)
         _check_name("subscriber", subscriber)
-        args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
-        mode, cursor = await self._subscription(tx, self._q.subscription, args)
-        if mode is ChannelMode.BROADCAST:
-            row = await tx.fetchone(self._q.has_broadcast, {**args, "cursor": cursor})
-        else:
-            row = await tx.fetchone(self._q.has_competing, args)
-        return row is not None and bool(row[0])
+        return (self._q.has_message.replace("{woken}", woken),
+                {"channel": channel, "subscriber": subscriber})
+
+    def has_message(self, channel: str, subscriber: str, rows: Sequence[Row]) -> bool:
+        """What a `has_message_statement` found. Raises `NotSubscribedError`."""
+        if not rows:
+            raise NotSubscribedError(channel, subscriber)
+        return bool(rows[0][0])
 
     async def read_after_tx(
         self, tx: ChannelTx, channel: str, after_id: int, limit: int

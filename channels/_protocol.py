@@ -79,9 +79,18 @@ class ChannelQueries:
     (PostgreSQL: the subscription row-locked, then the competing claim or the broadcast step
     with its cursor advanced). None: the engine runs ``subscription_for_take``, then
     ``next_broadcast`` and ``advance_cursor`` or ``claim_competing``."""
-    has_broadcast: str  # channel, subscriber, cursor -> (bool-ish,)
-    has_competing: str  # channel, subscriber -> (bool-ish,)
+    has_message: str
+    """channel, subscriber -> (bool-ish,): whether a take would find something now (in the
+    subscription's mode); no row if not subscribed. One statement, with ``{woken}`` to be
+    replaced by an SQL expression: how many other subscribers are already on their way to
+    take from this competing channel, so that as many untargeted messages are left to them
+    (0: none)."""
     read_after: str  # channel, after_id, limit -> untargeted message rows with id > after_id
     cleanup: str
     """cutoff, batch -> rowcount. Delete at most batch messages: claimed before cutoff, or
     unclaimed, published before cutoff, and receivable by no current subscription."""
+    unlocked_publish: tuple[str, str | None] | None = None
+    """``publish`` and ``publish_many`` for a competing channel: without the channel row
+    lock, so publishers never wait for each other (competing takers claim any unclaimed
+    message: they need no commit order). None: the dialect publishes one at a time anyway
+    (SQLite)."""

@@ -3,8 +3,10 @@
 Ordering: ``publish`` row-locks the channel's row in ``channels`` until the publishing
 transaction ends, and only then draws the message id. So within one channel, ids are handed out
 in commit order: a reader that has seen id N can never later see a committed id below N, and a
-cursor (``id > cursor``) never skips a message. The price: publishes to one channel serialise,
-so keep publishing transactions short, and publish to several channels in a fixed order.
+cursor (``id > cursor``) never skips a message. The price: publishes to one broadcast channel
+serialise, so keep publishing transactions short, and publish to several channels in a fixed
+order. A competing channel needs no commit order (a taker claims any unclaimed message): its
+publishes (``unlocked_publish``) leave the row alone and never wait for each other.
 
 Competing claims use ``FOR UPDATE SKIP LOCKED``: concurrent takers never block on or share a
 message; a claim that rolls back leaves the message unclaimed.
@@ -15,6 +17,30 @@ from __future__ import annotations
 from ._protocol import MESSAGE_COLUMNS, ChannelQueries
 
 _RECEIVABLE = "(target IS NULL OR target = %(subscriber)s)"
+
+_LOCKED_HEAD = """
+            INSERT INTO channels AS c (channel, mode, created_at, last_published_at)
+            VALUES (%(channel)s, NULL, %(now)s, %(now)s)
+            ON CONFLICT (channel) DO UPDATE SET last_published_at = EXCLUDED.last_published_at
+            RETURNING channel"""
+_FREE_HEAD = "SELECT %(channel)s::text AS channel"
+"""A competing channel's publish: its row exists (its mode is set) and stays unlocked."""
+_PUBLISH = """
+        WITH head AS ({head})
+        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
+        SELECT channel, %(data)s::text, %(metadata)s::text, %(target)s::text,
+            %(now)s::float8
+        FROM head
+        RETURNING id"""
+_PUBLISH_MANY = """
+        WITH head AS ({head}),
+        items AS (
+            SELECT d.data, d.n FROM unnest(%(data)s::text[]) WITH ORDINALITY AS d(data, n))
+        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
+        SELECT head.channel, items.data, %(metadata)s::text, %(target)s::text, %(now)s::float8
+        FROM head CROSS JOIN items
+        ORDER BY items.n
+        RETURNING id, data"""
 
 QUERIES = ChannelQueries(
     lock_mode="""
@@ -40,30 +66,8 @@ QUERIES = ChannelQueries(
     subscribers="""
         SELECT subscriber, mode FROM channel_subscriptions
         WHERE channel = %(channel)s ORDER BY subscriber""",
-    publish="""
-        WITH head AS (
-            INSERT INTO channels AS c (channel, mode, created_at, last_published_at)
-            VALUES (%(channel)s, NULL, %(now)s, %(now)s)
-            ON CONFLICT (channel) DO UPDATE SET last_published_at = EXCLUDED.last_published_at
-            RETURNING channel)
-        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
-        SELECT channel, %(data)s::text, %(metadata)s::text, %(target)s::text,
-            %(now)s::float8
-        FROM head
-        RETURNING id""",
-    publish_many="""
-        WITH head AS (
-            INSERT INTO channels AS c (channel, mode, created_at, last_published_at)
-            VALUES (%(channel)s, NULL, %(now)s, %(now)s)
-            ON CONFLICT (channel) DO UPDATE SET last_published_at = EXCLUDED.last_published_at
-            RETURNING channel),
-        items AS (
-            SELECT d.data, d.n FROM unnest(%(data)s::text[]) WITH ORDINALITY AS d(data, n))
-        INSERT INTO channel_messages (channel, data, metadata, target, published_at)
-        SELECT head.channel, items.data, %(metadata)s::text, %(target)s::text, %(now)s::float8
-        FROM head CROSS JOIN items
-        ORDER BY items.n
-        RETURNING id, data""",
+    publish=_PUBLISH.format(head=_LOCKED_HEAD),
+    publish_many=_PUBLISH_MANY.format(head=_LOCKED_HEAD),
     next_broadcast=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE}
@@ -106,14 +110,22 @@ QUERIES = ChannelQueries(
             WHERE c.channel = %(channel)s AND c.subscriber = %(subscriber)s),
         got AS (SELECT * FROM claimed UNION ALL SELECT * FROM step)
         SELECT s.mode, s.cursor_id, got.* FROM s LEFT JOIN got ON true""",
-    has_broadcast=f"""
-        SELECT EXISTS (
-            SELECT 1 FROM channel_messages
-            WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE})""",
-    has_competing=f"""
-        SELECT EXISTS (
-            SELECT 1 FROM channel_messages
-            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE})""",
+    has_message="""
+        SELECT CASE WHEN s.mode = 'competing'
+            THEN EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL
+                      AND m.target = s.subscriber)
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
+                    ORDER BY m.id LIMIT 1 OFFSET ({woken}))
+            ELSE EXISTS (
+                SELECT 1 FROM channel_messages m
+                WHERE m.channel = s.channel AND m.id > s.cursor_id
+                  AND (m.target IS NULL OR m.target = s.subscriber)) END
+        FROM channel_subscriptions s
+        WHERE s.channel = %(channel)s AND s.subscriber = %(subscriber)s""",
     read_after=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = %(channel)s AND id > %(after_id)s AND target IS NULL
@@ -130,4 +142,5 @@ QUERIES = ChannelQueries(
                           AND (s.mode = 'competing' OR s.cursor_id < m.id))))
             LIMIT %(batch)s
             FOR UPDATE OF m SKIP LOCKED)""",
+    unlocked_publish=(_PUBLISH.format(head=_FREE_HEAD), _PUBLISH_MANY.format(head=_FREE_HEAD)),
 )

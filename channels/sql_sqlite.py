@@ -54,14 +54,22 @@ QUERIES = ChannelQueries(
             ORDER BY id LIMIT 1)
         RETURNING {MESSAGE_COLUMNS}""",
     take=None,  # no data-modifying CTEs: the engine runs the steps
-    has_broadcast=f"""
-        SELECT EXISTS (
-            SELECT 1 FROM channel_messages
-            WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE})""",
-    has_competing=f"""
-        SELECT EXISTS (
-            SELECT 1 FROM channel_messages
-            WHERE channel = :channel AND claimed_by IS NULL AND {_RECEIVABLE})""",
+    has_message="""
+        SELECT CASE WHEN s.mode = 'competing'
+            THEN EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL
+                      AND m.target = s.subscriber)
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
+                    ORDER BY m.id LIMIT 1 OFFSET ({woken}))
+            ELSE EXISTS (
+                SELECT 1 FROM channel_messages m
+                WHERE m.channel = s.channel AND m.id > s.cursor_id
+                  AND (m.target IS NULL OR m.target = s.subscriber)) END
+        FROM channel_subscriptions s
+        WHERE s.channel = :channel AND s.subscriber = :subscriber""",
     read_after=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = :channel AND id > :after_id AND target IS NULL

@@ -68,20 +68,25 @@ class ChannelService:
     async def publish_many_tx(self, tx: Tx, channel: str, items: Sequence[Any], *,
                               metadata: Any = None, target: str | None = None,
                               then_commit: bool = False) -> list[int]:
-        """Publish several messages in the caller's transaction (ids in order) and wake the
-        receivers waiting on the channel: broadcast all, competing/targeted one per message.
-        The inserts and the wake-up travel together (PostgreSQL: one round trip, with COMMIT
-        too if ``then_commit``: the transaction's last statements)."""
+        """Publish several messages in the caller's transaction (ids in order) and, once it
+        has committed, wake the receivers waiting on the channel: broadcast all,
+        competing/targeted one per message. PostgreSQL: the inserts in one round trip, with
+        COMMIT and the wake-up too if ``then_commit`` (the transaction's last statements).
+
+        The wake-up runs after COMMIT so that it sees every receiver that suspended before
+        the messages were visible; a receiver suspending meanwhile looks again after its own
+        COMMIT (`WaitStore.suspend`). Neither waits for the other."""
         data = [dumps(d) for d in items]
-        statements = self.engine.publish_statements(
-            channel, data, metadata_json=dumps(metadata or {}), target=target, now=time.time())
         mode = await self._mode_tx(tx, channel)
+        statements = self.engine.publish_statements(
+            channel, data, metadata_json=dumps(metadata or {}), target=target, now=time.time(),
+            mode=mode)
         limit = len(data) if mode is ChannelMode.COMPETING or target is not None else None
-        wake = self.store.waits.wake_statement(WaitKind.CHANNEL, channel, target=target,
-                                               limit=limit)
+        waits = self.store.waits
+        tx.after_commit(waits.wake_statement(WaitKind.CHANNEL, channel, target=target,
+                                             limit=limit), waits.woken_notes)
         await self.engine.announce_tx(tx, channel)
-        *published, woken = await tx.fetch_batch([*statements, wake], then_commit=then_commit)
-        await self.store.waits.woken_tx(tx, woken)
+        published = await tx.fetch_batch(statements, then_commit=then_commit)
         return self.engine.published_ids(data, published)
 
     async def publish(self, channel: str, data: Any, *, metadata: Any = None,
@@ -135,6 +140,10 @@ class ChannelService:
             return _received(self.engine.taken(channel, subscriber, rows))
         except EngineChannelError as exc:
             return _failed(exc)
+
+    def ready_query(self, channel: str, subscriber: str, *, woken: str
+                    ) -> tuple[str, dict[str, Any]]:
+        return self.engine.has_message_statement(channel, subscriber, woken=woken)
 
     def activities(self) -> list[Activity[..., Any]]:
         async def subscribe_(ctx: ActivityContext, channel: str, mode: str) -> None:

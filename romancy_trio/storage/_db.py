@@ -16,6 +16,9 @@ Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
 AfterCommit = Callable[[Sequence[tuple[str, str]]], None]
+LocalNotes = Callable[[list[Row]], list[tuple[str, str]]]
+"""From the rows of a statement that sent its own notifications: what to hand to this
+process's waiters too (see `Tx.notify_local`)."""
 
 
 class Session(Protocol):
@@ -56,6 +59,15 @@ class Tx(Session, Protocol):
         """Hand ``payload`` to this process's waiters on ``topic`` once this transaction has
         committed, for a notification that a statement sent itself (``pg_notify`` in SQL):
         in-process waiters need not wait for it to come back from the database."""
+        ...
+
+    def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
+        """Run ``statement`` once this transaction has committed, in a transaction of its
+        own that sees everything this one wrote; ``local_notes(rows)`` is handed to this
+        process's waiters. PostgreSQL sends it with COMMIT (one round trip). Only for work
+        that a fallback redoes if it is lost (a wake-up): its failure does not undo the
+        commit and is logged, not raised. SQLite runs it just before COMMIT: with its one
+        writer, nothing can come between."""
         ...
 
 

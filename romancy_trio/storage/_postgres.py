@@ -16,6 +16,7 @@ an exception is rolled back by the pool (shielded), or the connection is discard
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,8 +28,13 @@ from notify import check_notification, notify_tx
 from notify.pg import TrioConnection
 from notify.pool import ConnectionPool
 
-from .._errors import StorageUnavailableError
-from ._db import AfterCommit, Params, Row, Statement
+from .._errors import LeaseLostError, StorageUnavailableError
+from ._db import AfterCommit, LocalNotes, Params, Row, Statement
+
+log = logging.getLogger("romancy_trio.storage")
+
+FENCED_OUT = "RT001"
+"""SQLSTATE of ``romancy_fenced_out()`` (migration 0003): a fenced write found its lease gone."""
 
 
 class PostgresTx:
@@ -41,6 +47,9 @@ class PostgresTx:
         """Notifications statements sent themselves: only published in-process."""
         self.begun = False
         self.committed = False
+        self.after: list[tuple[Statement, LocalNotes]] = []
+        self._after_cursors: list[psycopg.AsyncCursor[Row]] = []
+        self._commit_cursor: psycopg.AsyncCursor[Row] | None = None
 
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self.committed:
@@ -85,34 +94,72 @@ class PostgresTx:
             raise RuntimeError("this transaction already committed with its last statement")
         if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
             return [await _rows(await self._run(*statements[0]))]
-        async with self.conn.pipeline():
+        async with self._pipeline():
             if not self.begun:
                 await self.conn.execute("BEGIN")
                 self.begun = True
             cursors = [await self.conn.execute(query, params) for query, params in statements]
             if then_commit:
-                for topic, payload in self.notifications:
-                    await notify_tx(self.conn, topic, payload)
-                await self.conn.execute("COMMIT")
-        self.committed = then_commit
+                await self._send_commit()
+        if then_commit:
+            self.committed = True
+            await self._collect_after()
         return [await _rows(cur) for cur in cursors]
 
     def notify_local(self, topic: str, payload: str) -> None:
         if (topic, payload) not in self.local:
             self.local.append((topic, payload))
 
+    def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
+        if self.committed:
+            raise RuntimeError("this transaction already committed with its last statement")
+        self.after.append((statement, local_notes))
+
     async def commit(self) -> None:
         if self.committed:
             return
-        if not self.notifications:
+        if not self.notifications and not self.after:
             if self.begun:
                 await self.conn.execute("COMMIT")
             return
-        async with self.conn.pipeline():  # the NOTIFYs and COMMIT: one round trip
+        async with self._pipeline():  # the NOTIFYs, COMMIT and what follows: one round trip
+            await self._send_commit()
+        self.committed = True
+        await self._collect_after()
+
+    async def _send_commit(self) -> None:
+        """In an open pipeline: the queued NOTIFYs and COMMIT; or, with after-commit
+        statements, COMMIT, then the NOTIFYs and those statements, which PostgreSQL runs as
+        one implicit transaction up to the pipeline's Sync: it sees what COMMIT made
+        visible, and listeners are woken once for all the notifications, not twice."""
+        if not self.after:
             for topic, payload in self.notifications:
                 await notify_tx(self.conn, topic, payload)
-            if self.begun:
-                await self.conn.execute("COMMIT")
+        if self.begun:
+            self._commit_cursor = await self.conn.execute("COMMIT")
+        if self.after:
+            for topic, payload in self.notifications:
+                await notify_tx(self.conn, topic, payload)
+        self._after_cursors = [await self.conn.execute(q, p) for (q, p), _ in self.after]
+
+    @asynccontextmanager
+    async def _pipeline(self) -> AsyncIterator[None]:
+        """A pipeline. If it fails after its COMMIT went through, the failure came from an
+        after-commit statement: the transaction stands, the failure is logged."""
+        try:
+            async with self.conn.pipeline():
+                yield
+        except psycopg.Error as exc:
+            commit = self._commit_cursor
+            if commit is None or commit.pgresult is None or commit.statusmessage != "COMMIT":
+                raise
+            log.warning("a statement sent after COMMIT failed; the fallback sweep redoes its "
+                        "work: %s", exc)
+            self._after_cursors = []
+
+    async def _collect_after(self) -> None:
+        for cur, (_, local_notes) in zip(self._after_cursors, self.after, strict=False):
+            self.local.extend(local_notes(await _rows(cur)))
 
 
 async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
@@ -151,6 +198,10 @@ class PostgresDatabase:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
             raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
+        except psycopg.Error as exc:
+            if exc.sqlstate == FENCED_OUT:
+                raise LeaseLostError(exc.diag.message_primary or str(exc)) from None
+            raise
         self.publish_local(tx.notifications + tx.local)
 
     async def execute(self, query: str, params: Params = ()) -> int:

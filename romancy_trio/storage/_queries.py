@@ -71,26 +71,25 @@ class WaitQueries:
     lock_fenced: str
     """iid, owner, epoch -> (run_no, cancel_requested); row-locks the instance (serialises a
     suspending worker with a concurrent targeted delivery)."""
-    lock_fenced_channel: str
-    """iid, owner, epoch, channel -> (run_no, cancel_requested, ...): ``lock_fenced``, and a
-    share lock on the channel's row, so a suspending receiver and a publisher of that channel
-    (which row-locks it) serialise: one of them always sees the other."""
     inbox_first: str  # iid, type -> (source, event_id) of the oldest unconsumed targeted event
     inbox_insert: str  # iid, source, event_id, type, now
     inbox_delete: str  # iid, source, event_id
     event_body: str  # source, event_id -> (body,)
     waits_delete: str  # iid
+    resolve_raises_when_fenced: bool
+    """Whether ``resolve``, fenced out, raises (`LeaseLostError`, through the driver) rather
+    than return no row: then COMMIT may travel with it, since a failure skips it."""
     resolve: tuple[str, ...]
     """Run in order with the record params (iid, owner, epoch, run_no, seq, kind, key, payload,
     at, compensation): the fenced history insert of a wait's outcome (the first statement
     returns (seq,), or no row if the lease is lost) and the removal of the instance's wait
     rows. One statement on PostgreSQL."""
     suspend: tuple[str, ...]
-    """Run in order with iid, owner, epoch, wait_id, kind, key, deadline, wake_at, now, topic;
-    the last returns (status,), or no row if the lease is lost. Fenced: the instance's wait
-    rows replaced by this one, the instance waiting (or pending if a cancel arrived
-    meanwhile), its lease dropped; announces work if it has a deadline. One statement on
-    PostgreSQL."""
+    """Run in order with iid, owner, epoch, run_no, wait_id, kind, key, deadline, wake_at, now,
+    topic; the last returns (status,), or no row if the lease (or run) is lost. Fenced: the
+    instance's wait rows replaced by this one, the instance waiting (or pending if a cancel
+    arrived meanwhile), its lease dropped; announces work if it has a deadline. One statement
+    on PostgreSQL."""
     append_history: str
     """iid, kind, key, payload, worker, at: unfenced append at the next seq of the current run
     (only for instances that no worker holds: a waiting instance being woken)."""
@@ -115,6 +114,15 @@ class WaitQueries:
     an unrelated statement (a heartbeat re-checking a just-suspended instance) must still be
     woken. With ``wake_notifies``, -> (iid, hint, ...): it also sends their work
     notifications on ``topic``, on commit (`hints.woken_hints`)."""
+    wake_if_ready: str
+    """iid, wait_id, now, topic, and the parameters of ``{ready}``: a one-row, one-column
+    SELECT put in its place, true if what the instance waits for is there (no row: true).
+    Makes the instance pending if it is still waiting on ``wait_id`` and ``{ready}`` says
+    so; rows as ``wake_waiters``'."""
+    woken_receivers: str
+    """An SQL expression with channel, subscriber: how many other instances were woken from
+    a receive on that channel and have not yet taken (pending, or running with that wait
+    still there): each of them is about to take a message."""
     wake_notifies: bool
     """Whether ``wake_waiters`` sends its work notifications itself, so that a publish can
     send COMMIT with it; otherwise the store queues them."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._errors import StorageUnavailableError
-from ._db import AfterCommit, Params, Row, Statement
+from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 
 T = TypeVar("T")
 
@@ -31,6 +31,7 @@ class SqliteTx:
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self.notifications: list[tuple[str, str]] = []
+        self.after: list[tuple[Statement, LocalNotes]] = []
 
     async def execute(self, query: str, params: Params = ()) -> int:
         return await self._db.run(lambda c: c.execute(query, _args(params)).rowcount)
@@ -58,6 +59,14 @@ class SqliteTx:
 
     def notify_local(self, topic: str, payload: str) -> None:
         self._queue(topic, payload)  # every SQLite notification is in-process
+
+    def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
+        self.after.append((statement, local_notes))  # run last, before COMMIT (one writer)
+
+    async def run_after(self) -> None:
+        for (query, params), local_notes in self.after:
+            for topic, payload in local_notes(await self.fetchall(query, params)):
+                self._queue(topic, payload)
 
 
 class SqliteDatabase:
@@ -105,6 +114,7 @@ class SqliteDatabase:
             tx = SqliteTx(self)
             try:
                 yield tx
+                await tx.run_after()
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await self.run(lambda c: c.execute("ROLLBACK"))

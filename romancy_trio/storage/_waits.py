@@ -11,12 +11,14 @@ when somebody appends the awaited event to its history and makes it ``pending`` 
 - a due deadline makes the instance claimable; the claimer records the timeout (or timer fire).
 
 Suspending and targeted delivery both lock the instance row first, so one always sees the other.
+A channel receive takes no lock: a publish wakes receivers after its COMMIT, and a receiver
+looks again after the COMMIT of its suspension, so one of the two sees the other.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._codec import dumps, loads
 from .._errors import InstanceNotFoundError
@@ -43,6 +45,13 @@ class ChannelTaker(Protocol):
 
     def taken(self, channel: str, subscriber: str, rows: list[Row]) -> Found | None: ...
 
+    def ready_query(self, channel: str, subscriber: str, *, woken: str
+                    ) -> tuple[str, dict[str, Any]]:
+        """A SELECT of one row and one column: whether a take for ``subscriber`` would find
+        a message now that none of the ``woken`` (an SQL count of other receivers on their
+        way to take) is about to take; no row if not subscribed."""
+        ...
+
 
 class WaitStore:
     def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics
@@ -58,24 +67,24 @@ class WaitStore:
         """Resolve ``wait`` at once if it can be (event in the inbox, message available,
         deadline passed) and return the recorded event; otherwise suspend the instance.
 
-        On PostgreSQL three round trips either way: the take, then the history row and
-        COMMIT; or the take, the locks with a second take, then the suspension with COMMIT."""
+        On PostgreSQL, found: the take, then the history row with COMMIT (two round trips).
+        Not found: a channel wait suspends with COMMIT and looks again right after it (two
+        round trips, no lock: a publish wakes receivers after its own COMMIT, so one of the
+        two looks sees the other's write); other waits lock the instance, as targeted
+        deliveries do, look again, then suspend with COMMIT (three)."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
         iid = lease.instance_id
         async with self.db.transaction() as tx:
             # First look without locks (the common case: something is there; the fenced
-            # record below still guards the lease). Only to suspend does it lock and look
-            # again, so that a concurrent deliverer sees the wait or we see what it delivered.
+            # record below still guards the lease).
             _, found = await self._take_tx(tx, iid, wait)
             locked = False
-            if found is None:
-                # Serialise with whoever could deliver: the instance row is locked (targeted
-                # events lock it too) and a channel's row share-locked (publishers row-lock
-                # it). The lock also holds the fence until COMMIT.
-                lock: Statement = (self.w.lock_fenced, fence)
-                if wait.kind is WaitKind.CHANNEL:
-                    lock = (self.w.lock_fenced_channel, {**fence, "channel": wait.key})
-                (rows, *_), found = await self._take_tx(tx, iid, wait, lock=lock)
+            if found is None and wait.kind is not WaitKind.CHANNEL:
+                # Serialise with whoever could deliver (targeted events lock the instance row
+                # too), so that a concurrent deliverer sees the wait or we see what it
+                # delivered. The lock also holds the fence until COMMIT.
+                (rows, *_), found = await self._take_tx(tx, iid, wait,
+                                                        lock=(self.w.lock_fenced, fence))
                 if not rows or int(rows[0][0]) != run_no:
                     raise lease_lost(lease)
                 locked = True
@@ -88,18 +97,30 @@ class WaitStore:
                 params = {**fence, "run_no": run_no, "seq": seq, "kind": event.kind,
                           "key": event.key, "payload": dumps(event.payload), "at": now,
                           "compensation": None}
-                # Locked, the fenced insert cannot fail: COMMIT may travel with it.
-                recorded, *_ = await tx.fetch_batch([(q, params) for q in self.w.resolve],
-                                                    then_commit=locked)
+                # COMMIT may travel with the fenced insert if that cannot fail (locked) or
+                # fails loudly, skipping COMMIT (the dialect's resolve raises when fenced out).
+                recorded, *_ = await tx.fetch_batch(
+                    [(q, params) for q in self.w.resolve],
+                    then_commit=locked or self.w.resolve_raises_when_fenced)
                 if not recorded:  # unlocked: rolls back whatever the take consumed
                     raise lease_lost(lease)
                 return event
-            params = {**fence, "wait_id": wait.wait_id, "kind": wait.kind, "key": wait.key,
-                      "deadline": wait.deadline, "wake_at": wait.deadline, "now": now,
-                      "topic": self.topics.work}
+            params = {**fence, "run_no": run_no, "wait_id": wait.wait_id, "kind": wait.kind,
+                      "key": wait.key, "deadline": wait.deadline, "wake_at": wait.deadline,
+                      "now": now, "topic": self.topics.work}
+            if wait.kind is WaitKind.CHANNEL:
+                # A message committed since the take above found no receiver waiting yet:
+                # look again once this suspension is visible (in the same round trip), and
+                # if one is there that no receiver already woken will take, make the
+                # instance runnable again at once.
+                ready, ready_params = self._channels().ready_query(
+                    wait.key, iid, woken=self.w.woken_receivers)
+                tx.after_commit((self.w.wake_if_ready.replace("{ready}", ready), {
+                    **ready_params, "iid": iid, "wait_id": wait.wait_id, "now": now,
+                    "topic": self.topics.work}), self.woken_notes)
             *_, last = await tx.fetch_batch([(q, params) for q in self.w.suspend],
                                             then_commit=True)
-            if not last:  # the lock above rules this out
+            if not last:  # fenced: the lease, or the run, is no longer ours
                 raise lease_lost(lease)
         if last[0][0] == WorkflowStatus.PENDING:  # a cancel arrived: claim it
             self.db.publish_local([(self.topics.work, "")])
@@ -143,27 +164,30 @@ class WaitStore:
                               target: str | None = None, limit: int | None = None) -> list[str]:
         """Make instances waiting on (kind, key) runnable again; announce new work."""
         query, params = self.wake_statement(kind, key, target=target, limit=limit)
-        return await self.woken_tx(tx, await tx.fetchall(query, params))
+        rows = await tx.fetchall(query, params)
+        for topic, payload in self.woken_notes(rows):
+            if self.w.wake_notifies:
+                tx.notify_local(topic, payload)
+            else:
+                await tx.notify(topic, payload)
+        return [str(r[0]) for r in rows]
 
     def wake_statement(self, kind: WaitKind, key: str, *, target: str | None = None,
                        limit: int | None = None) -> Statement:
-        """What `wake_waiters_tx` runs, for a caller that sends it together with its own
-        statements; then pass its rows to `woken_tx`."""
+        """What `wake_waiters_tx` runs, for a caller that sends it on its own terms (e.g.
+        after COMMIT); `woken_notes` reads its rows."""
         return self.w.wake_waiters, {"kind": kind, "key": key, "target": target,
                                      "limit": limit, "now": time.time(),
                                      "topic": self.topics.work}
 
-    async def woken_tx(self, tx: Tx, rows: list[Row]) -> list[str]:
-        """The instances that a `wake_statement` woke, from its rows; their work
-        notifications queued or, where the statement sent them itself, handed to this
-        process's waiters after commit."""
-        woken = [str(r[0]) for r in rows]
+    def woken_notes(self, rows: list[Row]) -> list[tuple[str, str]]:
+        """The work notifications for the instances a `wake_statement` woke (its rows), named
+        so that only the worker chosen for each claims it at once (`hints.woken_hints`).
+        Where the statement sent them itself (``wake_notifies``), only this process's
+        waiters still need them."""
         if self.w.wake_notifies:
-            for row in rows:
-                tx.notify_local(self.topics.work, str(row[1]))
-        else:
-            await self.announce_woken_tx(tx, woken)
-        return woken
+            return [(self.topics.work, str(r[1])) for r in rows]
+        return [(self.topics.work, hint) for hint in woken_hints([str(r[0]) for r in rows])]
 
     async def announce_woken_tx(self, tx: Tx, woken: list[str]) -> None:
         """Announce work on commit, naming the instances woken so that only the worker chosen

@@ -128,10 +128,6 @@ QUERIES = Queries(
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"""
         SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
-    lock_fenced_channel=f"""
-        SELECT run_no, cancel_requested,
-            (SELECT 1 FROM channels WHERE channel = %(channel)s FOR SHARE)
-        FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
     inbox_first="""
         SELECT source, event_id FROM workflow_inbox
         WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
@@ -146,21 +142,27 @@ WAIT_QUERIES = WaitQueries(
         SELECT body FROM workflow_events WHERE source = %(source)s AND event_id = %(event_id)s""",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
     resolve=(f"""
-        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s)
-        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at, compensation)
-        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
-            %(epoch)s, %(at)s, %(compensation)s
-        FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-        FOR SHARE
-        RETURNING seq""",),
+        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s),
+        recorded AS (
+            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
+                worker_id, lease_epoch, created_at, compensation)
+            SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+                %(epoch)s, %(at)s, %(compensation)s
+            FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+            FOR SHARE
+            RETURNING seq)
+        SELECT seq FROM recorded
+        UNION ALL
+        SELECT romancy_fenced_out(%(iid)s, %(owner)s, %(epoch)s)
+        WHERE NOT EXISTS (SELECT 1 FROM recorded)""",),
+    resolve_raises_when_fenced=True,
     suspend=(f"""
         WITH u AS (
             UPDATE workflow_instances
             SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
                 wake_at = %(wake_at)s, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = %(now)s
-            WHERE {_FENCE}
+            WHERE {_FENCE} AND run_no = %(run_no)s
             RETURNING instance_id, status, wake_at),
         other AS (
             DELETE FROM workflow_waits w USING u
@@ -261,6 +263,23 @@ WAIT_QUERIES = WaitQueries(
                      ELSE '{INSTANCE}' || u.instance_id END AS hint
             FROM u)
         SELECT instance_id, hint, pg_notify(%(topic)s, hint) FROM hints""",
+    wake_if_ready=f"""
+        WITH u AS (
+            UPDATE workflow_instances SET status = 'pending', wake_at = NULL,
+                updated_at = %(now)s
+            WHERE instance_id = %(iid)s AND status = 'waiting'
+              AND EXISTS (SELECT 1 FROM workflow_waits w
+                          WHERE w.instance_id = %(iid)s AND w.wait_id = %(wait_id)s)
+              AND coalesce(({{ready}}), true)
+            RETURNING instance_id)
+        SELECT instance_id, '{INSTANCE}' || instance_id,
+            pg_notify(%(topic)s, '{INSTANCE}' || instance_id)
+        FROM u""",
+    woken_receivers="""(
+        SELECT count(*) FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'channel' AND w.key = %(channel)s AND w.instance_id <> %(subscriber)s
+          AND i.status IN ('pending', 'running'))""",
     wake_notifies=True,
     stale_channel_waiters="""
         SELECT w.instance_id, w.key FROM workflow_waits w

@@ -103,7 +103,6 @@ _LOCK_FENCED = f"SELECT run_no, cancel_requested FROM workflow_instances WHERE {
 
 WAIT_QUERIES = WaitQueries(
     lock_fenced=_LOCK_FENCED,
-    lock_fenced_channel=_LOCK_FENCED,  # the write transaction holds the whole database
     inbox_first="""
         SELECT source, event_id FROM workflow_inbox
         WHERE instance_id = :iid AND type = :type ORDER BY received_at, event_id LIMIT 1""",
@@ -116,6 +115,7 @@ WAIT_QUERIES = WaitQueries(
         WHERE instance_id = :iid AND source = :source AND event_id = :event_id""",
     event_body="SELECT body FROM workflow_events WHERE source = :source AND event_id = :event_id",
     waits_delete="DELETE FROM workflow_waits WHERE instance_id = :iid",
+    resolve_raises_when_fenced=False,
     resolve=(QUERIES.record + " RETURNING seq",
              "DELETE FROM workflow_waits WHERE instance_id = :iid"),
     suspend=("DELETE FROM workflow_waits WHERE instance_id = :iid",
@@ -126,7 +126,7 @@ WAIT_QUERIES = WaitQueries(
         UPDATE workflow_instances
         SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
             wake_at = :wake_at, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-        WHERE {_FENCE}
+        WHERE {_FENCE} AND run_no = :run_no
         RETURNING status"""),
     append_history="""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
@@ -177,6 +177,18 @@ WAIT_QUERIES = WaitQueries(
             ORDER BY w.created_at, w.instance_id
             LIMIT coalesce(:limit, -1))
         RETURNING instance_id""",
+    wake_if_ready="""
+        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = :now
+        WHERE instance_id = :iid AND status = 'waiting'
+          AND EXISTS (SELECT 1 FROM workflow_waits w
+                      WHERE w.instance_id = :iid AND w.wait_id = :wait_id)
+          AND coalesce(({ready}), 1)
+        RETURNING instance_id""",
+    woken_receivers="""(
+        SELECT count(*) FROM workflow_waits w
+        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'channel' AND w.key = :channel AND w.instance_id <> :subscriber
+          AND i.status IN ('pending', 'running'))""",
     wake_notifies=False,
     stale_channel_waiters="""
         SELECT w.instance_id, w.key FROM workflow_waits w

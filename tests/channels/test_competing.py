@@ -131,6 +131,51 @@ async def test_subscribers_and_has_message(env: Env) -> None:
         assert not await env.engine.has_message_tx(tx, "n", "x")
 
 
+async def test_has_message_leaves_messages_to_subscribers_already_woken(env: Env) -> None:
+    """``woken`` (an SQL count of other subscribers on their way to take) leaves that many
+    untargeted competing messages to them; a message targeted at the asker, or a broadcast
+    one, stays the asker's whatever the count."""
+    await subscribe(env, "q", "a", C)
+    await subscribe(env, "n", "x", B)
+    await publish(env, "q", 1)
+    await publish(env, "q", 2)
+    await publish(env, "n", 1)
+
+    async def has(channel: str, subscriber: str, woken: str) -> bool:
+        query, args = env.engine.has_message_statement(channel, subscriber, woken=woken)
+        async with env.tx() as tx:
+            return env.engine.has_message(channel, subscriber, await tx.fetchall(query, args))
+
+    assert await has("q", "a", "0") and await has("q", "a", "1")
+    assert not await has("q", "a", "2")  # two woken subscribers take both messages
+    assert not await has("q", "a", "(SELECT 1 + 1)")  # any SQL expression
+    await publish(env, "q", 3, target="a")
+    assert await has("q", "a", "5")  # only "a" can take a message sent to it
+    assert await has("n", "x", "5")  # a broadcast cursor is the subscriber's alone
+    with pytest.raises(NotSubscribedError):
+        await has("q", "nobody", "0")
+
+
+@pytest.mark.postgres
+async def test_competing_publishers_do_not_wait_for_each_other(pg_env: Env) -> None:
+    """A competing channel needs no commit order, so its publishes take no channel lock: a
+    publish commits while another publishing transaction is still open. A broadcast
+    channel's publishes wait (their ids must follow commit order)."""
+    await subscribe(pg_env, "work", "w", C)
+    await subscribe(pg_env, "news", "r", B)
+    for channel, mode, waits in (("work", C, False), ("news", B, True)):
+        async with pg_env.tx() as open_tx:
+            (query, args), = pg_env.engine.publish_statements(channel, ["1"], now=T0, mode=mode)
+            await open_tx.fetchall(query, args)
+            with trio.move_on_after(1.0) as blocked:
+                async with pg_env.tx() as tx:
+                    (query, args), = pg_env.engine.publish_statements(
+                        channel, ["2"], now=T0, mode=mode)
+                    await tx.fetchall(query, args)
+            assert blocked.cancelled_caught is waits, channel
+    assert await pg_env.scalar("SELECT count(*) FROM channel_messages") == 3
+
+
 @pytest.mark.postgres
 async def test_an_open_claim_is_skipped_not_waited_for(pg_env: Env) -> None:
     env = pg_env

@@ -159,6 +159,43 @@ async def test_woken_again_before_the_previous_run_has_finished(backend: Backend
         assert stats is not None and stats.started == stats.finished
 
 
+async def test_a_message_published_while_its_receiver_suspends_is_not_left_behind(
+        backend: Backend) -> None:
+    """The receiver found nothing and is about to suspend when a message commits: the
+    publish's wake-up finds nobody waiting yet, so the receiver's own second look, right
+    after its suspension commits, must wake it - at once, not at the fallback sweep.
+    (SQLite: the publish waits for the receiver's transaction, then finds it waiting.)"""
+    config = replace(backend.config, fallback_interval=600.0)  # no sweep during the test
+    async with open_app(backend.url, workflows=WFS, config=config) as app:
+        take = app.store.waits._take_tx
+        found_nothing, go_on = trio.Event(), trio.Event()
+
+        async def take_then_pause(*args: Any, **kwargs: Any) -> Any:
+            rows, found = await take(*args, **kwargs)
+            if found is None and not found_nothing.is_set():
+                found_nothing.set()  # between the empty take and the suspension
+                await go_on.wait()
+            return rows, found
+
+        app.store.waits._take_tx = take_then_pause  # type: ignore[method-assign]
+        iid = await app.start(listens, {"channel": "race", "count": 1, "mode": "competing"})
+        with trio.fail_after(20):
+            await found_nothing.wait()
+        published = trio.Event()
+
+        async def publish() -> None:
+            await app.publish("race", "late")
+            published.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish)
+            with trio.move_on_after(1.0):  # PostgreSQL commits now; SQLite waits for us
+                await published.wait()
+            assert published.is_set() is (backend.name == "postgres")
+            go_on.set()
+        assert await app.result(iid, timeout=20) == ["late"]
+
+
 async def _received_ids(app: Any) -> list[int]:
     async with app.store.db.transaction() as tx:
         rows = await tx.fetchall(
