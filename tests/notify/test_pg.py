@@ -13,7 +13,7 @@ import trio
 from psycopg import pq, sql
 from psycopg.rows import dict_row
 
-from notify.pg import TrioConnection, connect
+from notify.pg import BATCH_LIMIT, TrioConnection, connect
 
 
 def _table(schema: str, name: str) -> sql.Composed:
@@ -104,6 +104,29 @@ async def test_pipeline_mode(pg_dsn: str, pg_schema: str) -> None:
         assert [(await c.fetchone()) for c in cursors] == [(i * 2,) for i in range(500)]
         cur = await conn.execute(sql.SQL("SELECT count(*), sum(x) FROM {}").format(table))
         assert await cur.fetchone() == (100, sum(range(100)))
+
+
+async def test_a_pipeline_block_holds_its_statements_but_never_a_result_wanted_now(
+        pg_dsn: str, pg_schema: str) -> None:
+    """Statements of a block are written together at its end; a fetch inside the block, a
+    sync, or more than BATCH_LIMIT waiting statements send them at once, and an error still
+    stops the rest of the block."""
+    table = _table(pg_schema, "b")
+    async with await connect(pg_dsn, autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(table))
+        async with conn.pipeline() as pipeline:
+            first = await conn.execute("SELECT 1")
+            assert await first.fetchone() == (1,)  # fetched inside the block
+            many = [await conn.execute("SELECT %s::int", (i,)) for i in range(BATCH_LIMIT * 3)]
+            await pipeline.sync()
+            assert [await c.fetchone() for c in many] == [(i,) for i in range(BATCH_LIMIT * 3)]
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            async with conn.pipeline():
+                await conn.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table))
+                await conn.execute("SELECT 1 / 0")
+                await conn.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table))
+        cur = await conn.execute(sql.SQL("SELECT array_agg(x ORDER BY x) FROM {}").format(table))
+        assert await cur.fetchone() == (None,)  # up to Sync, one implicit transaction
 
 
 async def test_notifies_receive_and_timeout(pg_dsn: str) -> None:
