@@ -15,10 +15,12 @@ from .._replay import (
     CompleteWorkflow,
     ErrorInfo,
     FailWorkflow,
+    HistoryEvent,
     Outcome,
     RetryPolicy,
     RunActivities,
     Suspend,
+    WaitCommand,
     WorkflowContext,
     WorkflowMachine,
 )
@@ -103,27 +105,37 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
 
 async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner
                  ) -> Outcome | Suspended:
+    command = machine.advance()
     while True:
-        command = machine.advance()
         if isinstance(command, Suspend):
+
+            def then(event: HistoryEvent) -> WaitCommand | None:
+                """The event to the workflow, before it commits (a lost lease then fails
+                the commit and this run is dropped); its next wait, if it waits again."""
+                nonlocal command
+                machine.resolve(event)
+                command = machine.advance()
+                return command.wait if isinstance(command, Suspend) else None
+
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
-                                              command.wait, now=time.time())
+                                              command.wait, now=time.time(), then=then,
+                                              next_seq=runner.take_seq)
             if event is None:
                 return Suspended()
-            machine.resolve(event)
-            continue
+            continue  # `then` handed it over: `command` is what the workflow does next
         if not isinstance(command, RunActivities):
             return command
         calls = command.commands
         if len(calls) == 1:
             machine.resolve(await runner.run(calls[0]))
-            continue
+        else:
 
-        async def one(cmd: Any) -> None:
-            machine.resolve(await runner.run(cmd))
+            async def one(cmd: Any) -> None:
+                machine.resolve(await runner.run(cmd))
 
-        async with trio.open_nursery() as nursery:
-            for cmd in calls:
-                nursery.start_soon(one, cmd)
+            async with trio.open_nursery() as nursery:
+                for cmd in calls:
+                    nursery.start_soon(one, cmd)
+        command = machine.advance()
 
 

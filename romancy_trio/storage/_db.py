@@ -61,6 +61,15 @@ class Tx(Session, Protocol):
         in-process waiters need not wait for it to come back from the database."""
         ...
 
+    async def commit_and_begin(self, statements: Sequence[Statement],
+                               following: Sequence[Statement]
+                               ) -> tuple[list[list[Row]], list[list[Row]]]:
+        """``statements``, COMMIT (with the queued NOTIFYs), then a new transaction on the
+        same connection and ``following`` in it: the rows of both. PostgreSQL sends it all
+        in one round trip; an error in ``statements`` skips the rest (nothing commits). This
+        object is then the new transaction. Not with `after_commit` statements pending."""
+        ...
+
     def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
         """Run ``statement`` once this transaction has committed, in a transaction of its
         own that sees everything this one wrote; ``local_notes(rows)`` is handed to this

@@ -110,6 +110,25 @@ class PostgresTx:
         if (topic, payload) not in self.local:
             self.local.append((topic, payload))
 
+    async def commit_and_begin(self, statements: Sequence[Statement],
+                               following: Sequence[Statement]
+                               ) -> tuple[list[list[Row]], list[list[Row]]]:
+        if self.committed or self.after:
+            raise RuntimeError("commit_and_begin: the transaction already committed, or has "
+                               "statements to run after its COMMIT")
+        async with self.conn.pipeline():  # any error raises: the new transaction is unusable
+            if not self.begun:
+                await self.conn.execute("BEGIN")
+            cursors = [await self.conn.execute(query, params) for query, params in statements]
+            await self._send_commit()
+            await self.conn.execute("BEGIN")
+            next_cursors = [await self.conn.execute(q, p) for q, p in following]
+        self.begun, self._commit_cursor = True, None  # the new transaction
+        self.local.extend(self.notifications)  # what committed: for this process's waiters
+        self.notifications = []
+        return ([await _rows(cur) for cur in cursors],
+                [await _rows(cur) for cur in next_cursors])
+
     def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")

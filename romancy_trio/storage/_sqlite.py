@@ -60,6 +60,18 @@ class SqliteTx:
     def notify_local(self, topic: str, payload: str) -> None:
         self._queue(topic, payload)  # every SQLite notification is in-process
 
+    async def commit_and_begin(self, statements: Sequence[Statement],
+                               following: Sequence[Statement]
+                               ) -> tuple[list[list[Row]], list[list[Row]]]:
+        if self.after:
+            raise RuntimeError("commit_and_begin: statements to run after COMMIT are pending")
+        rows = await self.fetch_batch(statements)
+        await self._db.run(lambda c: c.execute("COMMIT"))
+        self._db.publish_local(self.notifications)
+        self.notifications = []
+        await self._db.run(lambda c: c.execute("BEGIN IMMEDIATE"))  # still the one writer
+        return rows, await self.fetch_batch(following)
+
     def after_commit(self, statement: Statement, local_notes: LocalNotes) -> None:
         self.after.append((statement, local_notes))  # run last, before COMMIT (one writer)
 

@@ -18,6 +18,7 @@ looks again after the COMMIT of its suspension, so one of the two sees the other
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .._codec import dumps, loads
@@ -30,6 +31,9 @@ from ._types import Lease, Topics, WorkflowStatus, lease_lost
 from .hints import deadline_hint, woken_hints
 
 DELIVERER = "romancy:delivery"
+Then = Callable[[HistoryEvent], WaitCommand | None]
+"""Hands an event to the workflow before it commits; returns the workflow's next wait, if
+that is what comes next (`WaitStore.suspend`)."""
 Found = tuple[EventKind, object]
 """What a wait got: the kind of history event to record and its payload."""
 
@@ -63,48 +67,69 @@ class WaitStore:
         self.channels: ChannelTaker | None = None
 
     async def suspend(self, lease: Lease, run_no: int, seq: int, wait: WaitCommand, *,
-                      now: float) -> HistoryEvent | None:
+                      now: float, then: Then | None = None,
+                      next_seq: Callable[[], int] | None = None) -> HistoryEvent | None:
         """Resolve ``wait`` at once if it can be (event in the inbox, message available,
-        deadline passed) and return the recorded event; otherwise suspend the instance.
+        deadline passed) and return the recorded event; otherwise suspend the instance and
+        return None.
 
         On PostgreSQL, found: the take, then the history row with COMMIT (two round trips).
         Not found: a channel wait suspends with COMMIT and looks again right after it (two
         round trips, no lock: a publish wakes receivers after its own COMMIT, so one of the
         two looks sees the other's write); other waits lock the instance, as targeted
-        deliveries do, look again, then suspend with COMMIT (three)."""
+        deliveries do, look again, then suspend with COMMIT (three).
+
+        ``then`` (with ``next_seq``): called with each event found before it commits; it
+        hands the event to the workflow and returns the workflow's next wait, if that is
+        what comes next. A channel wait whose take is one statement is then taken in the
+        same round trip as the record and its COMMIT (one round trip per message while
+        messages are there), and so on; the return value is the last event found."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
         iid = lease.instance_id
         async with self.db.transaction() as tx:
             # First look without locks (the common case: something is there; the fenced
             # record below still guards the lease).
             _, found = await self._take_tx(tx, iid, wait)
-            locked = False
-            if found is None and wait.kind is not WaitKind.CHANNEL:
-                # Serialise with whoever could deliver (targeted events lock the instance row
-                # too), so that a concurrent deliverer sees the wait or we see what it
-                # delivered. The lock also holds the fence until COMMIT.
-                (rows, *_), found = await self._take_tx(tx, iid, wait,
-                                                        lock=(self.w.lock_fenced, fence))
-                if not rows or int(rows[0][0]) != run_no:
-                    raise lease_lost(lease)
-                locked = True
-            if found is None and wait.deadline is not None and wait.deadline <= now:
-                kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
-                        else EventKind.WAIT_TIMED_OUT)
-                found = (kind, None)
-            if found is not None:
+            while True:
+                locked = False
+                if found is None and wait.kind is not WaitKind.CHANNEL:
+                    # Serialise with whoever could deliver (targeted events lock the instance
+                    # row too), so that a concurrent deliverer sees the wait or we see what it
+                    # delivered. The lock also holds the fence until COMMIT.
+                    (rows, *_), found = await self._take_tx(tx, iid, wait,
+                                                            lock=(self.w.lock_fenced, fence))
+                    if not rows or int(rows[0][0]) != run_no:
+                        raise lease_lost(lease)
+                    locked = True
+                if found is None and wait.deadline is not None and wait.deadline <= now:
+                    kind = (EventKind.TIMER_FIRED if wait.kind is WaitKind.TIMER
+                            else EventKind.WAIT_TIMED_OUT)
+                    found = (kind, None)
+                if found is None:
+                    break
                 event = HistoryEvent(seq, found[0], wait.wait_id, found[1], now)
                 params = {**fence, "run_no": run_no, "seq": seq, "kind": event.kind,
                           "key": event.key, "payload": dumps(event.payload), "at": now,
                           "compensation": None}
-                # COMMIT may travel with the fenced insert if that cannot fail (locked) or
-                # fails loudly, skipping COMMIT (the dialect's resolve raises when fenced out).
-                recorded, *_ = await tx.fetch_batch(
-                    [(q, params) for q in self.w.resolve],
-                    then_commit=locked or self.w.resolve_raises_when_fenced)
-                if not recorded:  # unlocked: rolls back whatever the take consumed
-                    raise lease_lost(lease)
-                return event
+                record = [(q, params) for q in self.w.resolve]
+                following = None if then is None else then(event)
+                take = None
+                if (following is not None and following.kind is WaitKind.CHANNEL
+                        and next_seq is not None and self.w.resolve_raises_when_fenced):
+                    take = self._channels().take_statement(following.key, iid)
+                if following is None or take is None or next_seq is None:
+                    # COMMIT may travel with the fenced insert if that cannot fail (locked)
+                    # or fails loudly, skipping COMMIT (the dialect's resolve raises when
+                    # fenced out).
+                    recorded, *_ = await tx.fetch_batch(
+                        record, then_commit=locked or self.w.resolve_raises_when_fenced)
+                    if not recorded:  # unlocked: rolls back whatever the take consumed
+                        raise lease_lost(lease)
+                    return event
+                # the record, COMMIT, and the next receive's take: one round trip
+                _, (taken,) = await tx.commit_and_begin(record, [take])
+                seq, wait, now = next_seq(), following, time.time()
+                found = self._channels().taken(wait.key, iid, taken)
             params = {**fence, "run_no": run_no, "wait_id": wait.wait_id, "kind": wait.kind,
                       "key": wait.key, "deadline": wait.deadline, "wake_at": wait.deadline,
                       "now": now, "topic": self.topics.work}

@@ -8,6 +8,7 @@ history row were committed, and that the worker counts the loss.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -120,3 +121,51 @@ async def test_a_receive_by_a_stale_owner_gives_back_the_message(pg_backend: Bac
         received = await _rows(app, "SELECT kind FROM workflow_history "
                                     "WHERE kind = 'message_received'")
         assert received == []
+
+
+@workflow
+async def drains(ctx: WorkflowContext, count: int) -> list[Any]:
+    await subscribe(ctx, "backlog", "competing")
+    return [(await receive(ctx, "backlog")).data for _ in range(count)]
+
+
+async def test_a_backlog_is_received_one_committed_message_at_a_time(
+        pg_backend: Backend) -> None:
+    """A receiver with messages waiting takes each one in the round trip that commits the one
+    before (the record, COMMIT, the next take). Each receipt is its own transaction: when the
+    lease is lost while the third is handed to the workflow, the first two stay received and
+    the third and fourth go back to the channel."""
+    _url.update(url=pg_backend.url, schema=pg_backend.config.schema)
+    async with open_app(pg_backend.url, workflows=[drains], config=pg_backend.config) as app:
+        suspend = app.store.waits.suspend
+        handed: list[Any] = []
+        calls = 0
+
+        async def steal_at_the_third(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            then = kwargs["then"]
+
+            def spy(event: Any) -> Any:
+                handed.append(event.payload["data"])
+                if len(handed) == 3:
+                    _steal(args[0].instance_id)  # blocking, briefly: a committed takeover
+                return then(event)
+
+            return await suspend(*args, **{**kwargs, "then": spy})
+
+        iid = await app.start(drains, 4)
+        with trio.fail_after(20):
+            while (await app.status(iid)).status is not WorkflowStatus.WAITING:
+                await trio.sleep(0.02)
+        app.store.waits.suspend = steal_at_the_third  # type: ignore[method-assign]
+        await app.publish_many("backlog", ["a", "b", "c", "d"])
+        await _until_lost(app, 1)
+        assert handed == ["a", "b", "c"]
+        received = await _rows(app, "SELECT payload FROM workflow_history "
+                                    "WHERE kind = 'message_received' ORDER BY seq")
+        assert [json.loads(p)["data"] for (p,) in received] == ["a", "b"]
+        claimed = await _rows(app, "SELECT data, claimed_by IS NOT NULL FROM channel_messages "
+                                   "ORDER BY id")
+        assert claimed == [('"a"', True), ('"b"', True), ('"c"', False), ('"d"', False)]
+        assert calls == 1  # one run of takes, not a call (and its transaction) per message
