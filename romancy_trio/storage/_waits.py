@@ -31,6 +31,8 @@ from ._types import Lease, Topics, WorkflowStatus, lease_lost
 from .hints import deadline_hint, woken_hints
 
 DELIVERER = "romancy:delivery"
+CHAIN_COMMIT = 10
+"""A run of receives commits at least every this many messages (`WaitStore.suspend`)."""
 Then = Callable[[HistoryEvent], WaitCommand | None]
 """Hands an event to the workflow before it commits; returns the workflow's next wait, if
 that is what comes next (`WaitStore.suspend`)."""
@@ -82,14 +84,17 @@ class WaitStore:
         ``then`` (with ``next_seq``): called with each event found before it commits; it
         hands the event to the workflow and returns the workflow's next wait, if that is
         what comes next. A channel wait whose take is one statement is then taken in the
-        same round trip as the record and its COMMIT (one round trip per message while
-        messages are there), and so on; the return value is the last event found."""
+        same round trip as the record (one round trip per message while messages are
+        there), and so on; the records commit every `CHAIN_COMMIT` messages and when the
+        run of takes ends, before the workflow does anything else. Returns the last event
+        found."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
         iid = lease.instance_id
         async with self.db.transaction() as tx:
             # First look without locks (the common case: something is there; the fenced
             # record below still guards the lease).
             _, found = await self._take_tx(tx, iid, wait)
+            chained = 0
             while True:
                 locked = False
                 if found is None and wait.kind is not WaitKind.CHANNEL:
@@ -126,8 +131,15 @@ class WaitStore:
                     if not recorded:  # unlocked: rolls back whatever the take consumed
                         raise lease_lost(lease)
                     return event
-                # the record, COMMIT, and the next receive's take: one round trip
-                _, (taken,) = await tx.commit_and_begin(record, [take])
+                # the record and the next receive's take: one round trip. Nothing outside
+                # the run has seen these receipts yet, so they may share a COMMIT: every
+                # CHAIN_COMMIT-th travels with one (and the chain's last, whatever ends it);
+                # a crash before it gives the messages back, and the replay takes them again.
+                chained += 1
+                if chained % CHAIN_COMMIT == 0:
+                    _, (taken,) = await tx.commit_and_begin(record, [take])
+                else:
+                    *_, taken = await tx.fetch_batch([*record, take])
                 seq, wait, now = next_seq(), following, time.time()
                 found = self._channels().taken(wait.key, iid, taken)
             params = {**fence, "run_no": run_no, "wait_id": wait.wait_id, "kind": wait.kind,

@@ -8,6 +8,7 @@ history row were committed, and that the worker counts the loss.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from romancy_trio import (
 from romancy_trio._errors import LeaseLostError
 from romancy_trio._replay import WaitCommand, WaitKind
 from romancy_trio.storage._types import Lease
+from romancy_trio.storage._waits import CHAIN_COMMIT
 
 from .conftest import Backend
 
@@ -129,43 +131,70 @@ async def drains(ctx: WorkflowContext, count: int) -> list[Any]:
     return [(await receive(ctx, "backlog")).data for _ in range(count)]
 
 
-async def test_a_backlog_is_received_one_committed_message_at_a_time(
-        pg_backend: Backend) -> None:
-    """A receiver with messages waiting takes each one in the round trip that commits the one
-    before (the record, COMMIT, the next take). Each receipt is its own transaction: when the
-    lease is lost while the third is handed to the workflow, the first two stay received and
-    the third and fourth go back to the channel."""
-    _url.update(url=pg_backend.url, schema=pg_backend.config.schema)
+async def test_a_backlog_is_received_in_runs_of_takes(pg_backend: Backend) -> None:
+    """A receiver with messages waiting takes each one in the round trip that records the one
+    before: one suspend call, not one per message, and every message received once, in
+    order."""
     async with open_app(pg_backend.url, workflows=[drains], config=pg_backend.config) as app:
         suspend = app.store.waits.suspend
-        handed: list[Any] = []
         calls = 0
 
-        async def steal_at_the_third(*args: Any, **kwargs: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
-            then = kwargs["then"]
+            return await suspend(*args, **kwargs)
 
-            def spy(event: Any) -> Any:
-                handed.append(event.payload["data"])
-                if len(handed) == 3:
-                    _steal(args[0].instance_id)  # blocking, briefly: a committed takeover
-                return then(event)
-
-            return await suspend(*args, **{**kwargs, "then": spy})
-
-        iid = await app.start(drains, 4)
-        with trio.fail_after(20):
-            while (await app.status(iid)).status is not WorkflowStatus.WAITING:
-                await trio.sleep(0.02)
-        app.store.waits.suspend = steal_at_the_third  # type: ignore[method-assign]
+        iid = await _waiting(app, 4)
+        app.store.waits.suspend = counted  # type: ignore[method-assign]
         await app.publish_many("backlog", ["a", "b", "c", "d"])
-        await _until_lost(app, 1)
-        assert handed == ["a", "b", "c"]
+        assert await app.result(iid, timeout=20) == ["a", "b", "c", "d"]
+        assert calls == 1
+
+
+class Crash(Exception):
+    pass
+
+
+async def test_a_crash_in_a_run_of_takes_gives_back_only_what_was_not_committed(
+        pg_backend: Backend) -> None:
+    """The receipts of a run of takes commit at least every CHAIN_COMMIT messages (nothing
+    outside the run has seen them before). A crash in between rolls back the receipts since
+    the last COMMIT: those messages are unclaimed again, the others received exactly once."""
+    n = CHAIN_COMMIT + 3
+    async with open_app(pg_backend.url, workflows=[drains], config=pg_backend.config) as app:
+        await _waiting(app, n)
+    async with open_app(pg_backend.url, workflows=[drains], config=pg_backend.config,
+                        run_workers=False) as app:
+        await app.publish_many("backlog", list(range(n)))  # makes it pending; no worker here
+        (claimed,), _ = await app.store.claim_and_expiry(
+            "tester", limit=1, lease_ttl=60.0, workflows=["drains"])
+        [(next_seq,)] = await _rows(app, "SELECT max(seq) + 1 FROM workflow_history")
+        seqs = itertools.count(int(next_seq))
+        handed: list[int] = []
+
+        def then(event: Any) -> WaitCommand:
+            handed.append(event.payload["data"])
+            if len(handed) == CHAIN_COMMIT + 2:
+                raise Crash  # as if the worker died here
+            return WaitCommand(f"receive:backlog:{len(handed)}", WaitKind.CHANNEL, "backlog",
+                               None)
+
+        with pytest.raises(Crash):
+            await app.store.waits.suspend(
+                claimed.lease, claimed.run_no, next(seqs),
+                WaitCommand("receive:backlog:0", WaitKind.CHANNEL, "backlog", None),
+                now=time.time(), then=then, next_seq=lambda: next(seqs))
         received = await _rows(app, "SELECT payload FROM workflow_history "
                                     "WHERE kind = 'message_received' ORDER BY seq")
-        assert [json.loads(p)["data"] for (p,) in received] == ["a", "b"]
-        claimed = await _rows(app, "SELECT data, claimed_by IS NOT NULL FROM channel_messages "
-                                   "ORDER BY id")
-        assert claimed == [('"a"', True), ('"b"', True), ('"c"', False), ('"d"', False)]
-        assert calls == 1  # one run of takes, not a call (and its transaction) per message
+        assert [json.loads(p)["data"] for (p,) in received] == list(range(CHAIN_COMMIT))
+        taken = await _rows(app, "SELECT data::int FROM channel_messages "
+                                 "WHERE claimed_by IS NOT NULL ORDER BY id")
+        assert [d for (d,) in taken] == list(range(CHAIN_COMMIT))
+
+
+async def _waiting(app: Any, count: int) -> str:
+    iid: str = await app.start(drains, count)
+    with trio.fail_after(20):
+        while (await app.status(iid)).status is not WorkflowStatus.WAITING:
+            await trio.sleep(0.02)
+    return iid
