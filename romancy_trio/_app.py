@@ -90,7 +90,8 @@ class App:
     async def publish_many(self, channel: str, items: Sequence[Any], *,
                            metadata: dict[str, Any] | None = None) -> list[int]:
         """Publish several messages in one transaction (ids in order): the way to feed a
-        channel fast, since publishes to one channel commit one after another."""
+        channel fast, since each transaction is a round trip and a COMMIT (and publishes
+        to one broadcast channel commit one after another)."""
         return await self.channels.publish_many(channel, items, metadata=metadata)
 
     async def send_to(self, instance_id: str, channel: str, data: Any, *,

@@ -9,9 +9,12 @@ A transaction's BEGIN travels with its first statement if that has parameters (b
 pipeline sync: one round trip instead of two; a statement without parameters may be several,
 which only the simple protocol runs). Its NOTIFYs are queued and travel with COMMIT (one round
 trip; they still fire if and only if it commits). Statements given together (``fetch_batch``)
-share one pipeline: one round trip, COMMIT included when they end the transaction. A
-transaction that ran no statement sends neither BEGIN nor COMMIT. Whatever leaves the block by
-an exception is rolled back by the pool (shielded), or the connection is discarded.
+share one pipeline: one round trip, COMMIT included when they end the transaction. Statements
+given to ``after_commit`` follow COMMIT in the same pipeline, together with the NOTIFYs (one
+implicit transaction that sees what COMMIT made visible); ``commit_and_begin`` commits and
+opens the next transaction on the same connection in one round trip. A transaction that ran no
+statement sends neither BEGIN nor COMMIT. Whatever leaves the block by an exception is rolled
+back by the pool (shielded), or the connection is discarded.
 """
 
 from __future__ import annotations
