@@ -52,7 +52,6 @@ class ChannelQueries:
     """channel, subscriber, mode, now. Insert the subscription unless it exists, its cursor at
     the channel's current last message id (0 if none)."""
     unsubscribe: str  # channel, subscriber -> rowcount
-    subscription: str  # channel, subscriber -> (mode, cursor)
     subscription_for_take: str
     """channel, subscriber -> (mode, cursor); PostgreSQL locks the subscription row so two
     takes for one broadcast subscriber are serialised."""

@@ -56,9 +56,6 @@ QUERIES = ChannelQueries(
     unsubscribe="""
         DELETE FROM channel_subscriptions
         WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
-    subscription="""
-        SELECT mode, cursor_id FROM channel_subscriptions
-        WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
     subscription_for_take="""
         SELECT mode, cursor_id FROM channel_subscriptions
         WHERE channel = %(channel)s AND subscriber = %(subscriber)s

@@ -25,9 +25,6 @@ QUERIES = ChannelQueries(
     unsubscribe="""
         DELETE FROM channel_subscriptions
         WHERE channel = :channel AND subscriber = :subscriber""",
-    subscription="""
-        SELECT mode, cursor_id FROM channel_subscriptions
-        WHERE channel = :channel AND subscriber = :subscriber""",
     subscription_for_take="""
         SELECT mode, cursor_id FROM channel_subscriptions
         WHERE channel = :channel AND subscriber = :subscriber""",

@@ -98,10 +98,7 @@ class PostgresTx:
         if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
             return [await _rows(await self._run(*statements[0]))]
         async with self._pipeline():
-            if not self.begun:
-                await self.conn.execute("BEGIN")
-                self.begun = True
-            cursors = [await self.conn.execute(query, params) for query, params in statements]
+            cursors = await self._send(statements)
             if then_commit:
                 await self._send_commit()
         if then_commit:
@@ -120,9 +117,7 @@ class PostgresTx:
             raise RuntimeError("commit_and_begin: the transaction already committed, or has "
                                "statements to run after its COMMIT")
         async with self.conn.pipeline():  # any error raises: the new transaction is unusable
-            if not self.begun:
-                await self.conn.execute("BEGIN")
-            cursors = [await self.conn.execute(query, params) for query, params in statements]
+            cursors = await self._send(statements)
             await self._send_commit()
             await self.conn.execute("BEGIN")
             next_cursors = [await self.conn.execute(q, p) for q, p in following]
@@ -148,6 +143,13 @@ class PostgresTx:
             await self._send_commit()
         self.committed = True
         await self._collect_after()
+
+    async def _send(self, statements: Sequence[Statement]) -> list[psycopg.AsyncCursor[Row]]:
+        """In an open pipeline: BEGIN if none was sent, then the statements."""
+        if not self.begun:
+            await self.conn.execute("BEGIN")
+            self.begun = True
+        return [await self.conn.execute(query, params) for query, params in statements]
 
     async def _send_commit(self) -> None:
         """In an open pipeline: the queued NOTIFYs and COMMIT; or, with after-commit

@@ -124,8 +124,9 @@ class WaitQueries:
     a receive on that channel and have not yet taken (pending, or running with that wait
     still there): each of them is about to take a message."""
     wake_notifies: bool
-    """Whether ``wake_waiters`` sends its work notifications itself, so that a publish can
-    send COMMIT with it; otherwise the store queues them."""
+    """Whether ``wake_waiters`` and ``wake_if_ready`` send their work notifications
+    themselves (then this process only hands them to its own waiters); otherwise the store
+    queues them."""
     stale_channel_waiters: str
     """since, limit -> (iid, channel) of instances waiting on a channel that had a publish at
     or after ``since``: the candidates of the fallback sweep."""
