@@ -61,3 +61,9 @@ class NotifyConfig:
                 raise ValueError(f"NotifyConfig.{name} must be a fraction in [0, 1)")
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("NotifyConfig.reconnect_max must be >= reconnect_initial")
+
+    @property
+    def longest_fallback(self) -> float:
+        """The longest a `Watch.wait` with nothing received can last (the fallback interval
+        drawn at its top, ``fallback_interval * (1 + fallback_jitter)``)."""
+        return self.fallback_interval * (1 + self.fallback_jitter)

@@ -283,6 +283,9 @@ async def open_app(
         )
         async with hub_cm as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
+            # a worker claims at least once per longest fallback wait and learns the next
+            # deadline then; twice that leaves room for the claim itself and a slow worker
+            store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
             wid = worker_id or default_worker_id()
             body_error: BaseException | None = None
             async with trio.open_nursery() as nursery:

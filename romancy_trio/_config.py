@@ -19,7 +19,9 @@ class AppConfig:
     max_concurrent: int = 200
     """Most instances one worker runs at once."""
     fallback_interval: float = 30.0
-    """Slow re-check for waiters in case a notification was lost."""
+    """Slow re-check for waiters in case a notification was lost (jittered by the notify
+    hub). An idle worker claims at least this often (times 1 + jitter) and learns the next
+    deadline from the claim, so only deadlines nearer than twice that are announced by NOTIFY."""
     pool_size: int = 10
     """PostgreSQL connections per worker."""
     schema: str = "romancy"

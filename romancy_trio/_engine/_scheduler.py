@@ -233,11 +233,17 @@ class Scheduler:
         A notification naming only instances that another live worker is chosen to claim
         (see ``_peers``) is left to that worker for ``peer_claim_delay``; this worker claims
         after that in case it could not. A new deadline only moves the next look earlier.
-        The payload format is in ``storage.hints``."""
+        The payload format is in ``storage.hints``.
+
+        It returns within the hub's longest fallback wait at the latest, even if deadline
+        hints keep arriving (each `Watch.wait` starts its fallback timer afresh): a waiting
+        worker claims at least that often, and so learns of every deadline that was not
+        announced to it (``WaitStore.deadline_hint_horizon``)."""
         deferred_at: float | None = None
+        recheck_at = trio.current_time() + self.hub.config.longest_fallback
         while True:
-            due = min((t for t in (expiry_at, deferred_at) if t is not None), default=None)
-            timeout = None if due is None else max(due - trio.current_time(), 0.0)
+            due = min(t for t in (expiry_at, deferred_at, recheck_at) if t is not None)
+            timeout = max(due - trio.current_time(), 0.0)
             wakeup = await watch.wait(timeout=timeout)
             if not wakeup.keys:
                 return None  # a gap, the fallback or a deadline

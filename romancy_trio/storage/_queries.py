@@ -86,10 +86,10 @@ class WaitQueries:
     rows. One statement on PostgreSQL."""
     suspend: tuple[str, ...]
     """Run in order with iid, owner, epoch, run_no, wait_id, kind, key, deadline, wake_at, now,
-    topic; the last returns (status,), or no row if the lease (or run) is lost. Fenced: the
-    instance's wait rows replaced by this one, the instance waiting (or pending if a cancel
-    arrived meanwhile), its lease dropped; announces work if it has a deadline. One statement
-    on PostgreSQL."""
+    topic, hint_before; the last returns (status,), or no row if the lease (or run) is lost.
+    Fenced: the instance's wait rows replaced by this one, the instance waiting (or pending if
+    a cancel arrived meanwhile), its lease dropped; announces work if a cancel arrived, and
+    its deadline if that is before hint_before. One statement on PostgreSQL."""
     append_history: str
     """iid, kind, key, payload, worker, at: unfenced append at the next seq of the current run
     (only for instances that no worker holds: a waiting instance being woken)."""

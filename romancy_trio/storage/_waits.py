@@ -17,6 +17,7 @@ looks again after the COMMIT of its suspension, so one of the two sees the other
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -67,6 +68,12 @@ class WaitStore:
         self.q = queries
         self.w = waits
         self.channels: ChannelTaker | None = None
+        self.deadline_hint_horizon = math.inf
+        """A suspension announces its deadline to every worker (a ``t:`` work notification)
+        only if the deadline is nearer than this many seconds. Past that, every waiting
+        worker claims again before it is due, and that claim returns the earliest deadline
+        (see ``Scheduler._until_claim_is_due``): the notification would only cost every
+        worker a wake-up. Set by ``open_app`` from the notify hub's fallback re-check."""
 
     async def suspend(self, lease: Lease, run_no: int, seq: int, wait: WaitCommand, *,
                       now: float, then: Then | None = None,
@@ -144,7 +151,8 @@ class WaitStore:
                 found = self._channels().taken(wait.key, iid, taken)
             params = {**fence, "run_no": run_no, "wait_id": wait.wait_id, "kind": wait.kind,
                       "key": wait.key, "deadline": wait.deadline, "wake_at": wait.deadline,
-                      "now": now, "topic": self.topics.work}
+                      "now": now, "topic": self.topics.work,
+                      "hint_before": now + self.deadline_hint_horizon}
             if wait.kind is WaitKind.CHANNEL:
                 # A message committed since the take above found no receiver waiting yet:
                 # look again once this suspension is visible (in the same round trip), and

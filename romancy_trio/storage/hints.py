@@ -4,7 +4,8 @@
 - ``"i:" + instance_id``: that instance became claimable; the worker chosen for it claims at
   once, the others only after a short delay (see ``romancy_trio._engine._peers``).
 - ``"t:" + epoch seconds``: an instance now waits with this deadline; a worker only makes
-  sure it looks again by then.
+  sure it looks again by then. Only deadlines nearer than ``WaitStore.deadline_hint_horizon``
+  are announced: a worker claims again before a later one is due, and learns it then.
 
 A hint, never the delivery: the claim query decides what is claimed. Anything else is read as
 ``""``. The PostgreSQL statements that notify themselves build the same payloads from these

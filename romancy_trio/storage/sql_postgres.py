@@ -174,7 +174,7 @@ WAIT_QUERIES = WaitQueries(
             SET kind = EXCLUDED.kind, key = EXCLUDED.key, deadline = EXCLUDED.deadline,
                 created_at = EXCLUDED.created_at)
         SELECT status, CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '')
-                            WHEN wake_at IS NOT NULL
+                            WHEN wake_at < %(hint_before)s
                             THEN pg_notify(%(topic)s, '{DEADLINE}' || wake_at::text) END
         FROM u""",),
     append_history="""
