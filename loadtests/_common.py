@@ -293,9 +293,10 @@ class Sizes:
     """competing publish -> receive latency: messages per rate, published one by one"""
     latency_rates: tuple[float, ...] = (100.0, 250.0)
     """competing publish -> receive latency: messages per second, each started on schedule
-    (open loop). Each message wakes a consumer (claim, replay, take, suspend), which costs
-    this 2-core machine about 10 ms of CPU in all (publisher, workers, PostgreSQL): 100/s is
-    moderate load (about half busy), 250/s close to saturation."""
+    (open loop). Each message wakes a consumer (claim, replay, take, suspend), which cost the
+    2-core machines this was measured on 5-10 ms of CPU in all (publisher, workers,
+    PostgreSQL): 100/s is moderate load (a quarter to half busy), 250/s heavy (two thirds busy
+    to saturated)."""
 
     subscribers: int = 100
     """broadcast: subscriber workflows"""
