@@ -6,7 +6,7 @@ import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
-PACKAGES = ["romancy_trio", "notify", "channels"]
+PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"]
 
 
 @nox.session

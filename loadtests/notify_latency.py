@@ -20,8 +20,8 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests._common import DEFAULT_DSN, check_local
-from notify import Hub, notify_tx, open_pg_hub
-from notify.pg import connect
+from romancy_notify import Hub, notify_tx, open_pg_hub
+from romancy_notify.pg import connect
 
 
 def report(name: str, seconds: list[float]) -> None:

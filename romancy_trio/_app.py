@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
+from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
 from ._codec import convert, normalize

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from channels import ChannelEngine, ChannelMode, ChannelModeError, Message
-from channels import ChannelError as EngineChannelError
+from romancy_channels import ChannelEngine, ChannelMode, ChannelModeError, Message
+from romancy_channels import ChannelError as EngineChannelError
 
 from ._activity_context import ActivityContext
 from ._codec import dumps

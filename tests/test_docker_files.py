@@ -153,7 +153,7 @@ def test_dockerfile_copies_existing_files_and_runs_as_non_root(
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
         "targets"]["wheel"]["packages"]
     copied = {src.rstrip("/") for src, _, _ in copies}
-    assert set(packages) <= copied, "pip install . needs every package of the wheel"
+    assert {p.split("/")[0] for p in packages} <= copied, "pip install . needs every package"
     assert {"pyproject.toml", "README.md"} <= copied
     assert ("RUN", "pip install . && rm -rf /src") in dockerfile
     users = [rest for word, rest in dockerfile if word == "USER"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import trio
 import trio.lowlevel
 
-from notify import Hub, Watch
+from romancy_notify import Hub, Watch
 
 from .._channels import ChannelService
 from .._config import AppConfig

@@ -46,8 +46,8 @@ from urllib.parse import parse_qsl
 
 import trio
 
-from channels import ChannelEngine, ChannelError
-from notify import HubClosed
+from romancy_channels import ChannelEngine, ChannelError
+from romancy_notify import HubClosed
 
 from .._codec import dumps
 from .._errors import StorageUnavailableError

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from channels import ChannelEngine, Message
-from notify import Watch
+from romancy_channels import ChannelEngine, Message
+from romancy_notify import Watch
 
 from .._codec import dumps
 

@@ -23,7 +23,7 @@ from types import MappingProxyType
 import httpx
 import trio
 
-from notify import Hub, Watch
+from romancy_notify import Hub, Watch
 
 from .._errors import StorageUnavailableError
 from ..storage import Database

@@ -27,11 +27,11 @@ class Migration:
 
 def all_migrations(dialect: str) -> list[Migration]:
     """romancy_trio's own migrations, then those of the ``channels`` package (namespaced)."""
-    import channels
+    import romancy_channels
 
     own = load_migrations(dialect)
     theirs = [Migration(f"channels_{version}", f"channels/{version}", up)
-              for version, up in channels.migrations(dialect)]
+              for version, up in romancy_channels.migrations(dialect)]
     return own + theirs
 
 

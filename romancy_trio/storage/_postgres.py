@@ -27,9 +27,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from notify import check_notification, notify_tx
-from notify.pg import TrioConnection
-from notify.pool import ConnectionPool
+from romancy_notify import check_notification, notify_tx
+from romancy_notify.pg import TrioConnection
+from romancy_notify.pool import ConnectionPool
 
 from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
@@ -271,7 +271,7 @@ class PostgresDatabase:
 
 async def ensure_schema(conninfo: str, schema: str) -> None:
     """Create the schema if missing (idempotent, safe when several workers start at once)."""
-    from notify.pg import connect
+    from romancy_notify.pg import connect
 
     conn = await connect(conninfo, autocommit=True)
     try:

@@ -16,7 +16,7 @@ from functools import partial
 
 import trio
 
-from notify import open_pg_hub
+from romancy_notify import open_pg_hub
 from romancy_trio.outbox import RelayerConfig, run_relayer
 from romancy_trio.storage import Topics, open_store
 

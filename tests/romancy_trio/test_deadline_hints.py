@@ -13,8 +13,8 @@ import trio
 import trio.testing
 from psycopg import sql
 
-from notify import NotifyConfig, open_local_hub
-from notify.pg import connect
+from romancy_notify import NotifyConfig, open_local_hub
+from romancy_notify.pg import connect
 from romancy_trio import AppConfig, WorkflowContext, WorkflowStatus, open_app, sleep, workflow
 from romancy_trio._definitions import Registry
 from romancy_trio._engine._scheduler import Scheduler

@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
-from notify import Hub, NotifyConfig, open_pg_hub
+from romancy_notify import Hub, NotifyConfig, open_pg_hub
 from romancy_trio import (
     ActivityContext,
     ActivityFailedError,

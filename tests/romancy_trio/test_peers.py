@@ -12,7 +12,7 @@ import pytest
 import trio
 from psycopg import sql
 
-from notify.pg import connect
+from romancy_notify.pg import connect
 from romancy_trio import (
     ActivityContext,
     WorkflowContext,

@@ -14,8 +14,8 @@ import pytest
 import trio
 import trio.testing
 
-from channels import Message
-from notify import open_local_hub
+from romancy_channels import Message
+from romancy_notify import open_local_hub
 from romancy_trio import open_app
 from romancy_trio.asgi import serve_http
 from romancy_trio.asgi._websocket_tail import ChannelTail

@@ -6,15 +6,15 @@ import pytest
 import trio
 import trio.testing
 
-import notify
-from notify import HubClosed, NotifyConfig, Wakeup, WatchClosed, open_local_hub
+import romancy_notify
+from romancy_notify import HubClosed, NotifyConfig, Wakeup, WatchClosed, open_local_hub
 
 TOPICS = ["romancy_work", "romancy_done"]
 FAST = NotifyConfig(fallback_interval=0.05, fallback_jitter=0.2)
 
 
 def test_public_surface() -> None:
-    assert sorted(notify.__all__) == [
+    assert sorted(romancy_notify.__all__) == [
         "Hub",
         "HubClosed",
         "HubStatistics",
@@ -29,8 +29,8 @@ def test_public_surface() -> None:
         "open_local_hub",
         "open_pg_hub",
     ]
-    for name in notify.__all__:
-        assert getattr(notify, name).__module__.startswith("notify")
+    for name in romancy_notify.__all__:
+        assert getattr(romancy_notify, name).__module__.startswith("romancy_notify")
 
 
 def test_config_is_validated() -> None:
@@ -165,7 +165,7 @@ async def test_several_waiters_on_one_key() -> None:
 async def test_closing_the_hub_wakes_waiters_with_hub_closed() -> None:
     results: list[str] = []
 
-    async def waiter(w: notify.Watch) -> None:
+    async def waiter(w: romancy_notify.Watch) -> None:
         try:
             await w.wait()
         except HubClosed:

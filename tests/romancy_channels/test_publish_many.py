@@ -7,7 +7,7 @@ import json
 import pytest
 import trio
 
-from channels import ChannelError, ChannelMode, Message
+from romancy_channels import ChannelError, ChannelMode, Message
 
 from ._helpers import drain, subscribe, take
 from .conftest import T0, Env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from channels import ChannelMode, Message
+from romancy_channels import ChannelMode, Message
 
 from .conftest import T0, Env
 

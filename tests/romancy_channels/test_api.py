@@ -9,8 +9,8 @@ import psycopg
 import pytest
 import trio
 
-import channels
-from channels import (
+import romancy_channels
+from romancy_channels import (
     NOTIFY_TOPIC,
     ChannelEngine,
     ChannelError,
@@ -28,7 +28,7 @@ B = ChannelMode.BROADCAST
 
 
 def test_public_surface() -> None:
-    assert sorted(channels.__all__) == sorted(
+    assert sorted(romancy_channels.__all__) == sorted(
         [
             "MAX_NAME_LENGTH",
             "NOTIFY_TOPIC",
@@ -52,12 +52,12 @@ def test_unknown_dialect() -> None:
     with pytest.raises(ValueError, match="mysql"):
         ChannelEngine("mysql")
     with pytest.raises(ValueError, match="mysql"):
-        channels.migrations("mysql")
+        romancy_channels.migrations("mysql")
 
 
 def test_migrations_are_numbered_up_sections() -> None:
     for dialect in ("postgres", "sqlite"):
-        found = channels.migrations(dialect)
+        found = romancy_channels.migrations(dialect)
         assert [version for version, _ in found] == ["0001"]
         up = found[0][1]
         assert "CREATE TABLE IF NOT EXISTS channel_messages" in up
@@ -128,7 +128,7 @@ async def test_bad_names_are_rejected(env: Env, name: object) -> None:
 
 
 async def test_names_at_the_limit_are_fine(env: Env) -> None:
-    long = "é" * channels.MAX_NAME_LENGTH
+    long = "é" * romancy_channels.MAX_NAME_LENGTH
     await subscribe(env, long, long, B)
     await publish(env, long, "hi")
     assert [m.channel for m in await drain(env, long, long)] == [long]

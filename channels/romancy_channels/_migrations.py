@@ -20,9 +20,9 @@ def migrations(dialect: str) -> list[tuple[str, str]]:
     """
     if dialect not in ("postgres", "sqlite"):
         raise ValueError(f"channels has no migrations for dialect {dialect!r}")
-    # resources.files("channels") rather than importing channels.migrations: that folder is
-    # data, and importing it would shadow this function's name on the package.
-    folder = resources.files("channels").joinpath("migrations", dialect)
+    # resources.files("romancy_channels") rather than importing romancy_channels.migrations:
+    # that folder is data, and importing it would shadow this function's name on the package.
+    folder = resources.files("romancy_channels").joinpath("migrations", dialect)
     found: list[tuple[int, str, str]] = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from channels import ChannelMode
+from romancy_channels import ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
 
 from ._helpers import publish_many, subscribe
@@ -31,7 +31,7 @@ def start_taker(env: Env, name: str, hold_after: int | None = None) -> subproces
     if hold_after is not None:
         args.append(str(hold_after))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.channels.taker_proc", *args],
+        [sys.executable, "-m", "tests.romancy_channels.taker_proc", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """A competing taker in its own process, for the multi-process tests.
 
-    python -m tests.channels.taker_proc DSN SCHEMA NAME CHANNEL TOTAL [HOLD_AFTER]
+    python -m tests.romancy_channels.taker_proc DSN SCHEMA NAME CHANNEL TOTAL [HOLD_AFTER]
 
 Subscribes, prints ``ready``, waits for a line on stdin, then takes messages one transaction at a
 time, recording each take in ``takes`` in the same transaction. It stops once ``takes`` holds
@@ -14,7 +14,7 @@ import sys
 
 import trio
 
-from channels import ChannelEngine, ChannelMode
+from romancy_channels import ChannelEngine, ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
 
 TAKES_DDL = """

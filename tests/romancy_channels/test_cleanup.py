@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels import ChannelError, ChannelMode
+from romancy_channels import ChannelError, ChannelMode
 
 from ._helpers import drain, publish, subscribe
 from .conftest import T0, Env

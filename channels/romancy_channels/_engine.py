@@ -97,7 +97,7 @@ class ChannelEngine:
         """Publish JSON ``data_json``; return the message id. Visible to takers on commit.
 
         ``target`` sends it to that one subscriber only. On PostgreSQL this row-locks the
-        channel until the transaction ends (see `channels.sql_postgres`).
+        channel until the transaction ends (see `romancy_channels.sql_postgres`).
         """
         (message_id,) = await self.publish_many_tx(tx, channel, [data_json],
                                                    metadata_json=metadata_json, target=target,

@@ -15,8 +15,8 @@ import trio.testing
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from notify import ListenProbeFailed, NotifyConfig, Wakeup, notify_tx, open_pg_hub
-from notify.pg import connect
+from romancy_notify import ListenProbeFailed, NotifyConfig, Wakeup, notify_tx, open_pg_hub
+from romancy_notify.pg import connect
 
 # Quick reconnects and short probes so failures show within a test's time.
 FAST = NotifyConfig(reconnect_initial=0.05, reconnect_max=0.2, probe_timeout=2.0)

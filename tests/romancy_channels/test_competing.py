@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import trio
 
-from channels import ChannelMode, ChannelModeError, Message, NotSubscribedError
+from romancy_channels import ChannelMode, ChannelModeError, Message, NotSubscribedError
 
 from ._helpers import drain, publish, publish_many, subscribe, take
 from .conftest import T0, Env

@@ -1,4 +1,4 @@
-"""notify.pool: a bounded pool of TrioConnection, against a real PostgreSQL."""
+"""romancy_notify.pool: a bounded pool of TrioConnection, against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import trio
 from psycopg import pq, sql
 from psycopg.abc import QueryNoTemplate
 
-from notify.pg import TrioConnection, connect
-from notify.pool import ConnectionPool, PoolClosed, PoolStatistics, open_pool
+from romancy_notify.pg import TrioConnection, connect
+from romancy_notify.pool import ConnectionPool, PoolClosed, PoolStatistics, open_pool
 
 
 async def _scalar(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notify._registry import (
+from romancy_notify._registry import (
     MAX_PAYLOAD_BYTES,
     Registry,
     Wakeup,

@@ -35,7 +35,7 @@ from ._registry import validate_payload, validate_topic
 
 __all__ = ["ListenProbeFailed", "check_notification", "notify_tx", "open_pg_hub"]
 
-logger = logging.getLogger("notify")
+logger = logging.getLogger("romancy_notify")
 
 # What a lost or unusable listener connection raises; anything else is a bug and propagates.
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, trio.TooSlowError)

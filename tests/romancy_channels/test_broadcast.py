@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from channels import ChannelMode, Message, NotSubscribedError
+from romancy_channels import ChannelMode, Message, NotSubscribedError
 
 from ._helpers import drain, publish, publish_many, subscribe, take
 from .conftest import T0, Env

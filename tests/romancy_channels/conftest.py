@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from channels import ChannelEngine, ChannelTx, migrations
+from romancy_channels import ChannelEngine, ChannelTx, migrations
 from romancy_trio.storage._postgres import PostgresDatabase
 from romancy_trio.storage._sqlite import SqliteDatabase, open_sqlite
 

@@ -1,4 +1,4 @@
-"""notify.pg: psycopg's async API driven by Trio, against a real PostgreSQL."""
+"""romancy_notify.pg: psycopg's async API driven by Trio, against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import trio
 from psycopg import pq, sql
 from psycopg.rows import dict_row
 
-from notify.pg import BATCH_LIMIT, TrioConnection, connect
+from romancy_notify.pg import BATCH_LIMIT, TrioConnection, connect
 
 
 def _table(schema: str, name: str) -> sql.Composed:
