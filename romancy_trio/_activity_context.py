@@ -8,18 +8,77 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from .storage import Session
+from .storage._db import Params, Row
 
 DEFAULT_EVENT_SOURCE = "romancy_trio://{workflow_name}"
 """The CloudEvents ``source`` of events sent without one (``{workflow_name}`` is filled in)."""
+
+
+class BlockingSession:
+    """``ctx.blocking_db`` of a transactional plain ``def`` activity: the same transaction as
+    ``ctx.db``, with blocking methods, for code running in the activity's worker thread.
+
+    Each statement runs on Trio (``trio.from_thread.run``); the worker thread waits for it.
+    Once the attempt has ended (returned, failed, timed out or been cancelled) the session
+    refuses statements, so an abandoned thread cannot touch a finished transaction.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.dialect = session.dialect
+        self._session = session
+        self._calls: set[trio.CancelScope] = set()
+        self._idle = trio.Event()
+        self._closed = False
+
+    def execute(self, query: str, params: Params = ()) -> int:
+        """Run a statement; return the affected row count."""
+        result: int = trio.from_thread.run(self._guarded, self._session.execute, query, params)
+        return result
+
+    def fetchone(self, query: str, params: Params = ()) -> Row | None:
+        result: Row | None = trio.from_thread.run(self._guarded, self._session.fetchone,
+                                                  query, params)
+        return result
+
+    def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        result: list[Row] = trio.from_thread.run(self._guarded, self._session.fetchall,
+                                                 query, params)
+        return result
+
+    async def _guarded(self, fn: Any, query: str, params: Params) -> Any:
+        if self._closed:
+            raise RuntimeError("this activity attempt has ended; its transaction is closed")
+        scope = trio.CancelScope()
+        self._calls.add(scope)
+        try:
+            with scope:
+                return await fn(query, params)
+            raise RuntimeError("this activity attempt ended while the statement ran")
+        finally:
+            self._calls.discard(scope)
+            if self._closed and not self._calls:
+                self._idle.set()
+
+    async def close(self) -> None:
+        """End the attempt's use of the session: stop statements in flight, refuse new ones."""
+        self._closed = True
+        for scope in self._calls:
+            scope.cancel()
+        if self._calls:
+            with trio.CancelScope(shield=True):
+                await self._idle.wait()
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityContext:
     """First argument of every ``@activity`` function.
 
-    ``session`` runs SQL in the same transaction that records the activity's result, so the
-    activity's database effects happen exactly once. It is ``None`` for ``transactional=False``.
+    ``db`` runs SQL in the same transaction that records the activity's result, so the
+    activity's database effects happen exactly once (``blocking_db`` in a plain ``def``
+    activity). Neither exists for ``transactional=False``.
     """
 
     instance_id: str
@@ -33,6 +92,8 @@ class ActivityContext:
     """Default CloudEvents ``source`` for :meth:`send_event`."""
     outbox_topic: str | None = None
     """The NOTIFY topic announcing new outbox rows (None: ``romancy_outbox``)."""
+    blocking_session: BlockingSession | None = None
+    """The blocking twin of ``session`` for a transactional plain ``def`` activity."""
     _sends: Iterator[int] = field(
         default_factory=lambda: itertools.count(1), init=False, repr=False, compare=False
     )
@@ -42,9 +103,22 @@ class ActivityContext:
         """The transaction's session; a clear error for non-transactional activities."""
         if self.session is None:
             raise RuntimeError(
+                f"activity {self.activity_id!r} is a plain def activity: use ctx.blocking_db"
+                if self.blocking_session is not None else
                 f"activity {self.activity_id!r} is transactional=False and has no session"
             )
         return self.session
+
+    @property
+    def blocking_db(self) -> BlockingSession:
+        """The transaction's session with blocking methods, in a plain ``def`` activity."""
+        if self.blocking_session is None:
+            raise RuntimeError(
+                f"activity {self.activity_id!r} has no blocking session: it is "
+                + ("an 'async def' activity (use await ctx.db...)" if self.session is not None
+                   else "transactional=False")
+            )
+        return self.blocking_session
 
     async def send_event(
         self,
@@ -68,8 +142,9 @@ class ActivityContext:
         n = next(self._sends)
         if self.session is None:
             raise RuntimeError(
-                f"send_event needs a transactional activity: {self.activity_id!r} is "
-                "transactional=False, so the event could not commit with its effects"
+                f"send_event needs a transactional 'async def' activity: {self.activity_id!r} "
+                + ("is a plain def" if self.blocking_session is not None else
+                   "is transactional=False, so the event could not commit with its effects")
             )
         return await send_event_tx(
             self.session,
