@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import outcome
 import trio
 
 from .storage import Session
@@ -17,59 +18,89 @@ DEFAULT_EVENT_SOURCE = "romancy_trio://{workflow_name}"
 """The CloudEvents ``source`` of events sent without one (``{workflow_name}`` is filled in)."""
 
 
+_Request = tuple[Callable[[str, Params], Awaitable[Any]], str, Params,
+                 list[outcome.Outcome[Any]], trio.Event]
+
+
 class BlockingSession:
     """``ctx.blocking_db`` of a transactional plain ``def`` activity: the same transaction as
     ``ctx.db``, with blocking methods, for code running in the activity's worker thread.
 
-    Each statement runs on Trio (``trio.from_thread.run``); the worker thread waits for it.
-    Once the attempt has ended (returned, failed, timed out or been cancelled) the session
-    refuses statements, so an abandoned thread cannot touch a finished transaction.
+    Each statement is handed to the Trio task running the attempt (which owns the transaction)
+    and the worker thread waits for its result. Once the attempt has ended (returned, failed,
+    timed out or been cancelled) statements are refused with RuntimeError, so an abandoned
+    thread cannot touch a finished transaction.
     """
 
     def __init__(self, session: Session) -> None:
         self.dialect = session.dialect
         self._session = session
-        self._calls: set[trio.CancelScope] = set()
-        self._idle = trio.Event()
+        self._send, self._receive = trio.open_memory_channel[_Request](0)
+        self._waiting: set[trio.CancelScope] = set()
         self._closed = False
 
     def execute(self, query: str, params: Params = ()) -> int:
         """Run a statement; return the affected row count."""
-        result: int = trio.from_thread.run(self._guarded, self._session.execute, query, params)
+        result: int = trio.from_thread.run(self._request, self._session.execute, query, params)
         return result
 
     def fetchone(self, query: str, params: Params = ()) -> Row | None:
-        result: Row | None = trio.from_thread.run(self._guarded, self._session.fetchone,
+        result: Row | None = trio.from_thread.run(self._request, self._session.fetchone,
                                                   query, params)
         return result
 
     def fetchall(self, query: str, params: Params = ()) -> list[Row]:
-        result: list[Row] = trio.from_thread.run(self._guarded, self._session.fetchall,
+        result: list[Row] = trio.from_thread.run(self._request, self._session.fetchall,
                                                  query, params)
         return result
 
-    async def _guarded(self, fn: Any, query: str, params: Params) -> Any:
-        if self._closed:
-            raise RuntimeError("this activity attempt has ended; its transaction is closed")
+    async def _request(self, fn: Callable[[str, Params], Awaitable[Any]], query: str,
+                       params: Params) -> Any:
+        """On Trio, for the worker thread: queue the statement and wait for its outcome."""
+        box: list[outcome.Outcome[Any]] = []
+        done = trio.Event()
         scope = trio.CancelScope()
-        self._calls.add(scope)
+        self._waiting.add(scope)
         try:
             with scope:
-                return await fn(query, params)
-            raise RuntimeError("this activity attempt ended while the statement ran")
+                if not self._closed:
+                    await self._send.send((fn, query, params, box, done))
+                    await done.wait()
+                    return box[0].unwrap()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
         finally:
-            self._calls.discard(scope)
-            if self._closed and not self._calls:
-                self._idle.set()
+            self._waiting.discard(scope)
+        raise RuntimeError("this activity attempt has ended; its transaction is closed")
 
-    async def close(self) -> None:
-        """End the attempt's use of the session: stop statements in flight, refuse new ones."""
-        self._closed = True
-        for scope in self._calls:
-            scope.cancel()
-        if self._calls:
-            with trio.CancelScope(shield=True):
-                await self._idle.wait()
+    async def run_thread(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``call`` (the activity in its thread) while carrying out its statements in
+        this task, the one that owns the transaction."""
+        results: list[outcome.Outcome[Any]] = []
+
+        async def thread_side() -> None:
+            try:
+                results.append(outcome.Value(await call()))
+            except Exception as exc:  # noqa: BLE001 - the activity's own failure, re-raised below
+                results.append(outcome.Error(exc))
+            finally:
+                self._send.close()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(thread_side)
+                async for fn, query, params, box, done in self._receive:
+                    try:
+                        box.append(outcome.Value(await fn(query, params)))
+                    except Exception as exc:  # noqa: BLE001 - the statement's error: to the thread
+                        box.append(outcome.Error(exc))
+                    done.set()
+        finally:
+            self._closed = True
+            self._send.close()
+            for scope in self._waiting:
+                scope.cancel()
+        return results[0].unwrap()
 
 
 @dataclass(frozen=True, slots=True)

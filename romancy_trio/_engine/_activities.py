@@ -97,11 +97,9 @@ async def _in_thread(act: Activity[..., Any], actx: ActivityContext, cmd: Activi
     if actx.session is None:
         return await hosts.in_thread(act.fn, actx, *cmd.args, **cmd.kwargs)
     blocking = BlockingSession(actx.session)
-    try:
-        return await hosts.in_thread(act.fn, replace(actx, session=None, blocking_session=blocking),
-                                     *cmd.args, **cmd.kwargs)
-    finally:  # an abandoned thread must not reach the transaction once the attempt is over
-        await blocking.close()
+    in_thread = replace(actx, session=None, blocking_session=blocking)
+    return await blocking.run_thread(
+        lambda: hosts.in_thread(act.fn, in_thread, *cmd.args, **cmd.kwargs))
 
 
 class ActivityRunner:

@@ -86,11 +86,13 @@ class AsyncioLoop:
         return result[0].unwrap()
 
     async def aclose(self) -> None:
-        async with self._lock:
-            self._closed = True
-            if self._thread is None:
-                return
-            with trio.CancelScope(shield=True):
+        """Stop the loop (cancelling what still runs on it) and join its thread. Shielded: it
+        runs while the scheduler is being cancelled, and must not leave the thread behind."""
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                self._closed = True
+                if self._thread is None:
+                    return
                 await trio.to_thread.run_sync(self._ready.wait)
                 assert self._loop is not None and self._stop is not None
                 self._loop.call_soon_threadsafe(self._stop.set)
