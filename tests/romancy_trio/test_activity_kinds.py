@@ -41,7 +41,7 @@ def blocking_call(ctx: ActivityContext, n: int) -> dict[str, Any]:
 
 
 @activity(retry=ONCE)
-def ledger_write(ctx: ActivityContext, key: str, fail: bool) -> int:
+def thread_ledger_write(ctx: ActivityContext, key: str, fail: bool) -> int:
     db = ctx.blocking_db
     p = "%s" if db.dialect == "postgres" else "?"
     db.execute(f"INSERT INTO ledger (k) VALUES ({p})", (key,))
@@ -58,9 +58,9 @@ async def threads(ctx: WorkflowContext, count: int) -> list[dict[str, Any]]:
 
 
 @workflow
-async def ledger(ctx: WorkflowContext, key: str, fail: bool = False) -> str:
+async def thread_ledger(ctx: WorkflowContext, key: str, fail: bool = False) -> str:
     try:
-        return f"{await ledger_write(ctx, key, fail)} row"
+        return f"{await thread_ledger_write(ctx, key, fail)} row"
     except ActivityFailedError as exc:
         return exc.error_type
 
@@ -88,11 +88,11 @@ def _fields(config: AppConfig) -> dict[str, Any]:
 
 
 async def test_a_def_activity_uses_its_transaction_through_blocking_db(backend: Backend) -> None:
-    async with open_app(backend.url, workflows=[ledger], config=backend.config) as app:
+    async with open_app(backend.url, workflows=[thread_ledger], config=backend.config) as app:
         async with app.store.db.transaction() as tx:
             await tx.execute("CREATE TABLE ledger (k TEXT)")
-        assert await app.run(ledger, "a", timeout=20) == "1 row"
-        assert await app.run(ledger, "b", fail=True, timeout=20) == "ValueError"
+        assert await app.run(thread_ledger, "a", timeout=20) == "1 row"
+        assert await app.run(thread_ledger, "b", fail=True, timeout=20) == "ValueError"
         async with app.store.db.transaction() as tx:
             rows = await tx.fetchall("SELECT k FROM ledger")
         assert [tuple(r) for r in rows] == [("a",)]  # b's insert rolled back with its failure

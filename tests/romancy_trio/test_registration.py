@@ -22,7 +22,7 @@ UNDONE: list[str] = []
 
 
 @activity
-async def one(ctx: ActivityContext, x: int) -> int:
+async def add_one(ctx: ActivityContext, x: int) -> int:
     return x + 1
 
 
@@ -38,7 +38,7 @@ def release(ctx: ActivityContext, order: str, reservation: str) -> None:
 
 @workflow
 async def only_workflow_listed(ctx: WorkflowContext, x: int) -> int:
-    return await one(ctx, x)
+    return await add_one(ctx, x)
 
 
 @workflow
@@ -50,7 +50,7 @@ async def saga_listed_alone(ctx: WorkflowContext, order: str) -> None:
 async def test_activities_need_not_be_listed_with_the_app(backend: Backend) -> None:
     async with open_app(backend.url, workflows=[only_workflow_listed],
                         config=backend.config) as app:
-        assert "one" not in app.registry.activities
+        assert "add_one" not in app.registry.activities
         assert await app.run(only_workflow_listed, 41, timeout=20) == 42
 
 
