@@ -52,6 +52,24 @@ def thread_hangs_once(ctx: ActivityContext, key: str) -> str:
     return f"done on attempt {attempt}"
 
 
+LATE: list[str] = []
+
+
+@activity(timeout=0.3, retry=FAST)
+def thread_writes_then_hangs(ctx: ActivityContext, key: str) -> str:
+    attempt = _count(key)
+    db = ctx.blocking_db
+    p = "%s" if db.dialect == "postgres" else "?"
+    db.execute(f"INSERT INTO effects (k, attempt) VALUES ({p}, {p})", (key, attempt))
+    if attempt == 1:
+        RELEASE.wait(timeout=60)
+        try:  # abandoned: the transaction it wrote in was rolled back and is closed
+            db.execute(f"INSERT INTO effects (k, attempt) VALUES ({p}, {p})", (key, 99))
+        except RuntimeError as exc:
+            LATE.append(str(exc))
+    return f"done on attempt {attempt}"
+
+
 @activity(timeout=60, retry=RetryPolicy(max_attempts=2, initial_interval=0.01))
 async def sleeps(ctx: ActivityContext, seconds: float) -> str:
     await trio.sleep(seconds)
@@ -64,6 +82,8 @@ async def timeouts(ctx: WorkflowContext, case: str, key: str) -> str:
         return await hangs_twice(ctx, key)
     if case == "thread":
         return await thread_hangs_once(ctx, key)
+    if case == "thread_tx":
+        return await thread_writes_then_hangs(ctx, key)
     if case == "call_shorter":
         try:
             return await sleeps(ctx, 30).with_timeout(0.2)
@@ -129,6 +149,27 @@ async def test_a_hung_thread_is_abandoned_and_its_late_result_ignored(backend: B
             assert [e.kind for e in history] == [EventKind.ATTEMPT_FAILED,
                                                  EventKind.ACTIVITY_COMPLETED]
             assert history[1].payload == "done on attempt 2"
+    finally:
+        RELEASE.set()
+
+
+async def test_a_timed_out_thread_cannot_reach_its_rolled_back_transaction(
+    backend: Backend,
+) -> None:
+    key = f"thread-tx-{backend.name}"
+    RELEASE.clear()
+    LATE.clear()
+    try:
+        async with open_app(backend.url, workflows=WFS, config=backend.config) as app:
+            async with app.store.db.transaction() as tx:
+                await tx.execute("CREATE TABLE effects (k TEXT, attempt INTEGER)")
+            assert await app.run(timeouts, "thread_tx", key, timeout=30) == "done on attempt 2"
+            RELEASE.set()
+            with trio.fail_after(20):
+                while not LATE:  # the abandoned thread tries its late statement
+                    await trio.sleep(0.01)
+            assert LATE == ["this activity attempt has ended; its transaction is closed"]
+            assert [tuple(r) for r in await _effects(app)] == [(key, 2)]
     finally:
         RELEASE.set()
 
