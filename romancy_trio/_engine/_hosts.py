@@ -67,7 +67,10 @@ class AsyncioLoop:
         result: list[outcome.Outcome[Any]] = []
 
         def finished(task: asyncio.Task[Any]) -> None:  # on the Trio thread
-            result.append(outcome.capture(task.result))
+            if task.cancelled():  # not by us (we re-raise Cancelled): by the activity itself
+                result.append(outcome.Error(RuntimeError("the asyncio task was cancelled")))
+            else:
+                result.append(outcome.capture(task.result))
             done.set()
 
         def start() -> None:  # on the asyncio thread

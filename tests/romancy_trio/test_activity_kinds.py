@@ -18,6 +18,7 @@ from romancy_trio import (
     AppConfig,
     ConfigurationError,
     RetryPolicy,
+    WorkflowCancelledError,
     WorkflowContext,
     activity,
     open_app,
@@ -180,6 +181,37 @@ async def test_a_timeout_cancels_the_asyncio_task(backend: Backend) -> None:
     async with open_app(backend.url, workflows=[slow], config=backend.config) as app:
         assert await app.run(slow, key, timeout=20) == f"{key}: second attempt"
         assert CANCELLED.count(key) == 1
+
+
+STARTED: list[str] = []
+
+
+@activity(loop="asyncio")
+async def waits_on_asyncio(ctx: ActivityContext) -> None:
+    STARTED.append(ctx.instance_id)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        CANCELLED.append(ctx.instance_id)
+        raise
+
+
+@workflow
+async def cancelled_while_on_asyncio(ctx: WorkflowContext) -> None:
+    await waits_on_asyncio(ctx)
+
+
+async def test_cancelling_the_workflow_cancels_its_asyncio_task(backend: Backend) -> None:
+    async with open_app(backend.url, workflows=[cancelled_while_on_asyncio],
+                        config=backend.config) as app:
+        iid = await app.start(cancelled_while_on_asyncio)
+        with trio.fail_after(20):
+            while iid not in STARTED:
+                await trio.sleep(0.01)
+        await app.cancel(iid)
+        with pytest.raises(WorkflowCancelledError):
+            await app.result(iid, timeout=20)
+        assert CANCELLED.count(iid) == 1
 
 
 @activity(loop="asyncio")
