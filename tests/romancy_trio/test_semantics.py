@@ -164,6 +164,31 @@ async def test_starting_an_id_again_with_another_input_is_a_conflict(backend: Ba
         assert (await app.runs("c-1"))[-1].run_no == 3  # nothing restarted it
 
 
+async def test_concurrent_starts_of_one_id_agree(backend: Backend) -> None:
+    """Starts racing for one id: one creates it, the others find it (PostgreSQL: also when
+    the insert met a row committed after its snapshot) and compare inputs."""
+    async with open_app(backend.url, workflows=SEM, config=backend.config) as app:
+        outcomes: list[str] = []
+
+        async def start(to: int) -> None:
+            try:
+                outcomes.append(await app.start(sem_counts, {"n": 0, "to": to},
+                                                instance_id="race"))
+            except InstanceIdConflictError:
+                outcomes.append("conflict")
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(start, 0)
+        assert outcomes == ["race"] * 8
+        stored = (await app.status("race")).input
+        async with trio.open_nursery() as nursery:
+            for to in (0, 1, 0, 1):
+                nursery.start_soon(start, to)
+        assert sorted(outcomes[8:]) == ["conflict", "conflict", "race", "race"]
+        assert (await app.status("race")).input == stored
+
+
 # -- 3. send_to needs a live target ---------------------------------------------------------
 
 async def test_send_to_a_missing_or_finished_instance_is_refused(backend: Backend) -> None:
