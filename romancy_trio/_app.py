@@ -67,7 +67,7 @@ def _check_same_start(iid: str, existing: Existing, name: str, input_json: str) 
     if _canonical(existing.input_json) != _canonical(input_json):
         raise InstanceIdConflictError(
             f"instance id {iid!r} was already started with a different input "
-            f"({existing.input_json:.80}, not {input_json:.80})")
+            f"(workflow {name!r}); start it with the same input, or choose another id")
 
 
 def _check_instance_id(instance_id: str) -> str:
