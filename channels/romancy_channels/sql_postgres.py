@@ -42,6 +42,78 @@ _PUBLISH_MANY = """
         ORDER BY items.n
         RETURNING id, data"""
 
+# -- h-sem: direct messages (send_to) are taken by claim, subscribed or not ---------------
+# A direct message waits for its target, who takes it by claiming it (SKIP LOCKED), in id
+# order with the broadcast messages after its cursor (if it subscribed to a broadcast
+# channel) or with the competing queue (if competing); an instance that never subscribed
+# takes only its direct messages.
+_MAX_ID = "9223372036854775807"
+_CLAIM_DIRECT = """
+        WITH next AS (
+            SELECT id FROM channel_messages
+            WHERE channel = %(channel)s AND target = %(subscriber)s AND claimed_by IS NULL
+              AND id < %(before)s
+            ORDER BY id LIMIT 1
+            FOR UPDATE SKIP LOCKED)
+        UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
+        FROM next WHERE m.id = next.id
+        RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at"""
+_TAKE = f"""
+        WITH s AS (
+            SELECT mode, cursor_id FROM channel_subscriptions
+            WHERE channel = %(channel)s AND subscriber = %(subscriber)s
+            FOR UPDATE),
+        step AS (
+            SELECT m.id, m.channel, m.data, m.metadata, m.target, m.published_at
+            FROM channel_messages m JOIN s ON s.mode = 'broadcast'
+            WHERE m.channel = %(channel)s AND m.id > s.cursor_id AND m.target IS NULL
+            ORDER BY m.id LIMIT 1),
+        competing AS (
+            SELECT id FROM channel_messages
+            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE}
+              AND EXISTS (SELECT 1 FROM s WHERE mode = 'competing')
+            ORDER BY id LIMIT 1
+            FOR UPDATE SKIP LOCKED),
+        direct AS (
+            SELECT id FROM channel_messages
+            WHERE channel = %(channel)s AND target = %(subscriber)s AND claimed_by IS NULL
+              AND NOT EXISTS (SELECT 1 FROM s WHERE mode = 'competing')
+              AND id < coalesce((SELECT id FROM step), {_MAX_ID})
+            ORDER BY id LIMIT 1
+            FOR UPDATE SKIP LOCKED),
+        next AS (SELECT id FROM competing UNION ALL SELECT id FROM direct),
+        claimed AS (
+            UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
+            FROM next WHERE m.id = next.id
+            RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at),
+        stepped AS (SELECT * FROM step WHERE NOT EXISTS (SELECT 1 FROM next)),
+        advanced AS (
+            UPDATE channel_subscriptions c SET cursor_id = stepped.id FROM stepped
+            WHERE c.channel = %(channel)s AND c.subscriber = %(subscriber)s),
+        got AS (SELECT * FROM claimed UNION ALL SELECT * FROM stepped)
+        SELECT s.mode, s.cursor_id, got.*
+        FROM (SELECT 1) AS one LEFT JOIN s ON true LEFT JOIN got ON true"""
+_DIRECT_WAITING = """EXISTS (
+                SELECT 1 FROM channel_messages m
+                WHERE m.channel = %(channel)s AND m.target = %(subscriber)s
+                  AND m.claimed_by IS NULL)"""
+_HAS_MESSAGE = f"""
+        SELECT CASE s.mode
+            WHEN 'competing' THEN {_DIRECT_WAITING}
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
+                    ORDER BY m.id LIMIT 1 OFFSET ({{woken}}))
+            WHEN 'broadcast' THEN {_DIRECT_WAITING}
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.id > s.cursor_id AND m.target IS NULL)
+            ELSE {_DIRECT_WAITING} END
+        FROM (SELECT 1) AS one
+        LEFT JOIN channel_subscriptions s
+            ON s.channel = %(channel)s AND s.subscriber = %(subscriber)s"""
+# -- end h-sem ------------------------------------------------------------------------------
+
 QUERIES = ChannelQueries(
     lock_mode="""
         INSERT INTO channels AS c (channel, mode, created_at)
@@ -67,7 +139,7 @@ QUERIES = ChannelQueries(
     publish_many=_PUBLISH_MANY.format(head=_LOCKED_HEAD),
     next_broadcast=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
-        WHERE channel = %(channel)s AND id > %(cursor)s AND {_RECEIVABLE}
+        WHERE channel = %(channel)s AND id > %(cursor)s AND target IS NULL
         ORDER BY id LIMIT 1""",
     advance_cursor="""
         UPDATE channel_subscriptions SET cursor_id = %(cursor)s
@@ -81,48 +153,9 @@ QUERIES = ChannelQueries(
         UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
         FROM next WHERE m.id = next.id
         RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at""",
-    take=f"""
-        WITH s AS (
-            SELECT mode, cursor_id FROM channel_subscriptions
-            WHERE channel = %(channel)s AND subscriber = %(subscriber)s
-            FOR UPDATE),
-        next AS (
-            SELECT id FROM channel_messages
-            WHERE channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE}
-              AND EXISTS (SELECT 1 FROM s WHERE mode = 'competing')
-            ORDER BY id LIMIT 1
-            FOR UPDATE SKIP LOCKED),
-        claimed AS (
-            UPDATE channel_messages m SET claimed_by = %(subscriber)s, claimed_at = %(now)s
-            FROM next WHERE m.id = next.id
-            RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at),
-        step AS (
-            SELECT m.id, m.channel, m.data, m.metadata, m.target, m.published_at
-            FROM channel_messages m JOIN s ON s.mode = 'broadcast'
-            WHERE m.channel = %(channel)s AND m.id > s.cursor_id
-              AND (m.target IS NULL OR m.target = %(subscriber)s)
-            ORDER BY m.id LIMIT 1),
-        advanced AS (
-            UPDATE channel_subscriptions c SET cursor_id = step.id FROM step
-            WHERE c.channel = %(channel)s AND c.subscriber = %(subscriber)s),
-        got AS (SELECT * FROM claimed UNION ALL SELECT * FROM step)
-        SELECT s.mode, s.cursor_id, got.* FROM s LEFT JOIN got ON true""",
-    has_message="""
-        SELECT CASE WHEN s.mode = 'competing'
-            THEN EXISTS (
-                    SELECT 1 FROM channel_messages m
-                    WHERE m.channel = s.channel AND m.claimed_by IS NULL
-                      AND m.target = s.subscriber)
-                OR EXISTS (
-                    SELECT 1 FROM channel_messages m
-                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
-                    ORDER BY m.id LIMIT 1 OFFSET ({woken}))
-            ELSE EXISTS (
-                SELECT 1 FROM channel_messages m
-                WHERE m.channel = s.channel AND m.id > s.cursor_id
-                  AND (m.target IS NULL OR m.target = s.subscriber)) END
-        FROM channel_subscriptions s
-        WHERE s.channel = %(channel)s AND s.subscriber = %(subscriber)s""",
+    take=_TAKE,
+    has_message=_HAS_MESSAGE,
+    claim_direct=_CLAIM_DIRECT,
     read_after=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = %(channel)s AND id > %(after_id)s AND target IS NULL
@@ -136,7 +169,8 @@ QUERIES = ChannelQueries(
                         SELECT 1 FROM channel_subscriptions s
                         WHERE s.channel = m.channel
                           AND (m.target IS NULL OR s.subscriber = m.target)
-                          AND (s.mode = 'competing' OR s.cursor_id < m.id))))
+                          AND (s.mode = 'competing' OR s.cursor_id < m.id
+                               OR m.target IS NOT NULL))))
             LIMIT %(batch)s
             FOR UPDATE OF m SKIP LOCKED)""",
     unlocked_publish=(_PUBLISH.format(head=_FREE_HEAD), _PUBLISH_MANY.format(head=_FREE_HEAD)),

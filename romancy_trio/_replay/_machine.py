@@ -114,7 +114,7 @@ class WorkflowMachine:
             except StopIteration as stop:
                 return self._finish(CompleteWorkflow(stop.value))
             except Exception as exc:  # noqa: BLE001 - the workflow's own error is its outcome
-                self._compensations.start(ErrorInfo.from_exception(exc))
+                self._compensations.start(ErrorInfo.of_failure(exc))
                 continue
             try:
                 command = self._accept(yielded)

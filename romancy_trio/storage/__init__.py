@@ -11,6 +11,7 @@ from ._open import check_url as check_url
 from ._open import open_store as open_store
 from ._store import Store as Store
 from ._types import Claimed as Claimed
+from ._types import Existing as Existing
 from ._types import InstanceInfo as InstanceInfo
 from ._types import Lease as Lease
 from ._types import RunInfo as RunInfo

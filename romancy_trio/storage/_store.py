@@ -19,6 +19,7 @@ from ._db import Database, Row, Tx
 from ._queries import Queries, WaitQueries
 from ._types import (
     Claimed,
+    Existing,
     InstanceInfo,
     Lease,
     RunInfo,
@@ -48,9 +49,11 @@ class Store:
         now: float,
         owner: str | None,
         lease_ttl: float,
-    ) -> Lease | None:
-        """Insert a new instance; None if the id exists. With ``owner``, it starts leased to it
-        (eager start: no claim round trip); otherwise it is pending and new work is announced."""
+    ) -> Lease | Existing:
+        """Insert a new instance, or (the id exists) say what it holds. With ``owner``, it
+        starts leased to it (eager start: no claim round trip); otherwise it is pending and
+        new work is announced. One round trip where the dialect's insert can tell what it
+        found (PostgreSQL), else two."""
         status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
         epoch = 1 if owner else 0
         row = await self.db.fetchone(
@@ -67,8 +70,12 @@ class Store:
                 "topic": self.topics.work,
             },
         )
-        if row is None:
-            return None
+        if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
+            row = await self.db.fetchone(self.q.existing, {"iid": instance_id})
+            if row is None:
+                raise RuntimeError(f"instance {instance_id!r} neither created nor found")
+        if row[1] is not None:
+            return Existing(str(row[1]), str(row[2]))
         if owner is None:
             self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)

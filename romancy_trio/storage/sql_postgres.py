@@ -43,6 +43,13 @@ _CLAIM_AND_EXPIRY = f"""
         UNION ALL
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
 
+# h-sem: what start() compares a repeated start with (the id's workflow, its first input)
+_EXISTING = """
+        SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
+        FROM workflow_instances i
+        LEFT JOIN workflow_runs r ON r.instance_id = i.instance_id AND r.run_no = 1
+        WHERE i.instance_id = %(iid)s"""
+
 QUERIES = Queries(
     create=f"""
         WITH ins AS (
@@ -52,10 +59,14 @@ QUERIES = Queries(
                 {_TTL}, %(now)s, %(now)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
-        SELECT instance_id,
-            CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)
-            END
-        FROM ins""",
+        SELECT instance_id, NULL::text, NULL::text,
+            CASE WHEN status = 'pending'
+                THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)::text END
+        FROM ins
+        UNION ALL
+        {_EXISTING} AND NOT EXISTS (SELECT 1 FROM ins)""",
+    existing=_EXISTING,
+    target_status="SELECT status FROM workflow_instances WHERE instance_id = %(target)s",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
     list_instances=f"""
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances

@@ -18,7 +18,13 @@ QUERIES = Queries(
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
             :now, :now)
         ON CONFLICT (instance_id) DO NOTHING
-        RETURNING instance_id""",
+        RETURNING instance_id, NULL, NULL, NULL""",
+    existing="""
+        SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
+        FROM workflow_instances i
+        LEFT JOIN workflow_runs r ON r.instance_id = i.instance_id AND r.run_no = 1
+        WHERE i.instance_id = :iid""",
+    target_status="SELECT status FROM workflow_instances WHERE instance_id = :target",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = ?",
     list_instances=f"""
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
