@@ -41,6 +41,11 @@ class AppConfig:
     member_interval: float = 10.0
     """How often a worker announces itself to the other workers (one NOTIFY); a worker not
     heard from for three intervals no longer counts as live."""
+    determinism_guard: bool = True
+    """Workflow code that calls ``time.time()``, ``datetime.now()``, the ``random`` module's
+    functions, ``uuid.uuid4()``, ``os.urandom`` or ``secrets`` itself (not through a library)
+    fails with `WorkflowAPIError` naming ``ctx.now()``/``ctx.random()``/``ctx.uuid4()``.
+    False turns the check off for every workflow (``@workflow(determinism_guard=False)``: one)."""
     peer_claim_delay: float = 0.1
     """A woken instance is claimed at once by one live worker, chosen by hashing its id; the
     others claim it only if it is still unclaimed this many seconds later (the chosen worker

@@ -155,7 +155,8 @@ class Scheduler:
             with entry.scope:
                 try:
                     await run_claimed(self.store, self.registry, claimed,
-                                      self.config.default_retry)
+                                      self.config.default_retry,
+                                      determinism_guard=self.config.determinism_guard)
                     done = True
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
