@@ -22,6 +22,10 @@ class AppConfig:
     """Slow re-check for waiters in case a notification was lost (jittered by the notify
     hub). An idle worker claims at least this often (times 1 + jitter) and learns the next
     deadline from the claim, so only deadlines nearer than twice that are announced by NOTIFY."""
+    sqlite_poll_interval: float | None = 0.05
+    """SQLite: how often a worker checks whether another process committed to the same file
+    (``PRAGMA data_version``, cheap); if so, every waiter in this process re-checks at once.
+    None: one process only (commits of other processes are then noticed by the fallback)."""
     pool_size: int = 10
     """PostgreSQL connections per worker."""
     schema: str = "romancy"
@@ -56,5 +60,7 @@ class AppConfig:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
         if self.claim_batch < 1 or self.max_concurrent < 1:
             raise ValueError("claim_batch and max_concurrent must be at least 1")
+        if self.sqlite_poll_interval is not None and not 0 < self.sqlite_poll_interval < 3600:
+            raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")

@@ -14,7 +14,9 @@ def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        # this checkout's packages, not whichever copy the environment has installed
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            str(p) for p in (ROOT, ROOT / "notify", ROOT / "channels")), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
