@@ -40,8 +40,16 @@ class AppConfig:
     channel_retention: float = 24 * 3600.0
     """Seconds a consumed channel message (competing: taken; broadcast: passed by every
     subscriber) is kept before cleanup deletes it."""
+    instance_retention: float | None = None
+    """Seconds a finished instance (completed, failed, cancelled) is kept after it ended, and
+    an archived ``recur`` run after it ended; then maintenance deletes it with its history,
+    runs, inbox and channel subscriptions. None (default): kept forever. Its id can then be
+    used again, and ``status``/``result`` answer `InstanceNotFoundError`."""
+    retention_batch: int = 500
+    """Most instances (or archived runs) deleted in one transaction."""
     maintenance_interval: float = 600.0
-    """How often a worker deletes expired events."""
+    """How often a worker deletes expired events (and, with ``instance_retention``, old
+    instances and runs)."""
     member_interval: float = 10.0
     """How often a worker announces itself to the other workers (one NOTIFY); a worker not
     heard from for three intervals no longer counts as live."""
@@ -58,8 +66,10 @@ class AppConfig:
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
-        if self.claim_batch < 1 or self.max_concurrent < 1:
-            raise ValueError("claim_batch and max_concurrent must be at least 1")
+        if self.claim_batch < 1 or self.max_concurrent < 1 or self.retention_batch < 1:
+            raise ValueError("claim_batch, max_concurrent and retention_batch must be at least 1")
+        if self.instance_retention is not None and not self.instance_retention > 0:
+            raise ValueError("instance_retention must be None (keep forever) or > 0 seconds")
         if self.sqlite_poll_interval is not None and not 0 < self.sqlite_poll_interval < 3600:
             raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
