@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,8 @@ def test_readme_example_runs(code: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+                          text=True, timeout=120, env={"PYTHONPATH": os.pathsep.join(  # this checkout's packages
+                              str(p) for p in (ROOT, ROOT / "notify", ROOT / "channels")),
+                              "PATH": ""})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip(), "an example should show what it did"
