@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from .storage import (
     Existing,
     InstanceInfo,
     RunInfo,
+    SqliteDatabase,
     Store,
     WorkflowStatus,
     check_url,
@@ -294,7 +295,9 @@ async def open_app(
         for builtin in channels.activities():
             registry.add(builtin)
         hub_cm = (
-            open_local_hub(store.topics.all(), config=notify_config)
+            open_local_hub(store.topics.all(), config=notify_config,
+                           changed_elsewhere=_other_processes(store, config),
+                           poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
             else open_pg_hub(
                 url, store.topics.all(), config=notify_config, listener_dsn=listener_url
@@ -328,6 +331,15 @@ async def open_app(
             if body_error is not None:
                 raise body_error
 
+
+
+def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:
+    """SQLite: how the hub learns that another process committed (None: not polled)."""
+    db = store.db
+    if (config.sqlite_poll_interval is None or not isinstance(db, SqliteDatabase)
+            or db.path in ("", ":memory:")):
+        return None
+    return db.changed_elsewhere
 
 
 def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:

@@ -87,7 +87,8 @@ InputT = TypeVar("InputT")
 class Workflow(Generic[InputT, R]):
     """A workflow: ``async def fn(ctx)`` or ``async def fn(ctx, input)``; deterministic code."""
 
-    def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str) -> None:
+    def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str,
+                 determinism_guard: bool = True) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"@workflow {name!r} must be an 'async def' function")
         params = list(inspect.signature(fn).parameters.values())
@@ -97,6 +98,7 @@ class Workflow(Generic[InputT, R]):
             )
         self.fn = fn
         self.name = name
+        self.determinism_guard = determinism_guard
         self.takes_input = len(params) == 2
         hints = _hints(fn)
         self.input_hint: Any = hints.get(params[1].name, Any) if self.takes_input else type(None)
@@ -186,13 +188,19 @@ def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool 
 def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[Any, R]: ...
 @overload
 def workflow(
-    *, name: str | None = None
+    *, name: str | None = None, determinism_guard: bool = True
 ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[Any, R]]: ...
-def workflow(fn: Any = None, /, *, name: str | None = None) -> Any:
-    """Declare a workflow: ``async def fn(ctx: WorkflowContext, input)`` (input optional)."""
+def workflow(fn: Any = None, /, *, name: str | None = None,
+             determinism_guard: bool = True) -> Any:
+    """Declare a workflow: ``async def fn(ctx: WorkflowContext, input)`` (input optional).
+
+    ``determinism_guard=False``: let this workflow's own code call ``time.time()``,
+    ``random``, ``uuid.uuid4()``... (normally a `WorkflowAPIError`; see `AppConfig`).
+    """
 
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[Any, R]:
-        wf: Workflow[Any, R] = Workflow(f, name=name or f.__name__)
+        wf: Workflow[Any, R] = Workflow(f, name=name or f.__name__,
+                                        determinism_guard=determinism_guard)
         default_registry.add(wf)
         return wf
 

@@ -9,6 +9,7 @@ from ._db import Tx as Tx
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store
+from ._sqlite import SqliteDatabase as SqliteDatabase
 from ._store import Store as Store
 from ._types import Claimed as Claimed
 from ._types import Existing as Existing

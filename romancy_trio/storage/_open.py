@@ -51,17 +51,19 @@ async def open_store(
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
+        from .sql_sqlite import RETENTION_QUERIES as SQLITE_RETENTION
         from .sql_sqlite import WAIT_QUERIES as SQLITE_WAITS
 
         db = await open_sqlite(sqlite_path(url))
         try:
             if migrate:
                 await migrate_sqlite(db)
-            yield Store(db, SQLITE, SQLITE_WAITS, Topics.for_schema("main"))
+            yield Store(db, SQLITE, SQLITE_WAITS, Topics.for_schema("main"), SQLITE_RETENTION)
         finally:
             await db.aclose()
         return
     from .sql_postgres import QUERIES as POSTGRES
+    from .sql_postgres import RETENTION_QUERIES as POSTGRES_RETENTION
     from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
 
     await ensure_schema(url, schema)
@@ -69,6 +71,7 @@ async def open_store(
     try:
         if migrate:
             await migrate_postgres(pg)
-        yield Store(pg, POSTGRES, POSTGRES_WAITS, Topics.for_schema(schema))
+        yield Store(pg, POSTGRES, POSTGRES_WAITS, Topics.for_schema(schema),
+                    POSTGRES_RETENTION)
     finally:
         await pg.aclose()

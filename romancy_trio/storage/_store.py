@@ -17,6 +17,7 @@ from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ._db import Database, Row, Tx
 from ._queries import Queries, WaitQueries
+from ._retention import RetentionQueries, purge_finished, purge_runs
 from ._types import (
     Claimed,
     Existing,
@@ -32,10 +33,11 @@ from .hints import instance_hint
 
 
 class Store:
-    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics
-                 ) -> None:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics,
+                 retention: RetentionQueries | None = None) -> None:
         self.db = db
         self.q = queries
+        self._retention = retention
         self.topics = topics
         self.waits = WaitStore(db, queries, waits, topics)
 
@@ -237,6 +239,19 @@ class Store:
                 self.q.start_next_run, (input_json, now, now, iid, lease.worker_id, lease.epoch)
             )
         return run_no + 1
+
+    # -- data lifecycle ----------------------------------------------------------------------
+    async def purge_finished(self, *, before: float, batch: int) -> int:
+        """Delete up to ``batch`` instances finished before ``before`` (epoch seconds) with
+        every row keyed by them, in one transaction; how many went."""
+        assert self._retention is not None, "this store has no retention queries"
+        return await purge_finished(self.db, self._retention, before=before, batch=batch)
+
+    async def purge_runs(self, *, before: float, batch: int) -> int:
+        """Delete up to ``batch`` archived ``recur`` runs that ended before ``before``, with
+        their archived history, in one transaction; how many went."""
+        assert self._retention is not None, "this store has no retention queries"
+        return await purge_runs(self.db, self._retention, before=before, batch=batch)
 
     async def list_runs(self, instance_id: str) -> list[RunInfo]:
         """Every run of an instance, oldest first (the current run included)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._retention import RetentionQueries
 from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
@@ -304,4 +305,45 @@ WAIT_QUERIES = WaitQueries(
             SELECT source, event_id FROM workflow_events WHERE received_at < %(before)s
             LIMIT %(limit)s)""",
     inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < %(before)s",
+)
+
+
+# -- data lifecycle (AppConfig.instance_retention) ----------------------------------------------
+# One statement per batch; SKIP LOCKED keeps workers running maintenance at once apart.
+RETENTION_QUERIES = RetentionQueries(
+    purge_finished=("""
+        WITH doomed AS (
+            SELECT instance_id FROM workflow_instances
+            WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < %(before)s
+            ORDER BY updated_at, instance_id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED),
+        history AS (DELETE FROM workflow_history x USING doomed d
+                    WHERE x.instance_id = d.instance_id),
+        archive AS (DELETE FROM workflow_history_archive x USING doomed d
+                    WHERE x.instance_id = d.instance_id),
+        runs AS (DELETE FROM workflow_runs x USING doomed d WHERE x.instance_id = d.instance_id),
+        waits AS (DELETE FROM workflow_waits x USING doomed d
+                  WHERE x.instance_id = d.instance_id),
+        inbox AS (DELETE FROM workflow_inbox x USING doomed d
+                  WHERE x.instance_id = d.instance_id),
+        subscriptions AS (DELETE FROM channel_subscriptions x USING doomed d
+                          WHERE x.subscriber = d.instance_id),
+        messages AS (DELETE FROM channel_messages x USING doomed d
+                     WHERE x.target = d.instance_id),
+        instances AS (DELETE FROM workflow_instances x USING doomed d
+                      WHERE x.instance_id = d.instance_id RETURNING x.instance_id)
+        SELECT instance_id FROM instances""",),
+    purge_runs=("""
+        WITH old AS (
+            SELECT instance_id, run_no FROM workflow_runs
+            WHERE ended_at < %(before)s
+            ORDER BY ended_at, instance_id, run_no
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED),
+        archive AS (DELETE FROM workflow_history_archive x USING old o
+                    WHERE x.instance_id = o.instance_id AND x.run_no = o.run_no)
+        DELETE FROM workflow_runs x USING old o
+        WHERE x.instance_id = o.instance_id AND x.run_no = o.run_no
+        RETURNING x.instance_id""",),
 )

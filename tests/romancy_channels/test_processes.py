@@ -22,6 +22,7 @@ from .taker_proc import TAKES_DDL
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
+SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))  # this checkout
 TOTAL = 2000
 
 
@@ -33,7 +34,7 @@ def start_taker(env: Env, name: str, hold_after: int | None = None) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_channels.taker_proc", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": SOURCE_PATH},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

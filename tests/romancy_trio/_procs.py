@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))
+"""This checkout's packages (not whichever copy the environment has installed)."""
 
 
 def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, "PYTHONPATH": SOURCE_PATH, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

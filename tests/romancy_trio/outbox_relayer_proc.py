@@ -20,7 +20,7 @@ from romancy_notify import open_pg_hub
 from romancy_trio.outbox import RelayerConfig, run_relayer
 from romancy_trio.storage import Topics, open_store
 
-from ._procs import ROOT
+from ._procs import ROOT, SOURCE_PATH
 
 
 def outbox_topic(topics: Topics) -> str:
@@ -37,7 +37,7 @@ async def relayer_process(
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", __name__, url, schema, worker_id, sink_url],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": SOURCE_PATH},
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None

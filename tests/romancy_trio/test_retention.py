@@ -1,0 +1,142 @@
+"""Data lifecycle: with ``instance_retention``, maintenance deletes finished instances (with
+every row keyed by them) and archived recur runs once they are older; live and recent ones stay."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+import trio
+
+from romancy_trio import (
+    ActivityContext,
+    AppConfig,
+    InstanceNotFoundError,
+    WorkflowContext,
+    WorkflowStatus,
+    activity,
+    open_app,
+    subscribe,
+    wait_event,
+    workflow,
+)
+from romancy_trio._app import App
+
+from .conftest import Backend
+
+HOUR = 3600.0
+
+
+@activity
+async def note(ctx: ActivityContext, n: int) -> int:
+    return n
+
+
+@workflow
+async def short_lived(ctx: WorkflowContext) -> str:
+    await subscribe(ctx, "news")
+    await note(ctx, 1)
+    return "done"
+
+
+@workflow
+async def long_lived(ctx: WorkflowContext) -> Any:
+    await note(ctx, 1)
+    return (await wait_event(ctx, "never")).data
+
+
+@workflow
+async def looper(ctx: WorkflowContext, n: int) -> Any:
+    await note(ctx, n)
+    if n < 4:
+        await ctx.recur(n + 1)
+    return (await wait_event(ctx, "never")).data
+
+
+ITEMS = [short_lived, long_lived, looper, note]
+KEYED = ("workflow_instances", "workflow_history", "workflow_history_archive", "workflow_runs",
+         "workflow_waits", "workflow_inbox")
+
+
+async def _rows(app: App, ph: str, iid: str) -> dict[str, int]:
+    counts = {}
+    async with app.store.db.transaction() as tx:
+        for table in KEYED:
+            row = await tx.fetchone(f"SELECT count(*) FROM {table} WHERE instance_id = {ph}",
+                                    (iid,))
+            assert row is not None
+            counts[table] = int(row[0])
+        for table, column in (("channel_subscriptions", "subscriber"),
+                              ("channel_messages", "target")):
+            row = await tx.fetchone(f"SELECT count(*) FROM {table} WHERE {column} = {ph}",
+                                    (iid,))
+            assert row is not None
+            counts[table] = int(row[0])
+    return counts
+
+
+async def _until(app: App, iid: str, status: WorkflowStatus) -> None:
+    with trio.fail_after(30):
+        while (await app.status(iid)).status is not status:
+            await trio.sleep(0.02)
+
+
+async def _age(app: App, ph: str, sql: str, *params: Any) -> None:
+    async with app.store.db.transaction() as tx:
+        await tx.execute(sql.replace("?", ph), params)
+
+
+async def test_old_finished_instances_and_runs_go_live_and_recent_ones_stay(
+        backend: Backend) -> None:
+    ph = backend.ph()
+    async with open_app(backend.url, workflows=ITEMS, config=backend.config) as app:
+        for iid in ("old", "recent"):
+            assert await app.run(short_lived, instance_id=iid, timeout=30) == "done"
+        await app.start(long_lived, instance_id="live")
+        await app.start(looper, 1, instance_id="loop")
+        await _until(app, "live", WorkflowStatus.WAITING)
+        await _until(app, "loop", WorkflowStatus.WAITING)
+        # rows keyed by "old" that a finished instance can still have: a targeted event it
+        # never read (it came while it ran), a direct message nobody took
+        await _age(app, ph, "INSERT INTO workflow_inbox (instance_id, source, event_id, type, "
+                            "received_at) VALUES ('old', 't', '1', 'late', ?)", time.time())
+        await app.send_to("old", "news", {"late": True})
+        before = await _rows(app, ph, "old")
+        assert before["workflow_history"] and before["workflow_inbox"]
+        assert before["channel_subscriptions"] and before["channel_messages"]
+        # two hours ago: "old" finished, "live" last changed, loop's runs 1 and 2 ended
+        await _age(app, ph, "UPDATE workflow_instances SET updated_at = updated_at - 7200 "
+                            "WHERE instance_id IN ('old', 'live')")
+        await _age(app, ph, "UPDATE workflow_runs SET ended_at = ended_at - 7200 "
+                            "WHERE instance_id = 'loop' AND run_no <= 2")
+        recent, live = await _rows(app, ph, "recent"), await _rows(app, ph, "live")
+
+    config = dataclasses.replace(backend.config, instance_retention=HOUR, retention_batch=1)
+    async with open_app(backend.url, workflows=ITEMS, config=config) as app:
+        with trio.fail_after(30):  # maintenance runs when the worker starts
+            while await app.list_instances(status="completed", limit=5) != [
+                    await app.status("recent")] or len(await app.runs("loop")) > 2:
+                await trio.sleep(0.02)
+        with pytest.raises(InstanceNotFoundError):
+            await app.status("old")
+        assert set((await _rows(app, ph, "old")).values()) == {0}
+        assert await _rows(app, ph, "recent") == recent
+        assert await _rows(app, ph, "live") == live
+        assert (await app.status("live")).status is WorkflowStatus.WAITING
+        assert [r.run_no for r in await app.runs("loop")] == [3, 4]
+        async with app.store.db.transaction() as tx:
+            archived = await tx.fetchall(
+                f"SELECT DISTINCT run_no FROM workflow_history_archive WHERE instance_id = {ph}",
+                ("loop",))
+        assert archived == [(3,)]
+        assert (await app.status("loop")).status is WorkflowStatus.WAITING
+
+
+def test_retention_is_off_by_default_and_validated() -> None:
+    assert AppConfig().instance_retention is None
+    with pytest.raises(ValueError, match="instance_retention"):
+        AppConfig(instance_retention=0)
+    with pytest.raises(ValueError, match="retention_batch"):
+        AppConfig(retention_batch=0)
