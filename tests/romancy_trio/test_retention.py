@@ -99,10 +99,12 @@ async def test_old_finished_instances_and_runs_go_live_and_recent_ones_stay(
         await _until(app, "live", WorkflowStatus.WAITING)
         await _until(app, "loop", WorkflowStatus.WAITING)
         # rows keyed by "old" that a finished instance can still have: a targeted event it
-        # never read (it came while it ran), a direct message nobody took
+        # never read and a direct message it never took (both came while it ran; send_to
+        # refuses a finished target, so they are written as they were left)
         await _age(app, ph, "INSERT INTO workflow_inbox (instance_id, source, event_id, type, "
                             "received_at) VALUES ('old', 't', '1', 'late', ?)", time.time())
-        await app.send_to("old", "news", {"late": True})
+        await _age(app, ph, "INSERT INTO channel_messages (channel, data, target, "
+                            "published_at) VALUES ('news', '{}', 'old', ?)", time.time())
         before = await _rows(app, ph, "old")
         assert before["workflow_history"] and before["workflow_inbox"]
         assert before["channel_subscriptions"] and before["channel_messages"]
