@@ -27,6 +27,7 @@ def _args(params: Params) -> Any:
 
 class SqliteTx:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
@@ -83,6 +84,7 @@ class SqliteTx:
 
 class SqliteDatabase:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, path: str) -> None:
         self.path = path
