@@ -7,7 +7,7 @@ consumption.
 
 Usage::
 
-    engine = ChannelEngine("postgres")              # or "sqlite"
+    engine = ChannelEngine("postgres", schema="app")  # or "sqlite"; the tables' schema
     async with db.transaction() as tx:
         await engine.subscribe_tx(tx, "orders", "worker-1", ChannelMode.COMPETING, now=now)
     async with db.transaction() as tx:
