@@ -1,13 +1,22 @@
 """The schema convention of every PostgreSQL SQL module (romancy_trio's and this package's).
 
 PostgreSQL connections carry no session state (no ``SET search_path``: a pool, or a
-transaction-pooling proxy such as PgBouncer, hands them to anyone). So every library statement
-names its tables, functions and sequences with the token ``{schema}.``, e.g.
-``SELECT ... FROM {schema}.workflow_instances``. The module's statements are written once, as
-plain strings, and `qualify` replaces the token in every statement of a queries dataclass with
-the quoted schema when a store opens (cached, so once per (statements, schema)). The token is
-replaced with ``str.replace``, never ``str.format``: other braces in SQL stay as they are.
-SQLite modules don't use the token (one database file, one namespace).
+transaction-pooling proxy such as PgBouncer, hands them to anyone; the user's own statements
+must resolve in the user's own search_path). So:
+
+- Every library statement names its tables and functions with the token ``{schema}.``, e.g.
+  ``SELECT ... FROM {schema}.workflow_instances`` (inside an f-string: ``{{schema}}.``, which
+  the f-string turns into the token). `qualify` replaces the token in every statement of a
+  queries dataclass with the quoted schema when a store opens (cached: once per statements
+  and schema). It uses ``str.replace``, never ``str.format``, so other braces stay as they are.
+- Migrations are written unqualified: the runner applies them after
+  ``SET LOCAL search_path TO <schema>`` in their own transaction.
+- A function created by a migration carries ``SET search_path FROM CURRENT`` (pinned to its
+  schema when created), so it never depends on its caller's search_path.
+- SQLite modules don't use the token (one database file, one namespace).
+
+tests/romancy_trio/test_schema_qualified.py checks every statement of every dataclass in the
+PostgreSQL SQL modules against the tables and functions the migrations create.
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ QUERIES = ChannelQueries(
         ON CONFLICT (channel) DO UPDATE SET mode = COALESCE(c.mode, EXCLUDED.mode)
         RETURNING mode""",
     subscribe="""
-        INSERT INTO {schema}.channel_subscriptions (channel, subscriber, mode, cursor_id,
-            subscribed_at)
+        INSERT INTO {schema}.channel_subscriptions
+            (channel, subscriber, mode, cursor_id, subscribed_at)
         SELECT %(channel)s, %(subscriber)s, %(mode)s, COALESCE(max(id), 0), %(now)s
         FROM {schema}.channel_messages WHERE channel = %(channel)s
         ON CONFLICT (channel, subscriber) DO NOTHING""",
@@ -99,8 +99,8 @@ QUERIES = ChannelQueries(
             ORDER BY id LIMIT 1
             FOR UPDATE SKIP LOCKED),
         claimed AS (
-            UPDATE {{schema}}.channel_messages m SET claimed_by = %(subscriber)s, claimed_at =
-                %(now)s
+            UPDATE {{schema}}.channel_messages m
+            SET claimed_by = %(subscriber)s, claimed_at = %(now)s
             FROM next WHERE m.id = next.id
             RETURNING m.id, m.channel, m.data, m.metadata, m.target, m.published_at),
         step AS (

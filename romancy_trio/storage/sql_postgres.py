@@ -93,9 +93,8 @@ QUERIES = Queries(
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
     next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s"),
     record=f"""
-        INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key, payload,
-            worker_id,
-            lease_epoch, created_at, compensation)
+        INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
+            payload, worker_id, lease_epoch, created_at, compensation)
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
             %(epoch)s, %(at)s, %(compensation)s
         FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
@@ -105,8 +104,8 @@ QUERIES = Queries(
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
     select_current_history="""
         SELECT h.run_no, h.seq, h.kind, h.key, h.payload, h.created_at, h.compensation
-        FROM {schema}.workflow_history h JOIN {schema}.workflow_instances i USING (instance_id,
-            run_no)
+        FROM {schema}.workflow_history h
+        JOIN {schema}.workflow_instances i USING (instance_id, run_no)
         WHERE i.instance_id = %s ORDER BY h.seq""",
     fence="""
         SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
@@ -138,8 +137,8 @@ QUERIES = Queries(
 
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"""
-        SELECT run_no, cancel_requested FROM {{schema}}.workflow_instances WHERE {_FENCE} FOR
-            UPDATE""",
+        SELECT run_no, cancel_requested FROM {{schema}}.workflow_instances WHERE {_FENCE}
+        FOR UPDATE""",
     inbox_first="""
         SELECT source, event_id FROM {schema}.workflow_inbox
         WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
@@ -151,8 +150,8 @@ WAIT_QUERIES = WaitQueries(
         DELETE FROM {schema}.workflow_inbox
         WHERE instance_id = %(iid)s AND source = %(source)s AND event_id = %(event_id)s""",
     event_body="""
-        SELECT body FROM {schema}.workflow_events WHERE source = %(source)s AND event_id =
-            %(event_id)s""",
+        SELECT body FROM {schema}.workflow_events
+        WHERE source = %(source)s AND event_id = %(event_id)s""",
     waits_delete="DELETE FROM {schema}.workflow_waits WHERE instance_id = %(iid)s",
     resolve=(f"""
         WITH cleared AS (DELETE FROM {{schema}}.workflow_waits WHERE instance_id = %(iid)s),
@@ -181,8 +180,8 @@ WAIT_QUERIES = WaitQueries(
             DELETE FROM {{schema}}.workflow_waits w USING u
             WHERE w.instance_id = u.instance_id AND w.wait_id <> %(wait_id)s),
         w AS (
-            INSERT INTO {{schema}}.workflow_waits (instance_id, wait_id, kind, key, deadline,
-                created_at)
+            INSERT INTO {{schema}}.workflow_waits (instance_id, wait_id, kind, key,
+                deadline, created_at)
             SELECT instance_id, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s FROM u
             ON CONFLICT (instance_id, wait_id) DO UPDATE
             SET kind = EXCLUDED.kind, key = EXCLUDED.key, deadline = EXCLUDED.deadline,
@@ -193,8 +192,7 @@ WAIT_QUERIES = WaitQueries(
         FROM u""",),
     append_history="""
         INSERT INTO {schema}.workflow_history (instance_id, run_no, seq, kind, key, payload,
-            worker_id,
-            lease_epoch, created_at)
+            worker_id, lease_epoch, created_at)
         SELECT i.instance_id, i.run_no,
             (SELECT coalesce(max(h.seq) + 1, 0) FROM {schema}.workflow_history h
              WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no),
@@ -213,8 +211,8 @@ WAIT_QUERIES = WaitQueries(
             RETURNING event_id),
         w AS (
             SELECT w.instance_id, w.wait_id, i.run_no, i.lease_epoch
-            FROM {schema}.workflow_waits w JOIN {schema}.workflow_instances i ON i.instance_id =
-                w.instance_id
+            FROM {schema}.workflow_waits w
+            JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
             WHERE w.kind = 'event' AND w.key = %(type)s AND i.status = 'waiting'
               AND EXISTS (SELECT 1 FROM ev)
             ORDER BY w.instance_id
@@ -248,8 +246,8 @@ WAIT_QUERIES = WaitQueries(
         SELECT wait_id FROM {schema}.workflow_waits
         WHERE instance_id = %(iid)s AND kind = %(kind)s AND key = %(key)s""",
     wake="""
-        UPDATE {schema}.workflow_instances SET status = 'pending', wake_at = NULL, updated_at =
-            %(now)s
+        UPDATE {schema}.workflow_instances
+        SET status = 'pending', wake_at = NULL, updated_at = %(now)s
         WHERE instance_id = %(iid)s AND status = 'waiting'""",
     cancel="""
         UPDATE {schema}.workflow_instances
