@@ -20,6 +20,7 @@ class ActivityContext:
 
     ``session`` runs SQL in the same transaction that records the activity's result, so the
     activity's database effects happen exactly once. It is ``None`` for ``transactional=False``.
+    Its placeholders are ``?`` / ``:name`` on every dialect; ``db.native`` takes the driver's.
     """
 
     instance_id: str

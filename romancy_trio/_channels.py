@@ -53,7 +53,8 @@ class ChannelService:
     def __init__(self, store: Store, *, default_retry: RetryPolicy | None = None) -> None:
         self.store = store
         self.default_retry = default_retry or RetryPolicy()
-        self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel)
+        self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel,
+                                    schema=store.db.schema)
         store.waits.channels = self
         self._modes: dict[str, ChannelMode] = {}  # a channel's mode never changes once set
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import sql_postgres, sql_sqlite
 from ._protocol import ChannelQueries, ChannelTx, Row
+from ._sql import qualify
 from ._types import ChannelError, ChannelMode, ChannelModeError, Message
 
 NOTIFY_TOPIC = "romancy_channel"
@@ -53,12 +54,16 @@ _BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 class ChannelEngine:
     """Durable broadcast and competing channels in the tables of ``channels.migrations``."""
 
-    def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC) -> None:
+    def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC,
+                 schema: str = "public") -> None:
+        """``schema``: where the PostgreSQL tables are; every statement names it, so the
+        transaction's connection needs no search_path (ignored on SQLite)."""
         try:
-            self._q = _DIALECTS[dialect]
+            queries = _DIALECTS[dialect]
         except KeyError:
             known = ", ".join(sorted(_DIALECTS))
             raise ValueError(f"unknown dialect {dialect!r} (known: {known})") from None
+        self._q = qualify(queries, schema) if dialect == "postgres" else queries
         self.dialect = dialect
         self.notify_topic = notify_topic
 

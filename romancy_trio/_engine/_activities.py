@@ -20,7 +20,7 @@ from .._codec import dumps, loads
 from .._definitions import Activity
 from .._errors import ConfigurationError
 from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
-from ..storage import Database, Lease, Store, Tx
+from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
 
 _jitter = random.Random()
@@ -145,7 +145,7 @@ class ActivityRunner:
             if act.transactional:
                 async with AsyncExitStack() as stack:
                     session = _LazySession(self.store.db, stack)
-                    payload = await _call(act, ctx(session), cmd)
+                    payload = await _call(act, ctx(PortableSession(session)), cmd)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                          time.time(), cmd.compensation)
                     await self.store.record_event_tx(await session.tx(), self.lease,

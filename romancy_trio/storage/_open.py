@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import ConfigurationError
 from ._migrate import migrate_postgres, migrate_sqlite
 from ._postgres import PostgresDatabase, ensure_schema
+from ._schema import qualify, quote_identifier
 from ._sqlite import open_sqlite
 from ._store import Store
 from ._types import Topics
@@ -66,12 +67,16 @@ async def open_store(
     from .sql_postgres import RETENTION_QUERIES as POSTGRES_RETENTION
     from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
 
+    try:
+        quote_identifier(schema)
+    except ValueError as exc:
+        raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
     await ensure_schema(url, schema)
     pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
     try:
         if migrate:
             await migrate_postgres(pg)
-        yield Store(pg, POSTGRES, POSTGRES_WAITS, Topics.for_schema(schema),
-                    POSTGRES_RETENTION)
+        yield Store(pg, qualify(POSTGRES, schema), qualify(POSTGRES_WAITS, schema),
+                    Topics.for_schema(schema), qualify(POSTGRES_RETENTION, schema))
     finally:
         await pg.aclose()

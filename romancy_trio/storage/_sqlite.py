@@ -28,6 +28,7 @@ def _args(params: Params) -> Any:
 
 class SqliteTx:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
@@ -84,6 +85,7 @@ class SqliteTx:
 
 class SqliteDatabase:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, path: str) -> None:
         self.path = path

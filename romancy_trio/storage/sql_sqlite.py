@@ -1,6 +1,7 @@
 """Every SQL statement the store runs on SQLite (one process: notifications are in-process).
 
-``romancy_now()`` is registered by the driver (Python's clock).
+``romancy_now()`` is registered by the driver (Python's clock). No ``{schema}`` token here:
+SQLite has one namespace per database file (see ``sql_postgres`` for the PostgreSQL convention).
 """
 
 from __future__ import annotations

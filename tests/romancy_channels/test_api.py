@@ -32,6 +32,7 @@ def test_public_surface() -> None:
         [
             "MAX_NAME_LENGTH",
             "NOTIFY_TOPIC",
+            "SCHEMA_TOKEN",
             "ChannelEngine",
             "ChannelError",
             "ChannelMode",
@@ -40,6 +41,8 @@ def test_public_surface() -> None:
             "Message",
             "NotSubscribedError",
             "migrations",
+            "qualify",
+            "quote_identifier",
         ]
     )
     assert issubclass(ChannelError, ValueError)

@@ -14,6 +14,7 @@ import trio
 
 from romancy_channels import ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
+from tests.conftest import PYTHONPATH
 
 from ._helpers import publish_many, subscribe
 from .conftest import Env
@@ -22,7 +23,6 @@ from .taker_proc import TAKES_DDL
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))  # this checkout
 TOTAL = 2000
 
 
@@ -34,7 +34,7 @@ def start_taker(env: Env, name: str, hold_after: int | None = None) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_channels.taker_proc", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": SOURCE_PATH},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import PYTHONPATH
+
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))
 """This checkout's packages (not whichever copy the environment has installed)."""
 
 
@@ -16,7 +17,7 @@ def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": SOURCE_PATH, **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

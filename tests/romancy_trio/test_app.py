@@ -44,9 +44,8 @@ class Totals(TypedDict):
 
 @activity
 async def ledger_write(ctx: ActivityContext, step: str) -> str:
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, step)
+        "INSERT INTO ledger (instance_id, step) VALUES (?, ?)", (ctx.instance_id, step)
     )
     return f"{step}-done"
 
@@ -54,9 +53,8 @@ async def ledger_write(ctx: ActivityContext, step: str) -> str:
 @activity
 async def writes_a_percent(ctx: ActivityContext) -> int:
     """SQL without parameters is sent as it is: a literal % is no placeholder."""
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, "100%"))
+        "INSERT INTO ledger (instance_id, step) VALUES (?, ?)", (ctx.instance_id, "100%"))
     row = await ctx.db.fetchone("SELECT count(*) FROM ledger WHERE step LIKE '100%'")
     assert row is not None
     return int(row[0])

@@ -15,12 +15,12 @@ import trio
 
 from romancy_trio import open_app
 from romancy_trio.asgi import LifespanApp, serve_asgi, serve_http
+from tests.conftest import PYTHONPATH
 
 from .conftest import Backend
 from .test_http import WORKFLOWS, client_for
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))  # this checkout
 
 
 async def test_lifespan_app_opens_and_closes_the_app(backend: Backend) -> None:
@@ -76,7 +76,7 @@ async def _start_hypercorn(
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "hypercorn", "-k", "trio", "--bind", "127.0.0.1:0", app],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": SOURCE_PATH, **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
@@ -142,7 +142,7 @@ async def test_hypercorn_refuses_to_start_when_the_app_cannot_open(tmp_path: Pat
             "romancy_trio.asgi:app_from_env()",
         ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": SOURCE_PATH, "ROMANCY_TRIO_URL": "nosuchdb://x"},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "ROMANCY_TRIO_URL": "nosuchdb://x"},
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None

@@ -23,8 +23,9 @@ from romancy_trio import (
     workflow,
 )
 from romancy_trio._app import App
+from romancy_trio.storage._placeholders import translate
 
-from .conftest import Backend
+from .conftest import Backend, fetch
 
 HOUR = 3600.0
 
@@ -60,18 +61,18 @@ KEYED = ("workflow_instances", "workflow_history", "workflow_history_archive", "
          "workflow_waits", "workflow_inbox")
 
 
-async def _rows(app: App, ph: str, iid: str) -> dict[str, int]:
+async def _rows(app: App, iid: str) -> dict[str, int]:
     counts = {}
     async with app.store.db.transaction() as tx:
         for table in KEYED:
-            row = await tx.fetchone(f"SELECT count(*) FROM {table} WHERE instance_id = {ph}",
-                                    (iid,))
+            row = await tx.fetchone(*translate(
+                f"SELECT count(*) FROM {table} WHERE instance_id = ?", (iid,), tx.dialect))
             assert row is not None
             counts[table] = int(row[0])
         for table, column in (("channel_subscriptions", "subscriber"),
                               ("channel_messages", "target")):
-            row = await tx.fetchone(f"SELECT count(*) FROM {table} WHERE {column} = {ph}",
-                                    (iid,))
+            row = await tx.fetchone(*translate(
+                f"SELECT count(*) FROM {table} WHERE {column} = ?", (iid,), tx.dialect))
             assert row is not None
             counts[table] = int(row[0])
     return counts
@@ -83,14 +84,13 @@ async def _until(app: App, iid: str, status: WorkflowStatus) -> None:
             await trio.sleep(0.02)
 
 
-async def _age(app: App, ph: str, sql: str, *params: Any) -> None:
+async def _age(app: App, sql: str, *params: Any) -> None:
     async with app.store.db.transaction() as tx:
-        await tx.execute(sql.replace("?", ph), params)
+        await tx.execute(*translate(sql, params, tx.dialect))
 
 
 async def test_old_finished_instances_and_runs_go_live_and_recent_ones_stay(
         backend: Backend) -> None:
-    ph = backend.ph()
     async with open_app(backend.url, workflows=ITEMS, config=backend.config) as app:
         for iid in ("old", "recent"):
             assert await app.run(short_lived, instance_id=iid, timeout=30) == "done"
@@ -101,19 +101,19 @@ async def test_old_finished_instances_and_runs_go_live_and_recent_ones_stay(
         # rows keyed by "old" that a finished instance can still have: a targeted event it
         # never read and a direct message it never took (both came while it ran; send_to
         # refuses a finished target, so they are written as they were left)
-        await _age(app, ph, "INSERT INTO workflow_inbox (instance_id, source, event_id, type, "
+        await _age(app, "INSERT INTO workflow_inbox (instance_id, source, event_id, type, "
                             "received_at) VALUES ('old', 't', '1', 'late', ?)", time.time())
-        await _age(app, ph, "INSERT INTO channel_messages (channel, data, target, "
+        await _age(app, "INSERT INTO channel_messages (channel, data, target, "
                             "published_at) VALUES ('news', '{}', 'old', ?)", time.time())
-        before = await _rows(app, ph, "old")
+        before = await _rows(app, "old")
         assert before["workflow_history"] and before["workflow_inbox"]
         assert before["channel_subscriptions"] and before["channel_messages"]
         # two hours ago: "old" finished, "live" last changed, loop's runs 1 and 2 ended
-        await _age(app, ph, "UPDATE workflow_instances SET updated_at = updated_at - 7200 "
+        await _age(app, "UPDATE workflow_instances SET updated_at = updated_at - 7200 "
                             "WHERE instance_id IN ('old', 'live')")
-        await _age(app, ph, "UPDATE workflow_runs SET ended_at = ended_at - 7200 "
+        await _age(app, "UPDATE workflow_runs SET ended_at = ended_at - 7200 "
                             "WHERE instance_id = 'loop' AND run_no <= 2")
-        recent, live = await _rows(app, ph, "recent"), await _rows(app, ph, "live")
+        recent, live = await _rows(app, "recent"), await _rows(app, "live")
 
     config = dataclasses.replace(backend.config, instance_retention=HOUR, retention_batch=1)
     async with open_app(backend.url, workflows=ITEMS, config=config) as app:
@@ -123,15 +123,14 @@ async def test_old_finished_instances_and_runs_go_live_and_recent_ones_stay(
                 await trio.sleep(0.02)
         with pytest.raises(InstanceNotFoundError):
             await app.status("old")
-        assert set((await _rows(app, ph, "old")).values()) == {0}
-        assert await _rows(app, ph, "recent") == recent
-        assert await _rows(app, ph, "live") == live
+        assert set((await _rows(app, "old")).values()) == {0}
+        assert await _rows(app, "recent") == recent
+        assert await _rows(app, "live") == live
         assert (await app.status("live")).status is WorkflowStatus.WAITING
         assert [r.run_no for r in await app.runs("loop")] == [3, 4]
-        async with app.store.db.transaction() as tx:
-            archived = await tx.fetchall(
-                f"SELECT DISTINCT run_no FROM workflow_history_archive WHERE instance_id = {ph}",
-                ("loop",))
+        archived = await fetch(
+            app, "SELECT DISTINCT run_no FROM workflow_history_archive WHERE instance_id = ?",
+            ("loop",))
         assert archived == [(3,)]
         assert (await app.status("loop")).status is WorkflowStatus.WAITING
 

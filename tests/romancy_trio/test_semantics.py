@@ -25,6 +25,7 @@ from romancy_trio import (
     send_to,
     workflow,
 )
+from romancy_trio.storage._placeholders import translate
 
 from .conftest import Backend
 from .test_http import served
@@ -124,10 +125,9 @@ async def test_a_row_written_before_the_new_fields_still_reads(backend: Backend)
             await app.result(iid, timeout=20)
         old = ('{"type": "romancy_trio._errors.ActivityFailedError", '
                '"message": "activity \'x:1\' failed: ValueError: no", "traceback": ""}')
-        ph = backend.ph()
         async with app.store.db.transaction() as tx:
-            await tx.execute(f"UPDATE workflow_instances SET error = {ph} "
-                             f"WHERE instance_id = {ph}", (old, iid))
+            await tx.execute(*translate("UPDATE workflow_instances SET error = ? "
+                                        "WHERE instance_id = ?", (old, iid), tx.dialect))
         with pytest.raises(WorkflowFailedError) as err:
             await app.result(iid, timeout=20)
         assert err.value.error_type == "romancy_trio._errors.ActivityFailedError"
