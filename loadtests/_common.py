@@ -143,6 +143,15 @@ def new_schema(prefix: str = "bench") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` whose connections start with ``search_path`` = ``schema``: the benchmark's own
+    SQL (its tables, its reads of the library's) resolves there; the library names its schema
+    itself and sets no session state."""
+    from urllib.parse import quote
+
+    return f"{dsn}{'&' if '?' in dsn else '?'}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
 def drop_schema(dsn: str, schema: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
+SOURCE_PATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))  # this checkout
 STOP_TIMEOUT = 10.0
 """seconds the server gets to stop after SIGTERM before its process group is killed"""
 
@@ -22,7 +23,7 @@ async def start_server(url: str, schema: str | None, *, workflows: str = "",
     own process group (hypercorn runs its worker in a child process); returns it and the port.
     ``workflows``: modules to import (``ROMANCY_TRIO_WORKFLOWS``). Stop it with `stop_server`;
     drain its stderr (`drain`) while it runs, so it never blocks on a full pipe."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ROMANCY_TRIO_URL": url,
+    env = {**os.environ, "PYTHONPATH": SOURCE_PATH, "ROMANCY_TRIO_URL": url,
            "ROMANCY_TRIO_WORKFLOWS": workflows}
     if schema is not None:
         env["ROMANCY_TRIO_SCHEMA"] = schema

@@ -31,7 +31,16 @@ from romancy_trio import (
     workflow,
 )
 
-from ._common import CheckFailed, Result, Run, drop_schema, new_schema, percentile, require
+from ._common import (
+    CheckFailed,
+    Result,
+    Run,
+    drop_schema,
+    new_schema,
+    percentile,
+    require,
+    with_search_path,
+)
 from ._worker import check_alive, open_workers
 
 EFFECTS_DDL = ("CREATE TABLE IF NOT EXISTS bench_effects "
@@ -55,7 +64,7 @@ SAFETY_TIMEOUT = 120.0
 async def bench_consumed(ctx: ActivityContext, message_id: int) -> None:
     """The side effect: one row per message taken, in the activity's transaction."""
     await ctx.db.execute(
-        "INSERT INTO bench_effects (message_id, instance_id, worker_id) VALUES (%s, %s, %s)",
+        "INSERT INTO bench_effects (message_id, instance_id, worker_id) VALUES (?, ?, ?)",
         (message_id, ctx.instance_id, ctx.worker_id))
 
 
@@ -167,11 +176,11 @@ async def _competing(run: Run, *, effects: bool,
     schema = new_schema()
     config = AppConfig(schema=schema)
     try:
-        async with open_app(run.dsn, workflows=WORKFLOWS, config=config,
+        async with open_app(with_search_path(run.dsn, schema), workflows=WORKFLOWS, config=config,
                             run_workers=False) as app:
             async with app.store.db.transaction() as tx:
                 await tx.execute(EFFECTS_DDL)
-            async with open_workers(run.dsn, schema, __name__, s.workers,
+            async with open_workers(with_search_path(run.dsn, schema), schema, __name__, s.workers,
                                     pool=s.worker_pool) as workers:
                 consumers = [await app.start(bench_consumer,
                                              {"channel": channel, "effects": effects})
@@ -274,9 +283,9 @@ async def broadcast(run: Run) -> list[Result]:
     schema = new_schema()
     config = AppConfig(schema=schema)
     try:
-        async with open_app(run.dsn, workflows=WORKFLOWS, config=config,
+        async with open_app(with_search_path(run.dsn, schema), workflows=WORKFLOWS, config=config,
                             run_workers=False) as app:
-            async with open_workers(run.dsn, schema, __name__, s.workers,
+            async with open_workers(with_search_path(run.dsn, schema), schema, __name__, s.workers,
                                     pool=s.worker_pool) as workers:
                 ids = [await app.start(bench_subscriber, {"channel": channel, "count": k})
                        for _ in range(subs)]

@@ -48,6 +48,8 @@ from ._waits import sleep as sleep
 from ._waits import sleep_until as sleep_until
 from ._waits import wait_event as wait_event
 from .storage import InstanceInfo as InstanceInfo
+from .storage import NativeSession as NativeSession
+from .storage import PlaceholderError as PlaceholderError
 from .storage import RunInfo as RunInfo
 from .storage import Session as Session
 from .storage import WorkflowStatus as WorkflowStatus
@@ -70,7 +72,9 @@ __all__ = [
     "InstanceInfo",
     "InstanceNotFoundError",
     "InvalidInputError",
+    "NativeSession",
     "NonDeterminismError",
+    "PlaceholderError",
     "ReceiveTimeoutError",
     "ReceivedEvent",
     "ReceivedMessage",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mig.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
     demo = sub.add_parser("demo", help="run the order-processing demo workflow")
     demo.add_argument("--url", default="sqlite:///romancy-demo.db")
+    demo.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
@@ -33,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from .demo import run_demo
 
-            trio.run(run_demo, args.url)
+            trio.run(partial(run_demo, schema=args.schema), args.url)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

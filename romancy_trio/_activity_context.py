@@ -109,7 +109,8 @@ class ActivityContext:
 
     ``db`` runs SQL in the same transaction that records the activity's result, so the
     activity's database effects happen exactly once (``blocking_db`` in a plain ``def``
-    activity). Neither exists for ``transactional=False``.
+    activity). Neither exists for ``transactional=False``. Placeholders are ``?`` / ``:name``
+    on every dialect; ``db.native`` takes the driver's.
     """
 
     instance_id: str

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import trio
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
-from ._codec import convert
+from ._codec import convert, loads
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
@@ -33,8 +34,10 @@ from ._event_types import Event, EventReceipt
 from .storage import (
     DEFAULT_URL,
     Claimed,
+    Existing,
     InstanceInfo,
     RunInfo,
+    SqliteDatabase,
     Store,
     WorkflowStatus,
     check_url,
@@ -51,6 +54,21 @@ _MAX_ID = 200
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _canonical(input_json: str) -> str:
+    return json.dumps(loads(input_json), sort_keys=True, separators=(",", ":"))
+
+
+def _check_same_start(iid: str, existing: Existing, name: str, input_json: str) -> None:
+    """A repeated start of ``iid`` is idempotent only for the same workflow and input."""
+    if existing.workflow_name != name:
+        raise InstanceIdConflictError(
+            f"instance id {iid!r} is already used by workflow {existing.workflow_name!r}")
+    if _canonical(existing.input_json) != _canonical(input_json):
+        raise InstanceIdConflictError(
+            f"instance id {iid!r} was already started with a different input "
+            f"(workflow {name!r}); start it with the same input, or choose another id")
 
 
 def _check_instance_id(instance_id: str) -> str:
@@ -95,9 +113,12 @@ class App:
         return await self.channels.publish_many(channel, items, metadata=metadata)
 
     async def send_to(self, instance_id: str, channel: str, data: Any, *,
-
                       metadata: dict[str, Any] | None = None) -> int:
-        """A direct message that only ``instance_id`` receives on ``channel``."""
+        """A direct message that only ``instance_id`` receives on ``channel``, whether it
+        subscribed or not; returns its id once committed. Raises
+        :class:`InstanceNotFoundError` if no instance has that id and
+        :class:`InstanceFinishedError` if it has ended (nothing would ever receive it); the
+        check and the insert are one transaction, so nothing is written then."""
         return await self.channels.publish(channel, data, metadata=metadata, target=instance_id)
 
     def asgi(self, *, max_body_bytes: int = 1_048_576, bearer_token: str | None = None
@@ -129,9 +150,10 @@ class App:
         ``app.start(wf, 1, "b", c=True)`` for several (positional and keyword, as the
         workflow declares them). Each argument is checked against its annotation.
         With a caller-chosen ``instance_id`` starting is idempotent: if that id exists for the
-        same workflow, nothing new is created and the id is returned; for another workflow it is
-        an :class:`InstanceIdConflictError`. Bad input raises :class:`InvalidInputError` and
-        writes nothing.
+        same workflow and the same input (compared as canonical JSON of the normalized input
+        it was first started with), nothing new is created and the id is returned. Another
+        workflow, or another input, is an :class:`InstanceIdConflictError`. Bad input raises
+        :class:`InvalidInputError` and writes nothing.
         """
         wf = self._workflow(workflow)
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
@@ -139,7 +161,7 @@ class App:
         eager = self._scheduler is not None and self._scheduler.try_reserve()
         now = time.time()
         try:
-            lease = await self.store.create_instance(
+            created = await self.store.create_instance(
                 iid,
                 wf.name,
                 input_json,
@@ -152,19 +174,16 @@ class App:
                 assert self._scheduler is not None
                 self._scheduler.unreserve()
             raise
-        if lease is None:
+        if isinstance(created, Existing):
             if eager:
                 assert self._scheduler is not None
                 self._scheduler.unreserve()
-            existing = await self.store.get_instance(iid)
-            if existing is not None and existing.workflow_name != wf.name:
-                raise InstanceIdConflictError(
-                    f"instance id {iid!r} is already used by workflow {existing.workflow_name!r}"
-                )
+            _check_same_start(iid, created, wf.name, input_json)
             return iid
         if eager:
             assert self._scheduler is not None
-            self._scheduler.run_reserved(Claimed(lease, wf.name, input_json, 1, now, fresh=True))
+            self._scheduler.run_reserved(Claimed(created, wf.name, input_json, 1, now,
+                                                 fresh=True))
         return iid
 
     async def send_event(self, event: Event) -> EventReceipt:
@@ -199,9 +218,11 @@ class App:
             raise WorkflowCancelledError(info.instance_id)
         if info.status is WorkflowStatus.FAILED:
             err = info.error
-            raise WorkflowFailedError(
-                info.instance_id, err.type if err else "unknown", err.message if err else ""
-            )
+            if err is None:
+                raise WorkflowFailedError(info.instance_id, "unknown", "")
+            raise WorkflowFailedError(info.instance_id, err.type, err.message,
+                                      activity_id=err.activity_id,
+                                      activity_name=err.activity_name, attempts=err.attempts)
         wf = self.registry.workflows.get(info.workflow_name)
         return info.result if wf is None else convert(info.result, wf.result_hint, "result")
 
@@ -273,11 +294,13 @@ async def open_app(
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
-        channels = ChannelService(store)
+        channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)
         hub_cm = (
-            open_local_hub(store.topics.all(), config=notify_config)
+            open_local_hub(store.topics.all(), config=notify_config,
+                           changed_elsewhere=_other_processes(store, config),
+                           poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
             else open_pg_hub(
                 url, store.topics.all(), config=notify_config, listener_dsn=listener_url
@@ -311,6 +334,15 @@ async def open_app(
             if body_error is not None:
                 raise body_error
 
+
+
+def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:
+    """SQLite: how the hub learns that another process committed (None: not polled)."""
+    db = store.db
+    if (config.sqlite_poll_interval is None or not isinstance(db, SqliteDatabase)
+            or db.path in ("", ":memory:")):
+        return None
+    return db.changed_elsewhere
 
 
 def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:

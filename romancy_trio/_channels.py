@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal, TypeVar, overload
 
 from romancy_channels import ChannelEngine, ChannelMode, ChannelModeError, Message
@@ -20,7 +21,12 @@ from romancy_channels import ChannelError as EngineChannelError
 from ._activity_context import ActivityContext
 from ._codec import dumps
 from ._definitions import Activity
-from ._errors import ActivityFailedError, ChannelError
+from ._errors import (
+    ActivityFailedError,
+    ChannelError,
+    InstanceFinishedError,
+    InstanceNotFoundError,
+)
 from ._replay import (
     ActivityCall,
     ErrorInfo,
@@ -30,8 +36,9 @@ from ._replay import (
     WaitKind,
     WaitRequest,
     WorkflowContext,
+    type_name,
 )
-from .storage import Found, Row, Statement, Store, Tx
+from .storage import Found, Row, Statement, Store, Tx, WorkflowStatus
 
 T = TypeVar("T")
 SUBSCRIBE = "romancy.channel.subscribe"
@@ -43,9 +50,11 @@ Mode = Literal["broadcast", "competing"]
 class ChannelService:
     """The channel engine bound to one app's store: publishing wakes waiting receivers."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, default_retry: RetryPolicy | None = None) -> None:
         self.store = store
-        self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel)
+        self.default_retry = default_retry or RetryPolicy()
+        self.engine = ChannelEngine(store.db.dialect, notify_topic=store.topics.channel,
+                                    schema=store.db.schema)
         store.waits.channels = self
         self._modes: dict[str, ChannelMode] = {}  # a channel's mode never changes once set
 
@@ -86,7 +95,16 @@ class ChannelService:
         tx.after_commit(waits.wake_statement(WaitKind.CHANNEL, channel, target=target,
                                              limit=limit), waits.woken_notes)
         await self.engine.announce_tx(tx, channel)
-        published = await tx.fetch_batch(statements, then_commit=then_commit)
+        if target is None:
+            published = await tx.fetch_batch(statements, then_commit=then_commit)
+            return self.engine.published_ids(data, published)
+        # A direct message: the target's status is read in the same transaction and round
+        # trip as the insert, which a missing or finished target rolls back (instances are
+        # never deleted, so one found here still exists at COMMIT). Its COMMIT can't travel
+        # with the batch: the outcome may be a reason to roll back.
+        found, *published = await tx.fetch_batch(
+            [(self.store.q.target_status, {"target": target}), *statements])
+        _check_target(target, found)
         return self.engine.published_ids(data, published)
 
     async def publish(self, channel: str, data: Any, *, metadata: Any = None,
@@ -113,7 +131,7 @@ class ChannelService:
                 try:
                     ready = await self.engine.has_message_tx(tx, channel, iid)
                 except EngineChannelError:
-                    ready = True  # let its receive record the error in the workflow
+                    ready = True  # a bad name: let its receive record the error
                 if ready:
                     woken += len(await self.store.waits.wake_waiters_tx(
                         tx, WaitKind.CHANNEL, channel, target=iid, limit=1))
@@ -159,9 +177,23 @@ class ChannelService:
                                          target=target)
 
         once = RetryPolicy(max_attempts=1)
+        # a missing or finished target is an answer, not a hiccup: never retried
+        final = tuple(type_name(t) for t in (InstanceNotFoundError, InstanceFinishedError))
+        publish_retry = replace(self.default_retry,
+                                non_retryable=(*self.default_retry.non_retryable, *final))
         return [Activity(subscribe_, name=SUBSCRIBE, transactional=True, retry=once),
                 Activity(unsubscribe_, name=UNSUBSCRIBE, transactional=True, retry=once),
-                Activity(publish_, name=PUBLISH, transactional=True)]
+                Activity(publish_, name=PUBLISH, transactional=True, retry=publish_retry)]
+
+
+def _check_target(target: str, found: list[Row]) -> None:
+    if not found:
+        raise InstanceNotFoundError(target)
+    status = WorkflowStatus(found[0][0])
+    if status.is_terminal:
+        raise InstanceFinishedError(
+            f"workflow instance {target!r} already ended ({status}): nothing would ever "
+            "receive a message sent to it")
 
 
 def _received(message: Message | None) -> Found | None:
@@ -169,7 +201,7 @@ def _received(message: Message | None) -> Found | None:
 
 
 def _failed(exc: EngineChannelError) -> Found:
-    """Not subscribed, a bad channel name: the workflow's error, recorded as its wait's."""
+    """A bad channel name: the workflow's error, recorded as its wait's."""
     return EventKind.WAIT_FAILED, ErrorInfo.from_exception(exc).to_json()
 
 
@@ -210,7 +242,10 @@ async def publish(ctx: WorkflowContext, channel: str, data: Any, *,
 
 async def send_to(ctx: WorkflowContext, instance_id: str, channel: str, data: Any, *,
                   metadata: dict[str, Any] | None = None) -> int:
-    """A direct message on ``channel`` that only ``instance_id`` receives."""
+    """A direct message on ``channel`` that only ``instance_id`` receives, subscribed or
+    not (exactly once, with its next ``receive`` on that channel). A target that does not
+    exist, or has ended, fails this call (not retried): :class:`ActivityFailedError` with
+    ``error_type`` naming :class:`InstanceNotFoundError` / :class:`InstanceFinishedError`."""
     result: int = await ActivityCall[int](PUBLISH, (channel, data, metadata, instance_id),
                                           result_hint=int)
     return result
@@ -224,8 +259,10 @@ def receive(ctx: WorkflowContext, channel: str, *, timeout: float | None = None,
             data_type: type[T]) -> WaitRequest[ReceivedMessage[T]]: ...
 def receive(ctx: WorkflowContext, channel: str, *, timeout: float | None = None,
             data_type: Any = Any) -> Any:
-    """The next message for this instance on ``channel`` (which it must have subscribed to).
-    Waits without holding a worker; ``timeout`` raises :class:`ReceiveTimeoutError`."""
+    """The next message for this instance on ``channel``: what it subscribed to, and the
+    direct messages sent to it with ``send_to`` (which need no subscription: an instance
+    that never subscribed receives only those). Waits without holding a worker; ``timeout``
+    raises :class:`ReceiveTimeoutError`."""
     if not channel:
         raise ValueError("channel must be a non-empty string")
     return ctx._wait(WaitKind.CHANNEL, channel, timeout, data_type)

@@ -22,6 +22,10 @@ class AppConfig:
     """Slow re-check for waiters in case a notification was lost (jittered by the notify
     hub). An idle worker claims at least this often (times 1 + jitter) and learns the next
     deadline from the claim, so only deadlines nearer than twice that are announced by NOTIFY."""
+    sqlite_poll_interval: float | None = 0.05
+    """SQLite: how often a worker checks whether another process committed to the same file
+    (``PRAGMA data_version``, cheap); if so, every waiter in this process re-checks at once.
+    None: one process only (commits of other processes are then noticed by the fallback)."""
     pool_size: int = 10
     """PostgreSQL connections per worker."""
     schema: str = "romancy"
@@ -36,11 +40,24 @@ class AppConfig:
     channel_retention: float = 24 * 3600.0
     """Seconds a consumed channel message (competing: taken; broadcast: passed by every
     subscriber) is kept before cleanup deletes it."""
+    instance_retention: float | None = None
+    """Seconds a finished instance (completed, failed, cancelled) is kept after it ended, and
+    an archived ``recur`` run after it ended; then maintenance deletes it with its history,
+    runs, inbox and channel subscriptions. None (default): kept forever. Its id can then be
+    used again, and ``status``/``result`` answer `InstanceNotFoundError`."""
+    retention_batch: int = 500
+    """Most instances (or archived runs) deleted in one transaction."""
     maintenance_interval: float = 600.0
-    """How often a worker deletes expired events."""
+    """How often a worker deletes expired events (and, with ``instance_retention``, old
+    instances and runs)."""
     member_interval: float = 10.0
     """How often a worker announces itself to the other workers (one NOTIFY); a worker not
     heard from for three intervals no longer counts as live."""
+    determinism_guard: bool = True
+    """Workflow code that calls ``time.time()``, ``datetime.now()``, the ``random`` module's
+    functions, ``uuid.uuid4()``, ``os.urandom`` or ``secrets`` itself (not through a library)
+    fails with `WorkflowAPIError` naming ``ctx.now()``/``ctx.random()``/``ctx.uuid4()``.
+    False turns the check off for every workflow (``@workflow(determinism_guard=False)``: one)."""
     peer_claim_delay: float = 0.1
     """A woken instance is claimed at once by one live worker, chosen by hashing its id; the
     others claim it only if it is still unclaimed this many seconds later (the chosen worker
@@ -53,8 +70,12 @@ class AppConfig:
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
-        if self.claim_batch < 1 or self.max_concurrent < 1:
-            raise ValueError("claim_batch and max_concurrent must be at least 1")
+        if self.claim_batch < 1 or self.max_concurrent < 1 or self.retention_batch < 1:
+            raise ValueError("claim_batch, max_concurrent and retention_batch must be at least 1")
+        if self.instance_retention is not None and not self.instance_retention > 0:
+            raise ValueError("instance_retention must be None (keep forever) or > 0 seconds")
+        if self.sqlite_poll_interval is not None and not 0 < self.sqlite_poll_interval < 3600:
+            raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")
         if isinstance(self.activity_threads, bool) or not isinstance(self.activity_threads, int) \

@@ -118,11 +118,13 @@ class Workflow(Generic[InputT, R]):
     by parameter name (defaults applied).
     """
 
-    def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str) -> None:
+    def __init__(self, fn: Callable[..., Awaitable[R]], *, name: str,
+                 determinism_guard: bool = True) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"@workflow {name!r} must be an 'async def' function")
         self.fn = fn
         self.name = name
+        self.determinism_guard = determinism_guard
         self.input = WorkflowInput(fn, name)
         self.takes_input = self.input.count > 0
         self.input_hint: Any = self.input.hint
@@ -234,14 +236,20 @@ def activity(fn: Any = None, /, *, name: str | None = None, transactional: bool 
 def workflow(fn: Callable[..., Awaitable[R]], /) -> Workflow[Any, R]: ...
 @overload
 def workflow(
-    *, name: str | None = None
+    *, name: str | None = None, determinism_guard: bool = True
 ) -> Callable[[Callable[..., Awaitable[R]]], Workflow[Any, R]]: ...
-def workflow(fn: Any = None, /, *, name: str | None = None) -> Any:
+def workflow(fn: Any = None, /, *, name: str | None = None,
+             determinism_guard: bool = True) -> Any:
     """Declare a workflow: ``async def fn(ctx: WorkflowContext, ...)``, with no parameter, one
-    (its input) or several (positional and keyword; stored as an object by name)."""
+    (its input) or several (positional and keyword; stored as an object by name).
+
+    ``determinism_guard=False``: let this workflow's own code call ``time.time()``,
+    ``random``, ``uuid.uuid4()``... (normally a `WorkflowAPIError`; see `AppConfig`).
+    """
 
     def wrap(f: Callable[..., Awaitable[R]]) -> Workflow[Any, R]:
-        wf: Workflow[Any, R] = Workflow(f, name=name or f.__name__)
+        wf: Workflow[Any, R] = Workflow(f, name=name or f.__name__,
+                                        determinism_guard=determinism_guard)
         default_registry.add(wf)
         return wf
 

@@ -33,7 +33,8 @@ class InstanceNotFoundError(RomancyError):
 
 
 class InstanceIdConflictError(RomancyError):
-    """A caller-chosen instance id is already used by an instance of another workflow."""
+    """A caller-chosen instance id is already used: by an instance of another workflow, or
+    by one of the same workflow that was started with a different input."""
 
 
 class NonDeterminismError(RomancyError):
@@ -41,13 +42,28 @@ class NonDeterminismError(RomancyError):
 
 
 class WorkflowFailedError(RomancyError):
-    """A workflow ended with an error. Carries the original error's type name and message."""
+    """A workflow ended with an error.
 
-    def __init__(self, instance_id: str, error_type: str, message: str) -> None:
+    ``error_type``/``message``: the original error's qualified type name and message - for
+    a failed activity that the workflow did not catch, the activity's own exception (not
+    :class:`ActivityFailedError`). ``activity_id``/``activity_name``: the activity it came
+    from (None if it did not come from one). ``attempts``: for :class:`RetriesExhaustedError`,
+    how many attempts were made (``error_type`` is then the last cause's).
+    """
+
+    def __init__(self, instance_id: str, error_type: str, message: str, *,
+                 activity_id: str | None = None, activity_name: str | None = None,
+                 attempts: int | None = None) -> None:
         self.instance_id = instance_id
         self.error_type = error_type
         self.message = message
-        super().__init__(f"workflow {instance_id!r} failed: {error_type}: {message}")
+        self.activity_id = activity_id
+        self.activity_name = activity_name
+        self.attempts = attempts
+        where = "" if activity_id is None else f" in activity {activity_id!r}"
+        tries = "" if attempts is None else f" after {attempts} attempts"
+        super().__init__(
+            f"workflow {instance_id!r} failed{where}{tries}: {error_type}: {message}")
 
 
 class WorkflowCancelledError(RomancyError):
@@ -59,18 +75,22 @@ class WorkflowCancelledError(RomancyError):
 
 
 class InstanceFinishedError(RomancyError):
-    """An operation that needs a live instance (e.g. cancel) was asked of a finished one."""
+    """An operation that needs a live instance (cancel, ``send_to``) was asked of a finished
+    one."""
 
 
 class ActivityFailedError(RomancyError):
     """Raised inside a workflow when an activity it called failed.
 
     The same error is raised on replay (it is recorded in history), so a workflow that catches it
-    takes the same path every time. ``error_type``: qualified name of the activity's exception.
+    takes the same path every time. ``error_type``: qualified name of the activity's exception;
+    ``activity_name``: the activity's registered name (None if unknown).
     """
 
-    def __init__(self, activity_id: str, error_type: str, message: str) -> None:
+    def __init__(self, activity_id: str, error_type: str, message: str, *,
+                 activity_name: str | None = None) -> None:
         self.activity_id = activity_id
+        self.activity_name = activity_name
         self.error_type = error_type
         self.message = message
         super().__init__(f"activity {activity_id!r} failed: {error_type}: {message}")
@@ -105,8 +125,9 @@ class RetriesExhaustedError(ActivityFailedError):
     ``attempts`` is how many were made; ``error_type``/``message`` describe the last cause.
     """
 
-    def __init__(self, activity_id: str, error_type: str, message: str, attempts: int) -> None:
-        super().__init__(activity_id, error_type, message)
+    def __init__(self, activity_id: str, error_type: str, message: str, attempts: int, *,
+                 activity_name: str | None = None) -> None:
+        super().__init__(activity_id, error_type, message, activity_name=activity_name)
         self.attempts = attempts
         self.args = (f"activity {activity_id!r} failed after {attempts} attempts; "
                      f"last error: {error_type}: {message}",)
@@ -128,7 +149,7 @@ class ReceiveTimeoutError(WaitTimeoutError):
 
 
 class ChannelError(RomancyError):
-    """A channel operation was used wrongly (receive without subscribing, mode mismatch...)."""
+    """A channel operation was used wrongly (a bad channel name, a mode mismatch...)."""
 
 
 class ActivityTimeoutError(RomancyError, TimeoutError):

@@ -1,4 +1,4 @@
-"""A small order workflow on the embedded SQLite default: ``python -m romancy_trio demo``.
+"""A small order workflow: ``python -m romancy_trio demo [--url postgresql://...]``.
 
 Run it twice: the second run finds the first run's instance already completed and does not
 charge the card again - the instance id is the idempotency key.
@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
+from romancy_trio import (
+    ActivityContext,
+    AppConfig,
+    WorkflowContext,
+    activity,
+    open_app,
+    workflow,
+)
 
 
 @dataclass
@@ -49,8 +56,11 @@ async def process_order(ctx: WorkflowContext, order: Order) -> Receipt:
     return Receipt(order.order_id, charge_id, shipped)
 
 
-async def run_demo(url: str) -> None:
-    async with open_app(url, workflows=[process_order, charge_card, ship]) as app:
+async def run_demo(url: str, *, schema: str = "romancy") -> None:
+    """``schema``: where the library keeps its tables on PostgreSQL (``demo_charges`` goes to
+    the connection's own search_path, like any SQL of the application)."""
+    config = AppConfig(schema=schema)
+    async with open_app(url, workflows=[process_order, charge_card, ship], config=config) as app:
         iid = await app.start(process_order, Order("A-1001", 4200), instance_id="order-A-1001")
         receipt = await app.result(iid, timeout=30)
         info = await app.status(iid)

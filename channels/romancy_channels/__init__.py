@@ -7,7 +7,7 @@ consumption.
 
 Usage::
 
-    engine = ChannelEngine("postgres")              # or "sqlite"
+    engine = ChannelEngine("postgres", schema="app")  # or "sqlite"; the tables' schema
     async with db.transaction() as tx:
         await engine.subscribe_tx(tx, "orders", "worker-1", ChannelMode.COMPETING, now=now)
     async with db.transaction() as tx:
@@ -26,6 +26,9 @@ from ._engine import NOTIFY_TOPIC as NOTIFY_TOPIC
 from ._engine import ChannelEngine as ChannelEngine
 from ._migrations import migrations as migrations
 from ._protocol import ChannelTx as ChannelTx
+from ._sql import SCHEMA_TOKEN as SCHEMA_TOKEN
+from ._sql import qualify as qualify
+from ._sql import quote_identifier as quote_identifier
 from ._types import ChannelError as ChannelError
 from ._types import ChannelMode as ChannelMode
 from ._types import ChannelModeError as ChannelModeError
@@ -35,6 +38,7 @@ from ._types import NotSubscribedError as NotSubscribedError
 __all__ = [
     "MAX_NAME_LENGTH",
     "NOTIFY_TOPIC",
+    "SCHEMA_TOKEN",
     "ChannelEngine",
     "ChannelError",
     "ChannelMode",
@@ -43,4 +47,6 @@ __all__ = [
     "Message",
     "NotSubscribedError",
     "migrations",
+    "qualify",
+    "quote_identifier",
 ]

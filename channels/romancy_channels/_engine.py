@@ -14,7 +14,11 @@ Semantics:
 - Competing: each message goes to exactly one subscriber: the oldest unclaimed message that is
   untargeted or targeted at the taker. Messages published before anyone subscribed wait for
   the first taker (a queue).
-- ``target`` (``send_to``): only that subscriber can receive the message, in either mode.
+- ``target`` (``send_to``): a direct message. Only that subscriber can receive it, and it
+  need not subscribe: the message waits for it (like a competing queue of its own) until it
+  takes it, once. A subscriber takes its direct messages in id order with the rest (its
+  broadcast messages after its cursor, or the competing queue); a subscriber that never
+  subscribed (or unsubscribed) takes only its direct messages.
 - A publish announces the channel name on `NOTIFY_TOPIC` when its transaction commits.
 """
 
@@ -29,11 +33,13 @@ from typing import Any
 
 from . import sql_postgres, sql_sqlite
 from ._protocol import ChannelQueries, ChannelTx, Row
-from ._types import ChannelError, ChannelMode, ChannelModeError, Message, NotSubscribedError
+from ._sql import qualify
+from ._types import ChannelError, ChannelMode, ChannelModeError, Message
 
 NOTIFY_TOPIC = "romancy_channel"
 """The NOTIFY topic of every publish; the payload is the channel name."""
 
+_MAX_ID = 2**63 - 1
 MAX_NAME_LENGTH = 200
 """The longest channel or subscriber name, in characters."""
 
@@ -48,12 +54,16 @@ _BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 class ChannelEngine:
     """Durable broadcast and competing channels in the tables of ``channels.migrations``."""
 
-    def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC) -> None:
+    def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC,
+                 schema: str = "public") -> None:
+        """``schema``: where the PostgreSQL tables are; every statement names it, so the
+        transaction's connection needs no search_path (ignored on SQLite)."""
         try:
-            self._q = _DIALECTS[dialect]
+            queries = _DIALECTS[dialect]
         except KeyError:
             known = ", ".join(sorted(_DIALECTS))
             raise ValueError(f"unknown dialect {dialect!r} (known: {known})") from None
+        self._q = qualify(queries, schema) if dialect == "postgres" else queries
         self.dialect = dialect
         self.notify_topic = notify_topic
 
@@ -78,7 +88,8 @@ class ChannelEngine:
         await tx.execute(self._q.subscribe, args)
 
     async def unsubscribe_tx(self, tx: ChannelTx, channel: str, subscriber: str) -> bool:
-        """Stop delivery to ``subscriber``; whether it was subscribed. The mode stays locked."""
+        """Stop delivery to ``subscriber`` (but of its direct messages); whether it was
+        subscribed. The mode stays locked."""
         _check_name("channel", channel)
         _check_name("subscriber", subscriber)
         args = {"channel": channel, "subscriber": subscriber}
@@ -168,10 +179,12 @@ class ChannelEngine:
     ) -> Message | None:
         """Consume the next message for ``subscriber`` in the caller's transaction, or ``None``.
 
-        Broadcast: the next message after the subscriber's cursor; the cursor advances.
-        Competing: the oldest unclaimed message, claimed by ``subscriber`` (``claimed_at`` is
-        ``now``, default the local clock); a claim that another open transaction holds is
-        skipped, never waited for. Raises `NotSubscribedError`.
+        Broadcast: the next message after the subscriber's cursor (the cursor advances), or
+        its oldest direct message if that comes first. Competing: the oldest unclaimed
+        message that is untargeted or for ``subscriber``. Not subscribed: its oldest direct
+        message. A direct or competing message is claimed by ``subscriber`` (``claimed_at``
+        is ``now``, default the local clock); a claim that another open transaction holds
+        is skipped, never waited for.
 
         On PostgreSQL the subscription row is locked until the transaction ends: two takes by
         the *same* subscriber serialise; different subscribers never wait for each other.
@@ -179,19 +192,22 @@ class ChannelEngine:
         statement = self.take_statement(channel, subscriber, now=now)
         if statement is not None:
             return self.taken(channel, subscriber, await tx.fetchall(*statement))
-        args: dict[str, Any] = {"channel": channel, "subscriber": subscriber}
-        mode, cursor = await self._subscription(tx, self._q.subscription_for_take, args)
-        if mode is ChannelMode.BROADCAST:
-            row = await tx.fetchone(self._q.next_broadcast, {**args, "cursor": cursor})
-            if row is None:
-                return None
-            await tx.execute(self._q.advance_cursor, {**args, "cursor": row[0]})
-        else:
-            claimed_at = time.time() if now is None else _check_time("now", now)
-            row = await tx.fetchone(self._q.claim_competing, {**args, "now": claimed_at})
-            if row is None:
-                return None
-        return _message(row)
+        args: dict[str, Any] = {"channel": channel, "subscriber": subscriber,
+                                "now": time.time() if now is None else _check_time("now", now)}
+        sub = await tx.fetchone(self._q.subscription_for_take, args)
+        if sub is not None and ChannelMode(sub[0]) is ChannelMode.COMPETING:
+            row = await tx.fetchone(self._q.claim_competing, args)
+            return None if row is None else _message(row)
+        step = None if sub is None else await tx.fetchone(self._q.next_broadcast,
+                                                          {**args, "cursor": int(sub[1])})
+        before = _MAX_ID if step is None else int(step[0])
+        direct = await tx.fetchone(self._q.claim_direct, {**args, "before": before})
+        if direct is not None:
+            return _message(direct)
+        if step is None:
+            return None
+        await tx.execute(self._q.advance_cursor, {**args, "cursor": step[0]})
+        return _message(step)
 
     def take_statement(self, channel: str, subscriber: str, *, now: float | None = None
                        ) -> tuple[str, dict[str, Any]] | None:
@@ -206,12 +222,10 @@ class ChannelEngine:
         return self._q.take, {"channel": channel, "subscriber": subscriber, "now": claimed_at}
 
     def taken(self, channel: str, subscriber: str, rows: Sequence[Row]) -> Message | None:
-        """The message a `take_statement` took, from its rows; None if there was none.
-        Raises `NotSubscribedError`."""
-        if not rows:
-            raise NotSubscribedError(channel, subscriber)
-        found = rows[0]
-        return None if found[2] is None else _message(found[2:])
+        """The message a `take_statement` took, from its rows; None if there was none."""
+        if not rows or rows[0][2] is None:
+            return None
+        return _message(rows[0][2:])
 
     async def subscribers_tx(self, tx: ChannelTx, channel: str) -> list[tuple[str, ChannelMode]]:
         """The channel's subscribers and their mode, ordered by subscriber."""
@@ -221,28 +235,25 @@ class ChannelEngine:
 
     async def has_message_tx(self, tx: ChannelTx, channel: str, subscriber: str) -> bool:
         """Whether `take_next_tx` would find something now (a hint: on PostgreSQL a message
-        being claimed in another open transaction still counts). Raises `NotSubscribedError`.
-        """
+        being claimed in another open transaction still counts)."""
         query, args = self.has_message_statement(channel, subscriber)
         return self.has_message(channel, subscriber, await tx.fetchall(query, args))
 
     def has_message_statement(self, channel: str, subscriber: str, *, woken: str = "0"
                               ) -> tuple[str, dict[str, Any]]:
-        """`has_message_tx` as one statement (a SELECT of one row and one column; no row if
-        not subscribed), checked, to send with or inside others; `has_message` reads its
-        rows. ``woken``: an SQL expression (parameters named ``channel``/``subscriber``, or
-        the caller's own) counting the other subscribers already on their way to take from
-        this channel: on a competing channel, that many untargeted messages are theirs."""
+        """`has_message_tx` as one statement (a SELECT of one row and one column), checked,
+        to send with or inside others; `has_message` reads its rows. ``woken``: an SQL
+        expression (parameters named ``channel``/``subscriber``, or the caller's own)
+        counting the other subscribers already on their way to take from this channel: on a
+        competing channel, that many untargeted messages are theirs."""
         _check_name("channel", channel)
         _check_name("subscriber", subscriber)
         return (self._q.has_message.replace("{woken}", woken),
                 {"channel": channel, "subscriber": subscriber})
 
     def has_message(self, channel: str, subscriber: str, rows: Sequence[Row]) -> bool:
-        """What a `has_message_statement` found. Raises `NotSubscribedError`."""
-        if not rows:
-            raise NotSubscribedError(channel, subscriber)
-        return bool(rows[0][0])
+        """What a `has_message_statement` found."""
+        return bool(rows and rows[0][0])
 
     async def read_after_tx(
         self, tx: ChannelTx, channel: str, after_id: int, limit: int
@@ -261,10 +272,11 @@ class ChannelEngine:
     ) -> int:
         """Delete at most ``batch`` messages that are done; return how many were deleted.
 
-        Done: competing messages claimed more than ``retention`` seconds before ``now``, and
-        unclaimed messages published more than ``retention`` seconds ago that no current
-        subscription can still receive (every broadcast cursor that could see it has passed it,
-        or nobody who could receive it is subscribed). Call it until it returns less than
+        Done: messages claimed (competing or direct) more than ``retention`` seconds before
+        ``now``, and unclaimed messages published more than ``retention`` seconds ago that no
+        current subscription can still receive (every broadcast cursor that could see it has
+        passed it, or nobody who could receive it is subscribed; a direct message is kept
+        while its target has any subscription on the channel). Call it until it returns less than
         ``batch``. On PostgreSQL rows locked by in-flight claims are skipped.
         """
         _check_time("now", now)
@@ -273,14 +285,6 @@ class ChannelEngine:
             raise ChannelError(f"retention must not be negative, not {retention!r}")
         _check_positive("batch", batch)
         return await tx.execute(self._q.cleanup, {"cutoff": now - retention, "batch": batch})
-
-    async def _subscription(
-        self, tx: ChannelTx, query: str, args: Mapping[str, Any]
-    ) -> tuple[ChannelMode, int]:
-        row = await tx.fetchone(query, args)
-        if row is None:
-            raise NotSubscribedError(args["channel"], args["subscriber"])
-        return ChannelMode(row[0]), int(row[1])
 
 
 def _publish_args(channel: str, data_json: Sequence[str], metadata_json: str,

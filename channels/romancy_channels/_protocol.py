@@ -66,24 +66,27 @@ class ChannelQueries:
     (PostgreSQL, after the same channel row lock as ``publish``). None: the engine runs
     ``publish`` once per message."""
     next_broadcast: str
-    """channel, subscriber, cursor -> the first message row after cursor that is untargeted
-    or targeted at subscriber."""
+    """channel, subscriber, cursor -> the first untargeted message row after cursor."""
     advance_cursor: str  # channel, subscriber, cursor
     claim_competing: str
     """channel, subscriber, now -> the oldest unclaimed message row that is untargeted or
     targeted at subscriber, now claimed by it (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     take: str | None
-    """channel, subscriber, now -> (mode, cursor, *message row) with the message columns NULL
-    when there is nothing to take; no row if not subscribed. The whole take in one statement
-    (PostgreSQL: the subscription row-locked, then the competing claim or the broadcast step
-    with its cursor advanced). None: the engine runs ``subscription_for_take``, then
-    ``next_broadcast`` and ``advance_cursor`` or ``claim_competing``."""
+    """channel, subscriber, now -> one row (mode, cursor, *message row): mode and cursor NULL
+    if not subscribed, the message columns NULL when there is nothing to take. The whole
+    take in one statement (PostgreSQL: the subscription row-locked, then the competing
+    claim, or the claim of a direct message, or the broadcast step with its cursor
+    advanced). None: the engine runs ``subscription_for_take``, then ``claim_competing``,
+    or ``next_broadcast``, ``claim_direct`` and ``advance_cursor``."""
     has_message: str
-    """channel, subscriber -> (bool-ish,): whether a take would find something now (in the
-    subscription's mode); no row if not subscribed. One statement, with ``{woken}`` to be
-    replaced by an SQL expression: how many other subscribers are already on their way to
-    take from this competing channel, so that as many untargeted messages are left to them
-    (0: none)."""
+    """channel, subscriber -> one row (bool-ish,): whether a take would find something now
+    (in the subscription's mode; only direct messages if not subscribed). One statement,
+    with ``{woken}`` to be replaced by an SQL expression: how many other subscribers are
+    already on their way to take from this competing channel, so that as many untargeted
+    messages are left to them (0: none)."""
+    claim_direct: str
+    """channel, subscriber, now, before -> the oldest unclaimed message row targeted at
+    subscriber with id < before, now claimed by it (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
     read_after: str  # channel, after_id, limit -> untargeted message rows with id > after_id
     cleanup: str
     """cutoff, batch -> rowcount. Delete at most batch messages: claimed before cutoff, or

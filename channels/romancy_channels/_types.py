@@ -71,7 +71,8 @@ class ChannelModeError(ChannelError):
 
 
 class NotSubscribedError(ChannelError):
-    """A subscriber read from a channel it is not subscribed to."""
+    """A subscriber read from a channel it is not subscribed to. (The engine no longer raises
+    it: a subscriber that is not subscribed takes its direct messages only.)"""
 
     def __init__(self, channel: str, subscriber: str) -> None:
         super().__init__(f"{subscriber!r} is not subscribed to channel {channel!r}")

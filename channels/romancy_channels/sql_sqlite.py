@@ -11,6 +11,36 @@ from ._protocol import MESSAGE_COLUMNS, ChannelQueries
 
 _RECEIVABLE = "(target IS NULL OR target = :subscriber)"
 
+# -- h-sem: direct messages (send_to) are taken by claim, subscribed or not ---------------
+_CLAIM_DIRECT = f"""
+        UPDATE channel_messages SET claimed_by = :subscriber, claimed_at = :now
+        WHERE id = (
+            SELECT id FROM channel_messages
+            WHERE channel = :channel AND target = :subscriber AND claimed_by IS NULL
+              AND id < :before
+            ORDER BY id LIMIT 1)
+        RETURNING {MESSAGE_COLUMNS}"""
+_DIRECT_WAITING = """EXISTS (
+                SELECT 1 FROM channel_messages m
+                WHERE m.channel = :channel AND m.target = :subscriber
+                  AND m.claimed_by IS NULL)"""
+_HAS_MESSAGE = f"""
+        SELECT CASE s.mode
+            WHEN 'competing' THEN {_DIRECT_WAITING}
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
+                    ORDER BY m.id LIMIT 1 OFFSET ({{woken}}))
+            WHEN 'broadcast' THEN {_DIRECT_WAITING}
+                OR EXISTS (
+                    SELECT 1 FROM channel_messages m
+                    WHERE m.channel = s.channel AND m.id > s.cursor_id AND m.target IS NULL)
+            ELSE {_DIRECT_WAITING} END
+        FROM (SELECT 1) AS one
+        LEFT JOIN channel_subscriptions s
+            ON s.channel = :channel AND s.subscriber = :subscriber"""
+# -- end h-sem ------------------------------------------------------------------------------
+
 QUERIES = ChannelQueries(
     lock_mode="""
         INSERT INTO channels AS c (channel, mode, created_at)
@@ -38,7 +68,7 @@ QUERIES = ChannelQueries(
     publish_many=None,  # one INSERT per message (cheap in-process)
     next_broadcast=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
-        WHERE channel = :channel AND id > :cursor AND {_RECEIVABLE}
+        WHERE channel = :channel AND id > :cursor AND target IS NULL
         ORDER BY id LIMIT 1""",
     advance_cursor="""
         UPDATE channel_subscriptions SET cursor_id = :cursor
@@ -51,22 +81,8 @@ QUERIES = ChannelQueries(
             ORDER BY id LIMIT 1)
         RETURNING {MESSAGE_COLUMNS}""",
     take=None,  # no data-modifying CTEs: the engine runs the steps
-    has_message="""
-        SELECT CASE WHEN s.mode = 'competing'
-            THEN EXISTS (
-                    SELECT 1 FROM channel_messages m
-                    WHERE m.channel = s.channel AND m.claimed_by IS NULL
-                      AND m.target = s.subscriber)
-                OR EXISTS (
-                    SELECT 1 FROM channel_messages m
-                    WHERE m.channel = s.channel AND m.claimed_by IS NULL AND m.target IS NULL
-                    ORDER BY m.id LIMIT 1 OFFSET ({woken}))
-            ELSE EXISTS (
-                SELECT 1 FROM channel_messages m
-                WHERE m.channel = s.channel AND m.id > s.cursor_id
-                  AND (m.target IS NULL OR m.target = s.subscriber)) END
-        FROM channel_subscriptions s
-        WHERE s.channel = :channel AND s.subscriber = :subscriber""",
+    has_message=_HAS_MESSAGE,
+    claim_direct=_CLAIM_DIRECT,
     read_after=f"""
         SELECT {MESSAGE_COLUMNS} FROM channel_messages
         WHERE channel = :channel AND id > :after_id AND target IS NULL
@@ -80,6 +96,7 @@ QUERIES = ChannelQueries(
                         SELECT 1 FROM channel_subscriptions s
                         WHERE s.channel = m.channel
                           AND (m.target IS NULL OR s.subscriber = m.target)
-                          AND (s.mode = 'competing' OR s.cursor_id < m.id))))
+                          AND (s.mode = 'competing' OR s.cursor_id < m.id
+                               OR m.target IS NOT NULL))))
             LIMIT :batch)""",
 )

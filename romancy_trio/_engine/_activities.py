@@ -26,7 +26,7 @@ from .._codec import dumps, loads
 from .._definitions import Activity
 from .._errors import ActivityTimeoutError, ConfigurationError
 from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
-from ..storage import Database, Lease, Store, Tx
+from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
 from ._hosts import ActivityHosts
 
@@ -179,7 +179,7 @@ class ActivityRunner:
             if act.transactional:
                 async with AsyncExitStack() as stack:
                     session = _LazySession(self.store.db, stack)
-                    payload = await _call(act, ctx(session), cmd, self.hosts)
+                    payload = await _call(act, ctx(PortableSession(session)), cmd, self.hosts)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                          time.time(), cmd.compensation)
                     await self.store.record_event_tx(await session.tx(), self.lease,

@@ -38,7 +38,8 @@ def _error(exc: RomancyError) -> ErrorInfo:
 
 
 async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
-                      default_retry: RetryPolicy, *, hosts: ActivityHosts) -> None:
+                      default_retry: RetryPolicy, *, hosts: ActivityHosts,
+                      determinism_guard: bool = True) -> None:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over."""
     lease = claimed.lease
@@ -65,7 +66,8 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
             history = await store.load_history(lease.instance_id, run_no)
         known = None
         machine = WorkflowMachine(history=history, started_at=started_at,
-                                  cancel_requested=claimed.cancel_requested)
+                                  cancel_requested=claimed.cancel_requested,
+                                  determinism_guard=determinism_guard and wf.determinism_guard)
         ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
                               run_no=run_no)
         machine.start(wf.fn(ctx, *args, **kwargs))

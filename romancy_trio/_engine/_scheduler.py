@@ -160,7 +160,8 @@ class Scheduler:
                 try:
                     assert self._hosts is not None
                     await run_claimed(self.store, self.registry, claimed,
-                                      self.config.default_retry, hosts=self._hosts)
+                                      self.config.default_retry, hosts=self._hosts,
+                                      determinism_guard=self.config.determinism_guard)
                     done = True
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
@@ -320,16 +321,28 @@ class Scheduler:
                 self._lose(entry)
 
     async def _maintenance_loop(self) -> None:
-        """Delete expired events in bounded batches, now and then (not a hot path)."""
+        """Delete expired events, consumed messages and (with ``instance_retention``) old
+        finished instances and archived runs, in bounded batches, now and then."""
         while True:
             try:
                 while await self.store.waits.cleanup(retention=self.config.event_retention) > 0:
                     await trio.lowlevel.checkpoint()
                 while await self._cleanup_channels() > 0:
                     await trio.lowlevel.checkpoint()
+                await self._purge_old_instances()
             except StorageUnavailableError as exc:
                 log.warning("event cleanup failed (%s); will try again later", exc)
             await trio.sleep(self.config.maintenance_interval)
+
+    async def _purge_old_instances(self) -> None:
+        retention, batch = self.config.instance_retention, self.config.retention_batch
+        if retention is None:
+            return
+        before = time.time() - retention
+        while await self.store.purge_finished(before=before, batch=batch) == batch:
+            await trio.lowlevel.checkpoint()
+        while await self.store.purge_runs(before=before, batch=batch) == batch:
+            await trio.lowlevel.checkpoint()
 
     async def _channel_sweep_loop(self) -> None:
         """Every fallback interval, re-check suspended receivers of recently published channels:

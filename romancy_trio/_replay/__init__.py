@@ -18,6 +18,7 @@ from ._events import RunActivities as RunActivities
 from ._events import Suspend as Suspend
 from ._events import WaitCommand as WaitCommand
 from ._events import WaitKind as WaitKind
+from ._events import type_name as type_name
 from ._machine import WorkflowMachine as WorkflowMachine
 from ._received import ReceivedEvent as ReceivedEvent
 from ._received import ReceivedMessage as ReceivedMessage

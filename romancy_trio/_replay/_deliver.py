@@ -17,17 +17,18 @@ from .._errors import (
     RetriesExhaustedError,
     WaitTimeoutError,
 )
-from ._events import ErrorInfo, EventKind, HistoryEvent, WaitKind
+from ._events import ErrorInfo, EventKind, HistoryEvent, WaitKind, type_name
 from ._received import ReceivedEvent, ReceivedMessage
 from ._requests import ActivityCall, WaitRequest
 
 
-def activity_error(event: HistoryEvent) -> ActivityFailedError:
+def activity_error(event: HistoryEvent, name: str | None = None) -> ActivityFailedError:
     info = ErrorInfo.from_json(event.payload)
     attempts = int(event.payload.get("attempts", 1))
     if event.payload.get("exhausted"):
-        return RetriesExhaustedError(event.key, info.type, info.message, attempts)
-    return ActivityFailedError(event.key, info.type, info.message)
+        return RetriesExhaustedError(event.key, info.type, info.message, attempts,
+                                     activity_name=name)
+    return ActivityFailedError(event.key, info.type, info.message, activity_name=name)
 
 
 def deliver_activity(calls: Sequence[ActivityCall[Any]], events: Sequence[HistoryEvent]
@@ -37,14 +38,14 @@ def deliver_activity(calls: Sequence[ActivityCall[Any]], events: Sequence[Histor
     failure: ActivityFailedError | None = None
     for call, event in zip(calls, events, strict=True):
         if event.kind is EventKind.ACTIVITY_FAILED:
-            failure = failure or activity_error(event)
+            failure = failure or activity_error(event, call.name)
             values.append(None)
             continue
         try:
             values.append(convert(event.payload, call.result_hint, f"result of {event.key}"))
         except InvalidInputError as exc:
             failure = failure or ActivityFailedError(
-                event.key, "romancy_trio.InvalidInputError", str(exc))
+                event.key, type_name(InvalidInputError), str(exc), activity_name=call.name)
             values.append(None)
     return values, failure
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .._errors import ActivityFailedError, RetriesExhaustedError
+
 
 class EventKind(StrEnum):
     ACTIVITY_COMPLETED = "activity_completed"
@@ -31,32 +33,67 @@ COMPENSATE = "compensate:"
 ATTEMPT = "#attempt-"
 
 
+def type_name(tp: type[BaseException]) -> str:
+    """How errors name their type: ``module.QualName``, bare for builtins (``ValueError``)."""
+    qualname = tp.__qualname__
+    return qualname if tp.__module__ == "builtins" else f"{tp.__module__}.{qualname}"
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An error as recorded: qualified type name, message, and (for humans) the traceback text."""
+    """An error as recorded: qualified type name, message, and (for humans) the traceback text.
+
+    A workflow that failed because an activity's failure went uncaught records the activity's
+    own error type and message, with ``activity_id`` / ``activity_name`` (and ``attempts`` if
+    its retries were exhausted); these are None otherwise, and in rows written before they
+    existed."""
 
     type: str
     message: str
     traceback: str = ""
+    activity_id: str | None = None
+    activity_name: str | None = None
+    attempts: int | None = None
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        tp = type(exc)
-        qualname = tp.__qualname__
-        name = qualname if tp.__module__ == "builtins" else f"{tp.__module__}.{qualname}"
-
         tb = "".join(traceback.format_exception(exc))
-        return cls(type=name, message=str(exc), traceback=tb)
+        return cls(type=type_name(type(exc)), message=str(exc), traceback=tb)
 
-    def to_json(self) -> dict[str, str]:
-        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+    @classmethod
+    def of_failure(cls, exc: BaseException) -> ErrorInfo:
+        """Why a workflow failed: like `from_exception`, but a failed activity's error is
+        told as the activity's own (type, message, which activity, how many attempts)."""
+        info = cls.from_exception(exc)
+        if not isinstance(exc, ActivityFailedError):
+            return info
+        return cls(type=exc.error_type, message=exc.message, traceback=info.traceback,
+                   activity_id=exc.activity_id, activity_name=exc.activity_name,
+                   attempts=exc.attempts if isinstance(exc, RetriesExhaustedError) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type, "message": self.message,
+                                "traceback": self.traceback}
+        if self.activity_id is not None:
+            data["activity_id"] = self.activity_id
+            data["activity_name"] = self.activity_name
+        if self.attempts is not None:
+            data["attempts"] = self.attempts
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> ErrorInfo:
+        activity_id, name = data.get("activity_id"), data.get("activity_name")
+        # an activity's own failure payload has "attempts" too: only a workflow's error
+        # that came from an activity carries it as its own
+        attempts = None if activity_id is None else data.get("attempts")
         return cls(
             type=str(data["type"]),
             message=str(data["message"]),
             traceback=str(data.get("traceback", "")),
+            activity_id=None if activity_id is None else str(activity_id),
+            activity_name=None if name is None else str(name),
+            attempts=None if attempts is None else int(attempts),
         )
 
 

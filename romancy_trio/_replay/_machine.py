@@ -40,6 +40,7 @@ from ._events import (
     Suspend,
     WaitCommand,
 )
+from ._guard import DeterminismGuard
 from ._requests import ActivityCall, GatherRequest, RecurRequest, WaitRequest
 
 
@@ -47,7 +48,7 @@ class WorkflowMachine:
     """Drives one run of one workflow instance. Create, :meth:`start`, then :meth:`advance`."""
 
     def __init__(self, *, history: Sequence[HistoryEvent], started_at: float,
-                 cancel_requested: bool = False) -> None:
+                 cancel_requested: bool = False, determinism_guard: bool = True) -> None:
         self._history = list(history)
         self._cursor = 0
         self._counters: dict[str, int] = {}
@@ -63,6 +64,8 @@ class WorkflowMachine:
         self._finished = False
         self._cancel_requested = cancel_requested
         self._compensations = Compensations()
+        self._check_determinism = determinism_guard
+        self._guard: DeterminismGuard | None = None
         self.clock = started_at
 
     @property
@@ -76,6 +79,9 @@ class WorkflowMachine:
 
     def start(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._coro = coro
+        if self._check_determinism:
+            code = getattr(coro, "cr_code", None)
+            self._guard = DeterminismGuard(code.co_filename if code is not None else None)
 
     def close(self) -> None:
         """Abandon the run (lease lost, shutdown): closes the coroutine; it never resumes."""
@@ -115,7 +121,7 @@ class WorkflowMachine:
             except StopIteration as stop:
                 return self._finish(CompleteWorkflow(stop.value))
             except Exception as exc:  # noqa: BLE001 - the workflow's own error is its outcome
-                self._compensations.start(ErrorInfo.from_exception(exc))
+                self._compensations.start(ErrorInfo.of_failure(exc))
                 continue
             try:
                 command = self._accept(yielded)
@@ -127,6 +133,24 @@ class WorkflowMachine:
 
     # -- stepping ---------------------------------------------------------------------------
     def _step(self) -> Any:
+        """One step of the workflow, under the determinism guard: a clock, random or uuid
+        call of its own fails the run (even if the workflow caught the error)."""
+        guard = self._guard
+        if guard is None:
+            return self._send_or_throw()
+        try:
+            yielded = guard.step(self._send_or_throw)
+        except Exception:
+            if guard.violation is None:
+                raise
+            yielded = None  # the workflow ended (returned or raised): the violation wins
+        if guard.violation is not None:
+            assert self._coro is not None
+            self._coro.close()
+            raise guard.violation
+        return yielded
+
+    def _send_or_throw(self) -> Any:
         assert self._coro is not None
         if self._throw is not None:
             exc, self._throw = self._throw, None

@@ -23,6 +23,7 @@ from .._errors import (
     WorkflowCancelledError,
     WorkflowFailedError,
 )
+from .._replay import ErrorInfo
 from ..storage import InstanceInfo, WorkflowStatus
 from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
 from ._http import (
@@ -53,15 +54,24 @@ RESULT_TIMEOUT_MAX: Final = 60.0
 LIST_LIMIT_MAX: Final = 1000
 
 
+def error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
+    """A workflow's error as the API shows it: the original type and message, and the
+    activity it came from (``activity_id``/``activity_name``, None if none; ``attempts``
+    when its retries were exhausted)."""
+    if error is None:
+        return None
+    return {"type": error.type, "message": error.message, "activity_id": error.activity_id,
+            "activity_name": error.activity_name, "attempts": error.attempts}
+
+
 def instance_json(info: InstanceInfo) -> dict[str, Any]:
-    error = info.error
     return {
         "instance_id": info.instance_id,
         "workflow": info.workflow_name,
         "status": str(info.status),
         "input": info.input,
         "result": info.result,
-        "error": None if error is None else {"type": error.type, "message": error.message},
+        "error": error_json(info.error),
         "run_no": info.run_no,
         "created_at": info.created_at.isoformat(),
         "updated_at": info.updated_at.isoformat(),
@@ -141,7 +151,8 @@ async def get_result(req: Request) -> Response:
         with errors_as({InstanceNotFoundError: 404}):
             result = await req.app.result(iid, timeout=timeout)
     except WorkflowFailedError as exc:
-        error = {"type": exc.error_type, "message": exc.message}
+        error = error_json(ErrorInfo(exc.error_type, exc.message, activity_id=exc.activity_id,
+                                     activity_name=exc.activity_name, attempts=exc.attempts))
         extra = {"status": WorkflowStatus.FAILED.value, "workflow_error": error}
         raise HTTPError(409, str(exc), extra=extra) from None
     except WorkflowCancelledError as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from romancy_channels import ChannelEngine, Message
+from romancy_channels import SCHEMA_TOKEN, ChannelEngine, Message, quote_identifier
 from romancy_notify import Watch
 
 from .._codec import dumps
@@ -33,7 +33,8 @@ Frames = list[tuple[int, str]]
 # A channel's last message id. Belongs in `channels` (as ``ChannelEngine.last_id_tx``); kept
 # here until it moves there. Same index as every channel read: channel_messages (channel, id).
 _HEAD_SQL: Final[Mapping[str, str]] = {
-    "postgres": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = %(channel)s",
+    "postgres": (
+        "SELECT COALESCE(max(id), 0) FROM {schema}.channel_messages WHERE channel = %(channel)s"),
     "sqlite": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = :channel",
 }
 
@@ -68,7 +69,8 @@ class Reads:
 
     async def head(self, dialect: str, channel: str) -> int:
         """The channel's last message id (0 if none)."""
-        row = await self.fetchone(_HEAD_SQL[dialect], {"channel": channel})
+        query = _HEAD_SQL[dialect].replace(SCHEMA_TOKEN, quote_identifier(self._db.schema))
+        row = await self.fetchone(query, {"channel": channel})
         return 0 if row is None else int(row[0])
 
 

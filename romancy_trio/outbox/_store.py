@@ -198,11 +198,13 @@ async def _transaction_of(session: Session) -> Tx:
     raise TypeError(f"{type(session).__name__} is not a transaction: cannot write to the outbox")
 
 
-def queries_for(dialect: str) -> OutboxQueries:
+def queries_for(dialect: str, schema: str) -> OutboxQueries:
+    """The dialect's statements; PostgreSQL's name ``schema`` (``storage.qualify``)."""
     if dialect == "postgres":
+        from ..storage import qualify
         from .sql_postgres import QUERIES as POSTGRES
 
-        return POSTGRES
+        return qualify(POSTGRES, schema)
     from .sql_sqlite import QUERIES as SQLITE
 
     return SQLITE
@@ -230,7 +232,7 @@ async def send_event_tx(
     Returns the event's id.
     """
     tx = await _transaction_of(session)
-    q = queries_for(tx.dialect)
+    q = queries_for(tx.dialect, tx.schema)
     if event_id is None:
         if run_no is None:
             row = await tx.fetchone(q.run_no, {"iid": instance_id})
@@ -299,7 +301,7 @@ class OutboxStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.q = queries_for(db.dialect)
+        self.q = queries_for(db.dialect, db.schema)
 
     async def claim(self, worker: str, *, limit: int, ttl: float) -> list[ClaimedEvent]:
         rows = await self.db.fetchall(self.q.claim, {"worker": worker, "ttl": ttl, "limit": limit})

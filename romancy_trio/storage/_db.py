@@ -21,11 +21,10 @@ LocalNotes = Callable[[list[Row]], list[tuple[str, str]]]
 process's waiters too (see `Tx.notify_local`)."""
 
 
-class Session(Protocol):
-    """The handle a transactional activity gets: SQL in the activity's own transaction.
-
-    Queries use the driver's placeholder style (``%s`` for PostgreSQL, ``?`` for SQLite).
-    """
+class NativeSession(Protocol):
+    """SQL in one transaction, in the driver's own placeholder style (PostgreSQL ``%s`` /
+    ``%(name)s`` with every literal ``%`` doubled; SQLite ``?`` / ``:name``). The library's
+    own statements run through this."""
 
     dialect: str
 
@@ -38,7 +37,31 @@ class Session(Protocol):
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
 
 
-class Tx(Session, Protocol):
+class Session(Protocol):
+    """What a transactional activity gets as ``ctx.db``: SQL in the activity's own transaction.
+
+    Placeholders are the same on every dialect: ``?`` with a sequence, or ``:name`` with a
+    mapping (see `romancy_trio.storage._placeholders`). ``native`` is the same transaction in
+    the driver's own style. On PostgreSQL, names resolve in the connection's own
+    ``search_path`` (the library qualifies its tables itself).
+    """
+
+    dialect: str
+    native: NativeSession
+
+    async def execute(self, query: str, params: Params = ()) -> int:
+        """Run a statement; return the affected row count."""
+        ...
+
+    async def fetchone(self, query: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
+
+
+class Tx(NativeSession, Protocol):
+    schema: str
+    """The schema holding the library's tables (PostgreSQL; ``main`` on SQLite)."""
+
     async def notify(self, topic: str, payload: str) -> None:
         """Announce ``payload`` on ``topic`` when (and only if) this transaction commits."""
         ...
@@ -85,6 +108,9 @@ class Database(Protocol):
     round trip); the store uses those wherever one statement does the whole job."""
 
     dialect: str
+    schema: str
+    """The schema holding the library's tables (PostgreSQL; ``main`` on SQLite). Connections
+    carry no session state: every library statement names it (see `storage.qualify`)."""
 
     async def execute(self, query: str, params: Params = ()) -> int:
         """One statement in its own transaction; the affected row count."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from ._postgres import PostgresDatabase
+from ._schema import quote_identifier
 from ._sqlite import SqliteDatabase
 
 _LOCK_KEY = 0x526F6D616E6379  # "Romancy"
@@ -58,6 +59,9 @@ async def migrate_postgres(db: PostgresDatabase) -> list[str]:
     applied_now = []
     async with db.transaction() as tx:
         await tx.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        # Migrations write unqualified names: they resolve in the library's schema for this
+        # transaction only (SET LOCAL ends with it; pooled connections keep no state).
+        await tx.execute(f"SET LOCAL search_path TO {quote_identifier(db.schema)}")
         await tx.execute(_CREATE_TABLE)
         done = {r[0] for r in await tx.fetchall("SELECT version FROM schema_migrations")}
         for migration in all_migrations("postgres"):

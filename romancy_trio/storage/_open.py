@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from .._errors import ConfigurationError
 from ._migrate import migrate_postgres, migrate_sqlite
 from ._postgres import PostgresDatabase, ensure_schema
+from ._schema import qualify, quote_identifier
 from ._sqlite import open_sqlite
 from ._store import Store
 from ._types import Topics
@@ -51,24 +52,31 @@ async def open_store(
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
+        from .sql_sqlite import RETENTION_QUERIES as SQLITE_RETENTION
         from .sql_sqlite import WAIT_QUERIES as SQLITE_WAITS
 
         db = await open_sqlite(sqlite_path(url))
         try:
             if migrate:
                 await migrate_sqlite(db)
-            yield Store(db, SQLITE, SQLITE_WAITS, Topics.for_schema("main"))
+            yield Store(db, SQLITE, SQLITE_WAITS, Topics.for_schema("main"), SQLITE_RETENTION)
         finally:
             await db.aclose()
         return
     from .sql_postgres import QUERIES as POSTGRES
+    from .sql_postgres import RETENTION_QUERIES as POSTGRES_RETENTION
     from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
 
+    try:
+        quote_identifier(schema)
+    except ValueError as exc:
+        raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
     await ensure_schema(url, schema)
     pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
     try:
         if migrate:
             await migrate_postgres(pg)
-        yield Store(pg, POSTGRES, POSTGRES_WAITS, Topics.for_schema(schema))
+        yield Store(pg, qualify(POSTGRES, schema), qualify(POSTGRES_WAITS, schema),
+                    Topics.for_schema(schema), qualify(POSTGRES_RETENTION, schema))
     finally:
         await pg.aclose()

@@ -43,8 +43,9 @@ FENCED_OUT = "RT001"
 class PostgresTx:
     dialect = "postgres"
 
-    def __init__(self, conn: TrioConnection[Any]) -> None:
+    def __init__(self, conn: TrioConnection[Any], schema: str) -> None:
         self.conn = conn
+        self.schema = schema
         self.notifications: list[tuple[str, str]] = []
         self.local: list[tuple[str, str]] = []
         """Notifications statements sent themselves: only published in-process."""
@@ -201,12 +202,10 @@ class PostgresDatabase:
         self.transactions = 0
         """Transactions run (single statements count as one): the load this process puts on
         the database, e.g. to check that an idle worker stays quiet."""
-        self.pool = ConnectionPool(
-            conninfo, max_size=max_size, autocommit=True, configure=self._configure
-        )
-
-    async def _configure(self, conn: TrioConnection[Any]) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        self.pool = ConnectionPool(conninfo, max_size=max_size, autocommit=True)
+        """No session state on its connections (no ``SET search_path``): library statements
+        name their schema (``storage.qualify``), user statements resolve in the user's own
+        search_path, and a transaction-pooling proxy may hand a connection to anyone."""
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -216,7 +215,7 @@ class PostgresDatabase:
         self.transactions += 1
         try:
             async with self.pool.connection() as conn:
-                tx = PostgresTx(conn)
+                tx = PostgresTx(conn, self.schema)
                 yield tx
                 await tx.commit()
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

@@ -17,8 +17,15 @@ class Queries:
     # instances -----------------------------------------------------------------------------
     create: str
     """named: iid, name, status, input, now, owner, epoch, ttl, topic. Insert unless the id
-    exists; announces new work (topic) when status is pending. -> (iid,) if created."""
+    exists; announces new work (topic) when status is pending. -> (iid, NULL, ...) if
+    created; where the dialect can, else what ``existing`` answers (PostgreSQL: unless the
+    id was inserted by a transaction that committed meanwhile: no row)."""
+    existing: str
+    """named: iid -> (iid, workflow_name, input of its first run, NULL) of an instance."""
     select_instance: str  # (iid) -> INSTANCE_COLUMNS
+    target_status: str
+    """named: target -> (status,) of that instance (no row: none has that id). Read in the
+    transaction that sends it a message, before the message's insert."""
     list_instances: str  # (status, status, name, name, limit) -> INSTANCE_COLUMNS
     claim: str
     """named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at,

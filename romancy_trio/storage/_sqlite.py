@@ -1,8 +1,9 @@
 """SQLite driver: the standard library's sqlite3, off the event loop, one writer at a time.
 
 One connection in WAL mode. Every call runs in a worker thread (``trio.to_thread``); a Trio lock
-serialises transactions, so there is exactly one writer. Meant for one process (the embedded
-default); notifications are delivered in-process after COMMIT.
+serialises transactions, so there is exactly one writer per process. Notifications are delivered
+in-process after COMMIT; other processes sharing the file learn of this one's commits from
+`changed_elsewhere` (``PRAGMA data_version``), which their hubs poll.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _args(params: Params) -> Any:
 
 class SqliteTx:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
@@ -83,6 +85,7 @@ class SqliteTx:
 
 class SqliteDatabase:
     dialect = "sqlite"
+    schema = "main"
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -90,6 +93,7 @@ class SqliteDatabase:
         self._limiter = trio.CapacityLimiter(1)
         self._writer = trio.Lock()
         self._after_commit: AfterCommit | None = None
+        self._data_version = 0
 
     async def open(self) -> None:
         def _open() -> sqlite3.Connection:
@@ -101,6 +105,20 @@ class SqliteDatabase:
             return conn
 
         self._conn = await trio.to_thread.run_sync(_open, limiter=self._limiter)
+        self._data_version = await self.run(_data_version)
+
+    async def changed_elsewhere(self) -> bool:
+        """Has another connection (another process) committed since the last call?
+
+        ``PRAGMA data_version`` on this process's one connection: it changes with every
+        commit made through another connection, never with this one's own (which this
+        process already announces in-process). A database error answers True (re-check)."""
+        try:
+            version = await self._guarded(_data_version)
+        except StorageUnavailableError:
+            return True
+        changed, self._data_version = version != self._data_version, version
+        return changed
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -173,6 +191,10 @@ class SqliteDatabase:
         if conn is not None:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 async def open_sqlite(path: str) -> SqliteDatabase:

@@ -17,8 +17,10 @@ from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ._db import Database, Row, Tx
 from ._queries import Queries, WaitQueries
+from ._retention import RetentionQueries, purge_finished, purge_runs
 from ._types import (
     Claimed,
+    Existing,
     InstanceInfo,
     Lease,
     RunInfo,
@@ -31,10 +33,11 @@ from .hints import instance_hint
 
 
 class Store:
-    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics
-                 ) -> None:
+    def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics,
+                 retention: RetentionQueries | None = None) -> None:
         self.db = db
         self.q = queries
+        self._retention = retention
         self.topics = topics
         self.waits = WaitStore(db, queries, waits, topics)
 
@@ -48,9 +51,11 @@ class Store:
         now: float,
         owner: str | None,
         lease_ttl: float,
-    ) -> Lease | None:
-        """Insert a new instance; None if the id exists. With ``owner``, it starts leased to it
-        (eager start: no claim round trip); otherwise it is pending and new work is announced."""
+    ) -> Lease | Existing:
+        """Insert a new instance, or (the id exists) say what it holds. With ``owner``, it
+        starts leased to it (eager start: no claim round trip); otherwise it is pending and
+        new work is announced. One round trip where the dialect's insert can tell what it
+        found (PostgreSQL), else two."""
         status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
         epoch = 1 if owner else 0
         row = await self.db.fetchone(
@@ -67,8 +72,12 @@ class Store:
                 "topic": self.topics.work,
             },
         )
-        if row is None:
-            return None
+        if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
+            row = await self.db.fetchone(self.q.existing, {"iid": instance_id})
+            if row is None:
+                raise RuntimeError(f"instance {instance_id!r} neither created nor found")
+        if row[1] is not None:
+            return Existing(str(row[1]), str(row[2]))
         if owner is None:
             self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)
@@ -230,6 +239,19 @@ class Store:
                 self.q.start_next_run, (input_json, now, now, iid, lease.worker_id, lease.epoch)
             )
         return run_no + 1
+
+    # -- data lifecycle ----------------------------------------------------------------------
+    async def purge_finished(self, *, before: float, batch: int) -> int:
+        """Delete up to ``batch`` instances finished before ``before`` (epoch seconds) with
+        every row keyed by them, in one transaction; how many went."""
+        assert self._retention is not None, "this store has no retention queries"
+        return await purge_finished(self.db, self._retention, before=before, batch=batch)
+
+    async def purge_runs(self, *, before: float, batch: int) -> int:
+        """Delete up to ``batch`` archived ``recur`` runs that ended before ``before``, with
+        their archived history, in one transaction; how many went."""
+        assert self._retention is not None, "this store has no retention queries"
+        return await purge_runs(self.db, self._retention, before=before, batch=batch)
 
     async def list_runs(self, instance_id: str) -> list[RunInfo]:
         """Every run of an instance, oldest first (the current run included)."""

@@ -76,6 +76,15 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class Existing:
+    """What `Store.create_instance` found instead of creating: the id's workflow and the
+    input it was started with (its first run's, if it has continued as new since)."""
+
+    workflow_name: str
+    input_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     lease: Lease
     workflow_name: str

@@ -56,7 +56,7 @@ class ChannelTaker(Protocol):
                     ) -> tuple[str, dict[str, Any]]:
         """A SELECT of one row and one column: whether a take for ``subscriber`` would find
         a message now that none of the ``woken`` (an SQL count of other receivers on their
-        way to take) is about to take; no row if not subscribed."""
+        way to take) is about to take."""
         ...
 
 

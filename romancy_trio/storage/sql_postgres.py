@@ -1,8 +1,15 @@
-"""Every SQL statement the store runs on PostgreSQL. Lease times use the server's clock."""
+"""Every SQL statement the store runs on PostgreSQL. Lease times use the server's clock.
+
+Schema convention (``romancy_channels._sql``): every table and function is written
+``{schema}.name`` (``{{schema}}.name`` inside an f-string); `qualify` fills in the quoted schema
+once per store, so pooled connections need no ``search_path``. New statements follow it; a test
+(tests/romancy_trio/test_schema_qualified.py) fails on an unqualified table.
+"""
 
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._retention import RetentionQueries
 from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
@@ -13,7 +20,7 @@ _FENCE = (
 
 _CLAIM = f"""
         WITH c AS (
-            SELECT instance_id FROM workflow_instances
+            SELECT instance_id FROM {{schema}}.workflow_instances
             WHERE ((status IN ('pending', 'running')
                     AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
                    OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
@@ -22,7 +29,7 @@ _CLAIM = f"""
             ORDER BY created_at
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED)
-        UPDATE workflow_instances w
+        UPDATE {{schema}}.workflow_instances w
         SET status = 'running', lease_owner = %(owner)s, lease_epoch = w.lease_epoch + 1,
             lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
@@ -32,10 +39,10 @@ _CLAIM = f"""
 _NEXT_EXPIRY = """
         SELECT least(
             (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
-             FROM workflow_instances
+             FROM {schema}.workflow_instances
              WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %(owner)s),
             (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
-             FROM workflow_instances WHERE status = 'waiting'))"""
+             FROM {schema}.workflow_instances WHERE status = 'waiting'))"""
 
 _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
@@ -43,34 +50,47 @@ _CLAIM_AND_EXPIRY = f"""
         UNION ALL
         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
 
+# h-sem: what start() compares a repeated start with (the id's workflow, its first input)
+_EXISTING = """
+        SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
+        FROM {schema}.workflow_instances i
+        LEFT JOIN {schema}.workflow_runs r ON r.instance_id = i.instance_id AND r.run_no = 1
+        WHERE i.instance_id = %(iid)s"""
+
 QUERIES = Queries(
     create=f"""
         WITH ins AS (
-            INSERT INTO workflow_instances (instance_id, workflow_name, status, input,
+            INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
                 run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
             VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
                 {_TTL}, %(now)s, %(now)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
-        SELECT instance_id,
-            CASE WHEN status = 'pending' THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)
-            END
-        FROM ins""",
-    select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = %s",
+        SELECT instance_id, NULL::text, NULL::text,
+            CASE WHEN status = 'pending'
+                THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)::text END
+        FROM ins
+        UNION ALL
+        {_EXISTING} AND NOT EXISTS (SELECT 1 FROM ins)""",
+    existing=_EXISTING,
+    target_status="""
+        SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(target)s""",
+    select_instance=f"""
+        SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances WHERE instance_id = %s""",
     list_instances=f"""
-        SELECT {INSTANCE_COLUMNS} FROM workflow_instances
+        SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances
         WHERE (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR workflow_name = %s)
         ORDER BY created_at DESC, instance_id LIMIT %s""",
     claim=_CLAIM,
     claim_and_expiry=_CLAIM_AND_EXPIRY,
     renew="""
-        UPDATE workflow_instances
+        UPDATE {schema}.workflow_instances
         SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'
         WHERE lease_owner = %s AND status = 'running'
         RETURNING instance_id, lease_epoch""",
     release=f"""
         WITH u AS (
-            UPDATE workflow_instances
+            UPDATE {{schema}}.workflow_instances
             SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = %(now)s
             WHERE {_FENCE}
@@ -78,7 +98,7 @@ QUERIES = Queries(
         SELECT instance_id, pg_notify(%(topic)s, '') FROM u""",
     finish=f"""
         WITH u AS (
-            UPDATE workflow_instances
+            UPDATE {{schema}}.workflow_instances
             SET status = %(status)s, result = %(result)s, error = %(error)s,
                 updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
             WHERE {_FENCE}
@@ -86,89 +106,95 @@ QUERIES = Queries(
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
     next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s"),
     record=f"""
-        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at, compensation)
+        INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
+            payload, worker_id, lease_epoch, created_at, compensation)
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
             %(epoch)s, %(at)s, %(compensation)s
-        FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
         FOR SHARE""",
     select_history="""
-        SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
+        SELECT seq, kind, key, payload, created_at, compensation FROM {schema}.workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
     select_current_history="""
         SELECT h.run_no, h.seq, h.kind, h.key, h.payload, h.created_at, h.compensation
-        FROM workflow_history h JOIN workflow_instances i USING (instance_id, run_no)
+        FROM {schema}.workflow_history h
+        JOIN {schema}.workflow_instances i USING (instance_id, run_no)
         WHERE i.instance_id = %s ORDER BY h.seq""",
     fence="""
-        SELECT run_no, input, run_started_at FROM workflow_instances
+        SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
         WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'
         FOR SHARE""",
     archive_history="""
-        INSERT INTO workflow_history_archive
-        SELECT * FROM workflow_history WHERE instance_id = %s AND run_no = %s""",
-    delete_history="DELETE FROM workflow_history WHERE instance_id = %s AND run_no = %s",
+        INSERT INTO {schema}.workflow_history_archive
+        SELECT * FROM {schema}.workflow_history WHERE instance_id = %s AND run_no = %s""",
+    delete_history="DELETE FROM {schema}.workflow_history WHERE instance_id = %s AND run_no = %s",
     close_run="""
-        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at,
+        INSERT INTO {schema}.workflow_runs (instance_id, run_no, continued_from, input, started_at,
             ended_at)
         VALUES (%s, %s, %s, %s, %s, %s)
         ON CONFLICT (instance_id, run_no) DO UPDATE SET ended_at = EXCLUDED.ended_at""",
     open_run="""
-        INSERT INTO workflow_runs (instance_id, run_no, continued_from, input, started_at)
+        INSERT INTO {schema}.workflow_runs (instance_id, run_no, continued_from, input, started_at)
         VALUES (%s, %s, %s, %s, %s)""",
     start_next_run="""
-        UPDATE workflow_instances
+        UPDATE {schema}.workflow_instances
         SET run_no = run_no + 1, input = %s, run_started_at = %s, updated_at = %s
         WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'""",
     select_runs="""
-        SELECT run_no, continued_from, started_at, ended_at FROM workflow_runs
+        SELECT run_no, continued_from, started_at, ended_at FROM {schema}.workflow_runs
         WHERE instance_id = %s ORDER BY run_no""",
-    run_one="SELECT run_no, input, run_started_at FROM workflow_instances WHERE instance_id = %s",
+    run_one="""
+        SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
+        WHERE instance_id = %s""",
 )
 
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"""
-        SELECT run_no, cancel_requested FROM workflow_instances WHERE {_FENCE} FOR UPDATE""",
+        SELECT run_no, cancel_requested FROM {{schema}}.workflow_instances WHERE {_FENCE}
+        FOR UPDATE""",
     inbox_first="""
-        SELECT source, event_id FROM workflow_inbox
+        SELECT source, event_id FROM {schema}.workflow_inbox
         WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
     inbox_insert="""
-        INSERT INTO workflow_inbox (instance_id, source, event_id, type, received_at)
+        INSERT INTO {schema}.workflow_inbox (instance_id, source, event_id, type, received_at)
         VALUES (%(iid)s, %(source)s, %(event_id)s, %(type)s, %(now)s)
         ON CONFLICT DO NOTHING""",
     inbox_delete="""
-        DELETE FROM workflow_inbox
+        DELETE FROM {schema}.workflow_inbox
         WHERE instance_id = %(iid)s AND source = %(source)s AND event_id = %(event_id)s""",
     event_body="""
-        SELECT body FROM workflow_events WHERE source = %(source)s AND event_id = %(event_id)s""",
-    waits_delete="DELETE FROM workflow_waits WHERE instance_id = %(iid)s",
+        SELECT body FROM {schema}.workflow_events
+        WHERE source = %(source)s AND event_id = %(event_id)s""",
+    waits_delete="DELETE FROM {schema}.workflow_waits WHERE instance_id = %(iid)s",
     resolve=(f"""
-        WITH cleared AS (DELETE FROM workflow_waits WHERE instance_id = %(iid)s),
+        WITH cleared AS (DELETE FROM {{schema}}.workflow_waits WHERE instance_id = %(iid)s),
         recorded AS (
-            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
+            INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key, payload,
                 worker_id, lease_epoch, created_at, compensation)
             SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
                 %(epoch)s, %(at)s, %(compensation)s
-            FROM workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+            FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
             FOR SHARE
             RETURNING seq)
         SELECT seq FROM recorded
         UNION ALL
-        SELECT romancy_fenced_out(%(iid)s, %(owner)s, %(epoch)s)
+        SELECT {{schema}}.romancy_fenced_out(%(iid)s, %(owner)s, %(epoch)s)
         WHERE NOT EXISTS (SELECT 1 FROM recorded)""",),
     resolve_raises_when_fenced=True,
     suspend=(f"""
         WITH u AS (
-            UPDATE workflow_instances
+            UPDATE {{schema}}.workflow_instances
             SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
                 wake_at = %(wake_at)s, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = %(now)s
             WHERE {_FENCE} AND run_no = %(run_no)s
             RETURNING instance_id, status, wake_at),
         other AS (
-            DELETE FROM workflow_waits w USING u
+            DELETE FROM {{schema}}.workflow_waits w USING u
             WHERE w.instance_id = u.instance_id AND w.wait_id <> %(wait_id)s),
         w AS (
-            INSERT INTO workflow_waits (instance_id, wait_id, kind, key, deadline, created_at)
+            INSERT INTO {{schema}}.workflow_waits (instance_id, wait_id, kind, key,
+                deadline, created_at)
             SELECT instance_id, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s FROM u
             ON CONFLICT (instance_id, wait_id) DO UPDATE
             SET kind = EXCLUDED.kind, key = EXCLUDED.key, deadline = EXCLUDED.deadline,
@@ -178,66 +204,70 @@ WAIT_QUERIES = WaitQueries(
                             THEN pg_notify(%(topic)s, '{DEADLINE}' || wake_at::text) END
         FROM u""",),
     append_history="""
-        INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
-            lease_epoch, created_at)
+        INSERT INTO {schema}.workflow_history (instance_id, run_no, seq, kind, key, payload,
+            worker_id, lease_epoch, created_at)
         SELECT i.instance_id, i.run_no,
-            (SELECT coalesce(max(h.seq) + 1, 0) FROM workflow_history h
+            (SELECT coalesce(max(h.seq) + 1, 0) FROM {schema}.workflow_history h
              WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no),
             %(kind)s, %(key)s, %(payload)s, %(worker)s, i.lease_epoch, %(at)s
-        FROM workflow_instances i WHERE i.instance_id = %(iid)s""",
+        FROM {schema}.workflow_instances i WHERE i.instance_id = %(iid)s""",
     event_insert="""
-        INSERT INTO workflow_events (source, event_id, type, body, target, received_at)
+        INSERT INTO {schema}.workflow_events (source, event_id, type, body, target, received_at)
         VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, %(target)s, %(now)s)
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING event_id""",
     event_broadcast="""
         WITH ev AS (
-            INSERT INTO workflow_events (source, event_id, type, body, target, received_at)
+            INSERT INTO {schema}.workflow_events (source, event_id, type, body, target, received_at)
             VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, NULL, %(now)s)
             ON CONFLICT (source, event_id) DO NOTHING
             RETURNING event_id),
         w AS (
             SELECT w.instance_id, w.wait_id, i.run_no, i.lease_epoch
-            FROM workflow_waits w JOIN workflow_instances i ON i.instance_id = w.instance_id
+            FROM {schema}.workflow_waits w
+            JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
             WHERE w.kind = 'event' AND w.key = %(type)s AND i.status = 'waiting'
               AND EXISTS (SELECT 1 FROM ev)
             ORDER BY w.instance_id
             FOR UPDATE OF i),
         h AS (
-            INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload,
+            INSERT INTO {schema}.workflow_history (instance_id, run_no, seq, kind, key, payload,
                 worker_id, lease_epoch, created_at)
             SELECT w.instance_id, w.run_no,
-                (SELECT coalesce(max(x.seq) + 1, 0) FROM workflow_history x
+                (SELECT coalesce(max(x.seq) + 1, 0) FROM {schema}.workflow_history x
                  WHERE x.instance_id = w.instance_id AND x.run_no = w.run_no),
                 %(kind)s, w.wait_id, %(body)s, %(worker)s, w.lease_epoch, %(now)s
             FROM w),
-        d AS (DELETE FROM workflow_waits x USING w WHERE x.instance_id = w.instance_id),
+        d AS (DELETE FROM {schema}.workflow_waits x USING w WHERE x.instance_id = w.instance_id),
         u AS (
-            UPDATE workflow_instances i SET status = 'pending', wake_at = NULL,
+            UPDATE {schema}.workflow_instances i SET status = 'pending', wake_at = NULL,
                 updated_at = %(now)s
             FROM w WHERE i.instance_id = w.instance_id)
         SELECT EXISTS (SELECT 1 FROM ev),
                ARRAY(SELECT instance_id FROM w ORDER BY instance_id),
                CASE WHEN EXISTS (SELECT 1 FROM w) THEN pg_notify(%(topic)s, '') END""",
-    lock_instance="SELECT status FROM workflow_instances WHERE instance_id = %(iid)s FOR UPDATE",
+    lock_instance="""
+        SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(iid)s
+        FOR UPDATE""",
     event_waiters="""
-        SELECT w.instance_id, w.wait_id FROM workflow_waits w
-        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        SELECT w.instance_id, w.wait_id FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
         WHERE w.kind = 'event' AND w.key = %(type)s AND i.status = 'waiting'
         ORDER BY w.instance_id
         FOR UPDATE OF i""",
     instance_wait="""
-        SELECT wait_id FROM workflow_waits
+        SELECT wait_id FROM {schema}.workflow_waits
         WHERE instance_id = %(iid)s AND kind = %(kind)s AND key = %(key)s""",
     wake="""
-        UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = %(now)s
+        UPDATE {schema}.workflow_instances
+        SET status = 'pending', wake_at = NULL, updated_at = %(now)s
         WHERE instance_id = %(iid)s AND status = 'waiting'""",
     cancel="""
-        UPDATE workflow_instances
+        UPDATE {schema}.workflow_instances
         SET cancel_requested = true, wake_at = NULL, updated_at = %(now)s,
             status = CASE
                 WHEN status = 'running' THEN 'running'
-                WHEN EXISTS (SELECT 1 FROM workflow_history h
+                WHEN EXISTS (SELECT 1 FROM {schema}.workflow_history h
                              WHERE h.instance_id = workflow_instances.instance_id
                                AND h.run_no = workflow_instances.run_no
                                AND h.compensation IS NOT NULL) THEN 'pending'
@@ -246,11 +276,11 @@ WAIT_QUERIES = WaitQueries(
         RETURNING status""",
     wake_waiters=f"""
         WITH u AS (
-            UPDATE workflow_instances SET status = 'pending', wake_at = NULL,
+            UPDATE {{schema}}.workflow_instances SET status = 'pending', wake_at = NULL,
                 updated_at = %(now)s
             WHERE instance_id IN (
-                SELECT w.instance_id FROM workflow_waits w
-                JOIN workflow_instances i ON i.instance_id = w.instance_id
+                SELECT w.instance_id FROM {{schema}}.workflow_waits w
+                JOIN {{schema}}.workflow_instances i ON i.instance_id = w.instance_id
                 WHERE w.kind = %(kind)s AND w.key = %(key)s AND i.status = 'waiting'
                   AND (%(target)s::text IS NULL OR w.instance_id = %(target)s)
                 ORDER BY w.created_at, w.instance_id
@@ -265,10 +295,10 @@ WAIT_QUERIES = WaitQueries(
         SELECT instance_id, hint, pg_notify(%(topic)s, hint) FROM hints""",
     wake_if_ready=f"""
         WITH u AS (
-            UPDATE workflow_instances SET status = 'pending', wake_at = NULL,
+            UPDATE {{schema}}.workflow_instances SET status = 'pending', wake_at = NULL,
                 updated_at = %(now)s
             WHERE instance_id = %(iid)s AND status = 'waiting'
-              AND EXISTS (SELECT 1 FROM workflow_waits w
+              AND EXISTS (SELECT 1 FROM {{schema}}.workflow_waits w
                           WHERE w.instance_id = %(iid)s AND w.wait_id = %(wait_id)s)
               AND coalesce(({{ready}}), true)
             RETURNING instance_id)
@@ -276,21 +306,64 @@ WAIT_QUERIES = WaitQueries(
             pg_notify(%(topic)s, '{INSTANCE}' || instance_id)
         FROM u""",
     woken_receivers="""(
-        SELECT count(*) FROM workflow_waits w
-        JOIN workflow_instances i ON i.instance_id = w.instance_id
+        SELECT count(*) FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
         WHERE w.kind = 'channel' AND w.key = %(channel)s AND w.instance_id <> %(subscriber)s
           AND i.status IN ('pending', 'running'))""",
     wake_notifies=True,
     stale_channel_waiters="""
-        SELECT w.instance_id, w.key FROM workflow_waits w
-        JOIN workflow_instances i ON i.instance_id = w.instance_id
-        JOIN (SELECT DISTINCT channel FROM channel_messages WHERE published_at >= %(since)s) c
+        SELECT w.instance_id, w.key FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+        JOIN (SELECT DISTINCT channel FROM {schema}.channel_messages WHERE published_at >=
+            %(since)s) c
           ON c.channel = w.key
         WHERE w.kind = 'channel' AND i.status = 'waiting'
         ORDER BY w.instance_id LIMIT %(limit)s""",
     events_cleanup="""
-        DELETE FROM workflow_events WHERE (source, event_id) IN (
-            SELECT source, event_id FROM workflow_events WHERE received_at < %(before)s
+        DELETE FROM {schema}.workflow_events WHERE (source, event_id) IN (
+            SELECT source, event_id FROM {schema}.workflow_events WHERE received_at < %(before)s
             LIMIT %(limit)s)""",
-    inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < %(before)s",
+    inbox_cleanup="DELETE FROM {schema}.workflow_inbox WHERE received_at < %(before)s",
+)
+
+
+# -- data lifecycle (AppConfig.instance_retention) ----------------------------------------------
+# One statement per batch; SKIP LOCKED keeps workers running maintenance at once apart.
+RETENTION_QUERIES = RetentionQueries(
+    purge_finished=("""
+        WITH doomed AS (
+            SELECT instance_id FROM {schema}.workflow_instances
+            WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < %(before)s
+            ORDER BY updated_at, instance_id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED),
+        history AS (DELETE FROM {schema}.workflow_history x USING doomed d
+                    WHERE x.instance_id = d.instance_id),
+        archive AS (DELETE FROM {schema}.workflow_history_archive x USING doomed d
+                    WHERE x.instance_id = d.instance_id),
+        runs AS (DELETE FROM {schema}.workflow_runs x USING doomed d
+                 WHERE x.instance_id = d.instance_id),
+        waits AS (DELETE FROM {schema}.workflow_waits x USING doomed d
+                  WHERE x.instance_id = d.instance_id),
+        inbox AS (DELETE FROM {schema}.workflow_inbox x USING doomed d
+                  WHERE x.instance_id = d.instance_id),
+        subscriptions AS (DELETE FROM {schema}.channel_subscriptions x USING doomed d
+                          WHERE x.subscriber = d.instance_id),
+        messages AS (DELETE FROM {schema}.channel_messages x USING doomed d
+                     WHERE x.target = d.instance_id),
+        instances AS (DELETE FROM {schema}.workflow_instances x USING doomed d
+                      WHERE x.instance_id = d.instance_id RETURNING x.instance_id)
+        SELECT instance_id FROM instances""",),
+    purge_runs=("""
+        WITH old AS (
+            SELECT instance_id, run_no FROM {schema}.workflow_runs
+            WHERE ended_at < %(before)s
+            ORDER BY ended_at, instance_id, run_no
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED),
+        archive AS (DELETE FROM {schema}.workflow_history_archive x USING old o
+                    WHERE x.instance_id = o.instance_id AND x.run_no = o.run_no)
+        DELETE FROM {schema}.workflow_runs x USING old o
+        WHERE x.instance_id = o.instance_id AND x.run_no = o.run_no
+        RETURNING x.instance_id""",),
 )

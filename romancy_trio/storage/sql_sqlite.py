@@ -1,11 +1,13 @@
 """Every SQL statement the store runs on SQLite (one process: notifications are in-process).
 
-``romancy_now()`` is registered by the driver (Python's clock).
+``romancy_now()`` is registered by the driver (Python's clock). No ``{schema}`` token here:
+SQLite has one namespace per database file (see ``sql_postgres`` for the PostgreSQL convention).
 """
 
 from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._retention import RetentionQueries
 
 _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
@@ -18,7 +20,13 @@ QUERIES = Queries(
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
             :now, :now)
         ON CONFLICT (instance_id) DO NOTHING
-        RETURNING instance_id""",
+        RETURNING instance_id, NULL, NULL, NULL""",
+    existing="""
+        SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
+        FROM workflow_instances i
+        LEFT JOIN workflow_runs r ON r.instance_id = i.instance_id AND r.run_no = 1
+        WHERE i.instance_id = :iid""",
+    target_status="SELECT status FROM workflow_instances WHERE instance_id = :target",
     select_instance=f"SELECT {INSTANCE_COLUMNS} FROM workflow_instances WHERE instance_id = ?",
     list_instances=f"""
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
@@ -201,4 +209,31 @@ WAIT_QUERIES = WaitQueries(
         DELETE FROM workflow_events WHERE rowid IN (
             SELECT rowid FROM workflow_events WHERE received_at < :before LIMIT :limit)""",
     inbox_cleanup="DELETE FROM workflow_inbox WHERE received_at < :before",
+)
+
+
+# -- data lifecycle (AppConfig.instance_retention) ----------------------------------------------
+# One writer: every statement of a batch picks the same instances (the instances go last).
+_DOOMED = """
+    SELECT instance_id FROM workflow_instances
+    WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < :before
+    ORDER BY updated_at, instance_id LIMIT :limit"""
+_OLD_RUNS = """
+    SELECT instance_id, run_no FROM workflow_runs
+    WHERE ended_at < :before ORDER BY ended_at, instance_id, run_no LIMIT :limit"""
+
+RETENTION_QUERIES = RetentionQueries(
+    purge_finished=(
+        *(f"DELETE FROM {table} WHERE instance_id IN ({_DOOMED})"
+          for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
+                        "workflow_waits", "workflow_inbox")),
+        f"DELETE FROM channel_subscriptions WHERE subscriber IN ({_DOOMED})",
+        f"DELETE FROM channel_messages WHERE target IN ({_DOOMED})",
+        f"DELETE FROM workflow_instances WHERE instance_id IN ({_DOOMED}) RETURNING instance_id",
+    ),
+    purge_runs=(
+        f"DELETE FROM workflow_history_archive WHERE (instance_id, run_no) IN ({_OLD_RUNS})",
+        f"""DELETE FROM workflow_runs WHERE (instance_id, run_no) IN ({_OLD_RUNS})
+            RETURNING instance_id""",
+    ),
 )

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from romancy_channels import ChannelEngine, ChannelTx, migrations
+from romancy_channels import ChannelEngine, ChannelTx, migrations, quote_identifier
 from romancy_trio.storage._postgres import PostgresDatabase
 from romancy_trio.storage._sqlite import SqliteDatabase, open_sqlite
+
+from ..conftest import with_search_path
 
 T0 = 1_700_000_000.0
 """A fixed 'now' for publishes and subscriptions."""
@@ -39,6 +41,7 @@ class Env:
 
 async def migrate_postgres(db: PostgresDatabase) -> None:
     async with db.transaction() as tx:
+        await tx.execute(f"SET LOCAL search_path TO {quote_identifier(db.schema)}")
         for _, up in migrations("postgres"):
             await tx.execute(up)
 
@@ -52,9 +55,10 @@ async def open_env(dialect: str, request: pytest.FixtureRequest, tmp_path: Path)
     else:
         dsn: str = request.getfixturevalue("pg_dsn")
         schema: str = request.getfixturevalue("pg_schema")
-        db = PostgresDatabase(dsn, schema=schema, max_size=12)
+        # the tests' own SQL resolves in the schema through the URL; the engine names it
+        db = PostgresDatabase(with_search_path(dsn, schema), schema=schema, max_size=12)
         await migrate_postgres(db)
-    return Env(dialect, db, ChannelEngine(dialect))
+    return Env(dialect, db, ChannelEngine(dialect, schema=getattr(db, "schema", "main")))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -32,7 +32,7 @@ async def main(
     dsn: str, schema: str, name: str, channel: str, total: int, hold_after: int | None
 ) -> None:
     db = PostgresDatabase(dsn, schema=schema, max_size=1)
-    engine = ChannelEngine("postgres")
+    engine = ChannelEngine("postgres", schema=schema)
     try:
         async with db.transaction() as tx:
             await engine.subscribe_tx(tx, channel, name, ChannelMode.COMPETING, now=0.0)

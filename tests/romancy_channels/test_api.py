@@ -32,6 +32,7 @@ def test_public_surface() -> None:
         [
             "MAX_NAME_LENGTH",
             "NOTIFY_TOPIC",
+            "SCHEMA_TOKEN",
             "ChannelEngine",
             "ChannelError",
             "ChannelMode",
@@ -40,6 +41,8 @@ def test_public_surface() -> None:
             "Message",
             "NotSubscribedError",
             "migrations",
+            "qualify",
+            "quote_identifier",
         ]
     )
     assert issubclass(ChannelError, ValueError)
@@ -58,7 +61,7 @@ def test_unknown_dialect() -> None:
 def test_migrations_are_numbered_up_sections() -> None:
     for dialect in ("postgres", "sqlite"):
         found = romancy_channels.migrations(dialect)
-        assert [version for version, _ in found] == ["0001"]
+        assert [version for version, _ in found] == ["0001", "0002"]
         up = found[0][1]
         assert "CREATE TABLE IF NOT EXISTS channel_messages" in up
         assert "migrate:" not in up and "DROP TABLE" not in up

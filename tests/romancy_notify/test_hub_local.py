@@ -239,3 +239,35 @@ async def test_validation() -> None:
     with pytest.raises(ValueError, match="invalid notify topic"):
         async with open_local_hub(["bad-topic"]):
             pass
+
+
+async def test_a_change_made_elsewhere_is_a_gap_for_every_watch() -> None:
+    answers = [False, True]
+    asked = trio.Event()
+
+    async def changed_elsewhere() -> bool:
+        if not answers:
+            asked.set()
+            await trio.sleep_forever()
+        return answers.pop(0)
+
+    async with open_local_hub(TOPICS, config=NotifyConfig(fallback_interval=3600),
+                              changed_elsewhere=changed_elsewhere, poll_interval=0.01) as hub:
+        with hub.watch("romancy_done", "i1") as keyed, hub.watch("romancy_work") as everything:
+            await asked.wait()
+            assert keyed.wait_nowait() == Wakeup(gap=True)
+            assert everything.wait_nowait() == Wakeup(gap=True)
+        assert hub.statistics().gaps == 1
+
+
+async def test_the_change_check_is_validated_and_its_errors_propagate() -> None:
+    async def fails() -> bool:
+        raise OSError("disk gone")
+
+    with pytest.raises(ValueError, match="poll_interval"):
+        async with open_local_hub(TOPICS, changed_elsewhere=fails, poll_interval=0):
+            pass
+    with pytest.raises(ExceptionGroup) as failed:  # from the hub's task
+        async with open_local_hub(TOPICS, changed_elsewhere=fails, poll_interval=0.01):
+            await trio.sleep_forever()
+    assert failed.group_contains(OSError, match="disk gone")

@@ -7,14 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import PYTHONPATH
+
 ROOT = Path(__file__).resolve().parents[2]
+"""This checkout's packages (not whichever copy the environment has installed)."""
 
 
 def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

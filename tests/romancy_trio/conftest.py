@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from romancy_trio import AppConfig
+from romancy_trio.storage._db import Params, Row
+from romancy_trio.storage._placeholders import translate
+
+from ..conftest import with_search_path
 
 
 @dataclass(frozen=True)
@@ -16,10 +21,6 @@ class Backend:
     url: str
     config: AppConfig
 
-    def ph(self) -> str:
-        """The placeholder style of this backend's driver."""
-        return "%s" if self.name == "postgres" else "?"
-
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     fast = dict(lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=5.0)
@@ -27,7 +28,16 @@ def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
         return Backend("sqlite", f"sqlite:///{tmp_path / 'wf.db'}", AppConfig(**fast))
     dsn: str = request.getfixturevalue("pg_dsn")
     schema: str = request.getfixturevalue("pg_schema")
-    return Backend("postgres", dsn, AppConfig(schema=schema, **fast))
+    # the tests' own SQL (their tables, and reads of the library's) resolves in the test's
+    # schema through the URL; the library itself needs no search_path
+    return Backend("postgres", with_search_path(dsn, schema), AppConfig(schema=schema, **fast))
+
+
+async def fetch(app: Any, query: str, params: Params = ()) -> list[Row]:
+    """The rows of one statement in the portable style (``?`` / ``:name``), run by the app's
+    database on its own (the library's handle takes the driver's style)."""
+    db = app.store.db
+    return await db.fetchall(*translate(query, params, db.dialect))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -44,9 +44,8 @@ def blocking_call(ctx: ActivityContext, n: int) -> dict[str, Any]:
 @activity(retry=ONCE)
 def thread_ledger_write(ctx: ActivityContext, key: str, fail: bool) -> int:
     db = ctx.blocking_db
-    p = "%s" if db.dialect == "postgres" else "?"
-    db.execute(f"INSERT INTO ledger (k) VALUES ({p})", (key,))
-    row = db.fetchone(f"SELECT count(*) FROM ledger WHERE k = {p}", (key,))
+    db.execute("INSERT INTO ledger (k) VALUES (?)", (key,))
+    row = db.fetchone("SELECT count(*) FROM ledger WHERE k = ?", (key,))
     if fail:
         raise ValueError("refused after writing")
     assert row is not None

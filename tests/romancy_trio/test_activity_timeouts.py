@@ -36,8 +36,7 @@ def _count(key: str) -> int:
 @activity(timeout=0.3, retry=FAST)
 async def hangs_twice(ctx: ActivityContext, key: str) -> str:
     attempt = _count(key)
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
-    await ctx.db.execute(f"INSERT INTO effects (k, attempt) VALUES ({p}, {p})", (key, attempt))
+    await ctx.db.execute("INSERT INTO effects (k, attempt) VALUES (?, ?)", (key, attempt))
     if attempt < 3:
         await trio.sleep_forever()
     return f"done on attempt {attempt}"
@@ -59,12 +58,11 @@ LATE: list[str] = []
 def thread_writes_then_hangs(ctx: ActivityContext, key: str) -> str:
     attempt = _count(key)
     db = ctx.blocking_db
-    p = "%s" if db.dialect == "postgres" else "?"
-    db.execute(f"INSERT INTO effects (k, attempt) VALUES ({p}, {p})", (key, attempt))
+    db.execute("INSERT INTO effects (k, attempt) VALUES (?, ?)", (key, attempt))
     if attempt == 1:
         RELEASE.wait(timeout=60)
         try:  # abandoned: the transaction it wrote in was rolled back and is closed
-            db.execute(f"INSERT INTO effects (k, attempt) VALUES ({p}, {p})", (key, 99))
+            db.execute("INSERT INTO effects (k, attempt) VALUES (?, ?)", (key, 99))
         except RuntimeError as exc:
             LATE.append(str(exc))
     return f"done on attempt {attempt}"

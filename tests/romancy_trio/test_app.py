@@ -44,9 +44,8 @@ class Totals(TypedDict):
 
 @activity
 async def ledger_write(ctx: ActivityContext, step: str) -> str:
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, step)
+        "INSERT INTO ledger (instance_id, step) VALUES (?, ?)", (ctx.instance_id, step)
     )
     return f"{step}-done"
 
@@ -54,9 +53,8 @@ async def ledger_write(ctx: ActivityContext, step: str) -> str:
 @activity
 async def writes_a_percent(ctx: ActivityContext) -> int:
     """SQL without parameters is sent as it is: a literal % is no placeholder."""
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO ledger (instance_id, step) VALUES ({p}, {p})", (ctx.instance_id, "100%"))
+        "INSERT INTO ledger (instance_id, step) VALUES (?, ?)", (ctx.instance_id, "100%"))
     row = await ctx.db.fetchone("SELECT count(*) FROM ledger WHERE step LIKE '100%'")
     assert row is not None
     return int(row[0])
@@ -141,10 +139,12 @@ async def test_activity_failure_is_catchable_and_an_uncaught_one_fails_the_workf
         iid = await app.start(fails)
         with pytest.raises(WorkflowFailedError) as err:
             await app.result(iid, timeout=20)
-        assert err.value.error_type == "romancy_trio._errors.ActivityFailedError"
-        assert "ValueError: out of stock" in err.value.message
+        # the activity's own error, not the ActivityFailedError that carried it
+        assert (err.value.error_type, err.value.message) == ("ValueError", "out of stock")
+        assert err.value.activity_id == "refuse:1"
         info = await app.status(iid)
         assert info.status is WorkflowStatus.FAILED and info.error is not None
+        assert (info.error.type, info.error.activity_id) == ("ValueError", "refuse:1")
 
 
 async def test_an_activity_statement_without_parameters_keeps_a_literal_percent(

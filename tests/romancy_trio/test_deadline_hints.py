@@ -20,7 +20,7 @@ from romancy_trio._definitions import Registry
 from romancy_trio._engine._scheduler import Scheduler
 from romancy_trio.storage import hints
 
-from .conftest import Backend
+from .conftest import Backend, fetch
 
 
 @workflow
@@ -84,10 +84,8 @@ async def test_a_far_timer_left_by_a_worker_that_stopped_fires_on_time_elsewhere
                 while (await leaves.status(iid)).status is not WorkflowStatus.WAITING:
                     await trio.sleep(0.01)
         assert await stays.result(iid, timeout=seconds + 10) == "woke"
-        async with stays.store.db.transaction() as tx:
-            fired = await tx.fetchall(
-                "SELECT worker_id, created_at FROM workflow_history "
-                "WHERE instance_id = %s AND kind = 'timer_fired'", (iid,))
+        fired = await fetch(stays, "SELECT worker_id, created_at FROM workflow_history "
+                            "WHERE instance_id = ? AND kind = 'timer_fired'", (iid,))
         assert [w for w, _ in fired] == ["stays"]
         late = float(fired[0][1]) - (started + seconds)
         print(f"fired {late:.3f} s after it was due")

@@ -51,7 +51,7 @@ def _steal(iid: str) -> None:
 
 @activity
 async def fenced_write(ctx: ActivityContext) -> str:
-    await ctx.db.execute("INSERT INTO fenced_effects (instance_id) VALUES (%s)",
+    await ctx.db.execute("INSERT INTO fenced_effects (instance_id) VALUES (?)",
                          (ctx.instance_id,))
     await trio.to_thread.run_sync(_steal, ctx.instance_id)
     return "written"

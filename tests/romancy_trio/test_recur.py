@@ -6,7 +6,7 @@ from typing import Any
 
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
 
-from .conftest import Backend
+from .conftest import Backend, fetch
 
 
 @activity
@@ -23,13 +23,9 @@ async def counter(ctx: WorkflowContext, state: dict[str, int]) -> dict[str, int]
 
 
 async def _count(app: Any, table: str, iid: str) -> list[tuple[Any, ...]]:
-    p = "%s" if app.store.db.dialect == "postgres" else "?"
-    async with app.store.db.transaction() as tx:
-        return await tx.fetchall(
-            f"SELECT run_no, count(*) FROM {table} WHERE instance_id = {p} "
-            "GROUP BY run_no ORDER BY run_no",
-            (iid,),
-        )
+    return await fetch(
+        app, f"SELECT run_no, count(*) FROM {table} WHERE instance_id = ? "
+        "GROUP BY run_no ORDER BY run_no", (iid,))
 
 
 async def test_a_thousand_iterations_keep_history_bounded_and_lineage_intact(

@@ -23,16 +23,14 @@ from romancy_trio import (
 )
 
 from ._procs import start_worker, stop
-from .conftest import Backend
+from .conftest import Backend, fetch
 from .worker_proc import ALL, EFFECTS_DDL, book, saga
 
 pytestmark = pytest.mark.slow
 
 
 async def _effects(app: Any, iid: str) -> list[int]:
-    p = "%s" if app.store.db.dialect == "postgres" else "?"
-    async with app.store.db.transaction() as tx:
-        rows = await tx.fetchall(f"SELECT step FROM effects WHERE instance_id = {p}", (iid,))
+    rows = await fetch(app, "SELECT step FROM effects WHERE instance_id = ?", (iid,))
     return [r[0] for r in rows]
 
 

@@ -106,7 +106,8 @@ async def test_feed_shows_workflow_and_app_publishes_in_order(backend: Backend) 
         assert hello == {"subscribed": {"news": 0}}
         first = await app.publish("news", {"n": "app"}, metadata={"k": "v"})
         await app.publish("elsewhere", {"n": "not shown"})
-        await app.send_to("someone", "news", {"n": "targeted: not shown"})
+        someone = await app.start(ws_takes, {"channel": "other", "count": 1})  # alive: waits
+        await app.send_to(someone, "news", {"n": "targeted: not shown"})
         assert await app.run(ws_talks, {"channel": "news", "count": 3}, timeout=30) == 3
         last = await app.publish("news", [1, "two", None])
         got = await frames(ws, 5)

@@ -32,9 +32,8 @@ from romancy_trio import (
 
 @activity
 async def effect(ctx: ActivityContext, step: int) -> int:
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        "INSERT INTO effects (instance_id, step, worker_id) VALUES (?, ?, ?)",
         (ctx.instance_id, step, ctx.worker_id),
     )
     if os.environ.get("HANG_AT") == str(step):
@@ -58,9 +57,8 @@ async def _hang_if(var: str, value: int, name: str) -> None:
 async def book(ctx: ActivityContext, step: int, fail: bool) -> str:
     if fail:
         raise ValueError(f"step {step} failed")
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        "INSERT INTO effects (instance_id, step, worker_id) VALUES (?, ?, ?)",
         (ctx.instance_id, step, ctx.worker_id),
     )
     await _hang_if("HANG_BOOK", step, f"{ctx.instance_id}.book{step}")
@@ -70,9 +68,8 @@ async def book(ctx: ActivityContext, step: int, fail: bool) -> str:
 @book.compensation
 async def unbook(ctx: ActivityContext, step: int, fail: bool, booking: str) -> None:
     assert booking == f"booking-{step}"
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        "INSERT INTO effects (instance_id, step, worker_id) VALUES (?, ?, ?)",
         (ctx.instance_id, -step, ctx.worker_id),
     )
     await _hang_if("HANG_UNDO", step, f"{ctx.instance_id}.undo{step}")
@@ -95,9 +92,8 @@ async def flaky(ctx: ActivityContext, succeed_on: int) -> str:
 
 
 async def _attempt_keys(ctx: ActivityContext) -> list[str]:
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     rows = await ctx.db.fetchall(
-        f"SELECT key FROM workflow_history WHERE instance_id = {p} AND kind = 'attempt_failed'",
+        "SELECT key FROM workflow_history WHERE instance_id = ? AND kind = 'attempt_failed'",
         (ctx.instance_id,),
     )
     return [r[0] for r in rows]
@@ -134,9 +130,8 @@ async def main(url: str, schema: str, worker_id: str) -> None:
 
 @activity
 async def consumed(ctx: ActivityContext, message_id: int) -> None:
-    p = "%s" if ctx.db.dialect == "postgres" else "?"
     await ctx.db.execute(
-        f"INSERT INTO effects (instance_id, step, worker_id) VALUES ({p}, {p}, {p})",
+        "INSERT INTO effects (instance_id, step, worker_id) VALUES (?, ?, ?)",
         (ctx.instance_id, message_id, ctx.worker_id))
 
 
