@@ -4,6 +4,7 @@ Importing this package starts nothing; :func:`open_app` does, inside your nurser
 """
 
 from ._activity_context import ActivityContext as ActivityContext
+from ._activity_context import BlockingSession as BlockingSession
 from ._app import App as App
 from ._app import open_app as open_app
 from ._channels import publish as publish
@@ -17,6 +18,7 @@ from ._definitions import Workflow as Workflow
 from ._definitions import activity as activity
 from ._definitions import workflow as workflow
 from ._errors import ActivityFailedError as ActivityFailedError
+from ._errors import ActivityTimeoutError as ActivityTimeoutError
 from ._errors import ChannelError as ChannelError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import EventTimeoutError as EventTimeoutError
@@ -56,8 +58,10 @@ __all__ = [
     "Activity",
     "ActivityContext",
     "ActivityFailedError",
+    "ActivityTimeoutError",
     "App",
     "AppConfig",
+    "BlockingSession",
     "ChannelError",
     "ConfigurationError",
     "Event",

@@ -4,23 +4,113 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import outcome
+import trio
+
 from .storage import Session
+from .storage._db import Params, Row
 
 DEFAULT_EVENT_SOURCE = "romancy_trio://{workflow_name}"
 """The CloudEvents ``source`` of events sent without one (``{workflow_name}`` is filled in)."""
+
+
+_Request = tuple[Callable[[str, Params], Awaitable[Any]], str, Params,
+                 list[outcome.Outcome[Any]], trio.Event]
+
+
+class BlockingSession:
+    """``ctx.blocking_db`` of a transactional plain ``def`` activity: the same transaction as
+    ``ctx.db``, with blocking methods, for code running in the activity's worker thread.
+
+    Each statement is handed to the Trio task running the attempt (which owns the transaction)
+    and the worker thread waits for its result. Once the attempt has ended (returned, failed,
+    timed out or been cancelled) statements are refused with RuntimeError, so an abandoned
+    thread cannot touch a finished transaction.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.dialect = session.dialect
+        self._session = session
+        self._send, self._receive = trio.open_memory_channel[_Request](0)
+        self._waiting: set[trio.CancelScope] = set()
+        self._closed = False
+
+    def execute(self, query: str, params: Params = ()) -> int:
+        """Run a statement; return the affected row count."""
+        result: int = trio.from_thread.run(self._request, self._session.execute, query, params)
+        return result
+
+    def fetchone(self, query: str, params: Params = ()) -> Row | None:
+        result: Row | None = trio.from_thread.run(self._request, self._session.fetchone,
+                                                  query, params)
+        return result
+
+    def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        result: list[Row] = trio.from_thread.run(self._request, self._session.fetchall,
+                                                 query, params)
+        return result
+
+    async def _request(self, fn: Callable[[str, Params], Awaitable[Any]], query: str,
+                       params: Params) -> Any:
+        """On Trio, for the worker thread: queue the statement and wait for its outcome."""
+        box: list[outcome.Outcome[Any]] = []
+        done = trio.Event()
+        scope = trio.CancelScope()
+        self._waiting.add(scope)
+        try:
+            with scope:
+                if not self._closed:
+                    await self._send.send((fn, query, params, box, done))
+                    await done.wait()
+                    return box[0].unwrap()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        finally:
+            self._waiting.discard(scope)
+        raise RuntimeError("this activity attempt has ended; its transaction is closed")
+
+    async def run_thread(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Await ``call`` (the activity in its thread) while carrying out its statements in
+        this task, the one that owns the transaction."""
+        results: list[outcome.Outcome[Any]] = []
+
+        async def thread_side() -> None:
+            try:
+                results.append(outcome.Value(await call()))
+            except Exception as exc:  # noqa: BLE001 - the activity's own failure, re-raised below
+                results.append(outcome.Error(exc))
+            finally:
+                self._send.close()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(thread_side)
+                async for fn, query, params, box, done in self._receive:
+                    try:
+                        box.append(outcome.Value(await fn(query, params)))
+                    except Exception as exc:  # noqa: BLE001 - the statement's error: to the thread
+                        box.append(outcome.Error(exc))
+                    done.set()
+        finally:
+            self._closed = True
+            self._send.close()
+            for scope in self._waiting:
+                scope.cancel()
+        return results[0].unwrap()
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityContext:
     """First argument of every ``@activity`` function.
 
-    ``session`` runs SQL in the same transaction that records the activity's result, so the
-    activity's database effects happen exactly once. It is ``None`` for ``transactional=False``.
-    Its placeholders are ``?`` / ``:name`` on every dialect; ``db.native`` takes the driver's.
+    ``db`` runs SQL in the same transaction that records the activity's result, so the
+    activity's database effects happen exactly once (``blocking_db`` in a plain ``def``
+    activity). Neither exists for ``transactional=False``. Placeholders are ``?`` / ``:name``
+    on every dialect; ``db.native`` takes the driver's.
     """
 
     instance_id: str
@@ -34,6 +124,8 @@ class ActivityContext:
     """Default CloudEvents ``source`` for :meth:`send_event`."""
     outbox_topic: str | None = None
     """The NOTIFY topic announcing new outbox rows (None: ``romancy_outbox``)."""
+    blocking_session: BlockingSession | None = None
+    """The blocking twin of ``session`` for a transactional plain ``def`` activity."""
     _sends: Iterator[int] = field(
         default_factory=lambda: itertools.count(1), init=False, repr=False, compare=False
     )
@@ -43,9 +135,22 @@ class ActivityContext:
         """The transaction's session; a clear error for non-transactional activities."""
         if self.session is None:
             raise RuntimeError(
+                f"activity {self.activity_id!r} is a plain def activity: use ctx.blocking_db"
+                if self.blocking_session is not None else
                 f"activity {self.activity_id!r} is transactional=False and has no session"
             )
         return self.session
+
+    @property
+    def blocking_db(self) -> BlockingSession:
+        """The transaction's session with blocking methods, in a plain ``def`` activity."""
+        if self.blocking_session is None:
+            raise RuntimeError(
+                f"activity {self.activity_id!r} has no blocking session: it is "
+                + ("an 'async def' activity (use await ctx.db...)" if self.session is not None
+                   else "transactional=False")
+            )
+        return self.blocking_session
 
     async def send_event(
         self,
@@ -69,8 +174,9 @@ class ActivityContext:
         n = next(self._sends)
         if self.session is None:
             raise RuntimeError(
-                f"send_event needs a transactional activity: {self.activity_id!r} is "
-                "transactional=False, so the event could not commit with its effects"
+                f"send_event needs a transactional 'async def' activity: {self.activity_id!r} "
+                + ("is a plain def" if self.blocking_session is not None else
+                   "is transactional=False, so the event could not commit with its effects")
             )
         return await send_event_tx(
             self.session,

@@ -16,7 +16,7 @@ import trio
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
-from ._codec import convert, loads, normalize
+from ._codec import convert, loads
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
@@ -139,12 +139,16 @@ class App:
     async def start(
         self,
         workflow: Workflow[Any, Any] | str,
-        input: Any = None,
-        *,
+        /,
+        *args: Any,
         instance_id: str | None = None,
+        **kwargs: Any,
     ) -> str:
-        """Start a workflow; return its instance id.
+        """Start a workflow with its arguments; return its instance id.
 
+        ``app.start(wf, order)`` for a workflow with one parameter;
+        ``app.start(wf, 1, "b", c=True)`` for several (positional and keyword, as the
+        workflow declares them). Each argument is checked against its annotation.
         With a caller-chosen ``instance_id`` starting is idempotent: if that id exists for the
         same workflow and the same input (compared as canonical JSON of the normalized input
         it was first started with), nothing new is created and the id is returned. Another
@@ -152,9 +156,7 @@ class App:
         :class:`InvalidInputError` and writes nothing.
         """
         wf = self._workflow(workflow)
-        if not wf.takes_input and input is not None:
-            raise InvalidInputError(f"workflow {wf.name!r} takes no input, got {input!r:.80}")
-        input_json, _ = normalize(input, wf.input_hint)
+        input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
         eager = self._scheduler is not None and self._scheduler.try_reserve()
         now = time.time()
@@ -227,13 +229,14 @@ class App:
     async def run(
         self,
         workflow: Workflow[Any, Any] | str,
-        input: Any = None,
-        *,
+        /,
+        *args: Any,
         instance_id: str | None = None,
         timeout: float | None = None,
+        **kwargs: Any,
     ) -> Any:
-        """Start a workflow and wait for its result."""
-        iid = await self.start(workflow, input, instance_id=instance_id)
+        """Start a workflow with its arguments (as :meth:`start`) and wait for its result."""
+        iid = await self.start(workflow, *args, instance_id=instance_id, **kwargs)
         return await self.result(iid, timeout=timeout)
 
     async def cancel(self, instance_id: str) -> None:

@@ -63,6 +63,10 @@ class AppConfig:
     others claim it only if it is still unclaimed this many seconds later (the chosen worker
     died or is full)."""
 
+    activity_threads: int = 16
+    """Most plain ``def`` activities running at once in worker threads (per worker). A thread
+    abandoned by a timeout or cancellation keeps its slot until its function returns."""
+
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
@@ -74,3 +78,7 @@ class AppConfig:
             raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")
+        if isinstance(self.activity_threads, bool) or not isinstance(self.activity_threads, int) \
+                or self.activity_threads < 1:
+            raise ValueError(
+                f"activity_threads must be an int of at least 1, not {self.activity_threads!r}")

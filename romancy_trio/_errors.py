@@ -150,3 +150,17 @@ class ReceiveTimeoutError(WaitTimeoutError):
 
 class ChannelError(RomancyError):
     """A channel operation was used wrongly (a bad channel name, a mode mismatch...)."""
+
+
+class ActivityTimeoutError(RomancyError, TimeoutError):
+    """One attempt of an activity ran longer than its timeout and was cancelled.
+
+    Recorded as the attempt's failure (retryable, like any other error): the workflow sees it as
+    the ``error_type`` of :class:`ActivityFailedError` or, once every attempt timed out or
+    failed, of :class:`RetriesExhaustedError`.
+    """
+
+    def __init__(self, activity_id: str, timeout: float) -> None:
+        self.activity_id = activity_id
+        self.timeout = timeout
+        super().__init__(f"activity {activity_id!r} did not finish within {timeout:g} s")

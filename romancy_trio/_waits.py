@@ -47,5 +47,6 @@ def sleep_until(ctx: WorkflowContext, when: datetime) -> WaitRequest[None]:
 
 def recur(ctx: WorkflowContext, new_input: Any = None) -> RecurRequest:
     """Erlang-style tail call: ``await recur(ctx, next_state)`` ends this run and starts the next
-    with a fresh history (the old one is archived; lineage is kept)."""
+    with a fresh history (the old one is archived; lineage is kept). For a workflow with several
+    parameters ``new_input`` is a dict by parameter name."""
     return ctx.recur(new_input)

@@ -4,24 +4,31 @@ Transactional activities (the default) run their session's statements, and their
 in one transaction that begins at the session's first statement. Every failed attempt that will
 be retried is recorded (``<id>#attempt-<n>`` with the time of the next attempt), so a crash in
 the middle of backing off resumes the same schedule instead of starting over.
+
+An attempt runs within its timeout (the call's, else the definition's): past it, the attempt is
+cancelled (a transaction rolls back) and fails with ``ActivityTimeoutError``, which is retried
+like any other error. Plain ``def`` activities and asyncio ones run through :mod:`._hosts`.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import trio
 
-from .._activity_context import ActivityContext
+from .._activity_context import ActivityContext, BlockingSession
 from .._codec import dumps, loads
 from .._definitions import Activity
-from .._errors import ConfigurationError
+from .._errors import ActivityTimeoutError, ConfigurationError
 from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
 from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
+from ._hosts import ActivityHosts
 
 _jitter = random.Random()
 
@@ -62,13 +69,37 @@ class _LazySession:
         return await (await self.tx()).fetchall(query, params)
 
 
-async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand) -> Any:
-    """The user's function; its exceptions (and unencodable results) become _UserFailure."""
-    try:
-        result = await act.fn(actx, *cmd.args, **cmd.kwargs)
-        return loads(dumps(result))
-    except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
-        raise _UserFailure(exc) from exc
+async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand,
+                hosts: ActivityHosts) -> Any:
+    """The user's function, where it runs (Trio, a worker thread, the asyncio loop), within its
+    timeout; its exceptions, a timeout and unencodable results become _UserFailure."""
+    timeout = cmd.timeout if cmd.timeout is not None else act.timeout
+    with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        try:
+            if act.runs_on == "trio":
+                result = await act.fn(actx, *cmd.args, **cmd.kwargs)
+            elif act.runs_on == "asyncio":
+                result = await hosts.asyncio.run(act.fn, actx, *cmd.args, **cmd.kwargs)
+            else:
+                result = await _in_thread(act, actx, cmd, hosts)
+            return loads(dumps(result))
+        except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
+            if scope.cancel_called:  # it turned our cancellation into an error of its own
+                raise _UserFailure(ActivityTimeoutError(cmd.activity_id, float(timeout or 0))
+                                   ) from exc
+            raise _UserFailure(exc) from exc
+    assert timeout is not None and scope.cancelled_caught
+    raise _UserFailure(ActivityTimeoutError(cmd.activity_id, timeout))
+
+
+async def _in_thread(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand,
+                     hosts: ActivityHosts) -> Any:
+    if actx.session is None:
+        return await hosts.in_thread(act.fn, actx, *cmd.args, **cmd.kwargs)
+    blocking = BlockingSession(actx.session)
+    in_thread = replace(actx, session=None, blocking_session=blocking)
+    return await blocking.run_thread(
+        lambda: hosts.in_thread(act.fn, in_thread, *cmd.args, **cmd.kwargs))
 
 
 class ActivityRunner:
@@ -76,9 +107,10 @@ class ActivityRunner:
 
     def __init__(self, store: Store, activities: dict[str, Activity[..., Any]],
                  default_retry: RetryPolicy, *, lease: Lease, run_no: int, next_seq: int,
-                 workflow_name: str) -> None:
+                 workflow_name: str, hosts: ActivityHosts) -> None:
         self.store = store
         self.activities = activities
+        self.hosts = hosts
         self.default_retry = default_retry
         self.lease = lease
         self.run_no = run_no
@@ -91,7 +123,9 @@ class ActivityRunner:
 
     async def run(self, cmd: ActivityCommand) -> HistoryEvent:
         """Run with retries until an outcome is recorded; return that outcome's event."""
-        act = self.activities.get(cmd.name)
+        # the definition the call carried (so an app need not list activities); else by name
+        act = (cmd.definition if isinstance(cmd.definition, Activity)
+               else self.activities.get(cmd.name))
         policy = cmd.retry or (act.retry if act is not None else None) or self.default_retry
         attempts = list(cmd.attempts)
         first_at = float(attempts[0]["first_at"]) if attempts else time.time()
@@ -145,13 +179,13 @@ class ActivityRunner:
             if act.transactional:
                 async with AsyncExitStack() as stack:
                     session = _LazySession(self.store.db, stack)
-                    payload = await _call(act, ctx(PortableSession(session)), cmd)
+                    payload = await _call(act, ctx(PortableSession(session)), cmd, self.hosts)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                          time.time(), cmd.compensation)
                     await self.store.record_event_tx(await session.tx(), self.lease,
                                                      self.run_no, event)
                 return event
-            payload = await _call(act, ctx(None), cmd)
+            payload = await _call(act, ctx(None), cmd, self.hosts)
         except _UserFailure as failure:
             return ErrorInfo.from_exception(failure.cause)
         return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,

@@ -26,6 +26,7 @@ from .._replay import (
 )
 from ..storage import Claimed, Store, WorkflowStatus
 from ._activities import ActivityRunner
+from ._hosts import ActivityHosts
 
 
 class Suspended:
@@ -37,7 +38,8 @@ def _error(exc: RomancyError) -> ErrorInfo:
 
 
 async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
-                      default_retry: RetryPolicy, *, determinism_guard: bool = True) -> None:
+                      default_retry: RetryPolicy, *, hosts: ActivityHosts,
+                      determinism_guard: bool = True) -> None:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over."""
     lease = claimed.lease
@@ -52,7 +54,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
     known = claimed.history  # brought along by the claim, for the run it claimed
     while True:
         try:
-            workflow_input = convert(loads(input_json), wf.input_hint, "input")
+            args, kwargs = wf.input.restore(loads(input_json))
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             return
@@ -68,9 +70,10 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                                   determinism_guard=determinism_guard and wf.determinism_guard)
         ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
                               run_no=run_no)
-        machine.start(wf.fn(ctx, workflow_input) if wf.takes_input else wf.fn(ctx))
+        machine.start(wf.fn(ctx, *args, **kwargs))
         runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
-                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name)
+                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
+                                hosts=hosts)
         try:
             outcome = await _drive(store, machine, runner)
         finally:
@@ -95,7 +98,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
             return
         try:
             input_json = dumps(outcome.input)
-            convert(loads(input_json), wf.input_hint, "recur input")
+            wf.input.restore(loads(input_json), "recur input")
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             return

@@ -24,6 +24,7 @@ from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, hints
+from ._hosts import ActivityHosts, open_activity_hosts
 from ._peers import Peers
 from ._runner import run_claimed
 
@@ -90,12 +91,15 @@ class Scheduler:
         self._reserved = 0
         self._capacity = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._hosts: ActivityHosts | None = None
         self._n = _Counters()
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
 
     # -- public -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
+        async with open_activity_hosts(self.config.activity_threads) as hosts, \
+                trio.open_nursery() as nursery:
+            self._hosts = hosts
             self._nursery = nursery
             nursery.start_soon(self._heartbeat_loop)
             nursery.start_soon(self._cancel_loop)
@@ -154,8 +158,9 @@ class Scheduler:
         try:
             with entry.scope:
                 try:
+                    assert self._hosts is not None
                     await run_claimed(self.store, self.registry, claimed,
-                                      self.config.default_retry,
+                                      self.config.default_retry, hosts=self._hosts,
                                       determinism_guard=self.config.determinism_guard)
                     done = True
                 except LeaseLostError as exc:  # a fenced write found it taken over

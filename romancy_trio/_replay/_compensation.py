@@ -41,7 +41,8 @@ class Compensations:
         call, result = self._queue[0]
         return ActivityCommand(
             activity_id=f"{COMPENSATE}{call.explicit_id}", name=str(call.compensation),
-            args=(*call.args, result), kwargs=call.kwargs, compensates=str(call.explicit_id))
+            args=(*call.args, result), kwargs=call.kwargs, compensates=str(call.explicit_id),
+            definition=call.compensation_definition)
 
     @staticmethod
     def with_attempt(command: ActivityCommand, attempt: Any) -> ActivityCommand:

@@ -160,6 +160,11 @@ class ActivityCommand:
     """Name of the compensation activity to record with the result (None: none declared)."""
     compensates: str | None = None
     """Set when this command IS a compensation: the id of the activity it undoes."""
+    timeout: float | None = None
+    """Seconds one attempt may run, set at the call (None: the definition's own, if any)."""
+    definition: object | None = field(default=None, compare=False, repr=False)
+    """The activity's definition as the call carried it (opaque to the core; None: look the
+    activity up by name)."""
 
 
 @dataclass(frozen=True, slots=True)

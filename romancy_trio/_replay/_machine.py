@@ -19,6 +19,7 @@ activities that declared one, newest first, each recorded (``compensate:<id>``),
 from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .._errors import NonDeterminismError, WorkflowAPIError
@@ -269,14 +270,13 @@ class WorkflowMachine:
 
     def _assign_id(self, call: ActivityCall[Any]) -> ActivityCall[Any]:
         wanted = call.explicit_id or self._next_id(call.name)
-        call = ActivityCall(call.name, call.args, call.kwargs, self._claim_id(wanted),
-                            call.result_hint, call.retry, call.compensation)
-        return call
+        return replace(call, explicit_id=self._claim_id(wanted))
 
     def _command(self, call: ActivityCall[Any]) -> ActivityCommand:
         aid = str(call.explicit_id)
         return ActivityCommand(aid, call.name, call.args, call.kwargs, call.retry,
-                               tuple(self._attempts.get(aid, ())), call.compensation)
+                               tuple(self._attempts.get(aid, ())), call.compensation,
+                               timeout=call.timeout, definition=call.definition)
 
     def _deliver_results(self) -> None:
         assert self._waiting is not None

@@ -22,6 +22,12 @@ class ActivityCall(Generic[T]):
     result_hint: Any = Any
     retry: RetryPolicy | None = None
     compensation: str | None = None
+    timeout: float | None = None
+    """Seconds one attempt may run (None: the activity's own timeout, if any)."""
+    definition: object | None = None
+    """The activity's definition, opaque here: the driver runs it without a registry lookup."""
+    compensation_definition: object | None = None
+    """The compensation's definition (opaque), carried like ``definition``."""
 
     def with_id(self, activity_id: str) -> ActivityCall[T]:
         """The same call under an explicit activity id (stable across code changes)."""
@@ -34,9 +40,23 @@ class ActivityCall(Generic[T]):
         """The same call with another retry policy than the activity's own."""
         return replace(self, retry=policy)
 
+    def with_timeout(self, seconds: float) -> ActivityCall[T]:
+        """The same call with another start-to-close timeout per attempt than the activity's
+        own: an attempt still running after ``seconds`` is cancelled and counts as a retryable
+        failure (``ActivityTimeoutError``)."""
+        return replace(self, timeout=check_timeout(seconds))
+
     def __await__(self) -> Generator[Any, Any, T]:
         result: T = yield self
         return result
+
+
+def check_timeout(seconds: float) -> float:
+    """A valid activity timeout: a finite number of seconds greater than zero."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+            0 < seconds < float("inf")):
+        raise ValueError(f"an activity timeout must be a number of seconds > 0, not {seconds!r}")
+    return float(seconds)
 
 
 @dataclass(eq=False, slots=True)

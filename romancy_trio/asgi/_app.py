@@ -128,7 +128,10 @@ async def start_workflow(req: Request) -> Response:
     with errors_as(
         {UnknownWorkflowError: 404, InvalidInputError: 400, InstanceIdConflictError: 409}
     ):
-        iid = await req.app.start(req.params["name"], body.get("input"), instance_id=iid)
+        # several parameters: "input" is an object by parameter name
+        wf = req.app.registry.workflow(req.params["name"])
+        args, kwargs = wf.input.call_args(body.get("input"))
+        iid = await req.app.start(wf.name, *args, instance_id=iid, **kwargs)
     location = f"{req.root_path()}/instances/{quote(iid, safe='')}"
     return Response(202, {"instance_id": iid}, (("location", location),))
 
