@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, StorageUnavailableError
 from .storage import open_store
 
 
@@ -34,10 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             trio.run(run_demo, args.url)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigurationError as exc:  # a bad URL or argument: nothing to retry
+        return _error(exc, 2)
+    except StorageUnavailableError as exc:  # unreachable server, unopenable file
+        return _error(exc, 1)
     return 0
+
+
+def _error(exc: Exception, code: int) -> int:
+    """One ``error: ...`` line (driver messages span lines), no traceback."""
+    print("error:", " ".join(str(exc).split()), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

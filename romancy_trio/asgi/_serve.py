@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._config import AppConfig
+from .._interrupt import interrupt_as_one
 from ._app import AsgiApp
 from ._http import DEFAULT_MAX_BODY, Receive, Response, Scope, Send, send_json
 
@@ -75,7 +76,7 @@ async def serve_asgi(
     config.accesslog = "-" if access_log else None
     config.graceful_timeout = graceful_timeout
     trigger = shutdown.wait if shutdown is not None else None
-    async with trio.open_nursery() as nursery:
+    async with interrupt_as_one(), trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             partial(hypercorn_serve, asgi, config, shutdown_trigger=trigger, mode="asgi")
         )
