@@ -1,10 +1,12 @@
-"""Command line: ``python -m romancy_trio migrate URL`` and ``python -m romancy_trio demo``."""
+"""Command line: ``python -m romancy_trio migrate URL``, ``... demo`` and ``... serve``."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
 import trio
 
@@ -18,6 +20,39 @@ async def _migrate(url: str, schema: str) -> None:
     print(f"migrations applied to {url}")
 
 
+class _DidNotStart(Exception):
+    pass
+
+
+async def _serve(bind: str) -> None:
+    """hypercorn's Trio server in this process, on the app ``app_from_env()`` describes.
+
+    Unlike ``hypercorn -k trio`` (whose parent process exits 0 when its worker process fails,
+    in hypercorn 0.18), a failed start is this process's own error; SIGINT and SIGTERM shut
+    down gracefully (lifespan shutdown closes the App)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    from .asgi import app_from_env
+
+    app = app_from_env()
+    config = Config()
+    config.bind = [bind]
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def stop() -> None:
+            async for _ in signals:
+                return
+
+        try:
+            await serve(cast(Any, app), config, shutdown_trigger=stop, mode="asgi")
+        except Exception as exc:
+            if app.startup_error is None:
+                raise
+            error = app.startup_error
+            raise _DidNotStart(f"the app did not start: {type(error).__name__}: {error}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="romancy-trio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,10 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     mig.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
     demo = sub.add_parser("demo", help="run the order-processing demo workflow")
     demo.add_argument("--url", default="sqlite:///romancy-demo.db")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API with hypercorn (Trio) in this process; the app is configured "
+        "by the ROMANCY_TRIO_* variables of romancy_trio.asgi.app_from_env",
+    )
+    serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             trio.run(_migrate, args.url, args.schema)
+        elif args.command == "serve":
+            trio.run(_serve, args.bind)
         else:
             from .demo import run_demo
 
@@ -38,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(exc, 2)
     except StorageUnavailableError as exc:  # unreachable server, unopenable file
         return _error(exc, 1)
+    except _DidNotStart as exc:  # lifespan startup failed: nothing was served
+        return _error(exc, 3)
     return 0
 
 
