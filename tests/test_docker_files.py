@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from romancy_trio.asgi import _serve
+from tests._paths import PYTHONPATH
 
 yaml = pytest.importorskip("yaml")
 
@@ -175,7 +176,7 @@ def test_app_module_is_where_the_commands_look(
 
 
 def _run_app(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOCKER), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOCKER), PYTHONPATH])}
     env.pop("ROMANCY_TRIO_URL", None)
     return subprocess.run([sys.executable, *args], cwd=DOCKER, env=env, capture_output=True,
                           text=True, timeout=60, check=False)

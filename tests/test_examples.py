@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_readme import PYTHONPATH, fresh_pg_url
+from tests._paths import PYTHONPATH
+from tests.test_readme import fresh_pg_url
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["fresh_pg_url"]  # a fixture, used by name

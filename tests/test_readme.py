@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("", "notify", "channels"))
+from tests._paths import PYTHONPATH, ROOT
+
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 RUNNABLE = [b for b in BLOCKS if "trio.run(main)" in b]

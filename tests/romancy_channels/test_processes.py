@@ -14,6 +14,7 @@ import trio
 
 from romancy_channels import ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
+from tests._paths import PYTHONPATH
 
 from ._helpers import publish_many, subscribe
 from .conftest import Env
@@ -33,7 +34,7 @@ def start_taker(env: Env, name: str, hold_after: int | None = None) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_channels.taker_proc", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

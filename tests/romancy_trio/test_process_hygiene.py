@@ -13,7 +13,8 @@ import httpx
 import pytest
 import trio
 
-from tests.test_readme import PYTHONPATH, RUNNABLE, fresh_pg_url
+from tests._paths import PYTHONPATH
+from tests.test_readme import RUNNABLE, fresh_pg_url
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS_EXAMPLE = next(b for b in RUNNABLE if '"--serve" in sys.argv' in b)
