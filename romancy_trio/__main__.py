@@ -1,15 +1,17 @@
-"""Command line: ``python -m romancy_trio migrate URL`` and ``python -m romancy_trio demo``."""
+"""Command line: ``python -m romancy_trio migrate URL``, ``... demo`` and ``... serve``."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import Any, cast
 
 import trio
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, StorageUnavailableError
 from .storage import open_store
 
 
@@ -17,6 +19,39 @@ async def _migrate(url: str, schema: str) -> None:
     async with open_store(url, schema=schema, migrate=True):
         pass
     print(f"migrations applied to {url}")
+
+
+class _DidNotStart(Exception):
+    pass
+
+
+async def _serve(bind: str) -> None:
+    """hypercorn's Trio server in this process, on the app ``app_from_env()`` describes.
+
+    Unlike ``hypercorn -k trio`` (whose parent process exits 0 when its worker process fails,
+    in hypercorn 0.18), a failed start is this process's own error; SIGINT and SIGTERM shut
+    down gracefully (lifespan shutdown closes the App)."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    from .asgi import app_from_env
+
+    app = app_from_env()
+    config = Config()
+    config.bind = [bind]
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def stop() -> None:
+            async for _ in signals:
+                return
+
+        try:
+            await serve(cast(Any, app), config, shutdown_trigger=stop, mode="asgi")
+        except Exception as exc:
+            if app.startup_error is None:
+                raise
+            error = app.startup_error
+            raise _DidNotStart(f"the app did not start: {type(error).__name__}: {error}") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,18 +63,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the order-processing demo workflow")
     demo.add_argument("--url", default="sqlite:///romancy-demo.db")
     demo.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API with hypercorn (Trio) in this process; the app is configured "
+        "by the ROMANCY_TRIO_* variables of romancy_trio.asgi.app_from_env",
+    )
+    serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             trio.run(_migrate, args.url, args.schema)
+        elif args.command == "serve":
+            trio.run(_serve, args.bind)
         else:
             from .demo import run_demo
 
             trio.run(partial(run_demo, schema=args.schema), args.url)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ConfigurationError as exc:  # a bad URL or argument: nothing to retry
+        return _error(exc, 2)
+    except StorageUnavailableError as exc:  # unreachable server, unopenable file
+        return _error(exc, 1)
+    except _DidNotStart as exc:  # lifespan startup failed: nothing was served
+        return _error(exc, 3)
     return 0
+
+
+def _error(exc: Exception, code: int) -> int:
+    """One ``error: ...`` line (driver messages span lines), no traceback."""
+    print("error:", " ".join(str(exc).split()), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from ._errors import (
     WorkflowFailedError,
 )
 from ._event_types import Event, EventReceipt
+from ._interrupt import interrupt_as_one, one_interrupt
 from .storage import (
     DEFAULT_URL,
     Claimed,
@@ -269,7 +270,7 @@ class App:
 
 @asynccontextmanager
 async def open_app(
-    url: str = DEFAULT_URL,
+    url: str | None = None,
     *,
     worker_id: str | None = None,
     workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
@@ -283,12 +284,15 @@ async def open_app(
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
     hands unfinished instances back to the database for other workers.
 
+    ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
+    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
     ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
     a transaction-pooling proxy (which cannot LISTEN).
     ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
     processes may run relayers on one database.
     """
+    url = url or os.environ.get("ROMANCY_TRIO_URL") or DEFAULT_URL
     config = config or AppConfig()
     dialect = check_url(url)
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
@@ -314,7 +318,8 @@ async def open_app(
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
             wid = worker_id or default_worker_id()
             body_error: BaseException | None = None
-            async with trio.open_nursery() as nursery:
+            # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
+            async with interrupt_as_one(), trio.open_nursery() as nursery:
                 scheduler = None
                 if run_workers:
                     scheduler = Scheduler(store, registry, hub, config, wid, channels)
@@ -332,7 +337,7 @@ async def open_app(
                     body_error = exc
                 nursery.cancel_scope.cancel()
             if body_error is not None:
-                raise body_error
+                raise one_interrupt(body_error)
 
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,10 +12,6 @@ import psycopg
 import pytest
 
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
-_ROOT = Path(__file__).resolve().parents[1]
-PYTHONPATH = os.pathsep.join(str(_ROOT / folder) for folder in ("", "notify", "channels"))
-"""For subprocesses: this checkout's packages (not whichever copy is installed)."""
-
 
 def with_search_path(dsn: str, schema: str) -> str:
     """``dsn`` whose connections start with ``search_path`` = ``schema`` (a startup option of

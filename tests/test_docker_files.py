@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from romancy_trio.asgi import _serve
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH
 
 yaml = pytest.importorskip("yaml")
 

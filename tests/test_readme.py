@@ -1,30 +1,75 @@
-"""Every Python example in the README runs as written (each in its own process and folder)."""
+"""Every runnable Python example in the README runs as written, twice in the same folder, on
+SQLite (the default: no URL set) and on PostgreSQL (``ROMANCY_TRIO_URL`` names a database made
+for that example), each run in its own process."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 RUNNABLE = [b for b in BLOCKS if "trio.run(main)" in b]
 
 
-def test_the_readme_has_runnable_examples() -> None:
-    assert len(RUNNABLE) >= 6
+def example_id(code: str) -> str:
+    """The README heading the example sits under, e.g. ``events-and-timers``."""
+    heading = re.findall(r"^#+ (.+)$", README[: README.index(code)], re.M)[-1]
+    return "-".join(re.findall(r"[a-z0-9]+", heading.lower()))
 
 
-@pytest.mark.parametrize("code", RUNNABLE, ids=lambda c: c.split("def main")[0][-40:].strip())
-def test_readme_example_runs(code: str, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
+def run_example(
+    code: str, folder: Path, url: str | None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    script = folder / "example.py"
     script.write_text(code)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": PYTHONPATH, "PATH": ""})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip(), "an example should show what it did"
+    env = {"PYTHONPATH": PYTHONPATH, "PATH": os.environ.get("PATH", "")}
+    if url is not None:
+        env["ROMANCY_TRIO_URL"] = url
+    return subprocess.run([sys.executable, str(script), *args], cwd=folder, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def fresh_pg_url(pg_dsn: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (so examples use the default schema), dropped after."""
+    parts = urlsplit(pg_dsn)
+    assert parts.scheme in ("postgresql", "postgres"), "ROMANCY_TEST_PG_DSN must be a URL here"
+    name = f"rt_readme_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield parts._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_the_readme_has_runnable_examples() -> None:
+    assert len(RUNNABLE) >= 9
+    assert not [b for b in RUNNABLE if "open_app(\"" in b], "examples take their URL from the env"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("code", RUNNABLE, ids=example_id)
+def test_readme_example_runs_twice(code: str, backend: str, tmp_path: Path,
+                                   request: pytest.FixtureRequest) -> None:
+    url = None if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    for run in ("first", "second"):
+        done = run_example(code, tmp_path, url)
+        assert done.returncode == 0, f"{run} run:\n{done.stderr[-3000:]}"
+        assert done.stdout.strip(), "an example should show what it did"
+    if backend == "sqlite":
+        assert (tmp_path / "romancy.db").exists(), "without a URL, the SQLite default is used"

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._config import AppConfig
+from .._errors import ConfigurationError
+from .._interrupt import interrupt_as_one
 from ._app import AsgiApp
 from ._http import DEFAULT_MAX_BODY, Receive, Response, Scope, Send, send_json
 
@@ -75,7 +77,7 @@ async def serve_asgi(
     config.accesslog = "-" if access_log else None
     config.graceful_timeout = graceful_timeout
     trigger = shutdown.wait if shutdown is not None else None
-    async with trio.open_nursery() as nursery:
+    async with interrupt_as_one(), trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(
             partial(hypercorn_serve, asgi, config, shutdown_trigger=trigger, mode="asgi")
         )
@@ -110,6 +112,8 @@ class LifespanApp:
         self.max_body_bytes = max_body_bytes
         self.bearer_token = bearer_token
         self.asgi: AsgiApp | None = None
+        self.startup_error: Exception | None = None
+        """Why the App did not open at lifespan startup (the server then refuses to serve)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -146,6 +150,7 @@ class LifespanApp:
                 self.asgi = None
         except Exception as exc:
             if not started:  # tell the server, which then refuses to serve; never swallowed
+                self.startup_error = exc
                 text = f"romancy_trio app did not start: {type(exc).__name__}: {exc}"
                 await send({"type": "lifespan.startup.failed", "message": text})
             raise
@@ -161,10 +166,17 @@ def app_from_env() -> LifespanApp:
     ``ROMANCY_TRIO_URL`` (required), ``ROMANCY_TRIO_WORKFLOWS`` (comma-separated modules to
     import), ``ROMANCY_TRIO_SCHEMA`` (PostgreSQL schema), ``ROMANCY_TRIO_TOKEN`` (bearer token),
     ``ROMANCY_TRIO_MAX_BODY`` (bytes).
+
+    If the App cannot open, startup fails and hypercorn does not serve; but hypercorn 0.18's
+    parent process exits 0 when its worker process failed (only ``--workers 0`` keeps the
+    failure in the exit status, and then SIGTERM is not graceful). ``python -m romancy_trio
+    serve`` runs this app in one process and exits 3 with one ``error:`` line instead.
     """
     url = os.environ.get("ROMANCY_TRIO_URL")
     if not url:
-        raise RuntimeError("set ROMANCY_TRIO_URL to the database URL (sqlite:/// or postgresql://)")
+        raise ConfigurationError(
+            "set ROMANCY_TRIO_URL to the database URL (sqlite:/// or postgresql://)"
+        )
     modules = [m.strip() for m in os.environ.get("ROMANCY_TRIO_WORKFLOWS", "").split(",")]
     schema = os.environ.get("ROMANCY_TRIO_SCHEMA")
     return LifespanApp(

@@ -272,7 +272,10 @@ async def ensure_schema(conninfo: str, schema: str) -> None:
     """Create the schema if missing (idempotent, safe when several workers start at once)."""
     from romancy_notify.pg import connect
 
-    conn = await connect(conninfo, autocommit=True)
+    try:
+        conn = await connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as exc:  # unreachable, refused, bad credentials...
+        raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
     try:
         try:
             await conn.execute(

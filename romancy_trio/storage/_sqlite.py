@@ -104,7 +104,10 @@ class SqliteDatabase:
             conn.create_function("romancy_now", 0, time.time)
             return conn
 
-        self._conn = await trio.to_thread.run_sync(_open, limiter=self._limiter)
+        try:
+            self._conn = await trio.to_thread.run_sync(_open, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:  # e.g. its directory does not exist
+            raise StorageUnavailableError(f"SQLite {self.path!r}: cannot open: {exc}") from exc
         self._data_version = await self.run(_data_version)
 
     async def changed_elsewhere(self) -> bool:

@@ -14,7 +14,7 @@ import trio
 
 from romancy_channels import ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH
 
 from ._helpers import publish_many, subscribe
 from .conftest import Env

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH
 
 ROOT = Path(__file__).resolve().parents[2]
 """This checkout's packages (not whichever copy the environment has installed)."""

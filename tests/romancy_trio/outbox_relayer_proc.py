@@ -19,7 +19,7 @@ import trio
 from romancy_notify import open_pg_hub
 from romancy_trio.outbox import RelayerConfig, run_relayer
 from romancy_trio.storage import Topics, open_store
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH
 
 from ._procs import ROOT
 

@@ -15,7 +15,7 @@ import trio
 
 from romancy_trio import open_app
 from romancy_trio.asgi import LifespanApp, serve_asgi, serve_http
-from tests.conftest import PYTHONPATH
+from tests._paths import PYTHONPATH
 
 from .conftest import Backend
 from .test_http import WORKFLOWS, client_for
