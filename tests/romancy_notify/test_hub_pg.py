@@ -134,7 +134,7 @@ async def test_terminated_listener_reconnects_and_reports_gap(
 
 async def test_idle_listener_passes_liveness_checks(pg_dsn: str, topics: tuple[str, str]) -> None:
     _, done = topics
-    config = NotifyConfig(liveness_interval=0.05, probe_timeout=2.0)
+    config = NotifyConfig(liveness_interval=0.05, probe_timeout=30.0)
     async with open_pg_hub(pg_dsn, topics, config) as hub:
         with hub.watch(done, "i1") as w:
             await trio.sleep(0.5)  # ~10 liveness SELECT 1s
