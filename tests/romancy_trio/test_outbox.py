@@ -318,8 +318,9 @@ async def test_the_relayer_wakes_on_notify_not_on_its_fallback(backend: Backend)
         _relayer_hub(backend, app, slow) as hub,
         relaying(app, url, hub, fallback_interval=30.0, claim_ttl=30.0) as relayer,
     ):
-        await trio.sleep(0.3)  # the relayer found nothing and sleeps until a notification
-        with trio.fail_after(5):
+        # the relayer found nothing and sleeps until a notification
+        await until(lambda: relayer.statistics().claims >= 1)
+        with trio.fail_after(20):  # well before the relayer's 30 s fallback
             await run_emitter(app, count=1)
             await until(lambda: len(sink.ok()) == 1)
         assert relayer.statistics().claims <= 4
