@@ -39,7 +39,7 @@ from romancy_trio.outbox._store import ClaimedEvent, OutboxStore, make_event, se
 from .conftest import Backend
 from .outbox_relayer_proc import outbox_topic, relayer_process
 
-FAST = dict(initial_backoff=0.05, max_backoff=0.2, request_timeout=2.0, claim_ttl=10.0)
+FAST = dict(initial_backoff=0.05, max_backoff=0.2, request_timeout=20.0, claim_ttl=60.0)
 Behaviour = Callable[[dict[str, Any], int], int | Awaitable[int]]
 
 
