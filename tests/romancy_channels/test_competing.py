@@ -9,7 +9,7 @@ import trio
 
 from romancy_channels import ChannelMode, ChannelModeError, Message, NotSubscribedError
 
-from ._helpers import drain, publish, publish_many, subscribe, take
+from ._helpers import backend_pid, drain, publish, publish_many, subscribe, take, until_blocked_by
 from .conftest import T0, Env
 
 C = ChannelMode.COMPETING
@@ -225,9 +225,11 @@ async def test_racing_first_subscriptions_lock_one_mode(pg_env: Env) -> None:
     env = pg_env
     subscribed, release = trio.Event(), trio.Event()
     outcome: list[str] = []
+    pids: list[int] = []
 
     async def first() -> None:
         async with env.tx() as tx:
+            pids.append(await backend_pid(tx))
             await env.engine.subscribe_tx(tx, "c", "a", B, now=T0)
             subscribed.set()
             await release.wait()
@@ -244,7 +246,7 @@ async def test_racing_first_subscriptions_lock_one_mode(pg_env: Env) -> None:
             nursery.start_soon(first)
             nursery.start_soon(second)
             await subscribed.wait()
-            await trio.sleep(0.2)
+            await until_blocked_by(env, pids[0])  # the second waits for the first
             assert outcome == []
             release.set()
     assert outcome == ["a committed", "b refused"]
