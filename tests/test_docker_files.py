@@ -22,6 +22,8 @@ import pytest
 
 from romancy_trio.asgi import _serve
 
+from ._sources import PYTHONPATH
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +177,7 @@ def test_app_module_is_where_the_commands_look(
 
 
 def _run_app(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOCKER), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOCKER), PYTHONPATH])}
     env.pop("ROMANCY_TRIO_URL", None)
     return subprocess.run([sys.executable, *args], cwd=DOCKER, env=env, capture_output=True,
                           text=True, timeout=60, check=False)

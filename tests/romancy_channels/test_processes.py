@@ -15,6 +15,7 @@ import trio
 from romancy_channels import ChannelMode
 from romancy_trio.storage._postgres import PostgresDatabase
 
+from .._sources import PYTHONPATH
 from ._helpers import publish_many, subscribe
 from .conftest import Env
 from .taker_proc import TAKES_DDL
@@ -33,7 +34,7 @@ def start_taker(env: Env, name: str, hold_after: int | None = None) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_channels.taker_proc", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .._sources import PYTHONPATH
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -14,7 +16,7 @@ def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subproces
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

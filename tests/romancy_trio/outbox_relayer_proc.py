@@ -20,6 +20,7 @@ from romancy_notify import open_pg_hub
 from romancy_trio.outbox import RelayerConfig, run_relayer
 from romancy_trio.storage import Topics, open_store
 
+from .._sources import PYTHONPATH
 from ._procs import ROOT
 
 
@@ -37,7 +38,7 @@ async def relayer_process(
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", __name__, url, schema, worker_id, sink_url],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None

@@ -16,6 +16,7 @@ import trio
 from romancy_trio import open_app
 from romancy_trio.asgi import LifespanApp, serve_asgi, serve_http
 
+from .._sources import PYTHONPATH
 from .conftest import Backend
 from .test_http import WORKFLOWS, client_for
 
@@ -75,7 +76,7 @@ async def _start_hypercorn(
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "hypercorn", "-k", "trio", "--bind", "127.0.0.1:0", app],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
@@ -141,7 +142,7 @@ async def test_hypercorn_refuses_to_start_when_the_app_cannot_open(tmp_path: Pat
             "romancy_trio.asgi:app_from_env()",
         ],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "ROMANCY_TRIO_URL": "nosuchdb://x"},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "ROMANCY_TRIO_URL": "nosuchdb://x"},
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
