@@ -47,6 +47,9 @@ class _Running:
 @dataclass(frozen=True, slots=True)
 class SchedulerStatistics:
     running: int
+    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
+    after its last commit, so its new status (a result, a wait) is visible before it stops
+    counting here: wait for ``running`` itself, not for the status, to see it fall."""
     reserved: int
     started: int
     finished: int

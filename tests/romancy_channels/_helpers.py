@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from romancy_channels import ChannelMode, Message
+import trio
+
+from romancy_channels import ChannelMode, ChannelTx, Message
 
 from .conftest import T0, Env
 
@@ -46,3 +48,18 @@ async def drain(env: Env, channel: str, subscriber: str) -> list[Message]:
     while (message := await take(env, channel, subscriber)) is not None:
         out.append(message)
     return out
+
+
+async def backend_pid(tx: ChannelTx) -> int:
+    """The PostgreSQL backend that runs this transaction."""
+    row = await tx.fetchone("SELECT pg_backend_pid()")
+    assert row is not None
+    return int(row[0])
+
+
+async def until_blocked_by(env: Env, pid: int) -> None:
+    """Until another session waits for a lock the PostgreSQL backend ``pid`` holds."""
+    query = f"SELECT count(*) FROM pg_stat_activity WHERE {int(pid)} = ANY(pg_blocking_pids(pid))"
+    with trio.fail_after(20):
+        while not await env.scalar(query):
+            await trio.sleep(0.01)

@@ -7,7 +7,7 @@ import trio
 
 from romancy_channels import ChannelMode, Message
 
-from ._helpers import drain, publish, publish_many, subscribe, take
+from ._helpers import backend_pid, drain, publish, publish_many, subscribe, take, until_blocked_by
 from .conftest import T0, Env
 
 B = ChannelMode.BROADCAST
@@ -118,9 +118,11 @@ async def test_a_cursor_never_skips_a_message_that_commits_later(pg_env: Env) ->
     await subscribe(env, "c", "s", B)
     a_published, a_release, b_done = trio.Event(), trio.Event(), trio.Event()
     order: list[str] = []
+    pids: list[int] = []
 
     async def publisher_a() -> None:
         async with env.tx() as tx:
+            pids.append(await backend_pid(tx))
             await env.engine.publish_tx(tx, "c", '"a"', now=T0)
             a_published.set()
             await a_release.wait()
@@ -138,7 +140,7 @@ async def test_a_cursor_never_skips_a_message_that_commits_later(pg_env: Env) ->
             nursery.start_soon(publisher_a)
             nursery.start_soon(publisher_b)
             await a_published.wait()
-            await trio.sleep(0.3)  # B is now blocked on A's channel lock
+            await until_blocked_by(env, pids[0])  # B waits for A's channel lock
             assert not b_done.is_set()
             assert await take(env, "c", "s") is None  # A is uncommitted; nothing to skip past
             a_release.set()
@@ -155,9 +157,11 @@ async def test_subscribe_waits_for_in_flight_publishers(pg_env: Env) -> None:
     env = pg_env
     await publish(env, "c", "old")
     published, release = trio.Event(), trio.Event()
+    pids: list[int] = []
 
     async def publisher() -> None:
         async with env.tx() as tx:
+            pids.append(await backend_pid(tx))
             await env.engine.publish_tx(tx, "c", '"in flight"', now=T0)
             published.set()
             await release.wait()
@@ -167,7 +171,7 @@ async def test_subscribe_waits_for_in_flight_publishers(pg_env: Env) -> None:
             nursery.start_soon(publisher)
             await published.wait()
             nursery.start_soon(subscribe, env, "c", "s", B)
-            await trio.sleep(0.3)
+            await until_blocked_by(env, pids[0])  # the subscription waits for the publish
             release.set()
     await publish(env, "c", "new")
     assert [m.data for m in await drain(env, "c", "s")] == ["new"]

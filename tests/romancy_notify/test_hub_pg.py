@@ -19,7 +19,7 @@ from romancy_notify import ListenProbeFailed, NotifyConfig, Wakeup, notify_tx, o
 from romancy_notify.pg import connect
 
 # Quick reconnects and short probes so failures show within a test's time.
-FAST = NotifyConfig(reconnect_initial=0.05, reconnect_max=0.2, probe_timeout=2.0)
+FAST = NotifyConfig(reconnect_initial=0.05, reconnect_max=0.2, probe_timeout=10.0)
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ async def test_terminated_listener_reconnects_and_reports_gap(
 
 async def test_idle_listener_passes_liveness_checks(pg_dsn: str, topics: tuple[str, str]) -> None:
     _, done = topics
-    config = NotifyConfig(liveness_interval=0.05, probe_timeout=2.0)
+    config = NotifyConfig(liveness_interval=0.05, probe_timeout=30.0)
     async with open_pg_hub(pg_dsn, topics, config) as hub:
         with hub.watch(done, "i1") as w:
             await trio.sleep(0.5)  # ~10 liveness SELECT 1s
@@ -299,7 +299,7 @@ async def test_silent_network_fails_liveness_check_then_reconnects(
 ) -> None:
     _, done = topics
     config = NotifyConfig(
-        liveness_interval=0.1, probe_timeout=0.5, reconnect_initial=0.05, reconnect_max=0.2
+        liveness_interval=0.1, probe_timeout=1.0, reconnect_initial=0.05, reconnect_max=0.2
     )
     async with running_proxy(pg_dsn) as (proxy, dsn), open_pg_hub(dsn, topics, config) as hub:
         with hub.watch(done, "i1") as w:

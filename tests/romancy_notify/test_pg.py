@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+import trio.testing
 from psycopg import pq, sql
 from psycopg.rows import dict_row
 
@@ -239,8 +240,8 @@ async def test_cancel_safe_from_another_task(pg_dsn: str) -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cancel_soon)
-            with trio.fail_after(3), pytest.raises(psycopg.errors.QueryCanceled):
-                await conn.execute("SELECT pg_sleep(5)")
+            with trio.fail_after(30), pytest.raises(psycopg.errors.QueryCanceled):
+                await conn.execute("SELECT pg_sleep(60)")
         cur = await conn.execute("SELECT 4")
         assert await cur.fetchone() == (4,)
 
@@ -249,11 +250,11 @@ async def test_two_tasks_on_one_connection_is_a_clear_error(pg_dsn: str) -> None
     async with await connect(pg_dsn, autocommit=True) as conn:
 
         async def sleeper() -> None:
-            await conn.execute("SELECT pg_sleep(0.3)")
+            await conn.execute("SELECT pg_sleep(1)")
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sleeper)
-            await trio.sleep(0.05)
+            await trio.testing.wait_all_tasks_blocked()  # the sleeper awaits its query's result
             with pytest.raises(psycopg.InterfaceError, match="connection busy"):
                 await conn.execute("SELECT 1")
         cur = await conn.execute("SELECT 5")

@@ -28,6 +28,7 @@ from romancy_trio import (
 from romancy_trio._replay import EventKind
 
 from ._procs import start_worker, stop
+from ._waits import until_idle
 from .conftest import Backend
 from .worker_proc import ALL, EFFECTS_DDL, consumer
 
@@ -153,9 +154,8 @@ async def test_woken_again_before_the_previous_run_has_finished(backend: Backend
                     await trio.sleep(0.005)
         assert await app.result(iid, timeout=20) == [0, 1, 2]
         assert lingered == 3
-        with trio.fail_after(5):
-            while (stats := app.statistics()) is not None and stats.running:
-                await trio.sleep(0.05)
+        await until_idle(app)
+        stats = app.statistics()
         assert stats is not None and stats.started == stats.finished
 
 
@@ -189,9 +189,13 @@ async def test_a_message_published_while_its_receiver_suspends_is_not_left_behin
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(publish)
-            with trio.move_on_after(1.0):  # PostgreSQL commits now; SQLite waits for us
-                await published.wait()
-            assert published.is_set() is (backend.name == "postgres")
+            if backend.name == "postgres":
+                with trio.fail_after(20):  # commits now, while the receiver's is still open
+                    await published.wait()
+            else:
+                with trio.move_on_after(1.0):  # SQLite's waits for the receiver's transaction
+                    await published.wait()
+                assert not published.is_set()
             go_on.set()
         assert await app.result(iid, timeout=20) == ["late"]
 
@@ -250,8 +254,7 @@ async def test_receive_on_an_invalid_channel_fails_in_the_workflow_not_the_worke
     async with open_app(backend.url, workflows=[receives_bad_name], config=backend.config) as app:
         result = await app.run(receives_bad_name, timeout=20)
         assert result.startswith("refused: ") and "channel" in result
-        stats = app.statistics()
-        assert stats is not None and stats.running == 0  # the worker is still serving
+        await until_idle(app)  # the run's task ended cleanly; the worker is still serving
         assert await app.run(receives_bad_name, timeout=20) == result
 
 

@@ -34,12 +34,12 @@ from romancy_trio import (
     workflow,
 )
 from romancy_trio.outbox import OutboxStatus, Relayer, RelayerConfig, default_event_id, outbox_rows
-from romancy_trio.outbox._store import OutboxStore, make_event, send_event_tx
+from romancy_trio.outbox._store import ClaimedEvent, OutboxStore, make_event, send_event_tx
 
 from .conftest import Backend
 from .outbox_relayer_proc import outbox_topic, relayer_process
 
-FAST = dict(initial_backoff=0.05, max_backoff=0.2, request_timeout=2.0, claim_ttl=10.0)
+FAST = dict(initial_backoff=0.05, max_backoff=0.2, request_timeout=20.0, claim_ttl=60.0)
 Behaviour = Callable[[dict[str, Any], int], int | Awaitable[int]]
 
 
@@ -241,14 +241,21 @@ async def test_claims_fence_settlement_and_explicit_ids_are_idempotent(backend: 
                 await send_event_tx(tx, **args, source="s", subject=None, event_id="fixed",
                                     extensions=None, now=time.time(),
                                     topic=outbox_topic(app.store.topics))  # fmt: skip
-        [a1] = await store.claim("A", limit=5, ttl=0.05)
-        assert await store.claim("B", limit=5, ttl=10) == []
-        await trio.sleep(0.1)
-        [a2] = await store.claim("A", limit=5, ttl=0.05)  # the same worker, a newer claim
+
+        async def once_expired(worker: str, ttl: float) -> ClaimedEvent:
+            """Claim the row as soon as the claim that holds it has expired."""
+            with trio.fail_after(20):
+                while not (taken := await store.claim(worker, limit=5, ttl=ttl)):
+                    await trio.sleep(0.02)
+            [claimed] = taken
+            return claimed
+
+        [a1] = await store.claim("A", limit=5, ttl=1)
+        assert await store.claim("B", limit=5, ttl=10) == []  # held for a second
+        a2 = await once_expired("A", ttl=1)  # the same worker, a newer claim
         assert a2.epoch == a1.epoch + 1
         assert not await store.delivered(a1, "A")  # a stale claim of the same worker
-        await trio.sleep(0.1)
-        [b] = await store.claim("B", limit=5, ttl=10)
+        b = await once_expired("B", ttl=10)
         assert not await store.delivered(a2, "A")
         assert await store.attempt_failed(a2, "A", error="x", delay=0, max_attempts=3) is None
         assert await store.delivered(b, "B")
@@ -311,8 +318,9 @@ async def test_the_relayer_wakes_on_notify_not_on_its_fallback(backend: Backend)
         _relayer_hub(backend, app, slow) as hub,
         relaying(app, url, hub, fallback_interval=30.0, claim_ttl=30.0) as relayer,
     ):
-        await trio.sleep(0.3)  # the relayer found nothing and sleeps until a notification
-        with trio.fail_after(5):
+        # the relayer found nothing and sleeps until a notification
+        await until(lambda: relayer.statistics().claims >= 1)
+        with trio.fail_after(20):  # well before the relayer's 30 s fallback
             await run_emitter(app, count=1)
             await until(lambda: len(sink.ok()) == 1)
         assert relayer.statistics().claims <= 4

@@ -23,6 +23,7 @@ from romancy_trio import (
 )
 
 from ._procs import start_worker, stop
+from ._waits import until_idle
 from .conftest import Backend, fetch
 from .worker_proc import ALL, EFFECTS_DDL, book, saga
 
@@ -149,8 +150,7 @@ async def test_cancel_a_running_workflow_in_this_process(backend: Backend) -> No
         with pytest.raises(WorkflowCancelledError):
             await app.result(iid, timeout=20)
         assert await _effects(app, iid) == [1, -1]
-        stats = app.statistics()
-        assert stats is not None and stats.running == 0
+        await until_idle(app)
 
 
 async def test_cancel_a_waiting_instance_with_nothing_to_undo_needs_no_worker(
