@@ -6,8 +6,8 @@ Inside the image this file is ``/app/app.py``, so:
     python -m app start 30        # start 30 `greet` workflows, wait, show which worker ran each
     python -m app --help
 
-The HTTP front (``hypercorn -k trio 'romancy_trio.asgi:app_from_env()'`` with
-``ROMANCY_TRIO_WORKFLOWS=app``) imports this module for the same workflows. Configuration comes
+The HTTP front (``python -m romancy_trio serve``, i.e. ``romancy_trio.asgi:app_from_env()``
+under hypercorn, with ``ROMANCY_TRIO_WORKFLOWS=app``) imports this module for the same workflows. Configuration comes
 from the environment names ``app_from_env()`` reads: ``ROMANCY_TRIO_URL`` (required) and
 ``ROMANCY_TRIO_SCHEMA`` (optional, default ``romancy``).
 """
