@@ -12,6 +12,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+pytest_plugins = ["tests.pgcluster"]  # the pg_cluster fixture: a private server
+
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
 _ROOT = Path(__file__).resolve().parents[1]
 PYTHONPATH = os.pathsep.join(str(_ROOT / folder) for folder in ("", "notify", "channels"))
