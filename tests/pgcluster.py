@@ -21,7 +21,9 @@ What it does:
   that the ``postgres`` OS user owns; as root (CI) every server command runs through
   ``runuser -u postgres --``, since PostgreSQL refuses to run as root.
 - Starts it on a spare port with ``-c listen_addresses=127.0.0.1 -k <tmpdir>`` (no socket in
-  /var/run), ``fsync=off`` (a test cluster has nothing to keep) and ``max_connections=300``.
+  /var/run), ``fsync=off`` (safe here: only a crash of the machine loses what the OS holds; a
+  ``-m immediate`` stop keeps every commit, since ``synchronous_commit`` stays on) and
+  ``max_connections=300``.
 - ``start()``/``restart()`` return the wall-clock time (``time.time()``, comparable across
   processes on this machine) at which a new connection first succeeded: what "the server
   accepts connections" means in recovery measurements. They poll every 5 ms.
@@ -117,7 +119,7 @@ class PgCluster:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                        f"unix_socket_directories = '{self.root}'\nfsync = off\n"
-                       "synchronous_commit = off\nfull_page_writes = off\n"
+                       "full_page_writes = off\n"
                        "max_connections = 300\nshared_buffers = 32MB\n")
 
     def start(self, timeout: float = 60.0) -> float:

@@ -18,7 +18,7 @@ import trio
 from .._activity_context import ActivityContext
 from .._codec import dumps, loads
 from .._definitions import Activity
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StorageUnavailableError
 from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
 from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
@@ -67,6 +67,8 @@ async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCom
     try:
         result = await act.fn(actx, *cmd.args, **cmd.kwargs)
         return loads(dumps(result))
+    except StorageUnavailableError:
+        raise  # the database's failure, not the activity's: the run stops, and is retried
     except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
         raise _UserFailure(exc) from exc
 

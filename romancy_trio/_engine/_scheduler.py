@@ -11,6 +11,7 @@ instance whose lease it no longer holds (taken over, or cancelled by a user).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -91,6 +92,8 @@ class Scheduler:
         self._capacity = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._n = _Counters()
+        self._db_probe: trio.Event | None = None
+        self._rng = random.Random()
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
 
     # -- public -------------------------------------------------------------------------
@@ -165,16 +168,45 @@ class Scheduler:
                         self._n.leases_lost += 1
                 except StorageUnavailableError as exc:
                     log.warning(
-                        "instance %s interrupted by the database: %s",
+                        "instance %s interrupted by the database (%s); handing it back as soon "
+                        "as the database answers",
                         claimed.lease.instance_id,
                         exc,
                     )
+                    # Released now, it would stay leased until its lease expired (the release
+                    # fails too): wait for the database first, so that it is claimed again at
+                    # once (what it did before is in its history; it replays from there).
+                    with trio.move_on_after(self.config.lease_ttl):
+                        await self.wait_for_database()
         finally:
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
             if not done and not entry.lost:
                 await self._release(claimed.lease)
+
+    async def wait_for_database(self) -> None:
+        """Return once the database answers a query again. One probe for every task that
+        waits: attempts close together at first (as the notify listener's reconnects, see
+        `NotifyConfig.reconnect_delays`), then backing off."""
+        probe = self._db_probe
+        if probe is None:
+            assert self._nursery is not None
+            probe = self._db_probe = trio.Event()
+            self._nursery.start_soon(self._probe_database, probe)
+        await probe.wait()
+
+    async def _probe_database(self, answered: trio.Event) -> None:
+        try:
+            for delay in self.hub.config.reconnect_delays(self._rng):
+                try:
+                    await self.store.db.fetchone("SELECT 1")
+                    return
+                except StorageUnavailableError:
+                    await trio.sleep(delay)
+        finally:
+            self._db_probe = None
+            answered.set()
 
     async def _release(self, lease: Lease) -> None:
         """Hand an unfinished instance back (shutdown, database hiccup) so it restarts at once."""
@@ -190,7 +222,6 @@ class Scheduler:
     async def _claim_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        backoff = 0.05
         expected: str | None = None  # the instance the last wake-up named for this worker
         with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
@@ -217,11 +248,9 @@ class Scheduler:
                     if len(claimed) == limit:
                         continue  # there may be more
                 except StorageUnavailableError as exc:
-                    log.warning("claiming failed (%s); retrying in %.2fs", exc, backoff)
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, self.config.lease_ttl)
+                    log.warning("claiming failed (%s); retrying when the database answers", exc)
+                    await self.wait_for_database()
                     continue
-                backoff = 0.05
                 expiry_at = None if expiry is None else (
                     trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
                 expected = await self._until_claim_is_due(watch, expiry_at)
