@@ -42,6 +42,8 @@ class _Running:
     since: float
     lost: bool = False
     cancelling: bool = False
+    handback: str | None = None
+    """The peer this instance is being handed to (placement), at its next suspension point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ class Scheduler:
             nursery.start_soon(self._cancel_loop)
             nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._channel_sweep_loop)
+            if self.config.rebalance_after is not None:
+                nursery.start_soon(self._placement_loop, self.config.rebalance_after)
             await nursery.start(self._members_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
@@ -157,10 +161,11 @@ class Scheduler:
         try:
             with entry.scope:
                 try:
-                    await run_claimed(self.store, self.registry, claimed,
-                                      self.config.default_retry,
-                                      determinism_guard=self.config.determinism_guard)
-                    done = True
+                    handed = await run_claimed(
+                        self.store, self.registry, claimed, self.config.default_retry,
+                        determinism_guard=self.config.determinism_guard,
+                        handing_back=lambda: entry.handback is not None)
+                    done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
                     if not entry.lost:
@@ -183,7 +188,12 @@ class Scheduler:
             self._n.finished += 1
             self._signal_capacity()
             if not done and not entry.lost:
-                await self._release(claimed.lease)
+                hint = ""
+                if entry.handback is not None:
+                    log.info("handing instance %s back for worker %s (placement)",
+                             claimed.lease.instance_id, entry.handback)
+                    hint = hints.placed_hint(claimed.lease.instance_id, entry.handback)
+                await self._release(claimed.lease, hint)
 
     async def wait_for_database(self) -> None:
         """Return once the database answers a query again. One probe for every task that
@@ -208,11 +218,12 @@ class Scheduler:
             self._db_probe = None
             answered.set()
 
-    async def _release(self, lease: Lease) -> None:
-        """Hand an unfinished instance back (shutdown, database hiccup) so it restarts at once."""
+    async def _release(self, lease: Lease, hint: str = "") -> None:
+        """Hand an unfinished instance back (shutdown, database hiccup, placement) so it
+        restarts at once."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
             try:
-                await self.store.release(lease, now=time.time())
+                await self.store.release(lease, now=time.time(), hint=hint)
             except StorageUnavailableError as exc:
                 # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
                 log.warning(
@@ -278,7 +289,13 @@ class Scheduler:
             if not wakeup.keys:
                 return None  # a gap, the fallback or a deadline
             for key in wakeup.keys:
-                if key.startswith(hints.INSTANCE):
+                if (placed := hints.parse_placed(key)) is not None:
+                    if placed[1] == self.worker_id:
+                        return placed[0]
+                    if deferred_at is None:
+                        self._n.deferred += 1
+                        deferred_at = trio.current_time() + self.config.peer_claim_delay
+                elif key.startswith(hints.INSTANCE):
                     if self.peers.chooses_me(key):
                         return key.removeprefix(hints.INSTANCE)
                     if deferred_at is None:
@@ -319,9 +336,52 @@ class Scheduler:
         try:
             async with self.store.db.transaction() as tx:
                 await tx.notify(self.store.topics.members,
-                                self.peers.announcement(joining=joining))
+                                self.peers.announcement(joining=joining, load=self._load()))
         except StorageUnavailableError as exc:
             log.warning("could not announce this worker (%s); will try again", exc)
+
+    def _long_lived(self) -> list[_Running]:
+        """Instances running here without suspending for ``rebalance_after`` s or more."""
+        age = self.config.rebalance_after
+        if age is None:
+            return []
+        since = trio.current_time() - age
+        return [e for e in self._running.values()
+                if e.since <= since and e.handback is None and not e.lost and not e.cancelling]
+
+    def _load(self) -> int:
+        return len(self._long_lived())
+
+    async def _placement_loop(self, age: float) -> None:
+        """Keep long-lived instances spread evenly over the live workers (``_peers``): tell
+        the peers when this worker's load changes; when it runs more than its share and the
+        view of the live peers has not changed for a tick, hand the excess over (each at its
+        next suspension point), then wait for the loads to settle before looking again -
+        a bounded number of moves per change, and no ping-pong."""
+        tick = age / 4
+        fresh_within = 1.5 * self.config.member_interval
+        announced, view, view_since, quiet_until = 0, frozenset[str](), 0.0, 0.0
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            long_lived = self._long_lived()
+            if len(long_lived) != announced:
+                announced = len(long_lived)
+                await self._announce(joining=True)
+            fresh = frozenset(self.peers.fresh(now, fresh_within))
+            if fresh != view:
+                view, view_since = fresh, now
+                continue
+            if now - view_since < tick or now < quiet_until:
+                continue
+            targets = self.peers.excess_targets(len(long_lived), now,
+                                                fresh_within=fresh_within)
+            if not targets:
+                continue
+            movable = sorted(long_lived, key=lambda e: e.lease.instance_id)
+            for entry, peer in zip(movable, targets, strict=False):
+                entry.handback = peer
+            quiet_until = now + age + 2 * tick  # until the moved ones count where they went
 
     async def _heartbeat_loop(self) -> None:
         while True:
