@@ -57,7 +57,7 @@ async def consumer(ctx: WorkflowContext, channel: str) -> None:
     await ctx.recur(channel)
 
 
-FLOWS = [consumer, consume]
+FLOWS: list[Any] = [consumer, consume]
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
@@ -80,4 +80,4 @@ def start_worker(url: str, schema: str, worker_id: str) -> subprocess.Popen[Any]
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:4])
+    trio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])

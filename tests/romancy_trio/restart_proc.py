@@ -73,7 +73,7 @@ async def runner(ctx: WorkflowContext, steps: int) -> int:
     return steps
 
 
-FLOWS = [waiter, resumed, runner, step]
+FLOWS: list[Any] = [waiter, resumed, runner, step]
 
 
 async def _note_reconnects(app: Any, worker_id: str) -> None:
@@ -214,4 +214,4 @@ async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:3])
+    trio.run(main, sys.argv[1], sys.argv[2])

@@ -53,7 +53,7 @@ async def waits_go(ctx: WorkflowContext) -> Any:
 
 
 LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (instance_id text, step text)"
-FLOWS = [gated, waits_go, record]
+FLOWS: list[Any] = [gated, waits_go, record]
 CONFIG = AppConfig(fallback_interval=60.0)  # the fallback must not be what recovers
 
 
