@@ -26,6 +26,7 @@ from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, hints
 from ._peers import Peers
+from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
@@ -107,7 +108,10 @@ class Scheduler:
             nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._channel_sweep_loop)
             if self.config.rebalance_after is not None:
-                nursery.start_soon(self._placement_loop, self.config.rebalance_after)
+                nursery.start_soon(
+                    place_long_lived, self.peers, lambda: self._running.values(),
+                    lambda: self._announce(joining=True), self.config.rebalance_after,
+                    self.config.member_interval)
             await nursery.start(self._members_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
@@ -234,6 +238,7 @@ class Scheduler:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         expected: str | None = None  # the instance the last wake-up named for this worker
+        backoff = 0.0  # between claims that fail although the database answers a probe
         with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
             while True:
@@ -261,7 +266,10 @@ class Scheduler:
                 except StorageUnavailableError as exc:
                     log.warning("claiming failed (%s); retrying when the database answers", exc)
                     await self.wait_for_database()
+                    await trio.sleep(backoff)  # 0 the first time: claim as soon as it answers
+                    backoff = min(max(2 * backoff, 0.05), self.config.lease_ttl)
                     continue
+                backoff = 0.0
                 expiry_at = None if expiry is None else (
                     trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
                 expected = await self._until_claim_is_due(watch, expiry_at)
@@ -340,48 +348,8 @@ class Scheduler:
         except StorageUnavailableError as exc:
             log.warning("could not announce this worker (%s); will try again", exc)
 
-    def _long_lived(self) -> list[_Running]:
-        """Instances running here without suspending for ``rebalance_after`` s or more."""
-        age = self.config.rebalance_after
-        if age is None:
-            return []
-        since = trio.current_time() - age
-        return [e for e in self._running.values()
-                if e.since <= since and e.handback is None and not e.lost and not e.cancelling]
-
     def _load(self) -> int:
-        return len(self._long_lived())
-
-    async def _placement_loop(self, age: float) -> None:
-        """Keep long-lived instances spread evenly over the live workers (``_peers``): tell
-        the peers when this worker's load changes; when it runs more than its share and the
-        view of the live peers has not changed for a tick, hand the excess over (each at its
-        next suspension point), then wait for the loads to settle before looking again -
-        a bounded number of moves per change, and no ping-pong."""
-        tick = age / 4
-        fresh_within = 1.5 * self.config.member_interval
-        announced, view, view_since, quiet_until = 0, frozenset[str](), 0.0, 0.0
-        while True:
-            await trio.sleep(tick)
-            now = trio.current_time()
-            long_lived = self._long_lived()
-            if len(long_lived) != announced:
-                announced = len(long_lived)
-                await self._announce(joining=True)
-            fresh = frozenset(self.peers.fresh(now, fresh_within))
-            if fresh != view:
-                view, view_since = fresh, now
-                continue
-            if now - view_since < tick or now < quiet_until:
-                continue
-            targets = self.peers.excess_targets(len(long_lived), now,
-                                                fresh_within=fresh_within)
-            if not targets:
-                continue
-            movable = sorted(long_lived, key=lambda e: e.lease.instance_id)
-            for entry, peer in zip(movable, targets, strict=False):
-                entry.handback = peer
-            quiet_until = now + age + 2 * tick  # until the moved ones count where they went
+        return len(long_lived(self._running.values(), self.config.rebalance_after))
 
     async def _heartbeat_loop(self) -> None:
         while True:
