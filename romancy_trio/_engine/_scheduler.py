@@ -161,7 +161,7 @@ class Scheduler:
         self._nursery.start_soon(self._run_one, claimed, entry)
 
     async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
-        done = False
+        done = interrupted = False
         try:
             with entry.scope:
                 try:
@@ -183,20 +183,23 @@ class Scheduler:
                         exc,
                     )
                     # Released now, it would stay leased until its lease expired (the release
-                    # fails too): wait for the database first, so that it is claimed again at
-                    # once (what it did before is in its history; it replays from there).
+                    # fails too): wait for the database first, then release it for this worker
+                    # to claim again at once (it replays from its history).
                     with trio.move_on_after(self.config.lease_ttl):
                         await self.wait_for_database()
+                        interrupted = True
         finally:
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
             if not done and not entry.lost:
-                hint = ""
+                hint = ""  # shutdown: for every worker
                 if entry.handback is not None:
                     log.info("handing instance %s back for worker %s (placement)",
                              claimed.lease.instance_id, entry.handback)
                     hint = hints.placed_hint(claimed.lease.instance_id, entry.handback)
+                elif interrupted:  # claimed again here at once, no herd of claims
+                    hint = hints.placed_hint(claimed.lease.instance_id, self.worker_id)
                 await self._release(claimed.lease, hint)
 
     async def wait_for_database(self) -> None:

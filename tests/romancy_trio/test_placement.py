@@ -11,6 +11,7 @@ loaded 2-core machine).
 
 from __future__ import annotations
 
+import itertools
 import signal
 from collections import Counter
 from typing import Any
@@ -88,6 +89,9 @@ async def test_consumers_spread_evenly_as_workers_join_and_die(pg_backend: Backe
             gaps[iid] = max(gaps.get(iid, 0.0), at - last[iid])
         last[iid] = at
     assert set(gaps) == set(ids)
+    times = sorted(at for _, _, at in rows)
+    overall = max(b - a for a, b in itertools.pairwise(times))
+    print(f"longest pause of consumption as a whole: {overall:.3f} s")
     longest = max(gaps.values())
     print(f"longest gap between two messages of one consumer: {longest:.3f} s "
           f"(median of the consumers' longest gaps {sorted(gaps.values())[len(gaps) // 2]:.3f} s)")
