@@ -39,7 +39,7 @@ def config(schema: str) -> AppConfig:
 
 
 @activity
-async def consume(ctx: ActivityContext, message: int) -> None:
+async def placed_consume(ctx: ActivityContext, message: int) -> None:
     await trio.sleep(CONSUME_SECONDS)  # before the first statement: holds no connection
     await ctx.db.execute(
         "INSERT INTO ledger (instance_id, message, worker_id, at) VALUES (?, ?, ?, ?)",
@@ -47,17 +47,17 @@ async def consume(ctx: ActivityContext, message: int) -> None:
 
 
 @workflow
-async def consumer(ctx: WorkflowContext, channel: str) -> None:
+async def placed_consumer(ctx: WorkflowContext, channel: str) -> None:
     """Never ends: receive, consume, and every 50 messages recur (bounded history)."""
     if ctx.run_no == 1:
         await subscribe(ctx, channel, "competing")
     for _ in range(50):
         msg = await receive(ctx, channel)
-        await consume(ctx, msg.id)
+        await placed_consume(ctx, msg.id)
     await ctx.recur(channel)
 
 
-FLOWS: list[Any] = [consumer, consume]
+FLOWS: list[Any] = [placed_consumer, placed_consume]
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:

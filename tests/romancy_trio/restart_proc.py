@@ -44,21 +44,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @activity
-async def resumed(ctx: ActivityContext, data: str) -> None:
+async def drill_resumed(ctx: ActivityContext, data: str) -> None:
     await ctx.db.execute(
         "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
         (ctx.instance_id, "resumed", ctx.worker_id, time.time()))
 
 
 @workflow
-async def waiter(ctx: WorkflowContext) -> str:
+async def drill_waiter(ctx: WorkflowContext) -> str:
     data: str = (await wait_event(ctx, "go")).data
-    await resumed(ctx, data)
+    await drill_resumed(ctx, data)
     return data
 
 
 @activity
-async def step(ctx: ActivityContext, n: int) -> int:
+async def drill_step(ctx: ActivityContext, n: int) -> int:
     await trio.sleep(STEP_SECONDS)  # before the first statement: holds no connection
     await ctx.db.execute(
         "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
@@ -67,13 +67,13 @@ async def step(ctx: ActivityContext, n: int) -> int:
 
 
 @workflow
-async def runner(ctx: WorkflowContext, steps: int) -> int:
+async def drill_runner(ctx: WorkflowContext, steps: int) -> int:
     for n in range(steps):
-        await step(ctx, n)
+        await drill_step(ctx, n)
     return steps
 
 
-FLOWS: list[Any] = [waiter, resumed, runner, step]
+FLOWS: list[Any] = [drill_waiter, drill_resumed, drill_runner, drill_step]
 
 
 async def _note_reconnects(app: Any, worker_id: str) -> None:
@@ -149,9 +149,9 @@ async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
     waiters = [f"w{tag}-{n}" for n in range(waiting)]
     runners = [f"r{tag}-{n}" for n in range(running)]
     for iid in waiters:
-        await app.start(waiter, instance_id=iid)
+        await app.start(drill_waiter, instance_id=iid)
     for iid in runners:
-        await app.start(runner, steps, instance_id=iid)
+        await app.start(drill_runner, steps, instance_id=iid)
     db = app.store.db
 
     async def all_waiting() -> bool:

@@ -31,7 +31,7 @@ _gate: dict[str, trio.Event] = {}
 
 
 @activity
-async def record(ctx: ActivityContext, step: str) -> str:
+async def outage_record(ctx: ActivityContext, step: str) -> str:
     await ctx.db.execute("INSERT INTO ledger (instance_id, step) VALUES (?, ?)",
                          (ctx.instance_id, step))
     if (gate := _gate.get(step)) is not None:
@@ -41,19 +41,19 @@ async def record(ctx: ActivityContext, step: str) -> str:
 
 
 @workflow
-async def gated(ctx: WorkflowContext) -> str:
-    return await record(ctx, "gated")
+async def outage_gated(ctx: WorkflowContext) -> str:
+    return await outage_record(ctx, "gated")
 
 
 @workflow
-async def waits_go(ctx: WorkflowContext) -> Any:
+async def outage_waits_go(ctx: WorkflowContext) -> Any:
     data = (await wait_event(ctx, "go")).data
-    await record(ctx, "woken")
+    await outage_record(ctx, "woken")
     return data
 
 
 LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (instance_id text, step text)"
-FLOWS: list[Any] = [gated, waits_go, record]
+FLOWS: list[Any] = [outage_gated, outage_waits_go, outage_record]
 CONFIG = AppConfig(fallback_interval=60.0)  # the fallback must not be what recovers
 
 
@@ -91,7 +91,7 @@ async def test_open_app_waits_for_the_database_when_asked(pg_cluster: PgCluster)
                 async with open_app(pg_cluster.dsn, workflows=FLOWS, config=CONFIG,
                                     wait_for_database=60) as app:
                     await app.store.db.execute(LEDGER_DDL)
-                    results.append(await app.run(gated, timeout=30))
+                    results.append(await app.run(outage_gated, timeout=30))
 
             nursery.start_soon(app_user)
             with trio.fail_after(30):
@@ -123,8 +123,8 @@ async def test_restart_immediate_in_flight_and_waiting_instances_recover(
     try:
         async with open_app(pg_cluster.dsn, workflows=FLOWS, config=CONFIG) as app:
             await app.store.db.execute(LEDGER_DDL)
-            busy = await app.start(gated)
-            waiting = await app.start(waits_go)
+            busy = await app.start(outage_gated)
+            waiting = await app.start(outage_waits_go)
             with trio.fail_after(30):
                 await _gate["reached"].wait()
                 while (await app.status(waiting)).status != "waiting":

@@ -23,7 +23,7 @@ from romancy_trio import open_app
 
 from ._procs import stop
 from .conftest import Backend
-from .placement_proc import FLOWS, LEDGER_DDL, config, consumer, start_worker
+from .placement_proc import FLOWS, LEDGER_DDL, config, placed_consumer, start_worker
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ BACKLOG = 600
 async def _placement(app: Any) -> Counter[str]:
     rows = await app.store.db.fetchall(
         f"SELECT lease_owner, status FROM {app.config.schema}.workflow_instances "
-        "WHERE workflow_name = 'consumer'")
+        "WHERE workflow_name = 'placed_consumer'")
     return Counter(owner if status == "running" else f"({status})" for owner, status in rows)
 
 
@@ -60,7 +60,7 @@ async def test_consumers_spread_evenly_as_workers_join_and_die(pg_backend: Backe
         try:
             for name in ("w1", "w2", "w3"):
                 procs[name] = start_worker(url, schema, name)
-            ids = [await app.start(consumer, f"ch{n}", instance_id=f"consumer-{n}")
+            ids = [await app.start(placed_consumer, f"ch{n}", instance_id=f"consumer-{n}")
                    for n in range(CONSUMERS)]
             with trio.fail_after(60):  # all subscribed, waiting on empty channels
                 while (await _placement(app))["(waiting)"] != CONSUMERS:
