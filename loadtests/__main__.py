@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import trio
 
-from . import channels_bench, http_intake, waits, workflows
+from . import channels_bench, db_restart, http_intake, waits, workflows
 from ._common import (
     DEFAULT_DSN,
     CheckFailed,
@@ -69,6 +69,9 @@ SCENARIOS: dict[str, Scenario] = {
                      "6. CloudEvents intake over HTTP against hypercorn -k trio"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
+    "db-restart": Scenario(db_restart.scenario,
+                           "8. private server restarted (-m immediate) while 100 instances "
+                           "wait and 20 run: accepting connections -> last waiter resumed"),
 }
 
 

@@ -321,6 +321,8 @@ class Sizes:
     """POST -> workflow resumed: events per second (moderate: well below intake capacity)"""
     idle_workflows: int = 10_000
     idle_window: float = 20.0
+    db_restarts: int = 5
+    """db-restart: restarts of the private server (``-m immediate``), one measurement each"""
 
     def scaled(self, factor: float) -> Sizes:
         from dataclasses import replace
@@ -334,6 +336,7 @@ class Sizes:
             latency_messages=n(self.latency_messages, 10),
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
+            db_restarts=n(self.db_restarts, 3),
         )
 
 

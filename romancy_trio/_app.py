@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import trio
 
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
@@ -21,6 +23,7 @@ from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._scheduler import Scheduler, SchedulerStatistics
 from ._errors import (
+    ConfigurationError,
     InstanceFinishedError,
     InstanceIdConflictError,
     InstanceNotFoundError,
@@ -44,6 +47,7 @@ from .storage import (
     check_url,
     open_store,
 )
+from .storage._postgres import server_address, unavailable
 
 if TYPE_CHECKING:
     from .asgi import AsgiApp
@@ -279,6 +283,7 @@ async def open_app(
     notify_config: NotifyConfig | None = None,
     listener_url: str | None = None,
     relayer: RelayerConfig | None = None,
+    wait_for_database: float = 0.0,
 ) -> AsyncIterator[App]:
     """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
@@ -291,13 +296,20 @@ async def open_app(
     a transaction-pooling proxy (which cannot LISTEN).
     ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
     processes may run relayers on one database.
+    ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
+    start (e.g. a container starting alongside it). Unreachable then (default 0: at once),
+    ``open_app`` raises :class:`StorageUnavailableError` naming host, port and the cause.
     """
     url = url or os.environ.get("ROMANCY_TRIO_URL") or DEFAULT_URL
+    if not (isinstance(wait_for_database, int | float) and 0 <= wait_for_database < math.inf):
+        raise ConfigurationError(
+            f"wait_for_database must be a number of seconds >= 0, not {wait_for_database!r}")
     config = config or AppConfig()
     dialect = check_url(url)
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
-    async with open_store(url, schema=config.schema, pool_size=config.pool_size) as store:
+    async with open_store(url, schema=config.schema, pool_size=config.pool_size,
+                          wait_for_database=wait_for_database) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)
@@ -306,10 +318,9 @@ async def open_app(
                            changed_elsewhere=_other_processes(store, config),
                            poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
-            else open_pg_hub(
+            else _unavailable_as_error(open_pg_hub(
                 url, store.topics.all(), config=notify_config, listener_dsn=listener_url
-            )
-
+            ), listener_url or url)
         )
         async with hub_cm as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
@@ -339,6 +350,18 @@ async def open_app(
             if body_error is not None:
                 raise one_interrupt(body_error)
 
+
+
+@asynccontextmanager
+async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
+                                ) -> AsyncIterator[Hub]:
+    """``hub``, whose start-up failing to reach the server raises StorageUnavailableError."""
+    async with AsyncExitStack() as stack:
+        try:
+            entered = await stack.enter_async_context(hub)
+        except psycopg.OperationalError as exc:
+            raise unavailable(server_address(url), exc) from exc
+        yield entered
 
 
 def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:

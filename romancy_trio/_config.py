@@ -66,6 +66,13 @@ class AppConfig:
     activity_threads: int = 16
     """Most plain ``def`` activities running at once in worker threads (per worker). A thread
     abandoned by a timeout or cancellation keeps its slot until its function returns."""
+    rebalance_after: float | None = 5.0
+    """Placement of long-lived instances: one that has run on a worker for this long without
+    suspending (e.g. a consumer that always finds a message) counts in that worker's load,
+    which workers tell each other; a worker running more than its share of them (their number
+    over the live workers, rounded up) hands the excess, at their next suspension point, to
+    the least loaded peers, so a worker that joins takes its share and one that leaves gives
+    its share back. None: instances stay where they were claimed."""
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:
@@ -76,6 +83,8 @@ class AppConfig:
             raise ValueError("instance_retention must be None (keep forever) or > 0 seconds")
         if self.sqlite_poll_interval is not None and not 0 < self.sqlite_poll_interval < 3600:
             raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
+        if self.rebalance_after is not None and not self.rebalance_after > 0:
+            raise ValueError("rebalance_after must be None (never) or > 0 seconds")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")
         if isinstance(self.activity_threads, bool) or not isinstance(self.activity_threads, int) \

@@ -11,6 +11,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+pytest_plugins = ["tests.pgcluster"]  # the pg_cluster fixture: a private server
+
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
 
 def with_search_path(dsn: str, schema: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 __all__ = ["NotifyConfig"]
@@ -22,8 +24,10 @@ class NotifyConfig:
       waits; one more clears them and reports a gap (the caller rescans everything).
     - ``liveness_interval``: after this long without a notification, the PostgreSQL listener
       checks its connection with ``SELECT 1``.
-    - ``reconnect_initial`` / ``reconnect_max``: the listener's exponential reconnect backoff
-      (doubling from the first to at most the second).
+    - ``reconnect_initial``: how far apart the listener's reconnect attempts are while an
+      outage is young (a restarted server is found this long after it accepts connections,
+      at most); ``reconnect_fast_for``: for how long (seconds of outage) they stay that close;
+      after that the delay doubles up to ``reconnect_max`` (a long outage costs few attempts).
     - ``reconnect_jitter``: the fraction by which each reconnect delay is drawn at random
       (as for ``fallback_jitter``), so that many processes do not reconnect in lockstep.
     - ``probe_timeout``: how long the start-up self-probe waits for its own notification, and
@@ -34,7 +38,8 @@ class NotifyConfig:
     fallback_jitter: float = 0.2
     max_pending_keys: int = 1024
     liveness_interval: float = 10.0
-    reconnect_initial: float = 0.1
+    reconnect_initial: float = 0.075
+    reconnect_fast_for: float = 10.0
     reconnect_max: float = 5.0
     reconnect_jitter: float = 0.2
     probe_timeout: float = 5.0
@@ -61,6 +66,19 @@ class NotifyConfig:
                 raise ValueError(f"NotifyConfig.{name} must be a fraction in [0, 1)")
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("NotifyConfig.reconnect_max must be >= reconnect_initial")
+
+    def reconnect_delays(self, rng: random.Random) -> Iterator[float]:
+        """The waits before each reconnect attempt of an outage (endless): jittered
+        ``reconnect_initial`` apart for the first ``reconnect_fast_for`` s of waiting, so that a
+        restarted server is found within about that much of accepting connections; then
+        doubling up to ``reconnect_max``."""
+        waited, delay = 0.0, self.reconnect_initial
+        while True:
+            drawn = delay * rng.uniform(1 - self.reconnect_jitter, 1 + self.reconnect_jitter)
+            yield drawn
+            waited += drawn
+            if waited >= self.reconnect_fast_for:
+                delay = min(delay * 2, self.reconnect_max)
 
     @property
     def longest_fallback(self) -> float:

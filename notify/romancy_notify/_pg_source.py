@@ -9,8 +9,10 @@
 - Receiving: ``conn.notifies(timeout=liveness_interval)``; a window with nothing received is
   followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``.
 - Losing the connection (`psycopg.OperationalError`, `psycopg.InterfaceError`, a liveness or
-  probe timeout): log a warning, reconnect with jittered exponential backoff
-  (``reconnect_initial`` doubling up to ``reconnect_max``) on a fresh connection, forever;
+  probe timeout): log a warning, reconnect on a fresh connection, forever: every
+  ``reconnect_initial`` s (jittered) for the first ``reconnect_fast_for`` s of the outage, so
+  a restarted server is found within about 50-100 ms of accepting connections, then with
+  exponential backoff up to ``reconnect_max``;
   re-LISTEN and re-probe, and only then report a gap to every watch, so a waiter's rescan
   cannot miss a notification sent while the listener was away. Cancellation always propagates.
 """
@@ -149,24 +151,24 @@ async def _reconnect(
     config: NotifyConfig,
     sink: SourceLink,
 ) -> pg.TrioConnection[Any]:
-    """Open a new listener, retrying with jittered exponential backoff until it works."""
-    delay = config.reconnect_initial
-    jitter = config.reconnect_jitter
-    attempt = 0
-    while True:
-        await trio.sleep(delay * sink.rng.uniform(1 - jitter, 1 + jitter))
-        attempt += 1
+    """Open a new listener, retrying (see `NotifyConfig.reconnect_delays`) until it works."""
+    started = trio.current_time()
+    for attempt, delay in enumerate(config.reconnect_delays(sink.rng), start=1):
+        await trio.sleep(delay)
         try:
             return await _open_listener(dsn, listener_dsn, topics, config, sink)
         except (*_CONNECTION_ERRORS, ListenProbeFailed) as exc:
-            delay = min(delay * 2, config.reconnect_max)
-            logger.warning(
-                "notify listener: reconnect attempt %d failed (%s: %s); retrying in ~%.2g s",
-                attempt,
-                type(exc).__name__,
-                _describe(exc, "timed out"),
-                delay,
-            )
+            # one line for the first failure, then one per doubling: not 20 lines a second
+            if attempt == 1 or attempt & (attempt - 1) == 0:
+                logger.warning(
+                    "notify listener: reconnect attempt %d failed after %.1f s (%s: %s); "
+                    "retrying",
+                    attempt,
+                    trio.current_time() - started,
+                    type(exc).__name__,
+                    _describe(exc, "timed out"),
+                )
+    raise AssertionError("unreachable: reconnect_delays never ends")
 
 
 async def _listen_forever(

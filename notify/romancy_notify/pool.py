@@ -17,11 +17,15 @@ Decisions:
   marks it broken, and it is discarded. One idle for more than ``ping_after`` s is also pinged
   with an empty query (one round trip), for peers that vanished silently. A connection can still
   die between that check and its first use: callers see an `psycopg.OperationalError` then.
+- Recovery: when a lent connection comes back broken (the server restarted or went away), every
+  connection idle since before then is pinged before it is lent, so one failure per outage
+  reaches a caller, not one per pooled connection; broken ones are replaced by new ones.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -93,6 +97,7 @@ class ConnectionPool:
         self._opened = 0
         self._discarded = 0
         self._closed = False
+        self._suspect_before = -math.inf  # idle since before this: ping before lending
 
     @property
     def closed(self) -> bool:
@@ -141,7 +146,7 @@ class ConnectionPool:
             idle_for = trio.current_time() - since
             try:
                 ok = idle_for <= self._max_idle and conn.check_alive_nowait()
-                if ok and idle_for > self._ping_after:
+                if ok and (idle_for > self._ping_after or since <= self._suspect_before):
                     ok = await self._ping(conn)
             except BaseException:
                 await self._discard(conn)
@@ -206,6 +211,8 @@ class ConnectionPool:
             self._idle.append((conn, trio.current_time()))
             await self._expire_idle()
         else:
+            if conn.closed or pgconn.status != pq.ConnStatus.OK:  # lost, not merely dirty
+                self._suspect_before = trio.current_time()
             await self._discard(conn)
         if dirty and not failed:
             raise psycopg.ProgrammingError(

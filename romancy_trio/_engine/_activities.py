@@ -24,7 +24,7 @@ import trio
 from .._activity_context import ActivityContext, BlockingSession
 from .._codec import dumps, loads
 from .._definitions import Activity
-from .._errors import ActivityTimeoutError, ConfigurationError
+from .._errors import ActivityTimeoutError, ConfigurationError, StorageUnavailableError
 from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEvent, RetryPolicy
 from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
@@ -83,6 +83,8 @@ async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCom
             else:
                 result = await _in_thread(act, actx, cmd, hosts)
             return loads(dumps(result))
+        except StorageUnavailableError:
+            raise  # the database's failure, not the activity's: the run stops, and is retried
         except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
             if scope.cancel_called:  # it turned our cancellation into an error of its own
                 raise _UserFailure(ActivityTimeoutError(cmd.activity_id, float(timeout or 0))

@@ -11,6 +11,15 @@ Workers announce themselves on the members topic (``+`` on start and every
 dropped. Only workers that run the same set of workflows count each other as peers, since a
 peer that can't run an instance would never claim it. Nothing here is needed for correctness:
 a stale view only costs the delay, never a lost wake-up.
+
+Placement of long-lived instances (ones that run without suspending, e.g. a consumer that
+always finds a message): hashing only places an instance when it is woken, so such an instance
+would stay wherever it was first claimed. Each announcement also carries the worker's *load*,
+the number of long-lived instances it runs. `Peers.excess_targets` tells a worker running more
+than its share (the total over the live workers, divided evenly, rounded up) which peers to
+hand the excess to - each time the least loaded one that is still below that share - so the
+loads end up within one of an even split. Only peers heard from recently (``fresh_within``)
+count, so a worker that died is neither a target nor part of the share.
 """
 
 from __future__ import annotations
@@ -40,17 +49,22 @@ class Peers:
         self.worker_id = worker_id
         self.fingerprint = fingerprint(workflows)
         self.expire_after = expire_after
-        self._seen: dict[str, float] = {}  # peer -> when last heard (not this worker)
+        self._seen: dict[str, tuple[float, int]] = {}
+        """peer (not this worker) -> (when last heard, its load then)"""
 
-    def announcement(self, *, joining: bool) -> str:
-        """The members-topic payload announcing (or withdrawing) this worker."""
-        return f"{'+' if joining else '-'}{self.fingerprint}{self.worker_id}"
+    def announcement(self, *, joining: bool, load: int = 0) -> str:
+        """The members-topic payload announcing (or withdrawing) this worker, with its load
+        (long-lived instances it runs): ``+<fingerprint><load>|<worker id>``."""
+        return f"{'+' if joining else '-'}{self.fingerprint}{load}|{self.worker_id}"
 
     def heard(self, payload: str, now: float) -> bool:
         """Record a members-topic payload; True if it announced a peer not known before (this
         worker should announce itself in return, so the newcomer learns of it at once)."""
-        sign, fp, peer = payload[:1], payload[1:1 + _FINGERPRINT_LEN], payload[
+        sign, fp, rest = payload[:1], payload[1:1 + _FINGERPRINT_LEN], payload[
             1 + _FINGERPRINT_LEN:]
+        digits, bar, peer = rest.partition("|")
+        if not bar or not digits.isdigit():
+            digits, peer = "0", rest  # no load in it
         if fp != self.fingerprint or not peer or peer == self.worker_id:
             return False
         if sign == "-":
@@ -59,14 +73,33 @@ class Peers:
         if sign != "+":
             return False
         new = peer not in self._seen
-        self._seen[peer] = now
+        self._seen[peer] = (now, int(digits))
         return new
 
     def expire(self, now: float) -> None:
         """Forget peers not heard from for ``expire_after`` seconds (crashed, cut off)."""
-        for peer, at in list(self._seen.items()):
+        for peer, (at, _) in list(self._seen.items()):
             if now - at > self.expire_after:
                 del self._seen[peer]
+
+    def fresh(self, now: float, within: float) -> dict[str, int]:
+        """The peers heard from in the last ``within`` seconds, with their loads."""
+        return {p: load for p, (at, load) in self._seen.items() if now - at <= within}
+
+    def excess_targets(self, load: int, now: float, *, fresh_within: float) -> list[str]:
+        """The peers to hand long-lived instances to, one entry per instance (empty when this
+        worker, running ``load`` of them, runs no more than its share)."""
+        loads = self.fresh(now, fresh_within)
+        share = -(-(load + sum(loads.values())) // (len(loads) + 1))  # rounded up
+        targets: list[str] = []
+        while load > share and loads:
+            peer = min(loads, key=lambda p: (loads[p], p))
+            if loads[peer] + 1 > share:
+                break
+            loads[peer] += 1
+            load -= 1
+            targets.append(peer)
+        return targets
 
     @property
     def count(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -33,22 +34,36 @@ class Suspended:
     """The run waits for an event, message or timer; the instance was let go."""
 
 
+class HandedBack:
+    """The run stopped at a suspension point because its worker hands it to another one."""
+
+
+def _never() -> bool:
+    return False
+
+
 def _error(exc: RomancyError) -> ErrorInfo:
     return ErrorInfo.from_exception(exc)
 
 
 async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                       default_retry: RetryPolicy, *, hosts: ActivityHosts,
-                      determinism_guard: bool = True) -> None:
+                      determinism_guard: bool = True,
+                      handing_back: Callable[[], bool] = _never) -> bool:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
-    as often as it recurs). Raises LeaseLostError if another worker took it over."""
+    as often as it recurs). Raises LeaseLostError if another worker took it over.
+
+    ``handing_back``: asked at each suspension point (a wait, also one resolved at once, as a
+    receive that finds a message): True stops the run there, with everything before it
+    recorded, and run_claimed returns True - the caller releases the instance for the worker
+    it is handed to, which replays it to that same point. Otherwise it returns False."""
     lease = claimed.lease
     now = time.time
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
         await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
-        return
+        return False
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
     fresh = claimed.fresh
     known = claimed.history  # brought along by the claim, for the run it claimed
@@ -57,7 +72,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
             args, kwargs = wf.input.restore(loads(input_json))
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
-            return
+            return False
         if fresh:
             history = []
         elif known is not None:
@@ -75,43 +90,45 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                                 run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
                                 hosts=hosts)
         try:
-            outcome = await _drive(store, machine, runner)
+            outcome = await _drive(store, machine, runner, handing_back)
         finally:
             machine.close()
-        if isinstance(outcome, Suspended):
-            return
+        if isinstance(outcome, Suspended | HandedBack):
+            return isinstance(outcome, HandedBack)
         if isinstance(outcome, CompleteWorkflow):
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
                 await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
-                return
+                return False
             await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now())
-            return
+            return False
         if isinstance(outcome, FailWorkflow):
             await store.finish(lease, WorkflowStatus.FAILED, error=outcome.error,
                                compensation_errors=outcome.compensation_errors, now=now())
-            return
+            return False
         if isinstance(outcome, CancelWorkflow):
             await store.finish(lease, WorkflowStatus.CANCELLED,
                                compensation_errors=outcome.compensation_errors, now=now())
-            return
+            return False
         try:
             input_json = dumps(outcome.input)
             wf.input.restore(loads(input_json), "recur input")
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
-            return
+            return False
         started_at = now()
         run_no = await store.continue_as_new(lease, run_no, input_json, now=started_at)
         fresh = True  # the new run's history was just created empty
 
 
-async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner
-                 ) -> Outcome | Suspended:
+async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
+                 handing_back: Callable[[], bool]) -> Outcome | Suspended | HandedBack:
     command = machine.advance()
     while True:
         if isinstance(command, Suspend):
+            if handing_back():
+                return HandedBack()
 
             def then(event: HistoryEvent) -> WaitCommand | None:
                 """The event to the workflow, before it commits (a lost lease then fails
@@ -119,7 +136,9 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner
                 nonlocal command
                 machine.resolve(event)
                 command = machine.advance()
-                return command.wait if isinstance(command, Suspend) else None
+                if not isinstance(command, Suspend) or handing_back():
+                    return None  # (handing back: record this one, stop at the next wait)
+                return command.wait
 
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
                                               command.wait, now=time.time(), then=then,

@@ -11,6 +11,7 @@ instance whose lease it no longer holds (taken over, or cancelled by a user).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, hints
 from ._hosts import ActivityHosts, open_activity_hosts
 from ._peers import Peers
+from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
@@ -42,6 +44,8 @@ class _Running:
     since: float
     lost: bool = False
     cancelling: bool = False
+    handback: str | None = None
+    """The peer this instance is being handed to (placement), at its next suspension point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class Scheduler:
         self._nursery: trio.Nursery | None = None
         self._hosts: ActivityHosts | None = None
         self._n = _Counters()
+        self._db_probe: trio.Event | None = None
+        self._rng = random.Random()
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
 
     # -- public -------------------------------------------------------------------------
@@ -108,6 +114,11 @@ class Scheduler:
             nursery.start_soon(self._cancel_loop)
             nursery.start_soon(self._maintenance_loop)
             nursery.start_soon(self._channel_sweep_loop)
+            if self.config.rebalance_after is not None:
+                nursery.start_soon(
+                    place_long_lived, self.peers, lambda: self._running.values(),
+                    lambda: self._announce(joining=True), self.config.rebalance_after,
+                    self.config.member_interval)
             await nursery.start(self._members_loop)
             await nursery.start(self._claim_loop)
             task_status.started()
@@ -157,15 +168,16 @@ class Scheduler:
         self._nursery.start_soon(self._run_one, claimed, entry)
 
     async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
-        done = False
+        done = interrupted = False
         try:
             with entry.scope:
                 try:
                     assert self._hosts is not None
-                    await run_claimed(self.store, self.registry, claimed,
-                                      self.config.default_retry, hosts=self._hosts,
-                                      determinism_guard=self.config.determinism_guard)
-                    done = True
+                    handed = await run_claimed(
+                        self.store, self.registry, claimed, self.config.default_retry,
+                        hosts=self._hosts, determinism_guard=self.config.determinism_guard,
+                        handing_back=lambda: entry.handback is not None)
+                    done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
                     if not entry.lost:
@@ -173,22 +185,60 @@ class Scheduler:
                         self._n.leases_lost += 1
                 except StorageUnavailableError as exc:
                     log.warning(
-                        "instance %s interrupted by the database: %s",
+                        "instance %s interrupted by the database (%s); handing it back as soon "
+                        "as the database answers",
                         claimed.lease.instance_id,
                         exc,
                     )
+                    # Released now, it would stay leased until its lease expired (the release
+                    # fails too): wait for the database first, then release it for this worker
+                    # to claim again at once (it replays from its history).
+                    with trio.move_on_after(self.config.lease_ttl):
+                        await self.wait_for_database()
+                        interrupted = True
         finally:
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
             if not done and not entry.lost:
-                await self._release(claimed.lease)
+                hint = ""  # shutdown: for every worker
+                if entry.handback is not None:
+                    log.info("handing instance %s back for worker %s (placement)",
+                             claimed.lease.instance_id, entry.handback)
+                    hint = hints.placed_hint(claimed.lease.instance_id, entry.handback)
+                elif interrupted:  # claimed again here at once, no herd of claims
+                    hint = hints.placed_hint(claimed.lease.instance_id, self.worker_id)
+                await self._release(claimed.lease, hint)
 
-    async def _release(self, lease: Lease) -> None:
-        """Hand an unfinished instance back (shutdown, database hiccup) so it restarts at once."""
+    async def wait_for_database(self) -> None:
+        """Return once the database answers a query again. One probe for every task that
+        waits: attempts close together at first (as the notify listener's reconnects, see
+        `NotifyConfig.reconnect_delays`), then backing off."""
+        probe = self._db_probe
+        if probe is None:
+            assert self._nursery is not None
+            probe = self._db_probe = trio.Event()
+            self._nursery.start_soon(self._probe_database, probe)
+        await probe.wait()
+
+    async def _probe_database(self, answered: trio.Event) -> None:
+        try:
+            for delay in self.hub.config.reconnect_delays(self._rng):
+                try:
+                    await self.store.db.fetchone("SELECT 1")
+                    return
+                except StorageUnavailableError:
+                    await trio.sleep(delay)
+        finally:
+            self._db_probe = None
+            answered.set()
+
+    async def _release(self, lease: Lease, hint: str = "") -> None:
+        """Hand an unfinished instance back (shutdown, database hiccup, placement) so it
+        restarts at once."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
             try:
-                await self.store.release(lease, now=time.time())
+                await self.store.release(lease, now=time.time(), hint=hint)
             except StorageUnavailableError as exc:
                 # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
                 log.warning(
@@ -198,8 +248,8 @@ class Scheduler:
     async def _claim_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        backoff = 0.05
         expected: str | None = None  # the instance the last wake-up named for this worker
+        backoff = 0.0  # between claims that fail although the database answers a probe
         with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
             while True:
@@ -225,11 +275,12 @@ class Scheduler:
                     if len(claimed) == limit:
                         continue  # there may be more
                 except StorageUnavailableError as exc:
-                    log.warning("claiming failed (%s); retrying in %.2fs", exc, backoff)
-                    await trio.sleep(backoff)
-                    backoff = min(backoff * 2, self.config.lease_ttl)
+                    log.warning("claiming failed (%s); retrying when the database answers", exc)
+                    await self.wait_for_database()
+                    await trio.sleep(backoff)  # 0 the first time: claim as soon as it answers
+                    backoff = min(max(2 * backoff, 0.05), self.config.lease_ttl)
                     continue
-                backoff = 0.05
+                backoff = 0.0
                 expiry_at = None if expiry is None else (
                     trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
                 expected = await self._until_claim_is_due(watch, expiry_at)
@@ -257,7 +308,13 @@ class Scheduler:
             if not wakeup.keys:
                 return None  # a gap, the fallback or a deadline
             for key in wakeup.keys:
-                if key.startswith(hints.INSTANCE):
+                if (placed := hints.parse_placed(key)) is not None:
+                    if placed[1] == self.worker_id:
+                        return placed[0]
+                    if deferred_at is None:
+                        self._n.deferred += 1
+                        deferred_at = trio.current_time() + self.config.peer_claim_delay
+                elif key.startswith(hints.INSTANCE):
                     if self.peers.chooses_me(key):
                         return key.removeprefix(hints.INSTANCE)
                     if deferred_at is None:
@@ -298,9 +355,12 @@ class Scheduler:
         try:
             async with self.store.db.transaction() as tx:
                 await tx.notify(self.store.topics.members,
-                                self.peers.announcement(joining=joining))
+                                self.peers.announcement(joining=joining, load=self._load()))
         except StorageUnavailableError as exc:
             log.warning("could not announce this worker (%s); will try again", exc)
+
+    def _load(self) -> int:
+        return len(long_lived(self._running.values(), self.config.rebalance_after))
 
     async def _heartbeat_loop(self) -> None:
         while True:

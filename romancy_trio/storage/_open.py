@@ -46,9 +46,13 @@ def check_url(url: str) -> str:
 
 @asynccontextmanager
 async def open_store(
-    url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True
+    url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
+    wait_for_database: float = 0.0,
 ) -> AsyncIterator[Store]:
-    """Open the database a URL names, apply migrations, yield a Store; close on exit."""
+    """Open the database a URL names, apply migrations, yield a Store; close on exit.
+
+    PostgreSQL unreachable: `StorageUnavailableError` naming host, port and cause, after
+    retrying for up to ``wait_for_database`` seconds."""
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
@@ -71,7 +75,7 @@ async def open_store(
         quote_identifier(schema)
     except ValueError as exc:
         raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
-    await ensure_schema(url, schema)
+    await ensure_schema(url, schema, wait_for_database=wait_for_database)
     pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
     try:
         if migrate:

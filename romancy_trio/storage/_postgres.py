@@ -20,12 +20,15 @@ back by the pool (shielded), or the connection is discarded.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+import trio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from romancy_notify import check_notification, notify_tx
 from romancy_notify.pg import TrioConnection
@@ -43,9 +46,10 @@ FENCED_OUT = "RT001"
 class PostgresTx:
     dialect = "postgres"
 
-    def __init__(self, conn: TrioConnection[Any], schema: str) -> None:
+    def __init__(self, conn: TrioConnection[Any], schema: str, address: str = "") -> None:
         self.conn = conn
         self.schema = schema
+        self.address = address
         self.notifications: list[tuple[str, str]] = []
         self.local: list[tuple[str, str]] = []
         """Notifications statements sent themselves: only published in-process."""
@@ -56,6 +60,14 @@ class PostgresTx:
         self._commit_cursor: psycopg.AsyncCursor[Row] | None = None
 
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
+        try:
+            return await self._run_unchecked(query, params)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # raised here, not only when the transaction ends: a transactional activity's
+            # statement that fails this way is the database's failure, not the activity's
+            raise unavailable(self.address, exc) from exc
+
+    async def _run_unchecked(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")
         if self.begun:  # no params: None, so that a literal % stays as it is
@@ -187,6 +199,23 @@ class PostgresTx:
             self.local.extend(local_notes(await _rows(cur)))
 
 
+def server_address(conninfo: str) -> str:
+    """``host:port`` of the server a DSN or URL names (as libpq reads it; defaults filled)."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "an unparsable address"
+    host = str(params.get("host") or params.get("hostaddr") or "localhost (Unix socket)")
+    return f"{host}:{params.get('port') or 5432}"
+
+
+def unavailable(address: str, exc: BaseException, note: str = "") -> StorageUnavailableError:
+    """The error for a database that cannot be reached or dropped the connection: it names
+    the server and the cause (psycopg's message, on one line)."""
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    return StorageUnavailableError(f"PostgreSQL at {address} is unavailable{note}: {cause}")
+
+
 async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
     """Every row a statement returned; none for one that returns no rows (an UPDATE)."""
     return await cur.fetchall() if cur.description is not None else []
@@ -198,6 +227,7 @@ class PostgresDatabase:
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10) -> None:
         self.conninfo = conninfo
         self.schema = schema
+        self.address = server_address(conninfo)
         self._after_commit: AfterCommit | None = None
         self.transactions = 0
         """Transactions run (single statements count as one): the load this process puts on
@@ -215,12 +245,12 @@ class PostgresDatabase:
         self.transactions += 1
         try:
             async with self.pool.connection() as conn:
-                tx = PostgresTx(conn, self.schema)
+                tx = PostgresTx(conn, self.schema, self.address)
                 yield tx
                 await tx.commit()
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # connection lost / server restarting / admin shutdown: retryable by the caller
-            raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
+            raise unavailable(self.address, exc) from exc
         except psycopg.Error as exc:
             if exc.sqlstate == FENCED_OUT:
                 raise LeaseLostError(exc.diag.message_primary or str(exc)) from None
@@ -262,20 +292,44 @@ class PostgresDatabase:
             async with self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
+            raise unavailable(self.address, exc) from exc
 
     async def aclose(self) -> None:
         await self.pool.aclose()
 
 
-async def ensure_schema(conninfo: str, schema: str) -> None:
-    """Create the schema if missing (idempotent, safe when several workers start at once)."""
+async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float = 0.0) -> None:
+    """Create the schema if missing (idempotent, safe when several workers start at once).
+
+    The first connection of a process: if the server cannot be reached it raises
+    `StorageUnavailableError` naming host, port and cause - after retrying for up to
+    ``wait_for_database`` seconds (attempts close together at first, then backing off)."""
+    from romancy_notify import NotifyConfig
     from romancy_notify.pg import connect
 
-    try:
-        conn = await connect(conninfo, autocommit=True)
-    except psycopg.OperationalError as exc:  # unreachable, refused, bad credentials...
-        raise StorageUnavailableError(f"PostgreSQL: {exc}") from exc
+    address = server_address(conninfo)
+    deadline = trio.current_time() + wait_for_database
+    delays = NotifyConfig().reconnect_delays(random.Random())
+    # libpq's default connect timeout is 130 s: bound each attempt unless the URL says
+    own_timeout = "connect_timeout" in conninfo_to_dict(conninfo)
+    attempts = 0
+    while True:
+        attempts += 1
+        remaining = deadline - trio.current_time()
+        try:
+            conn = await connect(conninfo, autocommit=True,
+                                 connect_timeout=None if own_timeout else max(remaining, 10.0))
+            break
+        except psycopg.OperationalError as exc:
+            delay = next(delays)
+            if trio.current_time() + delay > deadline:
+                waited = (f" (still, after waiting {wait_for_database:g} s: {attempts} "
+                          "attempts)" if wait_for_database > 0 else "")
+                raise unavailable(address, exc, waited) from exc
+            if attempts == 1:
+                log.warning("PostgreSQL at %s is unavailable (%s); waiting up to %g s for it",
+                            address, " ".join(str(exc).split()), wait_for_database)
+            await trio.sleep(delay)
     try:
         try:
             await conn.execute(
@@ -283,5 +337,7 @@ async def ensure_schema(conninfo: str, schema: str) -> None:
             )
         except psycopg.errors.UniqueViolation:
             pass  # a concurrent CREATE SCHEMA IF NOT EXISTS won the race; the schema exists
+        except psycopg.OperationalError as exc:
+            raise unavailable(address, exc) from exc
     finally:
         await conn.close()

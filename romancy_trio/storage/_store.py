@@ -147,13 +147,15 @@ class Store:
         rows = await self.db.fetchall(self.q.renew, (lease_ttl, owner))
         return {r[0]: int(r[1]) for r in rows}
 
-    async def release(self, lease: Lease, *, now: float) -> None:
-        """Give an instance back (graceful shutdown) so another worker takes it at once."""
+    async def release(self, lease: Lease, *, now: float, hint: str = "") -> None:
+        """Give an instance back (graceful shutdown) so another worker takes it at once;
+        ``hint``: the work notification to send (``hints``; default: every worker claims)."""
         row = await self.db.fetchone(
-            self.q.release, {**_fence(lease), "now": now, "topic": self.topics.work}
+            self.q.release,
+            {**_fence(lease), "now": now, "topic": self.topics.work, "hint": hint},
         )
         if row is not None:
-            self.db.publish_local([(self.topics.work, "")])
+            self.db.publish_local([(self.topics.work, hint)])
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""

@@ -3,6 +3,9 @@
 - ``""``: something is claimable; every worker claims.
 - ``"i:" + instance_id``: that instance became claimable; the worker chosen for it claims at
   once, the others only after a short delay (see ``romancy_trio._engine._peers``).
+- ``"w:" + len(worker) + ":" + worker + instance_id``: that instance was handed back by its
+  worker for ``worker`` to run (placement); that worker claims at once, the others only after
+  the short delay.
 - ``"t:" + epoch seconds``: an instance now waits with this deadline; a worker only makes
   sure it looks again by then. Only deadlines nearer than ``WaitStore.deadline_hint_horizon``
   are announced: a worker claims again before a later one is due, and learns it then.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 INSTANCE = "i:"
 DEADLINE = "t:"
+PLACED = "w:"
 NAMED_WAKEUPS = 8
 """Most woken instances one write names in its work notifications (one NOTIFY each); past
 that it sends one ``""``: a burst is worth spreading over every worker."""
@@ -44,3 +48,17 @@ def parse_deadline(payload: str) -> float | None:
         return float(payload[len(DEADLINE):])
     except ValueError:
         return None
+
+
+def placed_hint(instance_id: str, worker_id: str) -> str:
+    return f"{PLACED}{len(worker_id)}:{worker_id}{instance_id}"
+
+
+def parse_placed(payload: str) -> tuple[str, str] | None:
+    """``(instance_id, worker_id)`` of a placement hint; None if ``payload`` is not one."""
+    if not payload.startswith(PLACED):
+        return None
+    size, colon, rest = payload[len(PLACED):].partition(":")
+    if not colon or not size.isdigit() or int(size) > len(rest):
+        return None
+    return rest[int(size):], rest[:int(size)]

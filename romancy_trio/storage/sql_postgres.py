@@ -95,7 +95,7 @@ QUERIES = Queries(
                 updated_at = %(now)s
             WHERE {_FENCE}
             RETURNING instance_id)
-        SELECT instance_id, pg_notify(%(topic)s, '') FROM u""",
+        SELECT instance_id, pg_notify(%(topic)s, %(hint)s) FROM u""",
     finish=f"""
         WITH u AS (
             UPDATE {{schema}}.workflow_instances

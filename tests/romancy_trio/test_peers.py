@@ -197,3 +197,37 @@ async def test_a_wake_up_chosen_for_a_dead_worker_runs_after_the_delay(
             await client.start(peer_echo, n, instance_id=iid)
             assert await client.result(iid, timeout=20) == 2 * n
             assert scheduler.statistics().deferred == deferred  # claimed at once
+
+
+def test_announcements_carry_the_load_and_the_excess_goes_to_the_least_loaded() -> None:
+    me = Peers("me", ["a"], expire_after=30.0)
+    for name, load in (("b", 3), ("c", 3), ("d", 0)):
+        me.heard(Peers(name, ["a"], expire_after=30.0).announcement(joining=True, load=load),
+                 now=0.0)
+    assert me.fresh(now=1.0, within=5.0) == {"b": 3, "c": 3, "d": 0}
+    # 4 + 3 + 3 + 0 over 4 workers: share 3; the one extra goes to d
+    assert me.excess_targets(4, now=1.0, fresh_within=5.0) == ["d"]
+    assert me.excess_targets(3, now=1.0, fresh_within=5.0) == []
+    # a peer not heard from lately is neither a target nor part of the share (it may be dead)
+    assert me.excess_targets(4, now=10.0, fresh_within=5.0) == []
+    me.heard(Peers("d", ["a"], expire_after=30.0).announcement(joining=True, load=0), now=9.0)
+    assert me.excess_targets(6, now=10.0, fresh_within=5.0) == ["d", "d", "d"]  # 6+0 -> 3/3
+
+
+def test_every_worker_of_an_uneven_group_hands_over_only_its_excess() -> None:
+    loads = {"a": 8, "b": 4, "c": 0}
+    group = {n: Peers(n, ["x"], expire_after=30.0) for n in loads}
+    for p in group.values():
+        for n, load in loads.items():
+            p.heard(group[n].announcement(joining=True, load=load), now=0.0)
+    moves = {n: p.excess_targets(loads[n], now=0.0, fresh_within=5.0)
+             for n, p in group.items()}
+    assert moves == {"a": ["c", "c", "c", "c"], "b": [], "c": []}  # -> 4/4/4
+
+
+def test_placement_hints_round_trip() -> None:
+    hint = hints.placed_hint("inst:1", "host:12:ab|c")
+    assert hints.parse_placed(hint) == ("inst:1", "host:12:ab|c")
+    assert hints.parse_placed("i:inst") is None
+    assert hints.parse_placed("w:99:short") is None
+    assert hints.parse_deadline(hint) is None

@@ -1,0 +1,206 @@
+"""A private PostgreSQL cluster for fault tests: never restart the shared server.
+
+Use the ``pg_cluster`` fixture (registered for every test by ``tests/conftest.py``)::
+
+    @pytest.mark.slow
+    def test_something(pg_cluster: PgCluster) -> None:
+        url = pg_cluster.dsn                  # postgresql://postgres@127.0.0.1:<port>/postgres
+        ...
+        accepting = pg_cluster.restart(mode="immediate")   # time.time() it accepted again
+        pg_cluster.stop()                     # an outage (mode "fast" by default)
+        pg_cluster.start()                    # back; returns when it accepts connections
+
+or, outside pytest (a load test), ``with private_cluster() as cluster: ...``.
+
+What it does:
+
+- Finds the server binaries (``pg_config --bindir``, then ``/usr/lib/postgresql/<n>/bin``,
+  newest first; ``ROMANCY_PG_BINDIR`` overrides). Missing: the test is skipped, except under
+  CI (environment ``CI`` set), where it fails loudly.
+- ``initdb`` (trust auth, superuser ``postgres``, database ``postgres``) in a fresh temp dir
+  that the ``postgres`` OS user owns; as root (CI) every server command runs through
+  ``runuser -u postgres --``, since PostgreSQL refuses to run as root.
+- Starts it on a spare port with ``-c listen_addresses=127.0.0.1 -k <tmpdir>`` (no socket in
+  /var/run), ``fsync=off`` (safe here: only a crash of the machine loses what the OS holds; a
+  ``-m immediate`` stop keeps every commit, since ``synchronous_commit`` stays on) and
+  ``max_connections=300``.
+- ``start()``/``restart()`` return the wall-clock time (``time.time()``, comparable across
+  processes on this machine) at which a new connection first succeeded: what "the server
+  accepts connections" means in recovery measurements. They poll every 5 ms.
+- At the end, always: ``pg_ctl -m immediate stop`` and the temp dir removed (also at
+  interpreter exit if a test run is interrupted), so no server is left running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import psycopg
+import pytest
+
+__all__ = ["PgCluster", "find_bindir", "pg_cluster", "private_cluster"]
+
+StopMode = Literal["smart", "fast", "immediate"]
+
+
+def find_bindir() -> Path | None:
+    """The directory holding ``initdb`` and ``pg_ctl``, or None."""
+    override = os.environ.get("ROMANCY_PG_BINDIR")
+    candidates: list[Path] = [Path(override)] if override else []
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True,
+                             check=True)
+        candidates.append(Path(out.stdout.strip()))
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                      reverse=True)
+    candidates.extend(versions)
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    return None
+
+
+def _spare_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgCluster:
+    """One private PostgreSQL server: its data directory, port and DSN."""
+
+    def __init__(self, bindir: Path, root: Path) -> None:
+        self.bindir = bindir
+        self.root = root
+        self.data = root / "data"
+        self.log = root / "server.log"
+        self.port = _spare_port()
+        self._as_postgres = os.geteuid() == 0
+
+    @property
+    def dsn(self) -> str:
+        """A URL for the ``postgres`` database as superuser ``postgres`` (trust auth)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                               f"{result.stdout}\n{result.stderr}\n{self.server_log()}")
+        return result
+
+    def server_log(self) -> str:
+        """The tail of the server's log (for failure messages)."""
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def init(self) -> None:
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o700)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync", "-E", "UTF8", "--locale=C")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                       f"unix_socket_directories = '{self.root}'\nfsync = off\n"
+                       "full_page_writes = off\n"
+                       "max_connections = 300\nshared_buffers = 32MB\n")
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start the server; return the time.time() at which it first accepted a connection."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-W",
+                  "-o", f"-c listen_addresses=127.0.0.1 -k {self.root} -p {self.port}", "start")
+        return self.wait_accepting(timeout)
+
+    def stop(self, mode: StopMode = "fast") -> None:
+        """Stop the server (``immediate``: like a crash; ``fast``: roll back and disconnect)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: StopMode = "immediate", timeout: float = 60.0) -> float:
+        """Stop (``mode``) and start again; return the time.time() it accepted again."""
+        self.stop(mode)
+        return self.start(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
+    def wait_accepting(self, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return time.time()
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"private PostgreSQL on port {self.port} did not accept "
+                                       f"connections within {timeout} s: {exc}\n"
+                                       f"{self.server_log()}") from exc
+                time.sleep(0.005)
+
+    def destroy(self) -> None:
+        """Stop at once (if running) and remove every file. Idempotent."""
+        if self.data.exists() and (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
+                      check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PgCluster]:
+    """A started private cluster for the block; stopped and removed afterwards."""
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: install "
+                           "postgresql or set ROMANCY_PG_BINDIR")
+    cluster = PgCluster(bindir, Path(tempfile.mkdtemp(prefix="romancy_pg_")))
+    atexit.register(cluster.destroy)
+    try:
+        cluster.init()
+        for attempt in range(3):  # the spare port may have been taken meanwhile
+            try:
+                cluster.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                cluster.port = _spare_port()
+                with (cluster.data / "postgresql.conf").open("a") as conf:
+                    conf.write(f"port = {cluster.port}\n")
+        yield cluster
+    finally:
+        cluster.destroy()
+        atexit.unregister(cluster.destroy)
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private PostgreSQL server for one test (see the module docstring)."""
+    if find_bindir() is None:
+        _missing("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql "
+                 "(e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
+    with private_cluster() as cluster:
+        yield cluster

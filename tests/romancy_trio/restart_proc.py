@@ -1,0 +1,217 @@
+"""Database-restart drill: worker processes, and one round of "restart while instances wait
+and run" measured from the server accepting connections again.
+
+``python -m tests.romancy_trio.restart_proc URL WORKER_ID`` runs a worker: it prints ``ready``
+once serving, and each time its notify listener is back after losing its connection it
+records ``(worker_id, 'listening', time)`` in the ledger. Used by
+tests/romancy_trio/test_restart_acceptance.py and ``python -m loadtests.db_restart``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from romancy_trio import (
+    ActivityContext,
+    AppConfig,
+    Event,
+    StorageUnavailableError,
+    WorkflowContext,
+    activity,
+    open_app,
+    wait_event,
+    workflow,
+)
+from tests._paths import PYTHONPATH
+from tests.pgcluster import PgCluster
+
+LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
+              "(instance_id text, step text, worker_id text, at double precision)")
+STEP_SECONDS = 0.05
+CONFIG = AppConfig(fallback_interval=60.0)
+"""Defaults, but a fallback re-check too slow to be what recovers the instances."""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@activity
+async def drill_resumed(ctx: ActivityContext, data: str) -> None:
+    await ctx.db.execute(
+        "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
+        (ctx.instance_id, "resumed", ctx.worker_id, time.time()))
+
+
+@workflow
+async def drill_waiter(ctx: WorkflowContext) -> str:
+    data: str = (await wait_event(ctx, "go")).data
+    await drill_resumed(ctx, data)
+    return data
+
+
+@activity
+async def drill_step(ctx: ActivityContext, n: int) -> int:
+    await trio.sleep(STEP_SECONDS)  # before the first statement: holds no connection
+    await ctx.db.execute(
+        "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
+        (ctx.instance_id, f"step{n}", ctx.worker_id, time.time()))
+    return n
+
+
+@workflow
+async def drill_runner(ctx: WorkflowContext, steps: int) -> int:
+    for n in range(steps):
+        await drill_step(ctx, n)
+    return steps
+
+
+FLOWS: list[Any] = [drill_waiter, drill_resumed, drill_runner, drill_step]
+
+
+async def _note_reconnects(app: Any, worker_id: str) -> None:
+    seen = app.hub.statistics().reconnects
+    while True:
+        await trio.sleep(0.005)
+        stats = app.hub.statistics()
+        if stats.reconnects > seen and stats.listening:
+            seen, at = stats.reconnects, time.time()
+            while True:  # the pool may hand out one connection the restart killed
+                try:
+                    await app.store.db.execute(
+                        "INSERT INTO ledger (instance_id, step, worker_id, at) "
+                        "VALUES (%s, 'listening', %s, %s)", (worker_id, worker_id, at))
+                    break
+                except StorageUnavailableError:
+                    await trio.sleep(0.01)
+
+
+async def main(url: str, worker_id: str) -> None:
+    async with open_app(url, worker_id=worker_id, workflows=FLOWS, config=CONFIG,
+                        wait_for_database=30) as app, trio.open_nursery() as nursery:
+        nursery.start_soon(_note_reconnects, app, worker_id)
+        print("ready", flush=True)
+
+
+def start_worker(url: str, worker_id: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.romancy_trio.restart_proc", url, worker_id],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    if (line := proc.stdout.readline()).strip() != "ready":
+        proc.kill()
+        proc.wait(timeout=10)
+        raise RuntimeError(f"restart worker {worker_id} did not start: {line!r}")
+    return proc
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    woken_last: float
+    """Seconds from the server accepting connections to the last waiting instance resumed."""
+    listeners_last: float
+    """... to the last worker's notify listener back."""
+    sent_last: float
+    """... to this process's last event committed (the application's side of the recovery)."""
+    runners_resumed: float
+    """... to the last instance that was running at the restart recording its next step."""
+
+
+async def _until(what: str, check: Any, seconds: float = 60.0) -> None:
+    with trio.fail_after(seconds):
+        while not await check():
+            await trio.sleep(0.02)
+
+
+async def _retrying(fn: Any, *args: Any) -> Any:
+    """As an application would: a call that meets the outage is tried again."""
+    while True:
+        try:
+            return await fn(*args)
+        except StorageUnavailableError:
+            await trio.sleep(0.01)
+
+
+async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
+                        waiting: int = 100, running: int = 20, steps: int = 60) -> Round:
+    """Start ``waiting`` instances that wait for an event and ``running`` that run activities;
+    once all wait and all run, restart the server with ``-m immediate``, then send each waiter
+    its event. Checks that every instance ends with each effect recorded exactly once."""
+    tag = uuid.uuid4().hex[:6]
+    waiters = [f"w{tag}-{n}" for n in range(waiting)]
+    runners = [f"r{tag}-{n}" for n in range(running)]
+    for iid in waiters:
+        await app.start(drill_waiter, instance_id=iid)
+    for iid in runners:
+        await app.start(drill_runner, steps, instance_id=iid)
+    db = app.store.db
+
+    async def all_waiting() -> bool:
+        row = await db.fetchone(
+            f"SELECT count(*) FROM {app.config.schema}.workflow_instances "
+            "WHERE instance_id LIKE %s AND status = 'waiting'", (f"w{tag}-%",))
+        return row is not None and row[0] == waiting
+
+    async def all_running() -> bool:
+        row = await db.fetchone("SELECT count(DISTINCT instance_id) FROM ledger "
+                                "WHERE instance_id LIKE %s", (f"r{tag}-%",))
+        return row is not None and row[0] == running
+
+    await _until("waiting", all_waiting)
+    await _until("running", all_running)
+    accepting = await trio.to_thread.run_sync(cluster.restart)
+
+    async def send(iid: str) -> None:
+        await _retrying(app.send_event, Event(type="go", source="drill", id=iid, data=iid,
+                                              target_instance_id=iid))
+
+    async with trio.open_nursery() as nursery:
+        for iid in waiters:
+            nursery.start_soon(send, iid)
+    sent = time.time()
+
+    async def ended(prefix: str, count: int) -> bool:
+        row = await _retrying(db.fetchone,
+                              f"SELECT count(*) FROM {app.config.schema}.workflow_instances "
+                              "WHERE instance_id LIKE %s AND status = 'completed'",
+                              (prefix + "%",))
+        return row is not None and row[0] == count
+
+    await _until("woken", lambda: ended(f"w{tag}-", waiting))
+    await _until("finished", lambda: ended(f"r{tag}-", running), 120)
+
+    async def listeners_back() -> bool:
+        row = await db.fetchone("SELECT count(DISTINCT worker_id) FROM ledger WHERE "
+                                "step = 'listening' AND at >= %s", (accepting - 1,))
+        return row is not None and row[0] == len(workers)
+
+    await _until("listeners", listeners_back)
+    rows = await db.fetchall("SELECT instance_id, step, at FROM ledger WHERE instance_id LIKE "
+                             "%s OR instance_id LIKE %s", (f"w{tag}-%", f"r{tag}-%"))
+    effects = Counter((iid, s) for iid, s, _ in rows)
+    expected = {(iid, "resumed") for iid in waiters} | {
+        (iid, f"step{n}") for iid in runners for n in range(steps)}
+    assert set(effects) == expected, "effects lost or unexpected"
+    doubled = {k: v for k, v in effects.items() if v != 1}
+    assert not doubled, f"effects recorded more than once: {doubled}"
+    listening = await db.fetchall("SELECT max(at) FROM ledger WHERE step = 'listening' "
+                                  "AND at >= %s GROUP BY worker_id", (accepting - 1,))
+    return Round(
+        woken_last=max(at for iid, s, at in rows if s == "resumed") - accepting,
+        listeners_last=max(r[0] for r in listening) - accepting,
+        sent_last=sent - accepting,
+        runners_resumed=max(min(at for i, s, at in rows if i == iid and at > accepting)
+                            for iid in runners) - accepting,
+    )
+
+
+if __name__ == "__main__":
+    trio.run(main, sys.argv[1], sys.argv[2])
