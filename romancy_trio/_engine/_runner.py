@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -37,9 +38,11 @@ def _error(exc: RomancyError) -> ErrorInfo:
 
 
 async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
-                      default_retry: RetryPolicy, *, determinism_guard: bool = True) -> None:
+                      default_retry: RetryPolicy, *, determinism_guard: bool = True,
+                      on_attempt: Callable[[], None] | None = None) -> None:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
-    as often as it recurs). Raises LeaseLostError if another worker took it over."""
+    as often as it recurs). Raises LeaseLostError if another worker took it over.
+    ``on_attempt``: called as each activity attempt starts."""
     lease = claimed.lease
     now = time.time
     try:
@@ -70,7 +73,8 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                               run_no=run_no)
         machine.start(wf.fn(ctx, workflow_input) if wf.takes_input else wf.fn(ctx))
         runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
-                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name)
+                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
+                                on_attempt=on_attempt)
         try:
             outcome = await _drive(store, machine, runner)
         finally:

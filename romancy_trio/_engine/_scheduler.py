@@ -1,18 +1,29 @@
-"""The nursery-structured scheduler: claim, lease, run, renew, release.
+"""The nursery-structured scheduler: claim, lease, run, renew, release, take over.
 
-One nursery owns every task: the claim loop, the heartbeat, the cancel listener, and one task per
-running instance, each inside its own cancel scope. Claims are bounded ``SKIP LOCKED`` batches; the
-claim loop sleeps until a notification (new work), the earliest foreign lease expiry (takeover of a
-crashed worker's instance) or the slow fallback, whichever comes first - it never polls on a short
-fixed timer. The heartbeat renews all this worker's leases in one statement and cancels any
-instance whose lease it no longer holds (taken over, or cancelled by a user).
+One nursery owns every task: the claim loop, the heartbeat, the takeover check, the cancel
+listener, and one task per running instance, each inside its own cancel scope. Claims are
+bounded ``SKIP LOCKED`` batches; the claim loop sleeps until a notification (new work), the
+earliest foreign lease expiry (takeover of a crashed worker's instance) or the slow fallback,
+whichever comes first - it never polls on a short fixed timer. The heartbeat renews all this
+worker's leases in one statement and cancels any instance whose lease it no longer holds (taken
+over, or cancelled by a user).
+
+Liveness (issue #17). The heartbeat and the takeover check run on the worker's own session
+(`Store.worker_session`: on PostgreSQL a connection outside the pool that holds this worker's
+advisory lock), so activities holding every pooled connection cannot delay renewal; after a
+failure it retries after 50 ms, doubling up to the heartbeat interval. While other workers hold
+running leases, the takeover check runs every ``takeover_check_interval`` and expires the
+leases of workers whose session ended (a crashed process's backend ends at once), so their
+instances are claimed within about that interval instead of after the lease TTL; otherwise it
+runs once after each claim and each renewal. The claim loop stops claiming while activities wait
+for a transaction slot (`TransactionGate`): work this worker cannot serve stays claimable.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 import trio.lowlevel
@@ -23,11 +34,15 @@ from .._channels import ChannelService
 from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
-from ..storage import Claimed, Lease, Store, hints
+from ..storage import Claimed, Lease, Store, WorkerSession, hints
 from ._peers import Peers
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
+
+_FIRST_RETRY = 0.05
+"""Seconds before the first retry of a failed renewal; doubled per failure up to the heartbeat
+interval, so a short outage costs little and a long one sends few attempts."""
 
 _DEADLINE_SLACK = 0.005
 """Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
@@ -41,6 +56,9 @@ class _Running:
     since: float
     lost: bool = False
     cancelling: bool = False
+    settled: trio.Event = field(default_factory=trio.Event)
+    """Set when the run starts its first activity attempt or ends: by then an activity that
+    needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +107,34 @@ class Scheduler:
         by this worker before its previous run's task has quite finished."""
         self._reserved = 0
         self._capacity = trio.Event()
+        self._check_takeover = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._n = _Counters()
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
 
     # -- public -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._heartbeat_loop)
-            nursery.start_soon(self._cancel_loop)
-            nursery.start_soon(self._maintenance_loop)
-            nursery.start_soon(self._channel_sweep_loop)
-            await nursery.start(self._members_loop)
-            await nursery.start(self._claim_loop)
-            task_status.started()
+        session = self.store.worker_session(
+            self.worker_id, connect_timeout=self.config.heartbeat_interval)
+        try:
+            await session.ensure()  # this worker's lock is held before it claims anything
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self._serve(nursery, session, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.aclose()
+
+    async def _serve(self, nursery: trio.Nursery, session: WorkerSession,
+                     task_status: trio.TaskStatus[None]) -> None:
+        nursery.start_soon(self._heartbeat_loop, session)
+        nursery.start_soon(self._takeover_loop, session)
+        nursery.start_soon(self._cancel_loop)
+        nursery.start_soon(self._maintenance_loop)
+        nursery.start_soon(self._channel_sweep_loop)
+        await nursery.start(self._members_loop)
+        await nursery.start(self._claim_loop)
+        task_status.started()
 
     def try_reserve(self) -> bool:
         """Reserve a slot for an instance this process is about to create (eager start)."""
@@ -142,12 +173,17 @@ class Scheduler:
         self._capacity.set()
         self._capacity = trio.Event()
 
-    def _spawn(self, claimed: Claimed) -> None:
+    def _spawn(self, claimed: Claimed) -> _Running:
         assert self._nursery is not None
+        if claimed.previous_owner is not None:
+            log.info("taking over instance %r from worker %r (its lease expired or its session "
+                     "ended): now run by worker %r at epoch %d", claimed.lease.instance_id,
+                     claimed.previous_owner, self.worker_id, claimed.lease.epoch)
         entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
         self._running[claimed.lease] = entry
         self._n.started += 1
         self._nursery.start_soon(self._run_one, claimed, entry)
+        return entry
 
     async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
         done = False
@@ -156,7 +192,8 @@ class Scheduler:
                 try:
                     await run_claimed(self.store, self.registry, claimed,
                                       self.config.default_retry,
-                                      determinism_guard=self.config.determinism_guard)
+                                      determinism_guard=self.config.determinism_guard,
+                                      on_attempt=entry.settled.set)
                     done = True
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
@@ -170,6 +207,7 @@ class Scheduler:
                         exc,
                     )
         finally:
+            entry.settled.set()
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
@@ -199,8 +237,12 @@ class Scheduler:
                 if free <= 0:
                     await self._capacity.wait()
                     continue
+                room = self.store.db.gate.room
+                if room is not None and room <= 0:  # activities hold (or queue for) every slot
+                    await self.store.db.gate.wait_room()
+                    continue
                 try:
-                    limit = min(free, self.config.claim_batch)
+                    limit = min(free, self.config.claim_batch, room or free)
                     # one round trip: the claim, when to look again, and the history of the
                     # instance a wake-up named (on PostgreSQL)
                     claimed, expiry = await self.store.claim_and_expiry(
@@ -212,8 +254,11 @@ class Scheduler:
                     )
                     expected = None
                     self._n.claims += 1
-                    for item in claimed:
-                        self._spawn(item)
+                    started = [self._spawn(item) for item in claimed]
+                    self._check_takeover.set()
+                    for entry in started:  # claim more once `gate.room` counts them
+                        await entry.settled.wait()
+                    await trio.lowlevel.checkpoint()
                     if len(claimed) == limit:
                         continue  # there may be more
                 except StorageUnavailableError as exc:
@@ -294,17 +339,33 @@ class Scheduler:
         except StorageUnavailableError as exc:
             log.warning("could not announce this worker (%s); will try again", exc)
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, session: WorkerSession) -> None:
+        interval = self.config.heartbeat_interval
+        delay, retry, failing_since = interval, _FIRST_RETRY, None
         while True:
-            await trio.sleep(self.config.heartbeat_interval)
-            if not self._running:
-                continue  # an idle worker holds no lease and sends nothing
+            await trio.sleep(delay)
+            delay = interval
             started = trio.current_time()
             try:
-                held = await self.store.renew(self.worker_id, lease_ttl=self.config.lease_ttl)
+                if not self._running:  # no lease to renew: only keep the session (and lock)
+                    await session.ensure()
+                    held = None
+                else:
+                    held = await self.store.renew(self.worker_id, session=session,
+                                                  lease_ttl=self.config.lease_ttl)
             except StorageUnavailableError as exc:
-                log.warning("lease renewal failed (%s); fenced writes keep ownership safe", exc)
+                if failing_since is None:
+                    failing_since = started
+                    log.warning("lease renewal failed (%s); retrying (fenced writes keep "
+                                "ownership safe)", exc)
+                delay, retry = retry, min(retry * 2, interval)
                 continue
+            if failing_since is not None:
+                log.warning("worker session back after %.2fs", started - failing_since)
+            retry, failing_since = _FIRST_RETRY, None
+            if held is None:
+                continue
+            self._check_takeover.set()
             ours = set(self._running)
             for entry in list(self._running.values()):
                 iid, epoch = entry.lease.instance_id, entry.lease.epoch
@@ -314,6 +375,28 @@ class Scheduler:
                 if now_held is not None and Lease(iid, self.worker_id, now_held) in ours:
                     continue  # a run that suspended and is ending; a newer run of ours has it
                 self._lose(entry)
+
+    async def _takeover_loop(self, session: WorkerSession) -> None:
+        """Expire the leases of workers whose session ended, so they are claimed at once: every
+        ``takeover_check_interval`` while other workers hold running leases, else once after
+        each claim and renewal of this worker (an idle worker with no other worker busy asks
+        only when it claims). Returns where the dialect cannot tell (the TTL then applies)."""
+        foreign = 0
+        while True:
+            if not foreign:
+                await self._check_takeover.wait()
+            self._check_takeover = trio.Event()
+            try:
+                found = await self.store.take_over_dead(session, self.worker_id,
+                                                        grace=self.config.lease_ttl)
+            except StorageUnavailableError:
+                found = (foreign, 0)  # the heartbeat reports and reconnects; look again soon
+            if found is None:
+                return
+            foreign, taken = found
+            if taken:
+                log.debug("expired %d lease(s) of workers whose session ended", taken)
+            await trio.sleep(self.config.takeover_check_interval)
 
     async def _maintenance_loop(self) -> None:
         """Delete expired events, consumed messages and (with ``instance_retention``) old
