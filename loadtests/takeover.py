@@ -19,9 +19,12 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
+
+from ._common import Result, Run, drop_schema, new_schema, percentile, with_search_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join(str(ROOT / d) for d in ("", "notify", "channels"))
@@ -103,8 +106,9 @@ async def wait_marker(marker_dir: Path, iid: str, *, not_by: str | None = None) 
 
 
 @asynccontextmanager
-async def open_workers(url: str, schema: str, count: int
+async def open_workers(url: str, schema: str, count: int, logs: list[str]
                        ) -> AsyncIterator[tuple[Workers, Path]]:
+    """``count`` ready workers; on leaving, they are stopped and their logs added to ``logs``."""
     with tempfile.TemporaryDirectory(prefix="takeover-") as tmp:
         async with trio.open_nursery() as nursery:
             workers = Workers(nursery, url, schema, Path(tmp))
@@ -115,18 +119,30 @@ async def open_workers(url: str, schema: str, count: int
                 yield workers, Path(tmp)
             finally:
                 workers.terminate_all()
+        logs.extend(p.read_text()  # noqa: ASYNC240 - small local files, at the end
+                    for p in sorted(Path(tmp).glob("*.log")))
 
 
-async def kill_loop(url: str, schema: str, kills: int, *, workers: int = 3) -> list[float]:
+@dataclass
+class KillLoop:
+    samples: list[float]
     """Seconds from each SIGKILL to the activity running again on another worker."""
+    logs: list[str]
+    """Every worker's log."""
+
+
+async def kill_loop(url: str, schema: str, kills: int, *, workers: int = 3) -> KillLoop:
+    """SIGKILL the worker running an instance's activity, ``kills`` times (a new instance
+    each time); raises AssertionError unless every effect happened exactly once."""
     from romancy_trio import AppConfig, open_app
     from tests.romancy_trio.liveness_proc import LEDGER_DDL, held, hold
 
     samples: list[float] = []
+    logs: list[str] = []
     async with open_app(url, workflows=[held, hold], config=AppConfig(schema=schema),
                         run_workers=False) as app:
         await app.store.db.execute(LEDGER_DDL)
-        async with open_workers(url, schema, workers) as (pool, markers):
+        async with open_workers(url, schema, workers, logs) as (pool, markers):
             for k in range(kills):
                 await pool.wait_ready(2)  # the one that will be killed, and one to take over
                 iid = f"{schema}-{k}"
@@ -144,4 +160,21 @@ async def kill_loop(url: str, schema: str, kills: int, *, workers: int = 3) -> l
             (f"{schema}-%",))
         if tuple(rows[0]) != (kills, kills):
             raise AssertionError(f"effects not exactly once: {rows[0]} for {kills} instances")
-    return samples
+    return KillLoop(samples, logs)
+
+
+async def scenario(run: Run) -> list[Result]:
+    """``python -m loadtests takeover``: ``takeover_kills`` kills, p50/p99 printed."""
+    kills = run.sizes.takeover_kills
+    schema = new_schema("takeover")
+    try:
+        result = await kill_loop(with_search_path(run.dsn, schema), schema, kills)
+    finally:
+        drop_schema(run.dsn, schema)
+    samples = result.samples
+    seconds = sum(samples)
+    return [Result("takeover: SIGKILL -> activity running on another worker", len(samples),
+                   seconds, [s * 1000 for s in samples],
+                   {"p50_s": round(percentile(samples, 50), 3),
+                    "p99_s": round(percentile(samples, 99), 3)},
+                   checked=f"{kills} kills, every effect exactly once", rate=False)]
