@@ -119,8 +119,8 @@ async def open_workers(url: str, schema: str, count: int, logs: list[str]
                 yield workers, Path(tmp)
             finally:
                 workers.terminate_all()
-        logs.extend(p.read_text()  # noqa: ASYNC240 - small local files, at the end
-                    for p in sorted(Path(tmp).glob("*.log")))
+        paths = sorted(Path(tmp).glob("*.log"))  # noqa: ASYNC240 - a small local directory
+        logs.extend(p.read_text() for p in paths)
 
 
 @dataclass
