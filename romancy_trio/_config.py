@@ -31,10 +31,10 @@ class AppConfig:
     their turn, and the worker stops claiming meanwhile). Its pool has 2 more connections that
     only the library's own short statements use; with the worker's own session (lease renewal)
     and the listener, a worker opens at most ``pool_size + 4`` connections."""
-    takeover_check_interval: float = 0.25
+    takeover_check_interval: float = 0.2
     """While other workers hold running leases: how often (s) a worker checks whether one of
-    them died (its session ended), to claim its instances at once instead of after
-    ``lease_ttl``. One short query on the worker's own connection."""
+    them died (no session of it in two checks in a row), to claim its instances then instead
+    of after ``lease_ttl``. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
     """PostgreSQL schema holding the tables."""
     release_timeout: float = 2.0

@@ -8,14 +8,15 @@ whichever comes first - it never polls on a short fixed timer. The heartbeat ren
 worker's leases in one statement and cancels any instance whose lease it no longer holds (taken
 over, or cancelled by a user).
 
-Liveness (issue #17). The heartbeat and the takeover check run on the worker's own session
-(`Store.worker_session`: on PostgreSQL a connection outside the pool that holds this worker's
-advisory lock), so activities holding every pooled connection cannot delay renewal; after a
-failure it retries after 50 ms, doubling up to the heartbeat interval. While other workers hold
-running leases, the takeover check runs every ``takeover_check_interval`` and expires the
-leases of workers whose session ended (a crashed process's backend ends at once), so their
-instances are claimed within about that interval instead of after the lease TTL; otherwise it
-runs once after each claim and each renewal. The claim loop stops claiming while activities wait
+Liveness (issue #17). The heartbeat runs on the worker's own session (`Store.worker_session`:
+on PostgreSQL a connection outside the pool that holds this worker's advisory lock and is
+reopened as soon as it drops), so activities holding every pooled connection cannot delay
+renewal; after a failure it retries after 50 ms, doubling up to the heartbeat interval. While
+other workers hold running leases, the takeover check (a short library statement) runs every
+``takeover_check_interval`` and expires the leases of workers found without a session twice in
+a row, 0.1 s apart (a crashed process's backend ends at once), so their instances are claimed
+within about an interval and a tenth instead of after the lease TTL; otherwise it runs once after each claim and each
+renewal. The claim loop stops claiming while activities wait
 for a transaction slot (`TransactionGate`): work this worker cannot serve stays claimable.
 """
 
@@ -43,6 +44,10 @@ log = logging.getLogger("romancy_trio.scheduler")
 _FIRST_RETRY = 0.05
 """Seconds before the first retry of a failed renewal; doubled per failure up to the heartbeat
 interval, so a short outage costs little and a long one sends few attempts."""
+
+_CONFIRM_AFTER = 0.1
+"""Seconds between the check that finds a worker without a session and the one that takes its
+instances over (the worker session of a live worker reconnects within milliseconds)."""
 
 _DEADLINE_SLACK = 0.005
 """Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
@@ -128,7 +133,7 @@ class Scheduler:
     async def _serve(self, nursery: trio.Nursery, session: WorkerSession,
                      task_status: trio.TaskStatus[None]) -> None:
         nursery.start_soon(self._heartbeat_loop, session)
-        nursery.start_soon(self._takeover_loop, session)
+        nursery.start_soon(self._takeover_loop)
         nursery.start_soon(self._cancel_loop)
         nursery.start_soon(self._maintenance_loop)
         nursery.start_soon(self._channel_sweep_loop)
@@ -340,13 +345,16 @@ class Scheduler:
             log.warning("could not announce this worker (%s); will try again", exc)
 
     async def _heartbeat_loop(self, session: WorkerSession) -> None:
+        """Renew every ``heartbeat_interval``; between renewals, watch the session so that a
+        dropped connection is opened again (with this worker's lock) at once. After a failure,
+        try again in 50 ms, doubling up to the interval."""
         interval = self.config.heartbeat_interval
         delay, retry, failing_since = interval, _FIRST_RETRY, None
         while True:
-            await trio.sleep(delay)
-            delay = interval
             started = trio.current_time()
             try:
+                await session.watch(started + delay)  # reconnects at once if it drops
+                started = trio.current_time()
                 if not self._running:  # no lease to renew: only keep the session (and lock)
                     await session.ensure()
                     held = None
@@ -358,8 +366,10 @@ class Scheduler:
                     failing_since = started
                     log.warning("lease renewal failed (%s); retrying (fenced writes keep "
                                 "ownership safe)", exc)
-                delay, retry = retry, min(retry * 2, interval)
+                await trio.sleep(retry)
+                delay, retry = 0.0, min(retry * 2, interval)
                 continue
+            delay = interval
             if failing_since is not None:
                 log.warning("worker session back after %.2fs", started - failing_since)
             retry, failing_since = _FIRST_RETRY, None
@@ -376,27 +386,32 @@ class Scheduler:
                     continue  # a run that suspended and is ending; a newer run of ours has it
                 self._lose(entry)
 
-    async def _takeover_loop(self, session: WorkerSession) -> None:
+    async def _takeover_loop(self) -> None:
         """Expire the leases of workers whose session ended, so they are claimed at once: every
         ``takeover_check_interval`` while other workers hold running leases, else once after
         each claim and renewal of this worker (an idle worker with no other worker busy asks
-        only when it claims). Returns where the dialect cannot tell (the TTL then applies)."""
-        foreign = 0
+        only when it claims). A worker counts as gone when two checks in a row find no
+        session of it, so one whose connection dropped and came straight back keeps its
+        leases. Returns where the dialect cannot tell (the TTL then applies)."""
+        foreign, suspects = 0, list[str]()
         while True:
             if not foreign:
                 await self._check_takeover.wait()
             self._check_takeover = trio.Event()
             try:
-                found = await self.store.take_over_dead(session, self.worker_id,
-                                                        grace=self.config.lease_ttl)
-            except StorageUnavailableError:
-                found = (foreign, 0)  # the heartbeat reports and reconnects; look again soon
+                found = await self.store.take_over_dead(self.worker_id,
+                                                        grace=self.config.lease_ttl,
+                                                        suspects=suspects)
+            except StorageUnavailableError:  # others report it; look again soon
+                found = (foreign, 0, [])
             if found is None:
                 return
-            foreign, taken = found
+            foreign, taken, suspects = found
             if taken:
                 log.debug("expired %d lease(s) of workers whose session ended", taken)
-            await trio.sleep(self.config.takeover_check_interval)
+            interval = self.config.takeover_check_interval
+            # a suspect is confirmed sooner: a dropped session is back within milliseconds
+            await trio.sleep(min(interval, _CONFIRM_AFTER) if suspects else interval)
 
     async def _maintenance_loop(self) -> None:
         """Delete expired events, consumed messages and (with ``instance_retention``) old

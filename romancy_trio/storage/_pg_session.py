@@ -43,6 +43,18 @@ class PostgresWorkerSession:
         async with self._lock:
             await self._use()
 
+    async def watch(self, deadline: float) -> None:
+        """Until ``deadline`` (Trio clock), watch the idle connection: a backend that ends
+        (terminated, server shutting down) sends an error and closes the socket, and the
+        connection is opened again (with the lock) at once - not at the next statement."""
+        async with self._lock:
+            while trio.current_time() < deadline:
+                conn = await self._use()
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_readable(conn.pgconn.socket)
+                if not conn.check_alive_nowait():  # else a notice: the connection is fine
+                    await self._drop()
+
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
         async with self._lock:
             conn = await self._use()

@@ -219,6 +219,9 @@ class _SqliteWorkerSession:
     async def ensure(self) -> None:
         return None
 
+    async def watch(self, deadline: float) -> None:
+        await trio.sleep_until(deadline)
+
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
         return await self._db.fetchall(query, params)
 

@@ -156,16 +156,19 @@ class Store:
         rows = await (session or self.db).fetchall(self.q.renew, (lease_ttl, owner))
         return {r[0]: int(r[1]) for r in rows}
 
-    async def take_over_dead(self, session: WorkerSession, owner: str, *,
-                             grace: float) -> tuple[int, int] | None:
-        """Expire the leases of workers whose session ended (their instances are then
-        claimed at once, work announced); returns (running leases other workers held,
-        how many of them were expired), or None where the dialect cannot tell."""
+    async def take_over_dead(self, owner: str, *, grace: float,
+                             suspects: Sequence[str]) -> tuple[int, int, list[str]] | None:
+        """Expire the leases of workers whose session ended, as seen by this check and the
+        one before (``suspects``: what that one returned); their instances are then claimed
+        at once (work is announced). Returns (running leases other workers held, how many
+        were expired, the owners without a session now), or None where the dialect cannot
+        tell."""
         if self.q.take_over_dead is None:
             return None
-        [row] = await session.fetchall(self.q.take_over_dead, {
-            "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work})
-        return int(row[0]), int(row[1])
+        [row] = await self.db.fetchall(self.q.take_over_dead, {
+            "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work,
+            "suspects": list(suspects)})
+        return int(row[0]), int(row[1]), list(row[3])
 
     async def release(self, lease: Lease, *, now: float) -> None:
         """Give an instance back (graceful shutdown) so another worker takes it at once."""

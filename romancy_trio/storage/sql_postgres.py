@@ -73,19 +73,23 @@ _TAKE_OVER_DEAD = f"""
             SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE status = 'running' AND lease_owner <> %(owner)s
               AND lease_expires_at > clock_timestamp()),
+        orphaned AS (
+            SELECT DISTINCT f.lease_owner FROM foreign_leases f
+            WHERE pg_postmaster_start_time()
+                  < clock_timestamp() - %(grace)s::float8 * interval '1 second'
+              AND NOT EXISTS (SELECT 1 FROM held
+                              WHERE held.key = {worker_lock_key('f.lease_owner')})),
         dead AS (
             UPDATE {{schema}}.workflow_instances w SET lease_expires_at = clock_timestamp()
             FROM foreign_leases f
             WHERE w.instance_id = f.instance_id AND w.lease_owner = f.lease_owner
               AND w.status = 'running'
-              AND pg_postmaster_start_time()
-                  < clock_timestamp() - %(grace)s::float8 * interval '1 second'
-              AND NOT EXISTS (SELECT 1 FROM held
-                              WHERE held.key = {worker_lock_key('f.lease_owner')})
+              AND f.lease_owner IN (SELECT lease_owner FROM orphaned)
+              AND f.lease_owner = ANY(%(suspects)s::text[])
             RETURNING w.instance_id),
         note AS (SELECT pg_notify(%(topic)s, '') FROM (SELECT 1 FROM dead LIMIT 1) d)
         SELECT (SELECT count(*) FROM foreign_leases), (SELECT count(*) FROM dead),
-               (SELECT count(*) FROM note)"""
+               (SELECT count(*) FROM note), ARRAY(SELECT lease_owner FROM orphaned)"""
 
 # h-sem: what start() compares a repeated start with (the id's workflow, its first input)
 _EXISTING = """

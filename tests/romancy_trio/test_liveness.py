@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import trio
@@ -77,3 +78,35 @@ async def test_sigkilled_worker_instance_runs_elsewhere_within_a_second(
              if "taking over instance" in line]
     assert len(lines) >= 50  # one INFO line per takeover, naming both workers
     assert all(re.search(r"from worker 'w\d+' .* now run by worker 'w\d+'", x) for x in lines)
+
+
+async def test_a_live_worker_whose_session_drops_keeps_its_lease(
+        pg_backend: Backend, tmp_path: Path) -> None:
+    """The server ends the worker session of a busy worker (pg_terminate_backend): it opens it
+    again at once and the other worker, which checks for dead workers meanwhile, takes
+    nothing over."""
+    url, schema = pg_backend.url, pg_backend.config.schema
+    async with open_app(url, workflows=[held, hold], config=AppConfig(schema=schema),
+                        run_workers=False) as app:
+        await app.store.db.execute(LEDGER_DDL)
+        workers = [start_worker(url, schema, f"w{n}", module=LIVENESS,
+                                MARKER_DIR=str(tmp_path)) for n in (1, 2)]
+        try:
+            await app.start(held, {"seconds": 3.0}, instance_id="steady")
+            with trio.fail_after(30):
+                while not (found := list(tmp_path.glob("steady.0.*"))):
+                    await trio.sleep(0.01)
+            owner = found[0].name.rsplit(".", 1)[1]
+            ended = await fetch(app, """
+                SELECT pg_terminate_backend(pid) FROM pg_locks
+                WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+                  AND (classid::text::bigint << 32) | objid::text::bigint
+                      = hashtextextended(? || ':' || ?, 0)""", (schema, owner))
+            assert ended == [(True,)]
+            assert await app.result("steady", timeout=60) == [owner]
+        finally:
+            logs = [_stop_with_stats(proc) for proc in workers]
+        epochs = await fetch(app, f'SELECT lease_epoch FROM "{schema}".workflow_instances')
+    assert epochs == [(1,)]  # claimed once, never taken over
+    assert [lost for lost, _ in logs] == [0, 0]
+    assert not any("taking over" in log for _, log in logs)
