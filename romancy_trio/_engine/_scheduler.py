@@ -15,8 +15,8 @@ renewal; after a failure it retries after 50 ms, doubling up to the heartbeat in
 other workers hold running leases, the takeover check (a short library statement) runs every
 ``takeover_check_interval`` and expires the leases of workers found without a session twice in
 a row, 0.1 s apart (a crashed process's backend ends at once), so their instances are claimed
-within about an interval and a tenth instead of after the lease TTL; otherwise it runs once after each claim and each
-renewal. The claim loop stops claiming while activities wait
+within about an interval and a tenth instead of after the lease TTL; otherwise it runs once
+after each claim and each renewal. The claim loop stops claiming while activities wait
 for a transaction slot (`TransactionGate`): work this worker cannot serve stays claimable.
 """
 
