@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import trio
 
-from . import channels_bench, db_restart, http_intake, waits, workflows
+from . import channels_bench, db_restart, http_intake, takeover, waits, workflows
 from ._common import (
     DEFAULT_DSN,
     CheckFailed,
@@ -67,6 +67,9 @@ SCENARIOS: dict[str, Scenario] = {
                           "5. broadcast fan-out over worker processes"),
     "http": Scenario(http_intake.http_intake,
                      "6. CloudEvents intake over HTTP against hypercorn -k trio"),
+    "takeover": Scenario(takeover.scenario,
+                         "8. SIGKILL of a worker mid-activity -> the instance running on "
+                         "another worker (p50/p99 over repeated kills), exactly-once check"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
     "db-restart": Scenario(db_restart.scenario,

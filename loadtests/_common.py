@@ -287,6 +287,8 @@ class Sizes:
     """clients running one-activity workflows in a loop while the timers are due"""
     workers: int = 4
     """worker processes for the channel scenarios"""
+    takeover_kills: int = 100
+    """takeover: SIGKILLs of a worker mid-activity (each followed by the takeover)"""
     worker_pool: int = 6
     """PostgreSQL connections per worker process"""
     messages: int = 8000

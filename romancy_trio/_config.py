@@ -27,7 +27,14 @@ class AppConfig:
     (``PRAGMA data_version``, cheap); if so, every waiter in this process re-checks at once.
     None: one process only (commits of other processes are then noticed by the fallback)."""
     pool_size: int = 10
-    """PostgreSQL connections per worker."""
+    """PostgreSQL: how many transactions a worker's activities hold open at once (more wait
+    their turn, and the worker stops claiming meanwhile). Its pool has 2 more connections that
+    only the library's own short statements use; with the worker's own session (lease renewal)
+    and the listener, a worker opens at most ``pool_size + 4`` connections."""
+    takeover_check_interval: float = 0.2
+    """While other workers hold running leases: how often (s) a worker checks whether one of
+    them died (no session of it in two checks in a row), to claim its instances then instead
+    of after ``lease_ttl``. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
     """PostgreSQL schema holding the tables."""
     release_timeout: float = 2.0
@@ -85,6 +92,8 @@ class AppConfig:
             raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
         if self.rebalance_after is not None and not self.rebalance_after > 0:
             raise ValueError("rebalance_after must be None (never) or > 0 seconds")
+        if not self.takeover_check_interval > 0:
+            raise ValueError("takeover_check_interval must be > 0")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")
         if isinstance(self.activity_threads, bool) or not isinstance(self.activity_threads, int) \

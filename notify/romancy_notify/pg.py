@@ -134,6 +134,23 @@ async def _drive_conn(gen: PQGenConn[RV], deadline: float | None) -> RV:
         gen.close()  # frees a half-open PGconn at once on timeout or cancellation
 
 
+def _end_abandoned(gen: Generator[Any, Any, Any]) -> None:
+    """Finish a psycopg generator interrupted mid-protocol whose connection is now closed.
+
+    Left suspended, it would be closed later by the garbage collector, and psycopg's pipeline
+    exit (``_exit_gen``) runs a ``finally`` that fetches from the server: on GeneratorExit that
+    yields again ("RuntimeError: generator ignored GeneratorExit", possibly while the pool has
+    not yet closed the connection). An error thrown in instead runs that ``finally`` against
+    the closed connection, which fails at once; the generator ends. Its errors are expected
+    here and dropped: the interruption that got us here is what propagates."""
+    for _ in range(8):  # each throw ends it or makes it yield once more (a finally's wait)
+        try:
+            gen.throw(e.OperationalError("the connection was closed after an interruption"))
+        except (StopIteration, e.Error, OSError):
+            return
+    gen.close()
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else trio.current_time() + timeout
 
@@ -274,16 +291,21 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
         try:
             return await _drive(gen, self.pgconn.socket, _deadline(timeout))
         except (trio.Cancelled, KeyboardInterrupt, SystemExit):
-            await self._abort_interrupted(gen)
+            try:
+                await self._abort_interrupted(gen)
+            finally:
+                if self.pgconn.status != _OK:
+                    _end_abandoned(gen)
             raise
 
     async def _abort_interrupted(self, gen: Generator[Any, Any, Any]) -> None:
         """After an interruption: cancel and drain the query in flight, else close."""
         pgconn, drain = self.pgconn, CANCEL_DRAIN_TIMEOUT
-        if pgconn.status != _OK or pgconn.transaction_status != _ACTIVE:
+        in_pipeline = pgconn.pipeline_status != pq.PipelineStatus.OFF
+        if pgconn.status != _OK or (pgconn.transaction_status != _ACTIVE and not in_pipeline):
             return  # nothing in flight (e.g. in notifies())
         try:
-            if pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            if not in_pipeline:
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + drain):
                     try:
                         await self.cancel_safe(timeout=drain)
@@ -291,7 +313,8 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
                     except Exception:  # QueryCanceled expected; never replace the cancellation
                         logger.debug("draining an interrupted query", exc_info=True)
         finally:
-            if pgconn.status == _OK and pgconn.transaction_status == _ACTIVE:
+            if pgconn.status == _OK and (in_pipeline or pgconn.transaction_status == _ACTIVE):
+                # a pipeline cut between its results cannot go on either (results pending)
                 logger.warning("interrupted query not terminated: closing the connection")
                 self._finish()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
@@ -55,7 +56,8 @@ class _LazySession:
         self._tx: Tx | None = None
 
     async def tx(self) -> Tx:
-        if self._tx is None:
+        if self._tx is None:  # a slot first: activities never take the library's connections
+            await self._stack.enter_async_context(self._db.gate.slot())
             self._tx = await self._stack.enter_async_context(self._db.transaction())
         return self._tx
 
@@ -109,7 +111,8 @@ class ActivityRunner:
 
     def __init__(self, store: Store, activities: dict[str, Activity[..., Any]],
                  default_retry: RetryPolicy, *, lease: Lease, run_no: int, next_seq: int,
-                 workflow_name: str, hosts: ActivityHosts) -> None:
+                 workflow_name: str, hosts: ActivityHosts,
+                 on_attempt: Callable[[], None] | None = None) -> None:
         self.store = store
         self.activities = activities
         self.hosts = hosts
@@ -118,6 +121,7 @@ class ActivityRunner:
         self.run_no = run_no
         self.workflow_name = workflow_name
         self._seq = next_seq
+        self._on_attempt = on_attempt
 
     def take_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
@@ -172,6 +176,8 @@ class ActivityRunner:
                                    outbox_topic=self.store.topics.outbox)
 
 
+        if self._on_attempt is not None:
+            self._on_attempt()
         kind = (EventKind.COMPENSATION_COMPLETED if cmd.compensates
                 else EventKind.ACTIVITY_COMPLETED)
         try:

@@ -49,14 +49,16 @@ def _error(exc: RomancyError) -> ErrorInfo:
 async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                       default_retry: RetryPolicy, *, hosts: ActivityHosts,
                       determinism_guard: bool = True,
-                      handing_back: Callable[[], bool] = _never) -> bool:
+                      handing_back: Callable[[], bool] = _never,
+                      on_attempt: Callable[[], None] | None = None) -> bool:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over.
 
     ``handing_back``: asked at each suspension point (a wait, also one resolved at once, as a
     receive that finds a message): True stops the run there, with everything before it
     recorded, and run_claimed returns True - the caller releases the instance for the worker
-    it is handed to, which replays it to that same point. Otherwise it returns False."""
+    it is handed to, which replays it to that same point. Otherwise it returns False.
+    ``on_attempt``: called as each activity attempt starts."""
     lease = claimed.lease
     now = time.time
     try:
@@ -88,7 +90,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
         machine.start(wf.fn(ctx, *args, **kwargs))
         runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
                                 run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
-                                hosts=hosts)
+                                hosts=hosts, on_attempt=on_attempt)
         try:
             outcome = await _drive(store, machine, runner, handing_back)
         finally:

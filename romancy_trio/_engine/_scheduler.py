@@ -1,11 +1,19 @@
-"""The nursery-structured scheduler: claim, lease, run, renew, release.
+"""The nursery-structured scheduler: claim, lease, run, renew, release, take over.
 
-One nursery owns every task: the claim loop, the heartbeat, the cancel listener, and one task per
-running instance, each inside its own cancel scope. Claims are bounded ``SKIP LOCKED`` batches; the
-claim loop sleeps until a notification (new work), the earliest foreign lease expiry (takeover of a
-crashed worker's instance) or the slow fallback, whichever comes first - it never polls on a short
-fixed timer. The heartbeat renews all this worker's leases in one statement and cancels any
-instance whose lease it no longer holds (taken over, or cancelled by a user).
+One nursery owns every task: the claim loop, the heartbeat, the takeover check, the cancel
+listener, placement, housekeeping (`._housekeeping`) and one task per running instance, each
+in its own cancel scope. Claims are bounded ``SKIP LOCKED`` batches; the claim loop sleeps until
+a notification, the earliest foreign lease expiry or the slow fallback - it never polls on a
+short fixed timer, and it claims nothing while activities wait for a transaction slot
+(`TransactionGate`): work this worker cannot serve stays claimable.
+
+The heartbeat renews all this worker's leases in one statement on the worker's own session
+(`Store.worker_session`: on PostgreSQL a connection outside the pool holding this worker's
+advisory lock, reopened as soon as it drops), so activities holding every pooled connection
+cannot delay it; it cancels any run whose lease it no longer holds. While other workers hold
+running leases, the takeover check runs every ``takeover_check_interval`` and expires the
+leases of workers found without a session twice in a row, so a crashed worker's instances are
+claimed within about that interval instead of the lease TTL.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 import trio.lowlevel
@@ -24,13 +32,22 @@ from .._channels import ChannelService
 from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
-from ..storage import Claimed, Lease, Store, hints
+from ..storage import Claimed, Lease, Store, WorkerSession, hints
 from ._hosts import ActivityHosts, open_activity_hosts
+from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
 
 log = logging.getLogger("romancy_trio.scheduler")
+
+_FIRST_RETRY = 0.05
+"""Seconds before the first retry of a failed renewal; doubled per failure up to the heartbeat
+interval, so a short outage costs little and a long one sends few attempts."""
+
+_CONFIRM_AFTER = 0.1
+"""Seconds between the check that finds a worker without a session and the one that takes its
+instances over (the worker session of a live worker reconnects within milliseconds)."""
 
 _DEADLINE_SLACK = 0.005
 """Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
@@ -46,6 +63,9 @@ class _Running:
     cancelling: bool = False
     handback: str | None = None
     """The peer this instance is being handed to (placement), at its next suspension point."""
+    settled: trio.Event = field(default_factory=trio.Event)
+    """Set when the run starts its first activity attempt or ends: by then an activity that
+    needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +117,7 @@ class Scheduler:
         by this worker before its previous run's task has quite finished."""
         self._reserved = 0
         self._capacity = trio.Event()
+        self._check_takeover = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._hosts: ActivityHosts | None = None
         self._n = _Counters()
@@ -106,22 +127,34 @@ class Scheduler:
 
     # -- public -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with open_activity_hosts(self.config.activity_threads) as hosts, \
-                trio.open_nursery() as nursery:
-            self._hosts = hosts
-            self._nursery = nursery
-            nursery.start_soon(self._heartbeat_loop)
-            nursery.start_soon(self._cancel_loop)
-            nursery.start_soon(self._maintenance_loop)
-            nursery.start_soon(self._channel_sweep_loop)
-            if self.config.rebalance_after is not None:
-                nursery.start_soon(
-                    place_long_lived, self.peers, lambda: self._running.values(),
-                    lambda: self._announce(joining=True), self.config.rebalance_after,
-                    self.config.member_interval)
-            await nursery.start(self._members_loop)
-            await nursery.start(self._claim_loop)
-            task_status.started()
+        session = self.store.worker_session(
+            self.worker_id, connect_timeout=self.config.heartbeat_interval)
+        try:
+            await session.ensure()  # this worker's lock is held before it claims anything
+            async with open_activity_hosts(self.config.activity_threads) as hosts, \
+                    trio.open_nursery() as nursery:
+                self._hosts = hosts
+                self._nursery = nursery
+                await self._serve(nursery, session, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.aclose()
+
+    async def _serve(self, nursery: trio.Nursery, session: WorkerSession,
+                     task_status: trio.TaskStatus[None]) -> None:
+        nursery.start_soon(self._heartbeat_loop, session)
+        nursery.start_soon(self._takeover_loop)
+        nursery.start_soon(self._cancel_loop)
+        nursery.start_soon(maintenance_loop, self.store, self.channels, self.config)
+        nursery.start_soon(channel_sweep_loop, self.channels, self.config)
+        if self.config.rebalance_after is not None:
+            nursery.start_soon(
+                place_long_lived, self.peers, lambda: self._running.values(),
+                lambda: self._announce(joining=True), self.config.rebalance_after,
+                self.config.member_interval)
+        await nursery.start(self._members_loop)
+        await nursery.start(self._claim_loop)
+        task_status.started()
 
     def try_reserve(self) -> bool:
         """Reserve a slot for an instance this process is about to create (eager start)."""
@@ -160,12 +193,17 @@ class Scheduler:
         self._capacity.set()
         self._capacity = trio.Event()
 
-    def _spawn(self, claimed: Claimed) -> None:
+    def _spawn(self, claimed: Claimed) -> _Running:
         assert self._nursery is not None
+        if claimed.previous_owner is not None:
+            log.info("taking over instance %r from worker %r (its lease expired or its session "
+                     "ended): now run by worker %r at epoch %d", claimed.lease.instance_id,
+                     claimed.previous_owner, self.worker_id, claimed.lease.epoch)
         entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
         self._running[claimed.lease] = entry
         self._n.started += 1
         self._nursery.start_soon(self._run_one, claimed, entry)
+        return entry
 
     async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
         done = interrupted = False
@@ -176,7 +214,8 @@ class Scheduler:
                     handed = await run_claimed(
                         self.store, self.registry, claimed, self.config.default_retry,
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
-                        handing_back=lambda: entry.handback is not None)
+                        handing_back=lambda: entry.handback is not None,
+                        on_attempt=entry.settled.set)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
@@ -197,6 +236,7 @@ class Scheduler:
                         await self.wait_for_database()
                         interrupted = True
         finally:
+            entry.settled.set()
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
@@ -257,8 +297,12 @@ class Scheduler:
                 if free <= 0:
                     await self._capacity.wait()
                     continue
+                room = self.store.db.gate.room
+                if room is not None and room <= 0:  # activities hold (or queue for) every slot
+                    await self.store.db.gate.wait_room()
+                    continue
                 try:
-                    limit = min(free, self.config.claim_batch)
+                    limit = min(free, self.config.claim_batch, room or free)
                     # one round trip: the claim, when to look again, and the history of the
                     # instance a wake-up named (on PostgreSQL)
                     claimed, expiry = await self.store.claim_and_expiry(
@@ -270,8 +314,11 @@ class Scheduler:
                     )
                     expected = None
                     self._n.claims += 1
-                    for item in claimed:
-                        self._spawn(item)
+                    started = [self._spawn(item) for item in claimed]
+                    self._check_takeover.set()
+                    for entry in started:  # claim more once `gate.room` counts them
+                        await entry.settled.wait()
+                    await trio.lowlevel.checkpoint()
                     if len(claimed) == limit:
                         continue  # there may be more
                 except StorageUnavailableError as exc:
@@ -362,17 +409,38 @@ class Scheduler:
     def _load(self) -> int:
         return len(long_lived(self._running.values(), self.config.rebalance_after))
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, session: WorkerSession) -> None:
+        """Renew every ``heartbeat_interval``; between renewals, watch the session so that a
+        dropped connection is opened again (with this worker's lock) at once. After a failure,
+        try again in 50 ms, doubling up to the interval."""
+        interval = self.config.heartbeat_interval
+        delay, retry, failing_since = interval, _FIRST_RETRY, None
         while True:
-            await trio.sleep(self.config.heartbeat_interval)
-            if not self._running:
-                continue  # an idle worker holds no lease and sends nothing
             started = trio.current_time()
             try:
-                held = await self.store.renew(self.worker_id, lease_ttl=self.config.lease_ttl)
+                await session.watch(started + delay)  # reconnects at once if it drops
+                started = trio.current_time()
+                if not self._running:  # no lease to renew: only keep the session (and lock)
+                    await session.ensure()
+                    held = None
+                else:
+                    held = await self.store.renew(self.worker_id, session=session,
+                                                  lease_ttl=self.config.lease_ttl)
             except StorageUnavailableError as exc:
-                log.warning("lease renewal failed (%s); fenced writes keep ownership safe", exc)
+                if failing_since is None:
+                    failing_since = started
+                    log.warning("lease renewal failed (%s); retrying (fenced writes keep "
+                                "ownership safe)", exc)
+                await trio.sleep(retry)
+                delay, retry = 0.0, min(retry * 2, interval)
                 continue
+            delay = interval
+            if failing_since is not None:
+                log.warning("worker session back after %.2fs", started - failing_since)
+            retry, failing_since = _FIRST_RETRY, None
+            if held is None:
+                continue
+            self._check_takeover.set()
             ours = set(self._running)
             for entry in list(self._running.values()):
                 iid, epoch = entry.lease.instance_id, entry.lease.epoch
@@ -383,51 +451,32 @@ class Scheduler:
                     continue  # a run that suspended and is ending; a newer run of ours has it
                 self._lose(entry)
 
-    async def _maintenance_loop(self) -> None:
-        """Delete expired events, consumed messages and (with ``instance_retention``) old
-        finished instances and archived runs, in bounded batches, now and then."""
+    async def _takeover_loop(self) -> None:
+        """Expire the leases of workers whose session ended, so they are claimed at once: every
+        ``takeover_check_interval`` while other workers hold running leases, else once after
+        each claim and renewal of this worker (an idle worker with no other worker busy asks
+        only when it claims). A worker counts as gone when two checks in a row find no
+        session of it, so one whose connection dropped and came straight back keeps its
+        leases. Returns where the dialect cannot tell (the TTL then applies)."""
+        foreign, suspects = 0, list[str]()
         while True:
+            if not foreign:
+                await self._check_takeover.wait()
+            self._check_takeover = trio.Event()
             try:
-                while await self.store.waits.cleanup(retention=self.config.event_retention) > 0:
-                    await trio.lowlevel.checkpoint()
-                while await self._cleanup_channels() > 0:
-                    await trio.lowlevel.checkpoint()
-                await self._purge_old_instances()
-            except StorageUnavailableError as exc:
-                log.warning("event cleanup failed (%s); will try again later", exc)
-            await trio.sleep(self.config.maintenance_interval)
-
-    async def _purge_old_instances(self) -> None:
-        retention, batch = self.config.instance_retention, self.config.retention_batch
-        if retention is None:
-            return
-        before = time.time() - retention
-        while await self.store.purge_finished(before=before, batch=batch) == batch:
-            await trio.lowlevel.checkpoint()
-        while await self.store.purge_runs(before=before, batch=batch) == batch:
-            await trio.lowlevel.checkpoint()
-
-    async def _channel_sweep_loop(self) -> None:
-        """Every fallback interval, re-check suspended receivers of recently published channels:
-        a lost wake-up delays a message but never strands it."""
-        since = time.time()
-        while True:
-            await trio.sleep(self.config.fallback_interval)
-            started = time.time()
-            try:
-                woken = await self.channels.sweep(since=since - 1.0)
-            except StorageUnavailableError as exc:
-                log.warning("channel sweep failed (%s); will try again later", exc)
-                continue
-            if woken:
-                log.info("channel sweep woke %d receiver(s) a notification had missed", woken)
-            since = started
-
-    async def _cleanup_channels(self) -> int:
-        async with self.store.db.transaction() as tx:
-            return await self.channels.engine.cleanup_tx(
-                tx, now=time.time(), retention=self.config.channel_retention
-            )
+                found = await self.store.take_over_dead(self.worker_id,
+                                                        grace=self.config.lease_ttl,
+                                                        suspects=suspects)
+            except StorageUnavailableError:  # others report it; look again soon
+                found = (foreign, 0, [])
+            if found is None:
+                return
+            foreign, taken, suspects = found
+            if taken:
+                log.debug("expired %d lease(s) of workers whose session ended", taken)
+            interval = self.config.takeover_check_interval
+            # a suspect is confirmed sooner: a dropped session is back within milliseconds
+            await trio.sleep(min(interval, _CONFIRM_AFTER) if suspects else interval)
 
     async def _cancel_loop(self) -> None:
         with self.hub.watch(self.store.topics.cancel) as watch:

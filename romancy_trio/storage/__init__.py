@@ -7,6 +7,7 @@ from ._db import Row as Row
 from ._db import Session as Session
 from ._db import Statement as Statement
 from ._db import Tx as Tx
+from ._db import WorkerSession as WorkerSession
 from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store

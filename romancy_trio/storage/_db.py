@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from ._gate import TransactionGate
+
 Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
@@ -103,6 +105,24 @@ class Tx(NativeSession, Protocol):
         ...
 
 
+class WorkerSession(Protocol):
+    """Where a worker renews its leases and checks on other workers: a connection of its own
+    outside the pool on PostgreSQL (see ``_pg_session``), the one connection on SQLite."""
+
+    async def ensure(self) -> None:
+        """Be connected (reconnect after a failure); no round trip if already connected."""
+        ...
+
+    async def watch(self, deadline: float) -> None:
+        """Wait until ``deadline`` (Trio clock), reconnecting at once if the connection
+        drops meanwhile (`StorageUnavailableError` if it cannot)."""
+        ...
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Database(Protocol):
     """A driver. Besides transactions it runs single statements on their own (autocommit: one
     round trip); the store uses those wherever one statement does the whole job."""
@@ -132,6 +152,15 @@ class Database(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A transaction: commits on normal exit, rolls back on any exception or cancellation."""
+        ...
+
+    gate: TransactionGate
+    """Bounds the transactions activities hold open at once (see ``_gate``)."""
+
+    def worker_session(self, *, on_connect: Statement | None,
+                       connect_timeout: float) -> WorkerSession:
+        """A session for one worker's own periodic statements; ``on_connect`` runs first on
+        each new connection (PostgreSQL). Connects on first use."""
         ...
 
     def set_after_commit(self, callback: AfterCommit) -> None:

@@ -36,6 +36,8 @@ from romancy_notify.pool import ConnectionPool
 
 from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
+from ._gate import LIBRARY_CONNECTIONS, TransactionGate
+from ._pg_session import PostgresWorkerSession
 
 log = logging.getLogger("romancy_trio.storage")
 
@@ -232,10 +234,19 @@ class PostgresDatabase:
         self.transactions = 0
         """Transactions run (single statements count as one): the load this process puts on
         the database, e.g. to check that an idle worker stays quiet."""
-        self.pool = ConnectionPool(conninfo, max_size=max_size, autocommit=True)
+        self.gate = TransactionGate(max_size)
+        """Activities' transactions: ``max_size`` at once; the pool has room for those and
+        `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
+        self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
+                                   autocommit=True)
         """No session state on its connections (no ``SET search_path``): library statements
         name their schema (``storage.qualify``), user statements resolve in the user's own
         search_path, and a transaction-pooling proxy may hand a connection to anyone."""
+
+    def worker_session(self, *, on_connect: Statement | None,
+                       connect_timeout: float) -> PostgresWorkerSession:
+        return PostgresWorkerSession(self.conninfo, on_connect=on_connect,
+                                     connect_timeout=connect_timeout)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback

@@ -29,7 +29,9 @@ class Queries:
     list_instances: str  # (status, status, name, name, limit) -> INSTANCE_COLUMNS
     claim: str
     """named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at,
-    cancel_requested). Pending instances, expired leases, and waiting instances now due."""
+    cancel_requested, previous owner). Pending instances, expired leases, and waiting
+    instances now due. The previous owner is set when the claim took over another worker's
+    expired lease (PostgreSQL; NULL on SQLite, whose RETURNING sees only new values)."""
     renew: str  # (ttl, owner) -> (iid, epoch) of every lease the owner still holds
     release: str
     """named: now, iid, owner, epoch, topic. Hand a leased instance back; announces work."""
@@ -40,10 +42,20 @@ class Queries:
     """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
     earliest waiting instance falls due (NULL: nothing scheduled)."""
     claim_and_expiry: str | None
-    """``claim``'s params -> ``claim``'s rows, each with an 8th column NULL, then one row of
-    NULLs whose 8th column is what ``next_expiry`` answers (seen before this claim): both in
+    """``claim``'s params -> ``claim``'s rows, each with a 9th column NULL, then one row of
+    NULLs whose 9th column is what ``next_expiry`` answers (seen before this claim): both in
     one round trip, so an idle worker woken for work another one took pays one query. None:
     the scheduler asks ``next_expiry`` separately."""
+    worker_lock: str | None
+    """named: ns (schema name), owner. Takes the worker's session-level lock on its own
+    connection (None: the dialect has no sessions other workers can see)."""
+    take_over_dead: str | None
+    """named: owner, ns, grace, topic, suspects -> (running leases held by other workers, how
+    many were just expired, 1 if work was announced, the owners among them holding no session
+    lock now). Only leases of ``suspects`` (the owners the previous check found without a
+    lock) are expired: a worker whose connection dropped and came straight back keeps its
+    leases. Nothing is taken while the server started less than ``grace`` s ago (its workers
+    are still reconnecting). None: not available (the lease TTL is the only way)."""
     # history -------------------------------------------------------------------------------
     record: str
     """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert

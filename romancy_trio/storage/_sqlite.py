@@ -18,6 +18,7 @@ import trio
 
 from .._errors import StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
+from ._gate import TransactionGate
 
 T = TypeVar("T")
 
@@ -94,6 +95,8 @@ class SqliteDatabase:
         self._writer = trio.Lock()
         self._after_commit: AfterCommit | None = None
         self._data_version = 0
+        self.gate = TransactionGate(None)
+        """Not bounded here: the one writer lock already serialises transactions."""
 
     async def open(self) -> None:
         def _open() -> sqlite3.Connection:
@@ -122,6 +125,12 @@ class SqliteDatabase:
             return True
         changed, self._data_version = version != self._data_version, version
         return changed
+
+    def worker_session(self, *, on_connect: Statement | None,
+                       connect_timeout: float) -> _SqliteWorkerSession:
+        """The one connection serves the worker's own statements too (``on_connect``: none
+        on SQLite; its one writer makes every transaction short or serial anyway)."""
+        return _SqliteWorkerSession(self)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -204,3 +213,20 @@ async def open_sqlite(path: str) -> SqliteDatabase:
     db = SqliteDatabase(path)
     await db.open()
     return db
+
+
+class _SqliteWorkerSession:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def ensure(self) -> None:
+        return None
+
+    async def watch(self, deadline: float) -> None:
+        await trio.sleep_until(deadline)
+
+    async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
+        return await self._db.fetchall(query, params)
+
+    async def aclose(self) -> None:
+        return None

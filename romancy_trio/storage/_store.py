@@ -15,7 +15,7 @@ from typing import Any
 
 from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
-from ._db import Database, Row, Tx
+from ._db import Database, Row, Tx, WorkerSession
 from ._queries import Queries, WaitQueries
 from ._retention import RetentionQueries, purge_finished, purge_runs
 from ._types import (
@@ -132,20 +132,43 @@ class Store:
         expiry = None
         if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
-            expiry = None if extra[7] is None else float(extra[7])
+            expiry = None if extra[8] is None else float(extra[8])
         claimed = [
             Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
                     cancel_requested=bool(r[6]),
-                    history=_history(history, int(r[3])) if r[0] == expected else None)
+                    history=_history(history, int(r[3])) if r[0] == expected else None,
+                    previous_owner=r[7])
             for r in rows
             if r[0] is not None
         ]
         return claimed, expiry
 
-    async def renew(self, owner: str, *, lease_ttl: float) -> dict[str, int]:
+    def worker_session(self, owner: str, *, connect_timeout: float) -> WorkerSession:
+        """The worker's own session for `renew` and `take_over_dead` (PostgreSQL: a
+        connection outside the pool that holds the worker's advisory lock)."""
+        lock = (None if self.q.worker_lock is None
+                else (self.q.worker_lock, {"ns": self.db.schema, "owner": owner}))
+        return self.db.worker_session(on_connect=lock, connect_timeout=connect_timeout)
+
+    async def renew(self, owner: str, *, lease_ttl: float,
+                    session: WorkerSession | None = None) -> dict[str, int]:
         """Extend every lease this worker holds; returns {instance_id: epoch} still held."""
-        rows = await self.db.fetchall(self.q.renew, (lease_ttl, owner))
+        rows = await (session or self.db).fetchall(self.q.renew, (lease_ttl, owner))
         return {r[0]: int(r[1]) for r in rows}
+
+    async def take_over_dead(self, owner: str, *, grace: float,
+                             suspects: Sequence[str]) -> tuple[int, int, list[str]] | None:
+        """Expire the leases of workers whose session ended, as seen by this check and the
+        one before (``suspects``: what that one returned); their instances are then claimed
+        at once (work is announced). Returns (running leases other workers held, how many
+        were expired, the owners without a session now), or None where the dialect cannot
+        tell."""
+        if self.q.take_over_dead is None:
+            return None
+        [row] = await self.db.fetchall(self.q.take_over_dead, {
+            "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work,
+            "suspects": list(suspects)})
+        return int(row[0]), int(row[1]), list(row[3])
 
     async def release(self, lease: Lease, *, now: float, hint: str = "") -> None:
         """Give an instance back (graceful shutdown) so another worker takes it at once;

@@ -96,6 +96,9 @@ class Claimed:
     """Created by this process a moment ago: it has no history to load."""
     history: tuple[HistoryEvent, ...] | None = None
     """Its current run's history, when the claim brought it along (else load it)."""
+    previous_owner: str | None = None
+    """The worker whose expired lease this claim took over (None: it was free; always None
+    on SQLite)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ _FENCE = (
 
 _CLAIM = f"""
         WITH c AS (
-            SELECT instance_id FROM {{schema}}.workflow_instances
+            SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE ((status IN ('pending', 'running')
                     AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
                    OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
@@ -34,7 +34,7 @@ _CLAIM = f"""
             lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
-                  w.run_started_at, w.cancel_requested"""
+                  w.run_started_at, w.cancel_requested, c.lease_owner"""
 
 _NEXT_EXPIRY = """
         SELECT least(
@@ -48,7 +48,48 @@ _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
         SELECT claimed.*, NULL::float8 FROM claimed
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
+
+
+def worker_lock_key(owner: str) -> str:
+    """THE key of a worker's session-level advisory lock, as SQL (the one place it is
+    derived): a bigint hash of ``'<schema>:<worker id>'``, ``%(ns)s`` being the schema's name.
+    ``owner`` is the SQL expression of the worker id. Each live worker holds the lock in
+    shared mode on its own connection (``_pg_session``); a worker that died holds nothing.
+    Two ids that hash alike only make the faster takeover miss: the lease TTL still applies."""
+    return f"hashtextextended(%(ns)s || ':' || {owner}, 0)"
+
+
+_WORKER_LOCK = f"SELECT pg_advisory_lock_shared({worker_lock_key('%(owner)s')})"
+
+_TAKE_OVER_DEAD = f"""
+        WITH held AS (
+            SELECT (l.classid::text::bigint << 32) | l.objid::text::bigint AS key
+            FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+              AND l.database = (SELECT oid FROM pg_database
+                                WHERE datname = current_database())),
+        foreign_leases AS (
+            SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
+            WHERE status = 'running' AND lease_owner <> %(owner)s
+              AND lease_expires_at > clock_timestamp()),
+        orphaned AS (
+            SELECT DISTINCT f.lease_owner FROM foreign_leases f
+            WHERE pg_postmaster_start_time()
+                  < clock_timestamp() - %(grace)s::float8 * interval '1 second'
+              AND NOT EXISTS (SELECT 1 FROM held
+                              WHERE held.key = {worker_lock_key('f.lease_owner')})),
+        dead AS (
+            UPDATE {{schema}}.workflow_instances w SET lease_expires_at = clock_timestamp()
+            FROM foreign_leases f
+            WHERE w.instance_id = f.instance_id AND w.lease_owner = f.lease_owner
+              AND w.status = 'running'
+              AND f.lease_owner IN (SELECT lease_owner FROM orphaned)
+              AND f.lease_owner = ANY(%(suspects)s::text[])
+            RETURNING w.instance_id),
+        note AS (SELECT pg_notify(%(topic)s, '') FROM (SELECT 1 FROM dead LIMIT 1) d)
+        SELECT (SELECT count(*) FROM foreign_leases), (SELECT count(*) FROM dead),
+               (SELECT count(*) FROM note), ARRAY(SELECT lease_owner FROM orphaned)"""
 
 # h-sem: what start() compares a repeated start with (the id's workflow, its first input)
 _EXISTING = """
@@ -83,6 +124,8 @@ QUERIES = Queries(
         ORDER BY created_at DESC, instance_id LIMIT %s""",
     claim=_CLAIM,
     claim_and_expiry=_CLAIM_AND_EXPIRY,
+    worker_lock=_WORKER_LOCK,
+    take_over_dead=_TAKE_OVER_DEAD,
     renew="""
         UPDATE {schema}.workflow_instances
         SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'

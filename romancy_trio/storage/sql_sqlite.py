@@ -45,7 +45,7 @@ QUERIES = Queries(
               AND workflow_name IN (SELECT value FROM json_each(:names))
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
-                  cancel_requested""",
+                  cancel_requested, NULL""",
     renew="""
         UPDATE workflow_instances SET lease_expires_at = romancy_now() + ?
         WHERE lease_owner = ? AND status = 'running'
@@ -62,6 +62,8 @@ QUERIES = Queries(
         WHERE {_FENCE}
         RETURNING instance_id""",
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
+    worker_lock=None,
+    take_over_dead=None,  # one process per file as a rule: the lease TTL covers the rest
     next_expiry="""
         SELECT min(delay) FROM (
             SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances

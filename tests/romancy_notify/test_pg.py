@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import socket
 import uuid
 from collections.abc import Iterator
@@ -320,5 +321,38 @@ async def test_check_alive_nowait_detects_terminated_backend(pg_dsn: str) -> Non
                 break
             await trio.sleep(0.01)
         assert conn.closed
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02, 0.06, 0.12])
+async def test_cancelling_a_query_mid_pipeline_ends_it_cleanly(pg_dsn: str, delay: float) -> None:
+    """Cancelled while a pipeline waits for results (some already in, one still running):
+    the connection is closed (a pipeline cut mid-flight cannot go on), and psycopg's protocol
+    generators are finished by then - not left suspended for the garbage collector to close
+    later, when the pipeline's ``finally`` would talk to the server ("RuntimeError: generator
+    ignored GeneratorExit")."""
+    conn = await connect(pg_dsn, autocommit=True)
+    seen: list[Any] = []
+    wait = conn.wait
+
+    async def recording_wait(gen: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(gen)
+        return await wait(gen, *args, **kwargs)
+
+    conn.wait = recording_wait  # type: ignore[method-assign]
+    try:
+        with trio.move_on_after(delay) as scope:
+            async with conn.pipeline() as pipeline:
+                await conn.execute("BEGIN")
+                await conn.execute("SELECT %s::int", (1,))
+                await conn.execute("SELECT pg_sleep(%s)", (0.05,))
+                await pipeline.sync()
+                await conn.execute("SELECT pg_sleep(%s)", (5,))
+                await conn.execute("SELECT %s::int", (2,))
+        assert scope.cancelled_caught
+        assert conn.closed
+        suspended = [g for g in seen if inspect.getgeneratorstate(g) == inspect.GEN_SUSPENDED]
+        assert suspended == []  # (one never started holds no `finally` to run: harmless)
     finally:
         await conn.close()

@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 """This checkout's packages (not whichever copy the environment has installed)."""
 
 
-def start_worker(url: str, schema: str, worker_id: str, **env: str) -> subprocess.Popen[str]:
+def start_worker(url: str, schema: str, worker_id: str, *,
+                 module: str = "tests.romancy_trio.worker_proc",
+                 **env: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.romancy_trio.worker_proc", url, schema, worker_id],
+        [sys.executable, "-m", module, url, schema, worker_id],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         stdout=subprocess.PIPE,

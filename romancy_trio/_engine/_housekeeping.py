@@ -1,0 +1,66 @@
+"""A worker's housekeeping: expired events, consumed channel messages and (with
+``AppConfig.instance_retention``) old finished instances and archived runs are deleted in
+bounded batches now and then; suspended receivers are re-checked every fallback interval.
+None of it touches the runs the scheduler holds; the scheduler's nursery owns these loops."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+import trio.lowlevel
+
+from .._channels import ChannelService
+from .._config import AppConfig
+from .._errors import StorageUnavailableError
+from ..storage import Store
+
+log = logging.getLogger("romancy_trio.scheduler")
+
+
+async def maintenance_loop(store: Store, channels: ChannelService, config: AppConfig) -> None:
+    """Delete expired events, consumed messages and (with ``instance_retention``) old
+    finished instances and archived runs, in bounded batches, now and then."""
+    while True:
+        try:
+            while await store.waits.cleanup(retention=config.event_retention) > 0:
+                await trio.lowlevel.checkpoint()
+            while await _cleanup_channels(store, channels, config) > 0:
+                await trio.lowlevel.checkpoint()
+            await _purge_old_instances(store, config)
+        except StorageUnavailableError as exc:
+            log.warning("event cleanup failed (%s); will try again later", exc)
+        await trio.sleep(config.maintenance_interval)
+
+async def _purge_old_instances(store: Store, config: AppConfig) -> None:
+    retention, batch = config.instance_retention, config.retention_batch
+    if retention is None:
+        return
+    before = time.time() - retention
+    while await store.purge_finished(before=before, batch=batch) == batch:
+        await trio.lowlevel.checkpoint()
+    while await store.purge_runs(before=before, batch=batch) == batch:
+        await trio.lowlevel.checkpoint()
+
+async def channel_sweep_loop(channels: ChannelService, config: AppConfig) -> None:
+    """Every fallback interval, re-check suspended receivers of recently published channels:
+    a lost wake-up delays a message but never strands it."""
+    since = time.time()
+    while True:
+        await trio.sleep(config.fallback_interval)
+        started = time.time()
+        try:
+            woken = await channels.sweep(since=since - 1.0)
+        except StorageUnavailableError as exc:
+            log.warning("channel sweep failed (%s); will try again later", exc)
+            continue
+        if woken:
+            log.info("channel sweep woke %d receiver(s) a notification had missed", woken)
+        since = started
+
+async def _cleanup_channels(store: Store, channels: ChannelService, config: AppConfig) -> int:
+    async with store.db.transaction() as tx:
+        return await channels.engine.cleanup_tx(
+            tx, now=time.time(), retention=config.channel_retention
+        )
