@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests._paths import PYTHONPATH
@@ -13,15 +14,17 @@ ROOT = Path(__file__).resolve().parents[2]
 """This checkout's packages (not whichever copy the environment has installed)."""
 
 
-def start_worker(url: str, schema: str, worker_id: str, *,
-                 module: str = "tests.romancy_trio.worker_proc",
-                 **env: str) -> subprocess.Popen[str]:
+def start_proc(module: str, *args: str, quiet: bool = False,
+               env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m module args...`` with this checkout's packages; returns once it printed
+    ``ready``. ``quiet``: its stderr is discarded (a long-lived worker that logs a lot would
+    otherwise block on a pipe nobody reads)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", module, url, schema, worker_id],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else subprocess.PIPE,
         text=True,
     )
     assert proc.stdout is not None
@@ -29,8 +32,14 @@ def start_worker(url: str, schema: str, worker_id: str, *,
     if line.strip() != "ready":
         proc.kill()
         _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"worker {worker_id} did not start: {line!r}\n{err}")
+        raise RuntimeError(f"{module} {' '.join(args)} did not start: {line!r}\n{err or ''}")
     return proc
+
+
+def start_worker(url: str, schema: str, worker_id: str, *,
+                 module: str = "tests.romancy_trio.worker_proc",
+                 **env: str) -> subprocess.Popen[str]:
+    return start_proc(module, url, schema, worker_id, env=env)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

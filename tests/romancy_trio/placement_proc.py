@@ -5,7 +5,6 @@ competing channel and records every message it consumes, with the time and the w
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from romancy_trio import (
     subscribe,
     workflow,
 )
-from tests._paths import PYTHONPATH
+from tests.romancy_trio._procs import start_proc
 
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
               "(instance_id text, message bigint, worker_id text, at double precision)")
@@ -66,18 +65,8 @@ async def main(url: str, schema: str, worker_id: str) -> None:
         await trio.sleep_forever()
 
 
-def start_worker(url: str, schema: str, worker_id: str) -> subprocess.Popen[Any]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.romancy_trio.placement_proc", url, schema, worker_id],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": PYTHONPATH},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    if (line := proc.stdout.readline()).strip() != "ready":
-        proc.kill()
-        proc.wait(timeout=10)
-        raise RuntimeError(f"placement worker {worker_id} did not start: {line!r}")
-    return proc
-
+def start_worker(url: str, schema: str, worker_id: str) -> subprocess.Popen[str]:
+    return start_proc("tests.romancy_trio.placement_proc", url, schema, worker_id, quiet=True)
 
 if __name__ == "__main__":
     trio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])

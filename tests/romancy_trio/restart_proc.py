@@ -9,7 +9,6 @@ tests/romancy_trio/test_restart_acceptance.py and ``python -m loadtests.db_resta
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -32,8 +31,8 @@ from romancy_trio import (
     wait_event,
     workflow,
 )
-from tests._paths import PYTHONPATH
 from tests.pgcluster import PgCluster
+from tests.romancy_trio._procs import start_proc
 
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
               "(instance_id text, step text, worker_id text, at double precision)")
@@ -101,16 +100,7 @@ async def main(url: str, worker_id: str) -> None:
 
 
 def start_worker(url: str, worker_id: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.romancy_trio.restart_proc", url, worker_id],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": PYTHONPATH},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    if (line := proc.stdout.readline()).strip() != "ready":
-        proc.kill()
-        proc.wait(timeout=10)
-        raise RuntimeError(f"restart worker {worker_id} did not start: {line!r}")
-    return proc
+    return start_proc("tests.romancy_trio.restart_proc", url, worker_id, quiet=True)
 
 
 @dataclass(frozen=True, slots=True)
