@@ -19,6 +19,7 @@ from tests.test_readme import RUNNABLE, fresh_pg_url
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS_EXAMPLE = next(b for b in RUNNABLE if '"--serve" in sys.argv' in b)
 UNREACHABLE_PG = "postgresql://root@127.0.0.1:1/x"
+UNREACHABLE_LINE = "error: PostgreSQL at 127.0.0.1:1 is unavailable: connection failed: "
 BAD_SQLITE = "sqlite:////nonexistent/dir/x.db"
 
 pytestmark = pytest.mark.slow
@@ -186,7 +187,8 @@ async def test_serve_stops_gracefully_on_a_signal(signum: int, tmp_path: Path) -
         ({"ROMANCY_TRIO_URL": "sqlite:///s.db", "ROMANCY_TRIO_WORKFLOWS": "nosuch.workflows"},
          "error: the app did not start: ModuleNotFoundError: No module named 'nosuch'"),
         ({"ROMANCY_TRIO_URL": UNREACHABLE_PG},
-         "error: the app did not start: StorageUnavailableError: PostgreSQL: connection failed"),
+         "error: the app did not start: StorageUnavailableError: PostgreSQL at 127.0.0.1:1 "
+         "is unavailable: connection failed"),
     ],
     ids=["missing-workflow-module", "unreachable-database"],
 )
@@ -208,9 +210,9 @@ async def test_serve_exits_non_zero_when_the_app_cannot_start(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["migrate", UNREACHABLE_PG], "error: PostgreSQL: connection failed: "),
+        (["migrate", UNREACHABLE_PG], UNREACHABLE_LINE),
         (["migrate", BAD_SQLITE], "error: SQLite '/nonexistent/dir/x.db': cannot open: "),
-        (["demo", "--url", UNREACHABLE_PG], "error: PostgreSQL: connection failed: "),
+        (["demo", "--url", UNREACHABLE_PG], UNREACHABLE_LINE),
         (["demo", "--url", BAD_SQLITE], "error: SQLite '/nonexistent/dir/x.db': cannot open: "),
         (["serve"], "error: set ROMANCY_TRIO_URL"),
     ],
