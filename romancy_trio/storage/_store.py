@@ -143,12 +143,15 @@ class Store:
         ]
         return claimed, expiry
 
-    def worker_session(self, owner: str, *, connect_timeout: float) -> WorkerSession:
+    def worker_session(self, owner: str, *, connect_timeout: float,
+                       statement_timeout: float | None = None) -> WorkerSession:
         """The worker's own session for `renew` and `take_over_dead` (PostgreSQL: a
-        connection outside the pool that holds the worker's advisory lock)."""
+        connection outside the pool that holds the worker's advisory lock); a statement
+        unanswered for ``statement_timeout`` s fails as the database being unavailable."""
         lock = (None if self.q.worker_lock is None
                 else (self.q.worker_lock, {"ns": self.db.schema, "owner": owner}))
-        return self.db.worker_session(on_connect=lock, connect_timeout=connect_timeout)
+        return self.db.worker_session(on_connect=lock, connect_timeout=connect_timeout,
+                                      statement_timeout=statement_timeout)
 
     async def renew(self, owner: str, *, lease_ttl: float,
                     session: WorkerSession | None = None) -> dict[str, int]:
