@@ -33,6 +33,7 @@ from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, WorkerSession, hints
+from ._dbprobe import DatabaseProbe
 from ._hosts import ActivityHosts, open_activity_hosts
 from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._leases import LeaseReport
@@ -122,8 +123,8 @@ class Scheduler:
         self._nursery: trio.Nursery | None = None
         self._hosts: ActivityHosts | None = None
         self._n = _Counters()
-        self._db_probe: trio.Event | None = None
         self._rng = random.Random()
+        self._db_probe = DatabaseProbe(store.db, lambda: hub.config.reconnect_delays(self._rng))
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
         self._report = LeaseReport(worker_id, config.lease_ttl, trio.current_time())
 
@@ -224,10 +225,10 @@ class Scheduler:
                     log.debug("abandoning instance: %s", exc)
                     self._lose(entry, "write refused")  # said once for all (`LeaseReport`)
                 except StorageUnavailableError as exc:  # one line per outage, not per instance
-                    level = logging.WARNING if self._db_probe is None else logging.DEBUG
-                    log.log(level, "instance %s interrupted by the database (%s); handing it "
-                            "(and any other) back as soon as the database answers",
-                            claimed.lease.instance_id, exc)
+                    if not self._db_probe.probing:
+                        log.warning("running instances interrupted by the database (%s); each "
+                                    "is handed back as soon as it answers", exc)
+                    log.debug("instance %s interrupted: %s", claimed.lease.instance_id, exc)
                     # Released now, it would stay leased until its lease expired (the release
                     # fails too): wait for the database first, then release it for this worker
                     # to claim again at once (it replays from its history). No answer within
@@ -254,34 +255,18 @@ class Scheduler:
                 await self._release(claimed.lease, hint)
 
     async def wait_for_database(self) -> None:
-        """Return once the database answers a query again. One probe for every task that
-        waits: attempts close together at first (as the notify listener's reconnects, see
-        `NotifyConfig.reconnect_delays`), then backing off."""
-        probe = self._db_probe
-        if probe is None:
-            assert self._nursery is not None
-            probe = self._db_probe = trio.Event()
-            self._nursery.start_soon(self._probe_database, probe)
-        await probe.wait()
-
-    async def _probe_database(self, answered: trio.Event) -> None:
-        try:
-            for delay in self.hub.config.reconnect_delays(self._rng):
-                try:
-                    await self.store.db.fetchone("SELECT 1")
-                    return
-                except StorageUnavailableError:
-                    await trio.sleep(delay)
-        finally:
-            self._db_probe = None
-            answered.set()
+        """Return once the database answers a query again (`DatabaseProbe`)."""
+        assert self._nursery is not None
+        await self._db_probe.wait(self._nursery)
 
     async def _release(self, lease: Lease, hint: str = "") -> None:
         """Hand an unfinished instance back (shutdown, database hiccup, placement) so it
         restarts at once."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
             try:
-                await self.store.release(lease, now=time.time(), hint=hint)
+                if not await self.store.release(lease, now=time.time(), hint=hint):
+                    self._n.leases_lost += 1  # taken over meanwhile: said once (`LeaseReport`)
+                    self._report.lost(lease.instance_id, "write refused")
             except StorageUnavailableError as exc:
                 # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
                 log.warning(

@@ -173,15 +173,17 @@ class Store:
             "suspects": list(suspects)})
         return int(row[0]), int(row[1]), list(row[3])
 
-    async def release(self, lease: Lease, *, now: float, hint: str = "") -> None:
+    async def release(self, lease: Lease, *, now: float, hint: str = "") -> bool:
         """Give an instance back (graceful shutdown) so another worker takes it at once;
-        ``hint``: the work notification to send (``hints``; default: every worker claims)."""
+        ``hint``: the work notification to send (``hints``; default: every worker claims).
+        False if the lease was no longer held (fenced: nothing changed)."""
         row = await self.db.fetchone(
             self.q.release,
             {**_fence(lease), "now": now, "topic": self.topics.work, "hint": hint},
         )
         if row is not None:
             self.db.publish_local([(self.topics.work, hint)])
+        return row is not None
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
