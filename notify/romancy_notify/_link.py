@@ -14,7 +14,9 @@ every connection gets, unless the conninfo sets them itself:
 - the same values for the server's end of it (the settings ``tcp_keepalives_idle``,
   ``tcp_keepalives_interval``, ``tcp_keepalives_count`` and ``tcp_user_timeout``, set with one
   statement after connecting): a backend whose client vanished inside a transaction ends too,
-  rolling it back and releasing its locks, instead of holding them for hours.
+  rolling it back and releasing its locks, instead of holding them for hours; and, on
+  PostgreSQL 14+, ``client_connection_check_interval`` (``keepalives_interval`` s), so that a
+  backend busy with a long statement for a vanished client stops as well.
 
 A value the conninfo gives (``?keepalives_idle=30`` in a URL) wins, at both ends; a setting
 named in the conninfo's ``options`` (``-c tcp_user_timeout=...``) is left to it on the server;
@@ -97,15 +99,21 @@ class LinkTimeouts:
     def server_statement(self, conninfo: str, given: dict[str, Any] | None = None
                          ) -> str | None:
         """The statement that gives the server's end of the connection the same timeouts
-        (None: nothing to set). Values are integers, so the SQL is built from them."""
+        (None: nothing to set), and ``client_connection_check_interval`` (PostgreSQL 14+:
+        a backend busy with a long statement looks at its socket every ``keepalives_interval``
+        s, so a client found dead ends the statement too). A setting the server does not know
+        (an older version) is skipped. Values are integers, so the SQL is built from them."""
         params = {**conninfo_to_dict(conninfo), **(given or {})}
         effective = self._effective(params)
+        effective["check"] = str(int(effective["keepalives_interval"]) * 1000)
         options = str(params.get("options") or "")
         keepalives_off = str(params.get("keepalives", "1")) == "0"
         settings = []
-        for key, guc in _SERVER_NAMES.items():
+        for key, guc in (*_SERVER_NAMES.items(), ("check", "client_connection_check_interval")):
             if guc in options or (keepalives_off and key != "tcp_user_timeout"):
                 continue
-            value = int(effective[key])
-            settings.append(f"set_config('{guc}', '{value}', false)")
-        return f"SELECT {', '.join(settings)}" if settings else None
+            settings.append(f"('{guc}', '{int(effective[key])}')")
+        if not settings:
+            return None
+        return ("SELECT set_config(name, v.setting, false) FROM (VALUES "
+                f"{', '.join(settings)}) v (name, setting) JOIN pg_settings USING (name)")
