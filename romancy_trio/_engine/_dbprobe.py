@@ -8,17 +8,20 @@ nursery, started by the first task that waits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
 
 from .._errors import StorageUnavailableError
-from ..storage import Database
 
 
 class DatabaseProbe:
-    def __init__(self, db: Database, delays: Callable[[], Iterator[float]]) -> None:
-        self._db = db
+    """``query``: one cheap statement (``SELECT 1``) that raises `StorageUnavailableError`
+    while the database does not answer; ``delays``: the waits between attempts."""
+
+    def __init__(self, query: Callable[[], Awaitable[object]],
+                 delays: Callable[[], Iterator[float]]) -> None:
+        self._query = query
         self._delays = delays
         self._answered: trio.Event | None = None
 
@@ -39,7 +42,7 @@ class DatabaseProbe:
         try:
             for delay in self._delays():
                 try:
-                    await self._db.fetchone("SELECT 1")
+                    await self._query()
                     return
                 except StorageUnavailableError:
                     await trio.sleep(delay)

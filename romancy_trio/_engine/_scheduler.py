@@ -124,7 +124,8 @@ class Scheduler:
         self._hosts: ActivityHosts | None = None
         self._n = _Counters()
         self._rng = random.Random()
-        self._db_probe = DatabaseProbe(store.db, lambda: hub.config.reconnect_delays(self._rng))
+        self._db_probe = DatabaseProbe(lambda: self.store.db.fetchone("SELECT 1"),
+                                       lambda: hub.config.reconnect_delays(self._rng))
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
         self._report = LeaseReport(worker_id, config.lease_ttl, trio.current_time())
 
