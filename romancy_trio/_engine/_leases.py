@@ -44,8 +44,9 @@ class LeaseReport:
     def renewed(self, now: float) -> None:
         """A renewal (or, holding no lease, the session check) succeeded: say in one line
         what was lost since the one before, and after an outage how long it lasted."""
-        outage, self._failing = self._failing, False
         gap, self._last_renewal = now - self._last_renewal, now
+        outage = self._failing or gap > self.lease_ttl  # (a renewal may hang, then succeed)
+        self._failing = False
         lost, self._lost = self._lost, {}
         if not lost:
             if outage:

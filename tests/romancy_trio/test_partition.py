@@ -146,6 +146,7 @@ async def test_a_worker_cut_off_longer_than_its_lease_is_taken_over_and_fenced(
     per_instance = [line for line in _lines(log_a, r" (INFO|WARNING|ERROR) ")
                     if line not in report and any(i in line for i in ids)]
     assert per_instance == []
+    assert len(_lines(log_a, "lease renewal failed")) <= 1  # one line per outage
     log_b = tmp_path / "wB.log"
     assert len(_lines(log_b, r"taking over instance .* from worker 'wA'")) == n
 
