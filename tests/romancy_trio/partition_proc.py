@@ -46,7 +46,7 @@ async def steps(ctx: WorkflowContext, n: int, seconds: float) -> list[str]:
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lease = os.environ.get("LEASE_TTL")
     config = AppConfig(schema=schema) if lease is None else AppConfig(
