@@ -10,7 +10,9 @@ short fixed timer, and it claims nothing while activities wait for a transaction
 The heartbeat renews all this worker's leases in one statement on the worker's own session
 (`Store.worker_session`: on PostgreSQL a connection outside the pool holding this worker's
 advisory lock, reopened as soon as it drops), so activities holding every pooled connection
-cannot delay it; it cancels any run whose lease it no longer holds. While other workers hold
+cannot delay it; it cancels any run whose lease it no longer holds. What it lost (a renewal no
+longer returning a lease, a refused write, a run that gave up waiting for the database) is said
+in one line per renewal, however many instances (`._leases`). While other workers hold
 running leases, the takeover check runs every ``takeover_check_interval`` and expires the
 leases of workers found without a session twice in a row, so a crashed worker's instances are
 claimed within about that interval instead of the lease TTL.

@@ -4,7 +4,7 @@ Arguments: URL SCHEMA WORKER_ID. Environment: ``LEASE_TTL`` (seconds; default: A
 ``MARKER_DIR`` (required). Logs at INFO on stderr; prints ``ready`` once serving and, on
 SIGTERM, ``stats leases_lost=<n> started=<n>`` before it leaves.
 
-The workflow ``steps`` runs ``n`` transactional steps; each inserts its ledger row, touches
+The workflow ``cut_steps`` runs ``n`` transactional steps; each inserts its ledger row, touches
 ``<instance>.<step>.<worker>`` in ``MARKER_DIR`` once its transaction is open, then - while
 the file ``hold.<worker>`` exists there - waits inside the transaction (idle in transaction,
 its row not yet committed), and sleeps ``seconds`` on the server (``pg_sleep``).
@@ -28,7 +28,7 @@ LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger (instance_id TEXT, step INTEGER
 
 
 @activity
-async def step(ctx: ActivityContext, n: int, seconds: float) -> str:
+async def cut_step(ctx: ActivityContext, n: int, seconds: float) -> str:
     marker = Path(os.environ["MARKER_DIR"])
     await ctx.db.execute("INSERT INTO ledger (instance_id, step, worker_id) VALUES (?, ?, ?)",
                          (ctx.instance_id, n, ctx.worker_id))
@@ -41,8 +41,8 @@ async def step(ctx: ActivityContext, n: int, seconds: float) -> str:
 
 
 @workflow
-async def steps(ctx: WorkflowContext, n: int, seconds: float) -> list[str]:
-    return [await step(ctx, k, seconds) for k in range(n)]
+async def cut_steps(ctx: WorkflowContext, n: int, seconds: float) -> list[str]:
+    return [await cut_step(ctx, k, seconds) for k in range(n)]
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:
@@ -52,7 +52,7 @@ async def main(url: str, schema: str, worker_id: str) -> None:
     config = AppConfig(schema=schema) if lease is None else AppConfig(
         schema=schema, lease_ttl=float(lease))
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with open_app(url, worker_id=worker_id, workflows=[steps, step],
+        async with open_app(url, worker_id=worker_id, workflows=[cut_steps, cut_step],
                             config=config) as app:
             print("ready", flush=True)
             async for _ in signals:

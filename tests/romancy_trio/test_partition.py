@@ -28,7 +28,7 @@ from tests._paths import PYTHONPATH
 from tests.netns import Partition, partition
 
 from .conftest import fetch
-from .partition_proc import LEDGER_DDL, step, steps
+from .partition_proc import LEDGER_DDL, cut_step, cut_steps
 
 __all__ = ["partition"]  # the fixture, imported for the tests below
 
@@ -101,12 +101,12 @@ async def test_a_worker_cut_off_longer_than_its_lease_is_taken_over_and_fenced(
     (tmp_path / "hold.wA").touch()
     procs: dict[str, subprocess.Popen[str]] = {}
     stats: dict[str, tuple[int, int] | None] = {}
-    async with open_app(partition.cluster.dsn, workflows=[steps, step], config=config,
+    async with open_app(partition.cluster.dsn, workflows=[cut_steps, cut_step], config=config,
                         run_workers=False) as app:
         await app.store.db.execute(LEDGER_DDL)
         try:
             procs["wA"] = _worker(partition, "wA", tmp_path, inside=True)
-            ids = [await app.start(steps, 3, 0.0, instance_id=f"cut-{k}") for k in range(n)]
+            ids = [await app.start(cut_steps, 3, 0.0, instance_id=f"cut-{k}") for k in range(n)]
             await _until(lambda: all((tmp_path / f"{i}.0.wA").exists() for i in ids), 120,
                          "wA inside the first step of every instance")
             partition.cut()
@@ -158,12 +158,12 @@ async def test_a_cut_shorter_than_the_lease_costs_nothing(
     n, lease, cut_for = 4, 10.0, 3.0
     procs: dict[str, subprocess.Popen[str]] = {}
     stats: dict[str, tuple[int, int] | None] = {}
-    async with open_app(partition.cluster.dsn, workflows=[steps, step],
+    async with open_app(partition.cluster.dsn, workflows=[cut_steps, cut_step],
                         config=AppConfig(schema=SCHEMA), run_workers=False) as app:
         await app.store.db.execute(LEDGER_DDL)
         try:
             procs["wA"] = _worker(partition, "wA", tmp_path, inside=True, lease=lease)
-            ids = [await app.start(steps, 6, 0.3, instance_id=f"blip-{k}") for k in range(n)]
+            ids = [await app.start(cut_steps, 6, 0.3, instance_id=f"blip-{k}") for k in range(n)]
             await _until(lambda: all((tmp_path / f"{i}.1.wA").exists() for i in ids), 120,
                          "wA in the second step of every instance")
             procs["wB"] = _worker(partition, "wB", tmp_path, inside=False, lease=lease)
