@@ -154,8 +154,8 @@ async def test_a_worker_cut_off_longer_than_its_lease_is_taken_over_and_fenced(
 async def test_a_cut_shorter_than_the_lease_costs_nothing(
         partition: Partition, tmp_path: Path) -> None:
     """A 10 s lease; the link of wA, running 4 instances of 6 steps (0.3 s on the server
-    each), is cut for 3 s while wB waits beside it: no takeover, no error, every step by wA."""
-    n, lease, cut_for = 4, 10.0, 3.0
+    each), is cut for 2.5 s while wB waits beside it: no takeover, no error, every step by wA."""
+    n, lease, cut_for = 4, 10.0, 2.5
     procs: dict[str, subprocess.Popen[str]] = {}
     stats: dict[str, tuple[int, int] | None] = {}
     async with open_app(partition.cluster.dsn, workflows=[cut_steps, cut_step],
