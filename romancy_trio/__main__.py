@@ -11,12 +11,15 @@ from typing import Any, cast
 
 import trio
 
+from ._config import AppConfig
 from ._errors import ConfigurationError, StorageUnavailableError
 from .storage import open_store
 
 
 async def _migrate(url: str, schema: str) -> None:
-    async with open_store(url, schema=schema, migrate=True):
+    # a dead link fails it after about a lease, not after the kernel's many minutes
+    async with open_store(url, schema=schema, migrate=True,
+                          link=AppConfig(schema=schema).link_timeouts()):
         pass
     print(f"migrations applied to {url}")
 

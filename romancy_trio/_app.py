@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -308,8 +309,11 @@ async def open_app(
     dialect = check_url(url)
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
+    link = config.link_timeouts()  # every PostgreSQL connection: a cut link noticed in time
+    if notify_config.link is None:
+        notify_config = replace(notify_config, link=link)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
-                          wait_for_database=wait_for_database) as store:
+                          wait_for_database=wait_for_database, link=link) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from romancy_notify import LinkTimeouts
+
 from ._replay import RetryPolicy
 
 
@@ -11,7 +13,9 @@ from ._replay import RetryPolicy
 class AppConfig:
     lease_ttl: float = 5.0
     """Seconds a worker's claim on an instance lasts without a heartbeat; a crashed worker's
-    instances are taken over after at most about this long."""
+    instances are taken over after at most about this long. On PostgreSQL it also sets how soon
+    a silently cut network link is noticed, at both ends of every connection: see
+    `link_timeouts`."""
     heartbeat_interval: float = 1.5
     """How often a worker renews all its leases (one UPDATE for all of them)."""
     claim_batch: int = 4
@@ -80,6 +84,14 @@ class AppConfig:
     over the live workers, rounded up) hands the excess, at their next suspension point, to
     the least loaded peers, so a worker that joins takes its share and one that leaves gives
     its share back. None: instances stay where they were claimed."""
+
+    def link_timeouts(self) -> LinkTimeouts:
+        """The keepalives and ``tcp_user_timeout`` given to every PostgreSQL connection (both
+        ends) unless the URL sets them: a dead link is given up after about a lease
+        (``LinkTimeouts.within(lease_ttl)``; at least 4 s), so an outage shorter than the lease
+        breaks no connection, and a backend whose worker was cut off inside a transaction
+        releases its locks about when that worker's leases lapse."""
+        return LinkTimeouts.within(self.lease_ttl)
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval * 2 >= self.lease_ttl:

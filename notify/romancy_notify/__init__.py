@@ -51,6 +51,7 @@ from ._hub import HubStatistics as HubStatistics
 from ._hub import NotifyError as NotifyError
 from ._hub import Watch as Watch
 from ._hub import WatchClosed as WatchClosed
+from ._link import LinkTimeouts as LinkTimeouts
 from ._local_source import open_local_hub as open_local_hub
 from ._pg_source import ListenProbeFailed as ListenProbeFailed
 from ._pg_source import check_notification as check_notification
@@ -62,6 +63,7 @@ __all__ = [
     "Hub",
     "HubClosed",
     "HubStatistics",
+    "LinkTimeouts",
     "ListenProbeFailed",
     "NotifyConfig",
     "NotifyError",

@@ -7,6 +7,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
+from ._link import LinkTimeouts
+
 __all__ = ["NotifyConfig"]
 
 
@@ -32,6 +34,9 @@ class NotifyConfig:
       (as for ``fallback_jitter``), so that many processes do not reconnect in lockstep.
     - ``probe_timeout``: how long the start-up self-probe waits for its own notification, and
       the bound on each liveness ``SELECT 1``.
+    - ``link``: keepalives and ``tcp_user_timeout`` for the listener's connections (both
+      ends; see `LinkTimeouts`), so a silently cut link is noticed in bounded time; None:
+      the kernels' defaults, unless the DSN sets them.
     """
 
     fallback_interval: float = 30.0
@@ -43,9 +48,14 @@ class NotifyConfig:
     reconnect_max: float = 5.0
     reconnect_jitter: float = 0.2
     probe_timeout: float = 5.0
+    link: LinkTimeouts | None = None
 
     def __post_init__(self) -> None:
+        if self.link is not None and not isinstance(self.link, LinkTimeouts):
+            raise TypeError(f"NotifyConfig.link must be a LinkTimeouts or None, not {self.link!r}")
         for f in fields(self):
+            if f.name == "link":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"NotifyConfig.{f.name} must be a number, not {value!r}")

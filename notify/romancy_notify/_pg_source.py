@@ -7,7 +7,8 @@
   statement to some server connection) or that reaches another database fails the probe with
   `ListenProbeFailed`; ``listener_dsn`` can point the listener at a direct connection.
 - Receiving: ``conn.notifies(timeout=liveness_interval)``; a window with nothing received is
-  followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``.
+  followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``. With ``NotifyConfig.link``
+  the connection's keepalives also end it when the link dies silently (both ends).
 - Losing the connection (`psycopg.OperationalError`, `psycopg.InterfaceError`, a liveness or
   probe timeout): log a warning, reconnect on a fresh connection, forever: every
   ``reconnect_initial`` s (jittered) for the first ``reconnect_fast_for`` s of the outage, so
@@ -87,7 +88,8 @@ async def _probe(
     connection and wait to receive it on ``conn``."""
     token = secrets.token_hex(16)
     with trio.fail_after(config.probe_timeout):
-        sender = await pg.connect(dsn, autocommit=True, connect_timeout=config.probe_timeout)
+        sender = await pg.connect(dsn, autocommit=True, connect_timeout=config.probe_timeout,
+                                  link=config.link)
         try:
             await sender.execute("SELECT pg_notify(%s, %s)", (channel, token))
         finally:
@@ -112,7 +114,8 @@ async def _open_listener(
     dsn: str, listener_dsn: str, topics: Collection[str], config: NotifyConfig, sink: SourceLink
 ) -> pg.TrioConnection[Any]:
     """A fresh autocommit connection that LISTENs to ``topics`` and passed the self-probe."""
-    conn = await pg.connect(listener_dsn, autocommit=True, connect_timeout=config.probe_timeout)
+    conn = await pg.connect(listener_dsn, autocommit=True, connect_timeout=config.probe_timeout,
+                            link=config.link)
     ok = False
     try:
         channel = _PROBE_PREFIX + secrets.token_hex(8)

@@ -39,6 +39,8 @@ from psycopg.pq.abc import PGconn
 from psycopg.rows import AsyncRowFactory, Row, tuple_row
 from psycopg.waiting import Ready, Wait
 
+from ._link import LinkTimeouts
+
 __all__ = ["BATCH_LIMIT", "CANCEL_DRAIN_TIMEOUT", "TrioConnection", "connect"]
 
 logger = logging.getLogger(__name__)
@@ -235,9 +237,15 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
         context: AdaptContext | None = None,
         row_factory: AsyncRowFactory[Row] | None = None,
         cursor_factory: type[psycopg.AsyncCursor[Row]] | None = None,
-        **kwargs: ConnParam | float,
+        **kwargs: ConnParam | float | LinkTimeouts,
     ) -> Self:
         """Connect like `psycopg.AsyncConnection.connect`; see the module-level `connect`."""
+        link, server_link = kwargs.pop("link", None), None
+        if isinstance(link, LinkTimeouts):  # what the conninfo and kwargs leave unset
+            server_link = link.server_statement(conninfo, kwargs)
+            kwargs = {**link.connect_params(conninfo, kwargs), **kwargs}
+        elif link is not None:
+            raise TypeError(f"link must be a LinkTimeouts or None, not {link!r}")
         timeout = kwargs.pop("connect_timeout", None)  # a number > 0: exact seconds
         if not (exact := isinstance(timeout, int | float) and timeout > 0):
             kwargs["connect_timeout"] = timeout  # libpq's rules: an integer >= 2, 0 for 130
@@ -264,6 +272,14 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
             lines = [str(last), "Multiple connection attempts failed. All failures were:"]
             lines.extend(f"- {descr}: {error}" for error, descr in errors)
             raise type(last)("\n".join(lines), pgconn=last.pgconn)
+        if server_link is not None:
+            rv._autocommit = True  # the server's end of the link: outside any transaction
+            try:
+                with trio.fail_after(timeout or CANCEL_DRAIN_TIMEOUT):
+                    await rv.execute(server_link)
+            except BaseException:
+                await rv.close()
+                raise
         rv._autocommit, rv.prepare_threshold = bool(autocommit), prepare_threshold
         rv.row_factory = row_factory or rv.row_factory
         rv.cursor_factory = cursor_factory or rv.cursor_factory
@@ -373,6 +389,9 @@ async def connect(
 ) -> TrioConnection[tuple[Any, ...]]:
     """Open a `TrioConnection`; ``kwargs``: connection parameters, ``prepare_threshold``, etc.
 
+    ``link`` (`LinkTimeouts`): keepalives and ``tcp_user_timeout`` for both ends of the
+    connection, where the conninfo and ``kwargs`` set none (a dead link is then noticed in
+    bounded time).
     ``connect_timeout`` (exact seconds per attempt) overrides the conninfo's (libpq-style: an
     integer, at least 2, default 130); expiry raises `psycopg.errors.ConnectionTimeout`.
     """

@@ -10,7 +10,9 @@ short fixed timer, and it claims nothing while activities wait for a transaction
 The heartbeat renews all this worker's leases in one statement on the worker's own session
 (`Store.worker_session`: on PostgreSQL a connection outside the pool holding this worker's
 advisory lock, reopened as soon as it drops), so activities holding every pooled connection
-cannot delay it; it cancels any run whose lease it no longer holds. While other workers hold
+cannot delay it; it cancels any run whose lease it no longer holds. What it lost (a renewal no
+longer returning a lease, a refused write, a run that gave up waiting for the database) is said
+in one line per renewal, however many instances (`._leases`). While other workers hold
 running leases, the takeover check runs every ``takeover_check_interval`` and expires the
 leases of workers found without a session twice in a row, so a crashed worker's instances are
 claimed within about that interval instead of the lease TTL.
@@ -33,8 +35,10 @@ from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, WorkerSession, hints
+from ._dbprobe import DatabaseProbe
 from ._hosts import ActivityHosts, open_activity_hosts
 from ._housekeeping import channel_sweep_loop, maintenance_loop
+from ._leases import LeaseReport
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
@@ -121,14 +125,17 @@ class Scheduler:
         self._nursery: trio.Nursery | None = None
         self._hosts: ActivityHosts | None = None
         self._n = _Counters()
-        self._db_probe: trio.Event | None = None
         self._rng = random.Random()
+        self._db_probe = DatabaseProbe(lambda: self.store.db.fetchone("SELECT 1"),
+                                       lambda: hub.config.reconnect_delays(self._rng))
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
+        self._report = LeaseReport(worker_id, config.lease_ttl, trio.current_time())
 
     # -- public -------------------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        session = self.store.worker_session(
-            self.worker_id, connect_timeout=self.config.heartbeat_interval)
+        session = self.store.worker_session(  # bounded: a renewal past the lease is no use
+            self.worker_id, connect_timeout=self.config.heartbeat_interval,
+            statement_timeout=self.config.lease_ttl)
         try:
             await session.ensure()  # this worker's lock is held before it claims anything
             async with open_activity_hosts(self.config.activity_threads) as hosts, \
@@ -206,7 +213,7 @@ class Scheduler:
         return entry
 
     async def _run_one(self, claimed: Claimed, entry: _Running) -> None:
-        done = interrupted = False
+        done = interrupted = gave_up = False
         try:
             with entry.scope:
                 try:
@@ -218,29 +225,29 @@ class Scheduler:
                         on_attempt=entry.settled.set)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
-                    log.info("abandoning instance: %s", exc)
-                    if not entry.lost:
-                        entry.lost = True
-                        self._n.leases_lost += 1
-                except StorageUnavailableError as exc:
-                    log.warning(
-                        "instance %s interrupted by the database (%s); handing it back as soon "
-                        "as the database answers",
-                        claimed.lease.instance_id,
-                        exc,
-                    )
+                    log.debug("abandoning instance: %s", exc)
+                    self._lose(entry, "write refused")  # said once for all (`LeaseReport`)
+                except StorageUnavailableError as exc:  # one line per outage, not per instance
+                    if not self._db_probe.probing:
+                        log.warning("running instances interrupted by the database (%s); each "
+                                    "is handed back as soon as it answers", exc)
+                    log.debug("instance %s interrupted: %s", claimed.lease.instance_id, exc)
                     # Released now, it would stay leased until its lease expired (the release
                     # fails too): wait for the database first, then release it for this worker
-                    # to claim again at once (it replays from its history).
+                    # to claim again at once (it replays from its history). No answer within
+                    # a lease: the lease has lapsed; it is left to expire (said once).
                     with trio.move_on_after(self.config.lease_ttl):
                         await self.wait_for_database()
                         interrupted = True
+                    gave_up = not interrupted
         finally:
             entry.settled.set()
             del self._running[claimed.lease]
             self._n.finished += 1
             self._signal_capacity()
-            if not done and not entry.lost:
+            if gave_up and not entry.lost:
+                self._report.lost(claimed.lease.instance_id, "left to expire")
+            elif not done and not entry.lost:
                 hint = ""  # shutdown: for every worker
                 if entry.handback is not None:
                     log.info("handing instance %s back for worker %s (placement)",
@@ -251,34 +258,18 @@ class Scheduler:
                 await self._release(claimed.lease, hint)
 
     async def wait_for_database(self) -> None:
-        """Return once the database answers a query again. One probe for every task that
-        waits: attempts close together at first (as the notify listener's reconnects, see
-        `NotifyConfig.reconnect_delays`), then backing off."""
-        probe = self._db_probe
-        if probe is None:
-            assert self._nursery is not None
-            probe = self._db_probe = trio.Event()
-            self._nursery.start_soon(self._probe_database, probe)
-        await probe.wait()
-
-    async def _probe_database(self, answered: trio.Event) -> None:
-        try:
-            for delay in self.hub.config.reconnect_delays(self._rng):
-                try:
-                    await self.store.db.fetchone("SELECT 1")
-                    return
-                except StorageUnavailableError:
-                    await trio.sleep(delay)
-        finally:
-            self._db_probe = None
-            answered.set()
+        """Return once the database answers a query again (`DatabaseProbe`)."""
+        assert self._nursery is not None
+        await self._db_probe.wait(self._nursery)
 
     async def _release(self, lease: Lease, hint: str = "") -> None:
         """Hand an unfinished instance back (shutdown, database hiccup, placement) so it
         restarts at once."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
             try:
-                await self.store.release(lease, now=time.time(), hint=hint)
+                if not await self.store.release(lease, now=time.time(), hint=hint):
+                    self._n.leases_lost += 1  # taken over meanwhile: said once (`LeaseReport`)
+                    self._report.lost(lease.instance_id, "write refused")
             except StorageUnavailableError as exc:
                 # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
                 log.warning(
@@ -414,7 +405,7 @@ class Scheduler:
         dropped connection is opened again (with this worker's lock) at once. After a failure,
         try again in 50 ms, doubling up to the interval."""
         interval = self.config.heartbeat_interval
-        delay, retry, failing_since = interval, _FIRST_RETRY, None
+        delay, retry = interval, _FIRST_RETRY
         while True:
             started = trio.current_time()
             try:
@@ -427,18 +418,13 @@ class Scheduler:
                     held = await self.store.renew(self.worker_id, session=session,
                                                   lease_ttl=self.config.lease_ttl)
             except StorageUnavailableError as exc:
-                if failing_since is None:
-                    failing_since = started
-                    log.warning("lease renewal failed (%s); retrying (fenced writes keep "
-                                "ownership safe)", exc)
+                self._report.failing(exc)
                 await trio.sleep(retry)
                 delay, retry = 0.0, min(retry * 2, interval)
                 continue
-            delay = interval
-            if failing_since is not None:
-                log.warning("worker session back after %.2fs", started - failing_since)
-            retry, failing_since = _FIRST_RETRY, None
+            delay, retry = interval, _FIRST_RETRY
             if held is None:
+                self._report.renewed(started)
                 continue
             self._check_takeover.set()
             ours = set(self._running)
@@ -449,7 +435,8 @@ class Scheduler:
                     continue
                 if now_held is not None and Lease(iid, self.worker_id, now_held) in ours:
                     continue  # a run that suspended and is ending; a newer run of ours has it
-                self._lose(entry)
+                self._lose(entry, "taken over")
+            self._report.renewed(started)  # what was lost: one line
 
     async def _takeover_loop(self) -> None:
         """Expire the leases of workers whose session ended, so they are claimed at once: every
@@ -490,8 +477,9 @@ class Scheduler:
                         entry.cancelling = True
                         entry.scope.cancel()
 
-    def _lose(self, entry: _Running) -> None:
+    def _lose(self, entry: _Running, how: str) -> None:
         if not entry.lost:
             entry.lost = True
             self._n.leases_lost += 1
+            self._report.lost(entry.lease.instance_id, how)
             entry.scope.cancel()

@@ -157,10 +157,12 @@ class Database(Protocol):
     gate: TransactionGate
     """Bounds the transactions activities hold open at once (see ``_gate``)."""
 
-    def worker_session(self, *, on_connect: Statement | None,
-                       connect_timeout: float) -> WorkerSession:
+    def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
+                       statement_timeout: float | None = None) -> WorkerSession:
         """A session for one worker's own periodic statements; ``on_connect`` runs first on
-        each new connection (PostgreSQL). Connects on first use."""
+        each new connection (PostgreSQL). Connects on first use. ``statement_timeout``: a
+        statement without an answer that long fails with `StorageUnavailableError` (and the
+        connection is dropped), so lease renewal never hangs past the lease."""
         ...
 
     def set_after_commit(self, callback: AfterCommit) -> None:

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import unquote, urlsplit
 
+from romancy_notify import LinkTimeouts
+
 from .._errors import ConfigurationError
 from ._migrate import migrate_postgres, migrate_sqlite
 from ._postgres import PostgresDatabase, ensure_schema
@@ -47,12 +49,13 @@ def check_url(url: str) -> str:
 @asynccontextmanager
 async def open_store(
     url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
-    wait_for_database: float = 0.0,
+    wait_for_database: float = 0.0, link: LinkTimeouts | None = None,
 ) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit.
 
     PostgreSQL unreachable: `StorageUnavailableError` naming host, port and cause, after
-    retrying for up to ``wait_for_database`` seconds."""
+    retrying for up to ``wait_for_database`` seconds. ``link``: keepalives and
+    ``tcp_user_timeout`` for every PostgreSQL connection (both ends; the URL's own win)."""
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
@@ -75,8 +78,8 @@ async def open_store(
         quote_identifier(schema)
     except ValueError as exc:
         raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
-    await ensure_schema(url, schema, wait_for_database=wait_for_database)
-    pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
+    await ensure_schema(url, schema, wait_for_database=wait_for_database, link=link)
+    pg = PostgresDatabase(url, schema=schema, max_size=pool_size, link=link)
     try:
         if migrate:
             await migrate_postgres(pg)

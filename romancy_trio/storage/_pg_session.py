@@ -9,15 +9,23 @@ It also carries the worker's identity: right after it connects it runs ``on_conn
 store's session-level advisory lock for this worker, see ``sql_postgres.worker_lock_key``), so
 other workers can tell at once that this worker's session ended. It reconnects on the next use
 after a failure (the caller decides how soon); a failure raises `StorageUnavailableError`.
+
+A cut link cannot make it hang: its connections carry the database's `LinkTimeouts` (a
+statement sent into the cut fails after ``tcp_user_timeout``; one whose answer is lost, after
+the keepalive probes go unanswered), and every statement is bounded by ``statement_timeout``
+besides (a renewal answered later than the lease it extends is worth nothing): past it, the
+connection is closed and `StorageUnavailableError` raised.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import psycopg
 import trio
 
+from romancy_notify import LinkTimeouts
 from romancy_notify.pg import TrioConnection, connect
 
 from .._errors import StorageUnavailableError
@@ -28,10 +36,13 @@ _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 class PostgresWorkerSession:
     def __init__(self, conninfo: str, *, on_connect: Statement | None,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, link: LinkTimeouts | None = None,
+                 statement_timeout: float | None = None) -> None:
         self.conninfo = conninfo
         self._on_connect = on_connect
         self._connect_timeout = connect_timeout
+        self._link = link
+        self._statement_timeout = math.inf if statement_timeout is None else statement_timeout
         self._conn: TrioConnection[Any] | None = None
         self._lock = trio.Lock()
         self.connects = 0
@@ -59,8 +70,13 @@ class PostgresWorkerSession:
         async with self._lock:
             conn = await self._use()
             try:
-                cur = await conn.execute(query, params)
-                return await cur.fetchall()
+                with trio.move_on_after(self._statement_timeout):
+                    cur = await conn.execute(query, params)
+                    return await cur.fetchall()
+                await self._drop()
+                raise StorageUnavailableError(
+                    f"PostgreSQL (worker session): no answer within "
+                    f"{self._statement_timeout:g} s")
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 await self._drop()
                 raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
@@ -74,13 +90,19 @@ class PostgresWorkerSession:
             return self._conn
         await self._drop()
         try:
-            conn = await connect(self.conninfo, autocommit=True,
+            conn = await connect(self.conninfo, autocommit=True, link=self._link,
                                  connect_timeout=self._connect_timeout)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
         try:
             if self._on_connect is not None:
-                await conn.execute(*self._on_connect)
+                with trio.fail_after(self._statement_timeout):
+                    await conn.execute(*self._on_connect)
+        except trio.TooSlowError:
+            await conn.close()
+            raise StorageUnavailableError(
+                f"PostgreSQL (worker session): no answer within {self._statement_timeout:g} s"
+            ) from None
         except BaseException as exc:
             await conn.close()
             if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):

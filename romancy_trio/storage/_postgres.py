@@ -30,7 +30,7 @@ import trio
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from romancy_notify import check_notification, notify_tx
+from romancy_notify import LinkTimeouts, check_notification, notify_tx
 from romancy_notify.pg import TrioConnection
 from romancy_notify.pool import ConnectionPool
 
@@ -226,8 +226,11 @@ async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
 class PostgresDatabase:
     dialect = "postgres"
 
-    def __init__(self, conninfo: str, *, schema: str, max_size: int = 10) -> None:
+    def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
+                 link: LinkTimeouts | None = None) -> None:
         self.conninfo = conninfo
+        self.link = link
+        """Keepalives and ``tcp_user_timeout`` of every connection it opens (both ends)."""
         self.schema = schema
         self.address = server_address(conninfo)
         self._after_commit: AfterCommit | None = None
@@ -238,15 +241,16 @@ class PostgresDatabase:
         """Activities' transactions: ``max_size`` at once; the pool has room for those and
         `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
         self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
-                                   autocommit=True)
+                                   autocommit=True, link=link)
         """No session state on its connections (no ``SET search_path``): library statements
         name their schema (``storage.qualify``), user statements resolve in the user's own
         search_path, and a transaction-pooling proxy may hand a connection to anyone."""
 
-    def worker_session(self, *, on_connect: Statement | None,
-                       connect_timeout: float) -> PostgresWorkerSession:
+    def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
+                       statement_timeout: float | None = None) -> PostgresWorkerSession:
         return PostgresWorkerSession(self.conninfo, on_connect=on_connect,
-                                     connect_timeout=connect_timeout)
+                                     connect_timeout=connect_timeout, link=self.link,
+                                     statement_timeout=statement_timeout)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -309,7 +313,8 @@ class PostgresDatabase:
         await self.pool.aclose()
 
 
-async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float = 0.0) -> None:
+async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float = 0.0,
+                        link: LinkTimeouts | None = None) -> None:
     """Create the schema if missing (idempotent, safe when several workers start at once).
 
     The first connection of a process: if the server cannot be reached it raises
@@ -328,7 +333,7 @@ async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float 
         attempts += 1
         remaining = deadline - trio.current_time()
         try:
-            conn = await connect(conninfo, autocommit=True,
+            conn = await connect(conninfo, autocommit=True, link=link,
                                  connect_timeout=None if own_timeout else max(remaining, 10.0))
             break
         except psycopg.OperationalError as exc:

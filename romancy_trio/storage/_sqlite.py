@@ -126,8 +126,8 @@ class SqliteDatabase:
         changed, self._data_version = version != self._data_version, version
         return changed
 
-    def worker_session(self, *, on_connect: Statement | None,
-                       connect_timeout: float) -> _SqliteWorkerSession:
+    def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
+                       statement_timeout: float | None = None) -> _SqliteWorkerSession:
         """The one connection serves the worker's own statements too (``on_connect``: none
         on SQLite; its one writer makes every transaction short or serial anyway)."""
         return _SqliteWorkerSession(self)

@@ -143,12 +143,15 @@ class Store:
         ]
         return claimed, expiry
 
-    def worker_session(self, owner: str, *, connect_timeout: float) -> WorkerSession:
+    def worker_session(self, owner: str, *, connect_timeout: float,
+                       statement_timeout: float | None = None) -> WorkerSession:
         """The worker's own session for `renew` and `take_over_dead` (PostgreSQL: a
-        connection outside the pool that holds the worker's advisory lock)."""
+        connection outside the pool that holds the worker's advisory lock); a statement
+        unanswered for ``statement_timeout`` s fails as the database being unavailable."""
         lock = (None if self.q.worker_lock is None
                 else (self.q.worker_lock, {"ns": self.db.schema, "owner": owner}))
-        return self.db.worker_session(on_connect=lock, connect_timeout=connect_timeout)
+        return self.db.worker_session(on_connect=lock, connect_timeout=connect_timeout,
+                                      statement_timeout=statement_timeout)
 
     async def renew(self, owner: str, *, lease_ttl: float,
                     session: WorkerSession | None = None) -> dict[str, int]:
@@ -170,15 +173,17 @@ class Store:
             "suspects": list(suspects)})
         return int(row[0]), int(row[1]), list(row[3])
 
-    async def release(self, lease: Lease, *, now: float, hint: str = "") -> None:
+    async def release(self, lease: Lease, *, now: float, hint: str = "") -> bool:
         """Give an instance back (graceful shutdown) so another worker takes it at once;
-        ``hint``: the work notification to send (``hints``; default: every worker claims)."""
+        ``hint``: the work notification to send (``hints``; default: every worker claims).
+        False if the lease was no longer held (fenced: nothing changed)."""
         row = await self.db.fetchone(
             self.q.release,
             {**_fence(lease), "now": now, "topic": self.topics.work, "hint": hint},
         )
         if row is not None:
             self.db.publish_local([(self.topics.work, hint)])
+        return row is not None
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""

@@ -18,6 +18,7 @@ def test_public_surface() -> None:
         "Hub",
         "HubClosed",
         "HubStatistics",
+        "LinkTimeouts",
         "ListenProbeFailed",
         "NotifyConfig",
         "NotifyError",
