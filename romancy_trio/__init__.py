@@ -47,6 +47,8 @@ from ._waits import recur as recur
 from ._waits import sleep as sleep
 from ._waits import sleep_until as sleep_until
 from ._waits import wait_event as wait_event
+from .hooks import Hooks as Hooks
+from .hooks import HookStatistics as HookStatistics
 from .storage import InstanceInfo as InstanceInfo
 from .storage import NativeSession as NativeSession
 from .storage import PlaceholderError as PlaceholderError
@@ -67,6 +69,8 @@ __all__ = [
     "Event",
     "EventReceipt",
     "EventTimeoutError",
+    "HookStatistics",
+    "Hooks",
     "InstanceFinishedError",
     "InstanceIdConflictError",
     "InstanceInfo",

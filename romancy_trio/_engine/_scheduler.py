@@ -33,11 +33,14 @@ from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, WorkerSession, hints
+from ._hooks import NO_HOOKS, HookDispatcher
 from ._hosts import ActivityHosts, open_activity_hosts
 from ._housekeeping import channel_sweep_loop, maintenance_loop
+from ._notes import lease_lost
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
+from ._stats import SchedulerStatistics, _Counters
 
 log = logging.getLogger("romancy_trio.scheduler")
 
@@ -63,35 +66,10 @@ class _Running:
     cancelling: bool = False
     handback: str | None = None
     """The peer this instance is being handed to (placement), at its next suspension point."""
+    claimed: Claimed | None = None
     settled: trio.Event = field(default_factory=trio.Event)
     """Set when the run starts its first activity attempt or ends: by then an activity that
     needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStatistics:
-    running: int
-    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
-    after its last commit, so its new status (a result, a wait) is visible before it stops
-    counting here: wait for ``running`` itself, not for the status, to see it fall."""
-    reserved: int
-    started: int
-    finished: int
-    leases_lost: int
-    claims: int
-    deferred: int
-    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
-    peers: int
-    """Live workers running the same workflows, this one included."""
-
-
-@dataclass(slots=True)
-class _Counters:
-    started: int = 0
-    finished: int = 0
-    leases_lost: int = 0
-    claims: int = 0
-    deferred: int = 0
 
 
 class Scheduler:
@@ -103,11 +81,12 @@ class Scheduler:
         config: AppConfig,
         worker_id: str,
         channels: ChannelService,
+        hooks: HookDispatcher = NO_HOOKS,
     ) -> None:
         self.store = store
         self.channels = channels
+        self.hooks = hooks
         self._known = sorted(registry.workflows)
-
         self.registry = registry
         self.hub = hub
         self.config = config
@@ -199,7 +178,7 @@ class Scheduler:
             log.info("taking over instance %r from worker %r (its lease expired or its session "
                      "ended): now run by worker %r at epoch %d", claimed.lease.instance_id,
                      claimed.previous_owner, self.worker_id, claimed.lease.epoch)
-        entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
+        entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time(), claimed=claimed)
         self._running[claimed.lease] = entry
         self._n.started += 1
         self._nursery.start_soon(self._run_one, claimed, entry)
@@ -215,13 +194,11 @@ class Scheduler:
                         self.store, self.registry, claimed, self.config.default_retry,
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
                         handing_back=lambda: entry.handback is not None,
-                        on_attempt=entry.settled.set)
+                        on_attempt=entry.settled.set, hooks=self.hooks)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.info("abandoning instance: %s", exc)
-                    if not entry.lost:
-                        entry.lost = True
-                        self._n.leases_lost += 1
+                    self._lose(entry, cancel=False)
                 except StorageUnavailableError as exc:
                     log.warning(
                         "instance %s interrupted by the database (%s); handing it back as soon "
@@ -490,8 +467,10 @@ class Scheduler:
                         entry.cancelling = True
                         entry.scope.cancel()
 
-    def _lose(self, entry: _Running) -> None:
+    def _lose(self, entry: _Running, *, cancel: bool = True) -> None:
         if not entry.lost:
             entry.lost = True
             self._n.leases_lost += 1
-            entry.scope.cancel()
+            lease_lost(self.hooks, entry.claimed)
+            if cancel:
+                entry.scope.cancel()

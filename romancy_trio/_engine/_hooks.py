@@ -1,0 +1,133 @@
+"""The hook dispatcher: the one object the engine hands what happened to.
+
+``emit`` never blocks and never raises: it puts the notification on each hook's bounded queue
+(a full queue drops it, counted). ``serve`` runs one task per hook, owned by the app's nursery,
+that awaits the hook's method for each notification in order, within ``hook_timeout``. What a
+hook that raises or overruns does is the contract written in :mod:`romancy_trio.hooks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ..hooks import METHODS, HookEvent, Hooks, HookStatistics, SendInfo, StartInfo, frozen_map
+
+log = logging.getLogger("romancy_trio.hooks")
+
+
+@dataclass(slots=True)
+class _Slot:
+    hook: Hooks
+    name: str
+    send: trio.MemorySendChannel[HookEvent]
+    receive: trio.MemoryReceiveChannel[HookEvent]
+    delivered: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    dropped: int = 0
+    warned: bool = False
+
+    def statistics(self) -> HookStatistics:
+        return HookStatistics(self.name, self.delivered, self.failed, self.timed_out,
+                              self.dropped)
+
+
+class HookDispatcher:
+    """Fan-out of notifications to the app's hooks (none: every call is a cheap no-op)."""
+
+    def __init__(self, hooks: Sequence[Hooks] = (), *, queue: int = 1000,
+                 timeout: float = 5.0) -> None:
+        for hook in hooks:
+            if not isinstance(hook, Hooks):
+                raise TypeError(f"hooks must be romancy_trio.hooks.Hooks instances, not "
+                                f"{type(hook).__qualname__}")
+        if not (isinstance(queue, int) and queue >= 1) or not 0 < timeout < math.inf:
+            raise ValueError("hook_queue must be an int >= 1 and hook_timeout > 0 seconds")
+        self._timeout = timeout
+        self._slots: list[_Slot] = []
+        for i, hook in enumerate(hooks):
+            send, receive = trio.open_memory_channel[HookEvent](queue)
+            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive))
+        self.active = bool(self._slots)
+        """Whether any hook is registered (callers skip building notifications otherwise)."""
+
+    def emit(self, event: HookEvent) -> None:
+        for slot in self._slots:
+            try:
+                slot.send.send_nowait(event)
+            except trio.WouldBlock:
+                slot.dropped += 1
+                self._warn(slot, "its queue is full; notifications are dropped (counted)")
+            except trio.ClosedResourceError:
+                slot.dropped += 1  # the app is closing
+
+    def instance_attributes(self, start: StartInfo) -> Mapping[str, str]:
+        """The caller's attributes, completed by every hook's (the caller's keys win)."""
+        found: dict[str, str] = {}
+        for slot in self._slots:
+            found.update(self._supply(slot, slot.hook.instance_attributes, start))
+        return frozen_map({**found, **start.attributes})
+
+    def event_extensions(self, send: SendInfo) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        for slot in self._slots:
+            found.update(self._supply(slot, slot.hook.event_extensions, send))
+        return frozen_map(found)
+
+    def statistics(self) -> list[HookStatistics]:
+        return [slot.statistics() for slot in self._slots]
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                for slot in self._slots:
+                    nursery.start_soon(self._run, slot)
+                task_status.started()
+        finally:
+            for slot in self._slots:
+                slot.send.close()
+
+    async def _run(self, slot: _Slot) -> None:
+        async for event in slot.receive:
+            method = getattr(slot.hook, METHODS[type(event)])
+            with trio.move_on_after(self._timeout) as scope:
+                try:
+                    await method(event)
+                except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
+                    slot.failed += 1
+                    self._warn(slot, f"{METHODS[type(event)]} raised", exc)
+                    continue
+            if scope.cancelled_caught:
+                slot.timed_out += 1
+                self._warn(slot, f"{METHODS[type(event)]} ran past hook_timeout "
+                                 f"({self._timeout}s) and was cancelled")
+            else:
+                slot.delivered += 1
+
+    def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any
+                ) -> Mapping[str, str]:
+        try:
+            values = fn(arg)
+            return {str(k): str(v) for k, v in values.items()}
+        except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
+            slot.failed += 1
+            self._warn(slot, f"{fn.__name__} raised", exc)
+            return {}
+
+    def _warn(self, slot: _Slot, what: str, exc: BaseException | None = None) -> None:
+        if not slot.warned:
+            slot.warned = True
+            log.error("hook %s: %s; durable progress goes on without it (further problems "
+                      "of this hook are only counted: App.hook_statistics())", slot.name, what,
+                      exc_info=exc)
+
+
+NO_HOOKS = HookDispatcher()
+"""The dispatcher of an engine part used without an app (tests, tools)."""
