@@ -90,6 +90,8 @@ class WorkflowResumed(RunEvent):
     replayed: int
     woken_by: EventInfo | None
     runnable_since: float | None
+    waited_since: float | None = None
+    """With ``woken_by``: when the wait it ended began (the run's last recorded step)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,10 @@ class MessagePublished(HookEvent):
 
 @dataclass(frozen=True, slots=True)
 class MessageReceived(RunEvent):
+    """A ``receive`` took a message (``since``: when the wait began)."""
+
     channel: str
+    since: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,8 @@ class TimerFired(RunEvent):
     deadline: float
     late_by: float
     timed_out: bool
+    since: float
+    """When the wait began (the run's last recorded step before it)."""
 
 
 @dataclass(frozen=True, slots=True)

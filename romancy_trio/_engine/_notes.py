@@ -65,18 +65,21 @@ class RunNotes:
                 "epoch": lease.epoch}
 
     # -- the run --------------------------------------------------------------------------
-    def resumed(self, history: Sequence[HistoryEvent], runnable_since: float | None) -> None:
+    def resumed(self, history: Sequence[HistoryEvent], started_at: float,
+                runnable_since: float | None) -> None:
         if not self.on:
             return
-        woken = None
+        woken = waited_since = None
         if history and history[-1].kind is EventKind.EVENT_RECEIVED:
             woken = event_info(history[-1].payload)
             runnable_since = history[-1].at
+            waited_since = history[-2].at if len(history) > 1 else started_at
         elif history:
             runnable_since = None
         self.hooks.emit(WorkflowResumed(**self._ids(), attributes=self.attributes,
                                         replayed=len(history), woken_by=woken,
-                                        runnable_since=runnable_since))
+                                        runnable_since=runnable_since,
+                                        waited_since=waited_since))
 
     def ended(self, status: str, error: ErrorInfo | None = None) -> None:
         """The instance ended: ``completed``, ``failed`` or ``cancelled``."""
@@ -107,11 +110,12 @@ class RunNotes:
         self.suspended("recur")
         self.run_no, self.closed = run_no, False
 
-    def waited(self, found: Sequence[tuple[HistoryEvent, WaitCommand]]) -> None:
-        """Waits resolved (and recorded) by this run: the event, message or timer each got."""
+    def waited(self, found: Sequence[tuple[HistoryEvent, WaitCommand, float]]) -> None:
+        """Waits resolved (and recorded) by this run: the event, message or timer each got,
+        and when the wait began (the workflow's clock then: its last recorded step)."""
         if not self.on:
             return
-        for event, wait in found:
+        for event, wait, since in found:
             if event.kind is EventKind.EVENT_RECEIVED:
                 info = event_info(event.payload)
                 if info is not None:
@@ -119,12 +123,12 @@ class RunNotes:
                     del ids["run_no"], ids["epoch"]
                     self.hooks.emit(EventReceived(**ids, event=info))
             elif event.kind is EventKind.MESSAGE_RECEIVED:
-                self.hooks.emit(MessageReceived(**self._ids(), channel=wait.key))
+                self.hooks.emit(MessageReceived(**self._ids(), channel=wait.key, since=since))
             elif (event.kind in (EventKind.TIMER_FIRED, EventKind.WAIT_TIMED_OUT)
                   and wait.deadline is not None):
                 self.hooks.emit(TimerFired(
                     **self._ids(), deadline=wait.deadline, late_by=event.at - wait.deadline,
-                    timed_out=event.kind is EventKind.WAIT_TIMED_OUT))
+                    timed_out=event.kind is EventKind.WAIT_TIMED_OUT, since=since))
 
     # -- activities -----------------------------------------------------------------------
     def attempt(self, cmd: ActivityCommand, attempt: int) -> float:

@@ -104,7 +104,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
         else:
             history = await store.load_history(lease.instance_id, run_no)
         known = None
-        notes.resumed(history, started_at if not history else None)
+        notes.resumed(history, started_at, started_at if not history else None)
         machine = WorkflowMachine(history=history, started_at=started_at,
                                   cancel_requested=claimed.cancel_requested,
                                   determinism_guard=determinism_guard and wf.determinism_guard)
@@ -163,14 +163,15 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
         if isinstance(command, Suspend):
             if handing_back():
                 return HandedBack()
-            found: list[tuple[HistoryEvent, WaitCommand]] = []
+            found: list[tuple[HistoryEvent, WaitCommand, float]] = []
 
             def then(event: HistoryEvent) -> WaitCommand | None:
                 """The event to the workflow, before it commits (a lost lease then fails
                 the commit and this run is dropped); its next wait, if it waits again."""
                 nonlocal command
                 assert isinstance(command, Suspend)
-                found.append((event, command.wait))  # noqa: B023 - called before the loop goes on
+                # (noqa: `then` is called before the loop goes on)
+                found.append((event, command.wait, machine.clock))  # noqa: B023
                 machine.resolve(event)
                 command = machine.advance()
                 if not isinstance(command, Suspend) or handing_back():
