@@ -395,25 +395,31 @@ async def open_app(
             wid = worker_id or default_worker_id()
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
             body_error: BaseException | None = None
-            # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
-            async with interrupt_as_one(), trio.open_nursery() as nursery:
-                await nursery.start(dispatcher.serve)
-                scheduler = None
-                if run_workers:
-                    scheduler = Scheduler(store, registry, hub, config, wid, channels, dispatcher)
-                    await nursery.start(scheduler.serve)
-                if relayer is not None:
-                    from .outbox import Relayer
+            async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
+                await hook_nursery.start(dispatcher.serve)
+                # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
+                async with interrupt_as_one(), trio.open_nursery() as nursery:
+                    scheduler = None
+                    if run_workers:
+                        scheduler = Scheduler(store, registry, hub, config, wid, channels,
+                                              dispatcher)
+                        await nursery.start(scheduler.serve)
+                    if relayer is not None:
+                        from .outbox import Relayer
 
-                    outbox = Relayer(store.db, hub, relayer, worker_id=wid,
-                                     topic=store.topics.outbox)
-                    await nursery.start(outbox.serve)
+                        outbox = Relayer(store.db, hub, relayer, worker_id=wid,
+                                         topic=store.topics.outbox)
+                        await nursery.start(outbox.serve)
 
-                try:
-                    yield App(store, hub, registry, config, wid, scheduler, channels, dispatcher)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
-                    body_error = exc
-                nursery.cancel_scope.cancel()
+                    try:
+                        yield App(store, hub, registry, config, wid, scheduler, channels,
+                                  dispatcher)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
+                        body_error = exc
+                    nursery.cancel_scope.cancel()
+                # what the stopped runs told the hooks last is delivered, within hook_timeout
+                await dispatcher.drain(config.hook_timeout)
+                hook_nursery.cancel_scope.cancel()
             log_context.reset(context)
             if body_error is not None:
                 raise one_interrupt(body_error)

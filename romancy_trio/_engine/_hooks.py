@@ -54,6 +54,7 @@ class HookDispatcher:
         for i, hook in enumerate(hooks):
             send, receive = trio.open_memory_channel[HookEvent](queue)
             self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive))
+        self._drained = trio.Event()
         self.active = bool(self._slots)
         """Whether any hook is registered (callers skip building notifications otherwise)."""
 
@@ -85,14 +86,26 @@ class HookDispatcher:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
+        """One task per hook until `drain` (or cancellation)."""
         try:
             async with trio.open_nursery() as nursery:
                 for slot in self._slots:
                     nursery.start_soon(self._run, slot)
                 task_status.started()
         finally:
-            for slot in self._slots:
-                slot.send.close()
+            self._close()
+            self._drained.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Accept no more notifications; wait (at most ``timeout`` seconds) until the hooks
+        have been told what is queued."""
+        self._close()
+        with trio.move_on_after(timeout):
+            await self._drained.wait()
+
+    def _close(self) -> None:
+        for slot in self._slots:
+            slot.send.close()
 
     async def _run(self, slot: _Slot) -> None:
         async for event in slot.receive:
