@@ -15,10 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import trio
+import trio.lowlevel
 
 from ..hooks import METHODS, HookEvent, Hooks, HookStatistics, SendInfo, StartInfo, frozen_map
 
 log = logging.getLogger("romancy_trio.hooks")
+
+
+_BATCH = 64
+"""Notifications a hook's task hands over in a row before it lets other tasks run."""
+
+
+def _wanted(hook: Hooks) -> frozenset[type[HookEvent]]:
+    """The notifications ``hook`` overrides a method for (the others are not queued)."""
+    return frozenset(kind for kind, name in METHODS.items()
+                     if getattr(getattr(hook, name), "__func__", None) is not getattr(Hooks, name))
 
 
 @dataclass(slots=True)
@@ -27,6 +38,7 @@ class _Slot:
     name: str
     send: trio.MemorySendChannel[HookEvent]
     receive: trio.MemoryReceiveChannel[HookEvent]
+    wants: frozenset[type[HookEvent]]
     delivered: int = 0
     failed: int = 0
     timed_out: int = 0
@@ -53,13 +65,16 @@ class HookDispatcher:
         self._slots: list[_Slot] = []
         for i, hook in enumerate(hooks):
             send, receive = trio.open_memory_channel[HookEvent](queue)
-            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive))
+            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive,
+                                     _wanted(hook)))
         self._drained = trio.Event()
         self.active = bool(self._slots)
         """Whether any hook is registered (callers skip building notifications otherwise)."""
 
     def emit(self, event: HookEvent) -> None:
         for slot in self._slots:
+            if type(event) not in slot.wants:
+                continue
             try:
                 slot.send.send_nowait(event)
             except trio.WouldBlock:
@@ -108,21 +123,39 @@ class HookDispatcher:
             slot.send.close()
 
     async def _run(self, slot: _Slot) -> None:
-        async for event in slot.receive:
-            method = getattr(slot.hook, METHODS[type(event)])
-            with trio.move_on_after(self._timeout) as scope:
+        receive, in_a_row = slot.receive, 0
+        while True:
+            try:  # what is queued already is handed over without a trip through the scheduler
+                event = receive.receive_nowait()
+                in_a_row += 1
+                if in_a_row >= _BATCH:
+                    in_a_row = 0
+                    await trio.lowlevel.checkpoint()
+            except trio.WouldBlock:
+                in_a_row = 0
                 try:
-                    await method(event)
-                except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
-                    slot.failed += 1
-                    self._warn(slot, f"{METHODS[type(event)]} raised", exc)
-                    continue
-            if scope.cancelled_caught:
-                slot.timed_out += 1
-                self._warn(slot, f"{METHODS[type(event)]} ran past hook_timeout "
-                                 f"({self._timeout}s) and was cancelled")
-            else:
-                slot.delivered += 1
+                    event = await receive.receive()
+                except trio.EndOfChannel:
+                    return
+            except trio.EndOfChannel:
+                return
+            await self._deliver(slot, event)
+
+    async def _deliver(self, slot: _Slot, event: HookEvent) -> None:
+        method = getattr(slot.hook, METHODS[type(event)])
+        with trio.move_on_after(self._timeout) as scope:
+            try:
+                await method(event)
+            except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
+                slot.failed += 1
+                self._warn(slot, f"{METHODS[type(event)]} raised", exc)
+                return
+        if scope.cancelled_caught:
+            slot.timed_out += 1
+            self._warn(slot, f"{METHODS[type(event)]} ran past hook_timeout "
+                             f"({self._timeout}s) and was cancelled")
+        else:
+            slot.delivered += 1
 
     def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any
                 ) -> Mapping[str, str]:

@@ -96,9 +96,6 @@ class OpenTelemetryHooks(h.Hooks):
                            outcome="lease lost")
         self.lease_losses.add(1, {"workflow": event.workflow})
 
-    async def on_activity_started(self, event: h.ActivityStarted) -> None:
-        self.tracing.activity_started(event)
-
     async def on_activity_completed(self, event: h.ActivityCompleted) -> None:
         self._attempt(event, "completed")
 

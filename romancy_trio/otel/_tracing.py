@@ -18,7 +18,7 @@ never waits in memory across a suspension: the context is what travels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -36,12 +36,26 @@ def _ns(at: float) -> int:
     return int(at * 1e9)
 
 
+_PARSED: dict[tuple[str, str], Context | None] = {}
+_MAX_PARSED = 4096
+
+
 def context_of(carrier: Mapping[str, str]) -> Context | None:
     """The remote parent a ``traceparent`` (and ``tracestate``) describe, if valid."""
-    if "traceparent" not in carrier:
+    parent = carrier.get("traceparent")
+    if parent is None:
         return None
-    ctx = _W3C.extract(dict(carrier))
-    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+    key = (parent, carrier.get("tracestate", ""))
+    if key in _PARSED:  # every run of an instance parses the same one
+        return _PARSED[key]
+    ctx: Context | None = _W3C.extract(dict(carrier))
+    assert ctx is not None
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        ctx = None
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[key] = ctx
+    return ctx
 
 
 def carrier_of(span: Span) -> dict[str, str]:
@@ -75,7 +89,6 @@ class _Wait:
 class _Run:
     span: Span
     parent: Context | None
-    activities: dict[tuple[str, int], Span] = field(default_factory=dict)
     wait: _Wait | None = None
 
 
@@ -146,8 +159,6 @@ class Tracing:
             return
         if outcome not in ("stopped", "lease lost"):
             self._progressed(run)
-        for span in run.activities.values():  # their outcome was not told (dropped)
-            span.end(end_time=_ns(event.at))
         if outcome:
             run.span.set_attribute("romancy.outcome", outcome)
         if error is not None:
@@ -168,27 +179,20 @@ class Tracing:
         span.end(end_time=_ns(event.at))
 
     # -- activities -------------------------------------------------------------------------
-    def activity_started(self, event: h.ActivityStarted) -> None:
-        run = self._runs.get((event.instance_id, event.epoch))
-        if run is None:
-            return
-        span = self.tracer.start_span(
-            f"activity {event.activity}", context=trace.set_span_in_context(run.span),
-            start_time=_ns(event.at),
-            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
-                        "romancy.activity": event.activity,
-                        "romancy.activity.attempt": event.attempt})
-        run.activities[event.activity_id, event.attempt] = span
-
     def activity_ended(self, event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried
                        ) -> None:
+        """The attempt's span, made once its outcome is recorded (an attempt cut short by a
+        crash or a lost lease makes none)."""
         run = self._runs.get((event.instance_id, event.epoch))
         if run is None:
             return
         self._progressed(run)
-        span = run.activities.pop((event.activity_id, event.attempt), None)
-        if span is None:
-            return
+        span = self.tracer.start_span(
+            f"activity {event.activity}", context=trace.set_span_in_context(run.span),
+            start_time=_ns(event.started_at),
+            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
+                        "romancy.activity": event.activity,
+                        "romancy.activity.attempt": event.attempt})
         if isinstance(event, h.ActivityRetried):
             span.set_attribute("romancy.activity.retry_at", event.next_at)
         if not isinstance(event, h.ActivityCompleted):
