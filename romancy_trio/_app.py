@@ -50,6 +50,7 @@ from .hooks import (
 from .logs import log_context
 from .storage import (
     DEFAULT_URL,
+    Backlog,
     Claimed,
     Existing,
     InstanceInfo,
@@ -59,6 +60,7 @@ from .storage import (
     WorkflowStatus,
     check_url,
     open_store,
+    read_backlog,
 )
 from .storage._postgres import server_address, unavailable
 
@@ -324,6 +326,13 @@ class App:
 
     def statistics(self) -> SchedulerStatistics | None:
         return None if self._scheduler is None else self._scheduler.statistics()
+
+    async def backlog(self, *, channel_limit: int = 100) -> Backlog:
+        """How much work waits in the database (for every worker): runnable instances,
+        waiting ones, outbox events pending and failed, undelivered messages per channel
+        (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
+        metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
+        return await read_backlog(self.store.db, now=time.time(), limit=channel_limit)
 
     def hook_statistics(self) -> list[HookStatistics]:
         """Per hook given to ``open_app``: notifications delivered, failed, timed out and

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import trio
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import TracerProvider
 
-from romancy_trio import App
+from romancy_trio import App, Backlog
 from romancy_trio import hooks as h
 
 from ._tracing import Tracing, carrier_of, context_of
@@ -168,4 +169,36 @@ def observe_app(app: App, *, meter_provider: MeterProvider | None = None) -> Non
                                     description="Hook notifications failed, timed out, dropped")
 
 
-__all__ = ["OpenTelemetryHooks", "carrier_of", "context_of", "observe_app"]
+async def record_backlog(app: App, *, interval: float = 15.0,
+                         meter_provider: MeterProvider | None = None) -> None:
+    """Sample ``app.backlog()`` every ``interval`` seconds (until cancelled: run it in your
+    nursery) into observable gauges: ``romancy.backlog.runnable``, ``romancy.backlog.waiting``,
+    ``romancy.outbox.pending``, ``romancy.outbox.failed`` (delivery failures: rows that used
+    their last attempt) and ``romancy.channel.depth`` (per channel). Counts are for the whole
+    database, so one process recording them is enough."""
+    meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
+    last: list[Backlog] = []
+
+    def gauge(name: str, field: str, description: str) -> None:
+        def read(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(getattr(last[-1], field))] if last else []
+        meter.create_observable_gauge(name, [read], description=description)
+
+    gauge("romancy.backlog.runnable", "runnable", "Instances runnable and not yet claimed")
+    gauge("romancy.backlog.waiting", "waiting", "Instances waiting for an event, message or timer")
+    gauge("romancy.outbox.pending", "outbox_pending", "Outbox events not delivered yet")
+    gauge("romancy.outbox.failed", "outbox_failed", "Outbox events whose delivery failed")
+
+    def depth(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {"channel": c}) for c, n in last[-1].channels.items()] if last \
+            else []
+
+    meter.create_observable_gauge("romancy.channel.depth", [depth],
+                                  description="Messages not yet delivered, per channel")
+    while True:
+        sample = await app.backlog()
+        last[:] = [sample]
+        await trio.sleep(interval)
+
+
+__all__ = ["OpenTelemetryHooks", "carrier_of", "context_of", "observe_app", "record_backlog"]

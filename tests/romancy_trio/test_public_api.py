@@ -15,6 +15,7 @@ EXPECTED = {
     "ActivityTimeoutError",
     "App",
     "AppConfig",
+    "Backlog",
     "BlockingSession",
     "ChannelError",
     "ConfigurationError",

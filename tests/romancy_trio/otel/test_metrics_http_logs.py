@@ -23,13 +23,16 @@ from romancy_trio import (
     RetryPolicy,
     WorkflowContext,
     WorkflowFailedError,
+    WorkflowStatus,
     activity,
     open_app,
+    subscribe,
+    wait_event,
     workflow,
 )
 from romancy_trio.asgi import serve_http
 from romancy_trio.logs import ContextFilter, JsonFormatter
-from romancy_trio.otel import OpenTelemetryHooks, observe_app
+from romancy_trio.otel import OpenTelemetryHooks, observe_app, record_backlog
 
 from ..conftest import Backend
 from ..test_outbox import until
@@ -49,6 +52,12 @@ async def maybe(ctx: ActivityContext, fail: bool) -> str:
 @workflow
 async def one_step(ctx: WorkflowContext, fail: bool) -> str:
     return await maybe(ctx, fail)
+
+
+@workflow
+async def listener(ctx: WorkflowContext, channel: str) -> None:
+    await subscribe(ctx, channel, mode="competing")
+    await wait_event(ctx, "otel.never", timeout=600)
 
 
 def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -148,3 +157,31 @@ async def test_http_traceparent_continues_into_the_runs_and_logs_carry_context(
     assert records and records[0]["message"] == "attempt in activity"
     assert {(r["instance_id"], r["workflow"], r["worker_id"]) for r in records} == {
         (iid, "one_step", "w-http")}
+
+
+async def test_backlog_gauges_count_what_waits(backend: Backend) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    async with open_app(backend.url, config=backend.config,
+                        workflows=[listener, one_step, maybe]) as app:
+        waiting = [await app.start(listener, "jobs") for _ in range(2)]
+        for iid in waiting:
+            await until(lambda iid=iid: _is_waiting(app, iid), timeout=30)
+        await app.publish_many("jobs", ["a", "b", "c"])
+    # a second process that runs no workflows: three instances stay runnable
+    async with open_app(backend.url, config=backend.config, run_workers=False,
+                        workflows=[listener, one_step, maybe]) as app, \
+            trio.open_nursery() as nursery:
+        for _ in range(3):
+            await app.start(one_step, False)
+        nursery.start_soon(partial(record_backlog, app, interval=0.05, meter_provider=meters))
+        await until(lambda: _sum(_points(reader), "romancy.backlog.runnable") == 3, timeout=30)
+        nursery.cancel_scope.cancel()
+    points = _points(reader)
+    assert _sum(points, "romancy.backlog.waiting") == 2
+    assert _sum(points, "romancy.channel.depth", channel="jobs") == 3
+    assert _sum(points, "romancy.outbox.pending") == _sum(points, "romancy.outbox.failed") == 0
+
+
+async def _is_waiting(app: Any, iid: str) -> bool:
+    return (await app.status(iid)).status is WorkflowStatus.WAITING
