@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 import trio
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from romancy_trio import (
     ActivityContext,
@@ -18,13 +21,18 @@ from romancy_trio import (
     Hooks,
     RetryPolicy,
     WorkflowContext,
+    WorkflowFailedError,
     activity,
     open_app,
+    publish,
+    receive,
     sleep,
+    subscribe,
     wait_event,
     workflow,
 )
 from romancy_trio import hooks as h
+from romancy_trio.otel import OpenTelemetryHooks
 
 from ..conftest import Backend
 from ..test_outbox import until
@@ -157,3 +165,50 @@ async def test_hooks_must_be_hooks(backend: Backend) -> None:
         async with open_app(backend.url, config=backend.config, workflows=[naps, wobbly],
                             hooks=[object()]):  # type: ignore[list-item]
             pass
+
+
+@activity(retry=RetryPolicy.no_retries())
+async def hold(ctx: ActivityContext, what: str) -> str:
+    return f"held {what}"
+
+
+@hold.compensation
+async def release(ctx: ActivityContext, what: str, held: str) -> None:
+    assert held == f"held {what}"
+
+
+@workflow
+async def chatty(ctx: WorkflowContext, channel: str) -> str:
+    await hold(ctx, "seat")
+    await subscribe(ctx, channel, mode="competing")
+    await publish(ctx, channel, {"n": 1})
+    message = await receive(ctx, channel, timeout=30)
+    raise ValueError(f"give up after {message.data}")
+
+
+async def test_channel_messages_and_compensations_are_told_and_traced(
+        backend: Backend) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    rec = Recorder()
+    async with open_app(backend.url, config=backend.config, workflows=[chatty, hold, release],
+                        hooks=[rec, OpenTelemetryHooks(tracer_provider=provider)]) as app:
+        iid = await app.start(chatty, "news")
+        with pytest.raises(WorkflowFailedError, match="give up"):
+            await app.result(iid, timeout=30)
+        await until(lambda: rec.kinds(iid)[-1:] == ["WorkflowFailed"], timeout=30)
+    events = [e for e in rec.seen if e.instance_id == iid]
+    published = [e for e in events if isinstance(e, h.MessagePublished)]
+    assert [(p.channel, p.workflow) for p in published] == [("news", "chatty")]
+    received = [e for e in events if isinstance(e, h.MessageReceived)]
+    assert [r.channel for r in received] == ["news"]
+    [undo] = [e for e in events if isinstance(e, h.CompensationRun)]
+    assert (undo.ok, undo.activity_id) == (True, "compensate:hold:1")
+    failed = [e for e in events if isinstance(e, h.WorkflowFailed)]
+    assert [f.error_type for f in failed] == ["ValueError"]
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    run = spans["run chatty"]
+    assert spans["compensate hold.compensation"].parent.span_id == run.context.span_id
+    assert spans["wait channel news"].context.trace_id == run.context.trace_id
+    assert run.status.status_code.name == "ERROR"
