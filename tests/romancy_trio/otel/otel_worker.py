@@ -3,7 +3,7 @@
 Arguments: URL SCHEMA WORKER_ID SPAN_FILE. Every span this worker ends is appended to
 SPAN_FILE as one JSON line at once (a SIGKILL loses only spans that never ended).
 Environment: ``MARKER_DIR`` (files the workflow's activities leave), ``HANG_CHARGE=1``: the
-``charge`` activity leaves a marker and hangs, so the test can SIGKILL this worker there.
+``otel_charge`` activity leaves a marker and hangs, so the test can SIGKILL this worker there.
 Prints ``ready`` once the app is serving.
 """
 
@@ -68,9 +68,9 @@ class FileExporter(SpanExporter):
 
 
 @activity(retry=RetryPolicy(max_attempts=3, initial_interval=0.05))
-async def flaky(ctx: ActivityContext, n: int) -> int:
+async def otel_flaky(ctx: ActivityContext, n: int) -> int:
     """Fails its first attempt (a marker file remembers it), then succeeds."""
-    marker = Path(os.environ["MARKER_DIR"], f"flaky.{ctx.instance_id}")
+    marker = Path(os.environ["MARKER_DIR"], f"otel_flaky.{ctx.instance_id}")
     if not marker.exists():
         marker.write_text(ctx.worker_id)
         raise ConnectionError("first attempt fails")
@@ -78,20 +78,20 @@ async def flaky(ctx: ActivityContext, n: int) -> int:
 
 
 @activity
-async def charge(ctx: ActivityContext, amount: int) -> int:
+async def otel_charge(ctx: ActivityContext, amount: int) -> int:
     await ctx.send_event("com.example.charged", {"amount": amount})
     if os.environ.get("HANG_CHARGE") == "1":
-        Path(os.environ["MARKER_DIR"], f"charge.{ctx.instance_id}").write_text(ctx.worker_id)
+        Path(os.environ["MARKER_DIR"], f"otel_charge.{ctx.instance_id}").write_text(ctx.worker_id)
         await trio.sleep_forever()
     return amount * 2
 
 
 @workflow
-async def journey(ctx: WorkflowContext, n: int) -> int:
-    first = await flaky(ctx, n)
+async def otel_journey(ctx: WorkflowContext, n: int) -> int:
+    first = await otel_flaky(ctx, n)
     await sleep(ctx, 0.2)
     approval = await wait_event(ctx, "com.example.approved", timeout=120)
-    return await charge(ctx, first + int(approval.data["extra"]))
+    return await otel_charge(ctx, first + int(approval.data["extra"]))
 
 
 async def main(url: str, schema: str, worker_id: str, span_file: str) -> None:
@@ -101,7 +101,7 @@ async def main(url: str, schema: str, worker_id: str, span_file: str) -> None:
                        fallback_interval=2.0)
     try:
         async with open_app(url, config=config, worker_id=worker_id,
-                            workflows=[journey, flaky, charge],
+                            workflows=[otel_journey, otel_flaky, otel_charge],
                             hooks=[OpenTelemetryHooks(tracer_provider=provider)]):
             print("ready", flush=True)
             await trio.sleep_forever()

@@ -41,7 +41,7 @@ ATTEMPTS: Counter[str] = Counter()
 
 
 @activity(retry=RetryPolicy(max_attempts=3, initial_interval=0.01))
-async def wobbly(ctx: ActivityContext, n: int) -> int:
+async def otel_wobbly(ctx: ActivityContext, n: int) -> int:
     ATTEMPTS[ctx.instance_id] += 1
     if ATTEMPTS[ctx.instance_id] == 1:
         raise ConnectionError("once")
@@ -49,8 +49,8 @@ async def wobbly(ctx: ActivityContext, n: int) -> int:
 
 
 @workflow
-async def naps(ctx: WorkflowContext, n: int) -> int:
-    doubled = await wobbly(ctx, n)
+async def otel_naps(ctx: WorkflowContext, n: int) -> int:
+    doubled = await otel_wobbly(ctx, n)
     await sleep(ctx, 1.0)  # long enough to suspend, however slow the machine
     got = await wait_event(ctx, "hooks.go", timeout=60)
     return doubled + int(got.data)
@@ -102,9 +102,9 @@ def _config(backend: Backend, **kw: Any) -> AppConfig:
 async def test_each_real_occurrence_is_told_once_and_replay_tells_nothing(
         backend: Backend) -> None:
     rec = Recorder()
-    async with open_app(backend.url, config=backend.config, workflows=[naps, wobbly],
+    async with open_app(backend.url, config=backend.config, workflows=[otel_naps, otel_wobbly],
                         hooks=[rec]) as app:
-        iid = await app.start(naps, 4, instance_attributes={"tenant": "t-1"})
+        iid = await app.start(otel_naps, 4, instance_attributes={"tenant": "t-1"})
         await until(lambda: "TimerFired" in rec.kinds(iid)
                     and rec.kinds(iid)[-1] == "WorkflowSuspended", timeout=30)
         await app.send_event(Event("hooks.go", "test://hooks", "go-1", data=1))
@@ -138,9 +138,9 @@ async def test_raising_and_blocking_hooks_neither_stop_nor_slow_durable_progress
     rec, raising, blocking = Recorder(), Raising(), Blocking()
     config = _config(backend, hook_timeout=0.2, hook_queue=50)
     caplog.set_level(logging.ERROR, logger="romancy_trio.hooks")
-    async with open_app(backend.url, config=config, workflows=[naps, wobbly],
+    async with open_app(backend.url, config=config, workflows=[otel_naps, otel_wobbly],
                         hooks=[raising, blocking, rec]) as app:
-        ids = [await app.start(naps, n) for n in range(6)]
+        ids = [await app.start(otel_naps, n) for n in range(6)]
         for iid in ids:  # the event reaches each once it waits for it
             await until(lambda iid=iid: "TimerFired" in rec.kinds(iid)
                         and rec.kinds(iid)[-1] == "WorkflowSuspended", timeout=30)
@@ -162,24 +162,24 @@ async def test_raising_and_blocking_hooks_neither_stop_nor_slow_durable_progress
 
 async def test_hooks_must_be_hooks(backend: Backend) -> None:
     with pytest.raises(ConfigurationError, match="Hooks instances"):
-        async with open_app(backend.url, config=backend.config, workflows=[naps, wobbly],
+        async with open_app(backend.url, config=backend.config, workflows=[otel_naps, otel_wobbly],
                             hooks=[object()]):  # type: ignore[list-item]
             pass
 
 
 @activity(retry=RetryPolicy.no_retries())
-async def hold(ctx: ActivityContext, what: str) -> str:
+async def otel_hold(ctx: ActivityContext, what: str) -> str:
     return f"held {what}"
 
 
-@hold.compensation
-async def release(ctx: ActivityContext, what: str, held: str) -> None:
+@otel_hold.compensation
+async def otel_release(ctx: ActivityContext, what: str, held: str) -> None:
     assert held == f"held {what}"
 
 
 @workflow
-async def chatty(ctx: WorkflowContext, channel: str) -> str:
-    await hold(ctx, "seat")
+async def otel_chatty(ctx: WorkflowContext, channel: str) -> str:
+    await otel_hold(ctx, "seat")
     await subscribe(ctx, channel, mode="competing")
     await publish(ctx, channel, {"n": 1})
     message = await receive(ctx, channel, timeout=30)
@@ -192,23 +192,24 @@ async def test_channel_messages_and_compensations_are_told_and_traced(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     rec = Recorder()
-    async with open_app(backend.url, config=backend.config, workflows=[chatty, hold, release],
+    async with open_app(backend.url, config=backend.config,
+                        workflows=[otel_chatty, otel_hold, otel_release],
                         hooks=[rec, OpenTelemetryHooks(tracer_provider=provider)]) as app:
-        iid = await app.start(chatty, "news")
+        iid = await app.start(otel_chatty, "news")
         with pytest.raises(WorkflowFailedError, match="give up"):
             await app.result(iid, timeout=30)
         await until(lambda: rec.kinds(iid)[-1:] == ["WorkflowFailed"], timeout=30)
     events = [e for e in rec.seen if e.instance_id == iid]
     published = [e for e in events if isinstance(e, h.MessagePublished)]
-    assert [(p.channel, p.workflow) for p in published] == [("news", "chatty")]
+    assert [(p.channel, p.workflow) for p in published] == [("news", "otel_chatty")]
     received = [e for e in events if isinstance(e, h.MessageReceived)]
     assert [r.channel for r in received] == ["news"]
     [undo] = [e for e in events if isinstance(e, h.CompensationRun)]
-    assert (undo.ok, undo.activity_id) == (True, "compensate:hold:1")
+    assert (undo.ok, undo.activity_id) == (True, "compensate:otel_hold:1")
     failed = [e for e in events if isinstance(e, h.WorkflowFailed)]
     assert [f.error_type for f in failed] == ["ValueError"]
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    run = spans["run chatty"]
-    assert spans["compensate hold.compensation"].parent.span_id == run.context.span_id
+    run = spans["run otel_chatty"]
+    assert spans["compensate otel_hold.compensation"].parent.span_id == run.context.span_id
     assert spans["wait channel news"].context.trace_id == run.context.trace_id
     assert run.status.status_code.name == "ERROR"

@@ -42,7 +42,7 @@ PARENT = "00f067aa0ba902b7"
 
 
 @activity(retry=RetryPolicy(max_attempts=2, initial_interval=0.01))
-async def maybe(ctx: ActivityContext, fail: bool) -> str:
+async def otel_maybe(ctx: ActivityContext, fail: bool) -> str:
     logging.getLogger("tests.otel.activity").warning("attempt in activity")
     if fail:
         raise ValueError("asked to fail")
@@ -50,12 +50,12 @@ async def maybe(ctx: ActivityContext, fail: bool) -> str:
 
 
 @workflow
-async def one_step(ctx: WorkflowContext, fail: bool) -> str:
-    return await maybe(ctx, fail)
+async def otel_one_step(ctx: WorkflowContext, fail: bool) -> str:
+    return await otel_maybe(ctx, fail)
 
 
 @workflow
-async def listener(ctx: WorkflowContext, channel: str) -> None:
+async def otel_listener(ctx: WorkflowContext, channel: str) -> None:
     await subscribe(ctx, channel, mode="competing")
     await wait_event(ctx, "otel.never", timeout=600)
 
@@ -85,10 +85,10 @@ def _count(points: dict[str, list[Any]], name: str, **labels: str) -> int:
 async def test_metrics_match_a_known_workload(backend: Backend) -> None:
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
-    async with open_app(backend.url, config=backend.config, workflows=[one_step, maybe],
+    async with open_app(backend.url, config=backend.config, workflows=[otel_one_step, otel_maybe],
                         hooks=[OpenTelemetryHooks(meter_provider=meters)]) as app:
         observe_app(app, meter_provider=meters)
-        ids = [await app.start(one_step, n in (3, 7)) for n in range(10)]
+        ids = [await app.start(otel_one_step, n in (3, 7)) for n in range(10)]
         failed = 0
         for iid in ids:
             try:
@@ -103,14 +103,14 @@ async def test_metrics_match_a_known_workload(backend: Backend) -> None:
                 _count(points, "romancy.activity.duration") == 12
         await until(settled, timeout=30)
         points = _points(reader)
-    assert _sum(points, "romancy.workflow.starts", workflow="one_step") == 10
+    assert _sum(points, "romancy.workflow.starts", workflow="otel_one_step") == 10
     assert _sum(points, "romancy.workflow.ends", status="completed") == 8
     assert _sum(points, "romancy.workflow.ends", status="failed") == 2
     # 8 attempts succeeded; each failing instance: one retried attempt, one final failure
     assert _sum(points, "romancy.activity.attempts", outcome="completed") == 8
     assert _sum(points, "romancy.activity.attempts", outcome="retried") == 2
     assert _sum(points, "romancy.activity.attempts", outcome="failed") == 2
-    assert _count(points, "romancy.activity.duration", activity="maybe") == 12
+    assert _count(points, "romancy.activity.duration", activity="otel_maybe") == 12
     assert _count(points, "romancy.wakeup.latency") == 10  # each instance's first run
     assert _sum(points, "romancy.lease.losses") == 0
     assert _sum(points, "romancy.claims") >= 1
@@ -129,51 +129,52 @@ async def test_http_traceparent_continues_into_the_runs_and_logs_carry_context(
     logger = logging.getLogger("tests.otel.activity")
     logger.addHandler(handler)
     try:
-        async with open_app(backend.url, config=backend.config, workflows=[one_step, maybe],
+        async with open_app(backend.url, config=backend.config,
+                            workflows=[otel_one_step, otel_maybe],
                             worker_id="w-http",
                             hooks=[OpenTelemetryHooks(tracer_provider=provider)]) as app, \
                 trio.open_nursery() as nursery:
             port = await nursery.start(partial(serve_http, app, port=0))
             async with httpx.AsyncClient() as client:
                 response = await client.post(
-                    f"http://127.0.0.1:{port}/workflows/one_step", json={"input": False},
+                    f"http://127.0.0.1:{port}/workflows/otel_one_step", json={"input": False},
                     headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
             assert response.status_code == 202, response.text
             iid = response.json()["instance_id"]
             assert await app.result(iid, timeout=30) == "ok"
-            await until(lambda: any(s.name == "run one_step" and s.end_time
+            await until(lambda: any(s.name == "run otel_one_step" and s.end_time
                                     for s in exporter.get_finished_spans()), timeout=30)
             nursery.cancel_scope.cancel()
     finally:
         logger.removeHandler(handler)
     spans = exporter.get_finished_spans()
     assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACE}
-    run = next(s for s in spans if s.name == "run one_step")
+    run = next(s for s in spans if s.name == "run otel_one_step")
     assert run.parent is not None and f"{run.parent.span_id:016x}" == PARENT
-    activity_span = next(s for s in spans if s.name == "activity maybe")
+    activity_span = next(s for s in spans if s.name == "activity otel_maybe")
     assert activity_span.parent is not None
     assert activity_span.parent.span_id == run.context.span_id
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert records and records[0]["message"] == "attempt in activity"
     assert {(r["instance_id"], r["workflow"], r["worker_id"]) for r in records} == {
-        (iid, "one_step", "w-http")}
+        (iid, "otel_one_step", "w-http")}
 
 
 async def test_backlog_gauges_count_what_waits(backend: Backend) -> None:
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
     async with open_app(backend.url, config=backend.config,
-                        workflows=[listener, one_step, maybe]) as app:
-        waiting = [await app.start(listener, "jobs") for _ in range(2)]
+                        workflows=[otel_listener, otel_one_step, otel_maybe]) as app:
+        waiting = [await app.start(otel_listener, "jobs") for _ in range(2)]
         for iid in waiting:
             await until(lambda iid=iid: _is_waiting(app, iid), timeout=30)
         await app.publish_many("jobs", ["a", "b", "c"])
     # a second process that runs no workflows: three instances stay runnable
     async with open_app(backend.url, config=backend.config, run_workers=False,
-                        workflows=[listener, one_step, maybe]) as app, \
+                        workflows=[otel_listener, otel_one_step, otel_maybe]) as app, \
             trio.open_nursery() as nursery:
         for _ in range(3):
-            await app.start(one_step, False)
+            await app.start(otel_one_step, False)
         nursery.start_soon(partial(record_backlog, app, interval=0.05, meter_provider=meters))
         await until(lambda: _sum(_points(reader), "romancy.backlog.runnable") == 3, timeout=30)
         nursery.cancel_scope.cancel()
