@@ -76,13 +76,21 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+_MAX_ATTRIBUTES = 32
+_MAX_ATTRIBUTE_CHARS = 4096
+
+
 def _check_attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
     if attributes is None:
         return frozen_map(None)
     if not isinstance(attributes, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) and "\x00" not in k + v
-            for k, v in attributes.items()):
-        raise InvalidInputError("instance_attributes must map strings to strings (no NUL)")
+            and 0 < len(k) <= 200 and len(v) <= _MAX_ATTRIBUTE_CHARS
+            for k, v in attributes.items()) or len(attributes) > _MAX_ATTRIBUTES:
+        raise InvalidInputError(
+            f"instance_attributes must map at most {_MAX_ATTRIBUTES} non-empty string keys (at "
+            f"most 200 characters) to strings of at most {_MAX_ATTRIBUTE_CHARS} characters, "
+            "without NUL")
     return frozen_map(attributes)
 
 

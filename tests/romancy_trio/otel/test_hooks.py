@@ -19,6 +19,8 @@ from romancy_trio import (
     ConfigurationError,
     Event,
     Hooks,
+    InstanceNotFoundError,
+    InvalidInputError,
     RetryPolicy,
     WorkflowContext,
     WorkflowFailedError,
@@ -213,3 +215,15 @@ async def test_channel_messages_and_compensations_are_told_and_traced(
     assert spans["compensate otel_hold.compensation"].parent.span_id == run.context.span_id
     assert spans["wait channel news"].context.trace_id == run.context.trace_id
     assert run.status.status_code.name == "ERROR"
+
+
+async def test_bad_instance_attributes_are_refused_and_nothing_is_written(
+        backend: Backend) -> None:
+    async with open_app(backend.url, config=backend.config, run_workers=False,
+                        workflows=[otel_naps, otel_wobbly]) as app:
+        for bad in ({"k": 1}, {"": "v"}, {"k": "v\x00"}, {f"k{i}": "v" for i in range(33)}):
+            with pytest.raises(InvalidInputError, match="instance_attributes"):
+                await app.start(otel_naps, 1, instance_id="bad-attrs",
+                                instance_attributes=bad)  # type: ignore[arg-type]
+        with pytest.raises(InstanceNotFoundError):
+            await app.status("bad-attrs")
