@@ -13,8 +13,9 @@ How hooks run (the contract):
   notification (counted in `HookStatistics.dropped`).
 - A notification that raises is counted (``failed``) and logged once per hook (with its
   traceback, at ERROR on the ``romancy_trio.hooks`` logger); later failures are only counted.
-- A notification still running after ``hook_timeout`` seconds is cancelled, counted
-  (``timed_out``) and logged once per hook. Hooks run on the Trio thread: a hook that blocks
+- A notification still running after ``hook_timeout`` seconds (checked every quarter of it,
+  so within 1.25 times that) is cancelled, counted (``timed_out``) and logged once per hook;
+  the hook goes on with the next one. Hooks run on the Trio thread: a hook that blocks
   the thread (``time.sleep``, a blocking socket) stalls the whole process like any blocking
   call in Trio code; do blocking work with ``trio.to_thread``.
 - The two *suppliers*, :meth:`Hooks.instance_attributes` and :meth:`Hooks.event_extensions`,

@@ -44,6 +44,11 @@ class _Slot:
     timed_out: int = 0
     dropped: int = 0
     warned: bool = False
+    scope: trio.CancelScope | None = None
+    """Around this hook's calls; the watchdog cancels it when a call overruns."""
+    since: float | None = None
+    """When the call in progress began (None: none is)."""
+    method: str = ""
 
     def statistics(self) -> HookStatistics:
         return HookStatistics(self.name, self.delivered, self.failed, self.timed_out,
@@ -67,7 +72,8 @@ class HookDispatcher:
             send, receive = trio.open_memory_channel[HookEvent](queue)
             self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive,
                                      _wanted(hook)))
-        self._drained = trio.Event()
+        self._done = trio.Event()
+        """Set when every hook's task has ended (its channel drained)."""
         self.active = bool(self._slots)
         """Whether any hook is registered (callers skip building notifications otherwise)."""
 
@@ -101,29 +107,47 @@ class HookDispatcher:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        """One task per hook until `drain` (or cancellation)."""
+        """One task per hook until `drain` (or cancellation), and the watchdog."""
         try:
-            async with trio.open_nursery() as nursery:
-                for slot in self._slots:
-                    nursery.start_soon(self._run, slot)
-                task_status.started()
+            async with trio.open_nursery() as outer:
+                if self._slots:
+                    outer.start_soon(self._watchdog)
+                async with trio.open_nursery() as nursery:
+                    for slot in self._slots:
+                        nursery.start_soon(self._run, slot)
+                    task_status.started()
+                outer.cancel_scope.cancel()  # every hook's channel is drained
         finally:
             self._close()
-            self._drained.set()
+            self._done.set()
 
     async def drain(self, timeout: float) -> None:
         """Accept no more notifications; wait (at most ``timeout`` seconds) until the hooks
         have been told what is queued."""
         self._close()
         with trio.move_on_after(timeout):
-            await self._drained.wait()
+            await self._done.wait()
 
     def _close(self) -> None:
         for slot in self._slots:
             slot.send.close()
 
     async def _run(self, slot: _Slot) -> None:
-        receive, in_a_row = slot.receive, 0
+        """Hand this hook its notifications in order until its channel closes. One cancel
+        scope covers many calls (a scope per call costs more than most hooks): the watchdog
+        cancels it when a call overruns, and a new one covers the calls after it."""
+        while True:
+            slot.scope = trio.CancelScope()
+            with slot.scope:
+                await self._calls(slot)
+                return  # closed and drained
+            slot.since = None
+            slot.timed_out += 1
+            self._warn(slot, f"{slot.method} ran past hook_timeout ({self._timeout}s) and "
+                             "was cancelled")
+
+    async def _calls(self, slot: _Slot) -> None:
+        receive, in_a_row, hook = slot.receive, 0, slot.hook
         while True:
             try:  # what is queued already is handed over without a trip through the scheduler
                 event = receive.receive_nowait()
@@ -139,23 +163,27 @@ class HookDispatcher:
                     return
             except trio.EndOfChannel:
                 return
-            await self._deliver(slot, event)
-
-    async def _deliver(self, slot: _Slot, event: HookEvent) -> None:
-        method = getattr(slot.hook, METHODS[type(event)])
-        with trio.move_on_after(self._timeout) as scope:
+            slot.method = METHODS[type(event)]
+            slot.since = trio.current_time()
             try:
-                await method(event)
+                await getattr(hook, slot.method)(event)
             except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
                 slot.failed += 1
-                self._warn(slot, f"{METHODS[type(event)]} raised", exc)
-                return
-        if scope.cancelled_caught:
-            slot.timed_out += 1
-            self._warn(slot, f"{METHODS[type(event)]} ran past hook_timeout "
-                             f"({self._timeout}s) and was cancelled")
-        else:
-            slot.delivered += 1
+                self._warn(slot, f"{slot.method} raised", exc)
+            else:
+                slot.delivered += 1
+            slot.since = None
+
+    async def _watchdog(self) -> None:
+        """Cancel a hook's call once it has run ``hook_timeout`` (checked four times as
+        often, so a call is cancelled within 1.25 times the timeout)."""
+        while True:
+            await trio.sleep(self._timeout / 4)
+            now = trio.current_time()
+            for slot in self._slots:
+                if (slot.since is not None and slot.scope is not None
+                        and now - slot.since >= self._timeout):
+                    slot.scope.cancel()
 
     def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any
                 ) -> Mapping[str, str]:
