@@ -35,8 +35,9 @@ class NoOpExporter(SpanExporter):
 
 
 async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
-                   ) -> tuple[float, list[float], int]:
-    """Seconds for ``total`` workflows, their latencies (ms), spans exported."""
+                   ) -> tuple[float, float, list[float], int]:
+    """Seconds for ``total`` workflows, this process's CPU seconds (every thread: the batch
+    processor's too) for them, their latencies (ms), spans exported."""
     schema = new_schema()
     config = AppConfig(schema=schema, pool_size=max(10, concurrency // 2))
     exporter = NoOpExporter()
@@ -72,17 +73,18 @@ async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
                     wrong += await app.run(bench_one, 1, timeout=60) != 2
                     latencies.append((time.perf_counter() - t) * 1000)
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             async with trio.open_nursery() as nursery:
                 for _ in range(concurrency):
                     nursery.start_soon(client)
             seconds = time.perf_counter() - t0
             if tracer_provider is not None:
                 tracer_provider.force_flush()
+            cpu = time.process_time() - c0
     finally:
         drop_schema(run.dsn, schema)
     require(wrong == 0, f"otel overhead: {wrong} wrong results")
-    return seconds, latencies, exporter.spans
+    return seconds, cpu, latencies, exporter.spans
 
 
 async def scenario(run: Run) -> list[Result]:
@@ -91,12 +93,15 @@ async def scenario(run: Run) -> list[Result]:
     rates: dict[bool, list[float]] = {False: [], True: []}
     latencies: dict[bool, list[float]] = {False: [], True: []}
     seconds: dict[bool, float] = {False: 0.0, True: 0.0}
+    cpu_us: dict[bool, list[float]] = {False: [], True: []}
     spans = 0
     bar = run.progress("otel overhead", 2 * REPETITIONS)
     for rep in range(REPETITIONS):
         for otel in ((False, True) if rep % 2 == 0 else (True, False)):
-            took, lat, exported = await _one_run(run, otel=otel, total=total, concurrency=c)
+            took, cpu, lat, exported = await _one_run(run, otel=otel, total=total,
+                                                      concurrency=c)
             rates[otel].append(total / took)
+            cpu_us[otel].append(cpu / total * 1e6)
             latencies[otel].extend(lat)
             seconds[otel] += took
             spans += exported
@@ -106,16 +111,20 @@ async def scenario(run: Run) -> list[Result]:
     require(spans >= REPETITIONS * total * 3, f"otel overhead: only {spans} spans exported")
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     overhead = (off - on) / off * 100
+    cpu_off, cpu_on = statistics.median(cpu_us[False]), statistics.median(cpu_us[True])
     print(f"otel overhead: off {off:.0f} wf/s (range {min(rates[False]):.0f}-"
           f"{max(rates[False]):.0f}), on {on:.0f} wf/s (range {min(rates[True]):.0f}-"
           f"{max(rates[True]):.0f}), overhead {overhead:.1f}% of throughput (medians of "
-          f"{REPETITIONS} alternating repetitions, {total} workflows each, {c} clients)")
+          f"{REPETITIONS} alternating repetitions, {total} workflows each, {c} clients); "
+          f"CPU of this process per workflow: off {cpu_off:.0f} us, on {cpu_on:.0f} us "
+          f"(+{cpu_on - cpu_off:.0f} us)")
     return [
         Result(f"1-activity wf, {c} concurrent, otel off", REPETITIONS * total, seconds[False],
-               latencies[False], {"median_wf_s": round(off), "reps": REPETITIONS},
+               latencies[False], {"median_wf_s": round(off), "reps": REPETITIONS,
+                                  "cpu_us_per_wf": round(cpu_off)},
                checked="all completed"),
         Result(f"1-activity wf, {c} concurrent, otel on", REPETITIONS * total, seconds[True],
                latencies[True], {"median_wf_s": round(on), "overhead_pct": round(overhead, 1),
-                                 "spans": spans},
+                                 "cpu_us_per_wf": round(cpu_on), "spans": spans},
                checked="all completed, spans exported"),
     ]
