@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import trio
 
-from . import channels_bench, db_restart, http_intake, takeover, waits, workflows
+from . import channels_bench, db_restart, http_intake, otel_overhead, takeover, waits, workflows
 from ._common import (
     DEFAULT_DSN,
     CheckFailed,
@@ -72,6 +72,9 @@ SCENARIOS: dict[str, Scenario] = {
                          "another worker (p50/p99 over repeated kills), exactly-once check"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
+    "otel": Scenario(otel_overhead.scenario,
+                     "9. one-activity workflows, N concurrent, OpenTelemetry tracing + metrics "
+                     "on (SDK, batch processor, no-op exporter) vs off, alternating"),
     "db-restart": Scenario(db_restart.scenario,
                            "8. private server restarted (-m immediate) while 100 instances "
                            "wait and 20 run: accepting connections -> last waiter resumed"),

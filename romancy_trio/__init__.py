@@ -47,6 +47,9 @@ from ._waits import recur as recur
 from ._waits import sleep as sleep
 from ._waits import sleep_until as sleep_until
 from ._waits import wait_event as wait_event
+from .hooks import Hooks as Hooks
+from .hooks import HookStatistics as HookStatistics
+from .storage import Backlog as Backlog
 from .storage import InstanceInfo as InstanceInfo
 from .storage import NativeSession as NativeSession
 from .storage import PlaceholderError as PlaceholderError
@@ -61,12 +64,15 @@ __all__ = [
     "ActivityTimeoutError",
     "App",
     "AppConfig",
+    "Backlog",
     "BlockingSession",
     "ChannelError",
     "ConfigurationError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
+    "HookStatistics",
+    "Hooks",
     "InstanceFinishedError",
     "InstanceIdConflictError",
     "InstanceInfo",

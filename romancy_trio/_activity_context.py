@@ -126,6 +126,9 @@ class ActivityContext:
     """The NOTIFY topic announcing new outbox rows (None: ``romancy_outbox``)."""
     blocking_session: BlockingSession | None = None
     """The blocking twin of ``session`` for a transactional plain ``def`` activity."""
+    hook_extensions: Callable[[str], Mapping[str, str]] | None = field(
+        default=None, repr=False, compare=False)
+    """CloudEvents extensions the app's hooks add to each event sent (by type)."""
     _sends: Iterator[int] = field(
         default_factory=lambda: itertools.count(1), init=False, repr=False, compare=False
     )
@@ -172,6 +175,8 @@ class ActivityContext:
         from .outbox._store import send_event_tx  # the outbox is loaded on first use
 
         n = next(self._sends)
+        if self.hook_extensions is not None:
+            extensions = {**self.hook_extensions(type), **(extensions or {})}
         if self.session is None:
             raise RuntimeError(
                 f"send_event needs a transactional 'async def' activity: {self.activity_id!r} "

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,10 @@ from ._channels import ChannelService
 from ._codec import convert, loads
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
-from ._engine._scheduler import Scheduler, SchedulerStatistics
+from ._engine._hooks import HookDispatcher
+from ._engine._notes import event_info
+from ._engine._scheduler import Scheduler
+from ._engine._stats import SchedulerStatistics
 from ._errors import (
     ConfigurationError,
     InstanceFinishedError,
@@ -36,8 +39,19 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
+from .hooks import (
+    EventReceived,
+    Hooks,
+    HookStatistics,
+    MessagePublished,
+    StartInfo,
+    WorkflowStarted,
+    frozen_map,
+)
+from .logs import log_context
 from .storage import (
     DEFAULT_URL,
+    Backlog,
     Claimed,
     Existing,
     InstanceInfo,
@@ -47,6 +61,7 @@ from .storage import (
     WorkflowStatus,
     check_url,
     open_store,
+    read_backlog,
 )
 from .storage._postgres import server_address, unavailable
 
@@ -60,6 +75,24 @@ _MAX_ID = 200
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+_MAX_ATTRIBUTES = 32
+_MAX_ATTRIBUTE_CHARS = 4096
+
+
+def _check_attributes(attributes: Mapping[str, str] | None) -> Mapping[str, str]:
+    if attributes is None:
+        return frozen_map(None)
+    if not isinstance(attributes, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and "\x00" not in k + v
+            and 0 < len(k) <= 200 and len(v) <= _MAX_ATTRIBUTE_CHARS
+            for k, v in attributes.items()) or len(attributes) > _MAX_ATTRIBUTES:
+        raise InvalidInputError(
+            f"instance_attributes must map at most {_MAX_ATTRIBUTES} non-empty string keys (at "
+            f"most 200 characters) to strings of at most {_MAX_ATTRIBUTE_CHARS} characters, "
+            "without NUL")
+    return frozen_map(attributes)
 
 
 def _canonical(input_json: str) -> str:
@@ -97,6 +130,7 @@ class App:
         worker_id: str,
         scheduler: Scheduler | None,
         channels: ChannelService,
+        hooks: HookDispatcher | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -105,18 +139,23 @@ class App:
         self.worker_id = worker_id
         self._scheduler = scheduler
         self.channels = channels
+        self._hooks = hooks or HookDispatcher()
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
         """Publish a message from outside any workflow; returns its id once committed."""
-        return await self.channels.publish(channel, data, metadata=metadata)
+        return self._published(channel, await self.channels.publish(channel, data,
+                                                                    metadata=metadata))
 
     async def publish_many(self, channel: str, items: Sequence[Any], *,
                            metadata: dict[str, Any] | None = None) -> list[int]:
         """Publish several messages in one transaction (ids in order): the way to feed a
         channel fast, since each transaction is a round trip and a COMMIT (and publishes
         to one broadcast channel commit one after another)."""
-        return await self.channels.publish_many(channel, items, metadata=metadata)
+        ids = await self.channels.publish_many(channel, items, metadata=metadata)
+        for message_id in ids:
+            self._published(channel, message_id)
+        return ids
 
     async def send_to(self, instance_id: str, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
@@ -125,7 +164,14 @@ class App:
         :class:`InstanceNotFoundError` if no instance has that id and
         :class:`InstanceFinishedError` if it has ended (nothing would ever receive it); the
         check and the insert are one transaction, so nothing is written then."""
-        return await self.channels.publish(channel, data, metadata=metadata, target=instance_id)
+        return self._published(channel, await self.channels.publish(
+            channel, data, metadata=metadata, target=instance_id))
+
+    def _published(self, channel: str, message_id: int) -> int:
+        if self._hooks.active:
+            self._hooks.emit(MessagePublished("", "", self.worker_id, time.time(), channel,
+                                              message_id))
+        return message_id
 
     def asgi(self, *, max_body_bytes: int = 1_048_576, bearer_token: str | None = None
              ) -> AsgiApp:
@@ -148,6 +194,7 @@ class App:
         /,
         *args: Any,
         instance_id: str | None = None,
+        instance_attributes: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> str:
         """Start a workflow with its arguments; return its instance id.
@@ -160,10 +207,17 @@ class App:
         it was first started with), nothing new is created and the id is returned. Another
         workflow, or another input, is an :class:`InstanceIdConflictError`. Bad input raises
         :class:`InvalidInputError` and writes nothing.
+
+        ``instance_attributes``: string pairs stored with the instance (e.g. the W3C
+        ``traceparent`` of the request that starts it); the app's hooks may add more
+        (`Hooks.instance_attributes`) and read them in every run.
         """
         wf = self._workflow(workflow)
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
+        attributes = _check_attributes(instance_attributes)
+        if self._hooks.active:
+            attributes = self._hooks.instance_attributes(StartInfo(wf.name, iid, attributes))
         eager = self._scheduler is not None and self._scheduler.try_reserve()
         now = time.time()
         try:
@@ -174,6 +228,7 @@ class App:
                 now=now,
                 owner=self.worker_id if eager else None,
                 lease_ttl=self.config.lease_ttl,
+                attributes=attributes,
             )
         except BaseException:
             if eager:
@@ -186,17 +241,26 @@ class App:
                 self._scheduler.unreserve()
             _check_same_start(iid, created, wf.name, input_json)
             return iid
+        if self._hooks.active:
+            self._hooks.emit(WorkflowStarted(iid, wf.name, self.worker_id, now, attributes))
         if eager:
             assert self._scheduler is not None
             self._scheduler.run_reserved(Claimed(created, wf.name, input_json, 1, now,
-                                                 fresh=True))
+                                                 fresh=True, attributes=attributes))
         return iid
 
     async def send_event(self, event: Event) -> EventReceipt:
         """Record an event and deliver it to the instances waiting for its type (or, with
         ``target_instance_id``, to that instance's inbox). Returns once committed; sending the
         same (source, id) again records nothing new (``duplicate=True``)."""
-        return await self.store.waits.send_event(event)
+        receipt = await self.store.waits.send_event(event)
+        if self._hooks.active and receipt.delivered_to:
+            info, now = event_info(event.body()), time.time()
+            assert info is not None
+            for iid in receipt.delivered_to:
+                # the workflow's name is not at hand here: hooks know it from the run
+                self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
+        return receipt
 
     async def status(self, instance_id: str) -> InstanceInfo:
         info = await self.store.get_instance(instance_id)
@@ -272,6 +336,18 @@ class App:
     def statistics(self) -> SchedulerStatistics | None:
         return None if self._scheduler is None else self._scheduler.statistics()
 
+    async def backlog(self, *, channel_limit: int = 100) -> Backlog:
+        """How much work waits in the database (for every worker): runnable instances,
+        waiting ones, outbox events pending and failed, undelivered messages per channel
+        (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
+        metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
+        return await read_backlog(self.store.db, now=time.time(), limit=channel_limit)
+
+    def hook_statistics(self) -> list[HookStatistics]:
+        """Per hook given to ``open_app``: notifications delivered, failed, timed out and
+        dropped (see :mod:`romancy_trio.hooks`)."""
+        return self._hooks.statistics()
+
 
 @asynccontextmanager
 async def open_app(
@@ -285,6 +361,7 @@ async def open_app(
     listener_url: str | None = None,
     relayer: RelayerConfig | None = None,
     wait_for_database: float = 0.0,
+    hooks: Sequence[Hooks] = (),
 ) -> AsyncIterator[App]:
     """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
@@ -300,6 +377,7 @@ async def open_app(
     ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
     start (e.g. a container starting alongside it). Unreachable then (default 0: at once),
     ``open_app`` raises :class:`StorageUnavailableError` naming host, port and the cause.
+    ``hooks``: told what happens (:mod:`romancy_trio.hooks`), in this process, once.
     """
     url = url or os.environ.get("ROMANCY_TRIO_URL") or DEFAULT_URL
     if not (isinstance(wait_for_database, int | float) and 0 <= wait_for_database < math.inf):
@@ -308,6 +386,10 @@ async def open_app(
     config = config or AppConfig()
     dialect = check_url(url)
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
+    try:
+        dispatcher = HookDispatcher(hooks, queue=config.hook_queue, timeout=config.hook_timeout)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     link = config.link_timeouts()  # every PostgreSQL connection: a cut link noticed in time
     if notify_config.link is None:
@@ -332,25 +414,34 @@ async def open_app(
             # deadline then; twice that leaves room for the claim itself and a slow worker
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
             wid = worker_id or default_worker_id()
+            context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
             body_error: BaseException | None = None
-            # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
-            async with interrupt_as_one(), trio.open_nursery() as nursery:
-                scheduler = None
-                if run_workers:
-                    scheduler = Scheduler(store, registry, hub, config, wid, channels)
-                    await nursery.start(scheduler.serve)
-                if relayer is not None:
-                    from .outbox import Relayer
+            async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
+                await hook_nursery.start(dispatcher.serve)
+                # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
+                async with interrupt_as_one(), trio.open_nursery() as nursery:
+                    scheduler = None
+                    if run_workers:
+                        scheduler = Scheduler(store, registry, hub, config, wid, channels,
+                                              dispatcher)
+                        await nursery.start(scheduler.serve)
+                    if relayer is not None:
+                        from .outbox import Relayer
 
-                    outbox = Relayer(store.db, hub, relayer, worker_id=wid,
-                                     topic=store.topics.outbox)
-                    await nursery.start(outbox.serve)
+                        outbox = Relayer(store.db, hub, relayer, worker_id=wid,
+                                         topic=store.topics.outbox)
+                        await nursery.start(outbox.serve)
 
-                try:
-                    yield App(store, hub, registry, config, wid, scheduler, channels)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the nursery
-                    body_error = exc
-                nursery.cancel_scope.cancel()
+                    try:
+                        yield App(store, hub, registry, config, wid, scheduler, channels,
+                                  dispatcher)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
+                        body_error = exc
+                    nursery.cancel_scope.cancel()
+                # what the stopped runs told the hooks last is delivered, within hook_timeout
+                await dispatcher.drain(config.hook_timeout)
+                hook_nursery.cancel_scope.cancel()
+            log_context.reset(context)
             if body_error is not None:
                 raise one_interrupt(body_error)
 

@@ -74,6 +74,12 @@ class AppConfig:
     others claim it only if it is still unclaimed this many seconds later (the chosen worker
     died or is full)."""
 
+    hook_timeout: float = 5.0
+    """Seconds one hook notification may run before it is cancelled (counted and logged
+    once per hook; see :mod:`romancy_trio.hooks`)."""
+    hook_queue: int = 10_000
+    """Notifications queued per hook at most; past that they are dropped (counted)."""
+
     activity_threads: int = 16
     """Most plain ``def`` activities running at once in worker threads (per worker). A thread
     abandoned by a timeout or cancellation keeps its slot until its function returns."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from .._activity_context import ActivityContext, BlockingSession
+from .._channels import PUBLISH
 from .._codec import dumps, loads
 from .._definitions import Activity
 from .._errors import ActivityTimeoutError, ConfigurationError, StorageUnavailableError
@@ -30,6 +31,7 @@ from .._replay import ATTEMPT, ActivityCommand, ErrorInfo, EventKind, HistoryEve
 from ..storage import Database, Lease, PortableSession, Store, Tx
 from ..storage._db import Params, Row
 from ._hosts import ActivityHosts
+from ._notes import RunNotes, no_notes
 
 _jitter = random.Random()
 
@@ -112,7 +114,8 @@ class ActivityRunner:
     def __init__(self, store: Store, activities: dict[str, Activity[..., Any]],
                  default_retry: RetryPolicy, *, lease: Lease, run_no: int, next_seq: int,
                  workflow_name: str, hosts: ActivityHosts,
-                 on_attempt: Callable[[], None] | None = None) -> None:
+                 on_attempt: Callable[[], None] | None = None,
+                 notes: RunNotes | None = None) -> None:
         self.store = store
         self.activities = activities
         self.hosts = hosts
@@ -122,6 +125,7 @@ class ActivityRunner:
         self.workflow_name = workflow_name
         self._seq = next_seq
         self._on_attempt = on_attempt
+        self.notes = notes or no_notes(lease, workflow_name, run_no)
 
     def take_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
@@ -139,8 +143,12 @@ class ActivityRunner:
             await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
         while True:
             attempt = len(attempts) + 1
+            started_at = self.notes.attempt(cmd, attempt)
             outcome = await self._attempt(act, cmd)
             if isinstance(outcome, HistoryEvent):
+                self.notes.outcome(cmd, attempt, started_at, None)
+                if cmd.name == PUBLISH and isinstance(outcome.payload, int):
+                    self.notes.published(str(cmd.args[0]), outcome.payload)
                 return outcome
             error = outcome
             now = time.time()
@@ -153,13 +161,16 @@ class ActivityRunner:
                            "exhausted": retryable and attempt > 1}
                 kind = (EventKind.COMPENSATION_FAILED if cmd.compensates
                         else EventKind.ACTIVITY_FAILED)
-                return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id,
-                                                       payload, now))
+                recorded = await self._record(HistoryEvent(self.take_seq(), kind,
+                                                           cmd.activity_id, payload, now))
+                self.notes.outcome(cmd, attempt, started_at, error)
+                return recorded
             record = {**error.to_json(), "attempt": attempt, "first_at": first_at,
                       "next_at": now + delay}
             attempts.append(record)
             await self._record(HistoryEvent(self.take_seq(), EventKind.ATTEMPT_FAILED,
                                             f"{cmd.activity_id}{ATTEMPT}{attempt}", record, now))
+            self.notes.outcome(cmd, attempt, started_at, error, next_at=now + delay)
             await trio.sleep(delay)
 
     async def _record(self, event: HistoryEvent) -> HistoryEvent:
@@ -173,7 +184,11 @@ class ActivityRunner:
         def ctx(session: Any) -> ActivityContext:
             return ActivityContext(self.lease.instance_id, self.workflow_name, cmd.activity_id,
                                    self.lease.worker_id, session, run_no=self.run_no,
-                                   outbox_topic=self.store.topics.outbox)
+                                   outbox_topic=self.store.topics.outbox,
+                                   hook_extensions=extensions if self.notes.on else None)
+
+        def extensions(type_: str) -> Mapping[str, str]:
+            return self.notes.event_extensions(cmd.activity_id, type_)
 
 
         if self._on_attempt is not None:

@@ -25,9 +25,12 @@ from .._replay import (
     WorkflowContext,
     WorkflowMachine,
 )
+from ..logs import log_context
 from ..storage import Claimed, Store, WorkflowStatus
 from ._activities import ActivityRunner
+from ._hooks import NO_HOOKS, HookDispatcher
 from ._hosts import ActivityHosts
+from ._notes import RunNotes
 
 
 class Suspended:
@@ -50,7 +53,8 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                       default_retry: RetryPolicy, *, hosts: ActivityHosts,
                       determinism_guard: bool = True,
                       handing_back: Callable[[], bool] = _never,
-                      on_attempt: Callable[[], None] | None = None) -> bool:
+                      on_attempt: Callable[[], None] | None = None,
+                      hooks: HookDispatcher = NO_HOOKS) -> bool:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over.
 
@@ -58,13 +62,30 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
     receive that finds a message): True stops the run there, with everything before it
     recorded, and run_claimed returns True - the caller releases the instance for the worker
     it is handed to, which replays it to that same point. Otherwise it returns False.
-    ``on_attempt``: called as each activity attempt starts."""
+    ``on_attempt``: called as each activity attempt starts. ``hooks``: told what each run
+    really does (`RunNotes`)."""
+    lease = claimed.lease
+    token = log_context.set((lease.instance_id, claimed.workflow_name, lease.worker_id))
+    notes = RunNotes(hooks, lease, claimed.workflow_name, claimed.run_no, claimed.attributes)
+    try:
+        return await _run_claimed(store, registry, claimed, default_retry, hosts,
+                                  determinism_guard, handing_back, on_attempt, notes)
+    finally:
+        notes.suspended("stopped")  # unless the run said how it ended
+        log_context.reset(token)
+
+
+async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
+                       default_retry: RetryPolicy, hosts: ActivityHosts, determinism_guard: bool,
+                       handing_back: Callable[[], bool], on_attempt: Callable[[], None] | None,
+                       notes: RunNotes) -> bool:
     lease = claimed.lease
     now = time.time
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
         await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+        notes.ended("failed", _error(exc))
         return False
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
     fresh = claimed.fresh
@@ -74,6 +95,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
             args, kwargs = wf.input.restore(loads(input_json))
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+            notes.ended("failed", _error(exc))
             return False
         if fresh:
             history = []
@@ -82,6 +104,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
         else:
             history = await store.load_history(lease.instance_id, run_no)
         known = None
+        notes.resumed(history, started_at, started_at if not history else None)
         machine = WorkflowMachine(history=history, started_at=started_at,
                                   cancel_requested=claimed.cancel_requested,
                                   determinism_guard=determinism_guard and wf.determinism_guard)
@@ -90,52 +113,65 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
         machine.start(wf.fn(ctx, *args, **kwargs))
         runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
                                 run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
-                                hosts=hosts, on_attempt=on_attempt)
+                                hosts=hosts, on_attempt=on_attempt, notes=notes)
         try:
-            outcome = await _drive(store, machine, runner, handing_back)
+            outcome = await _drive(store, machine, runner, handing_back, notes)
         finally:
             machine.close()
         if isinstance(outcome, Suspended | HandedBack):
+            if isinstance(outcome, HandedBack):
+                notes.suspended("handed over")
             return isinstance(outcome, HandedBack)
         if isinstance(outcome, CompleteWorkflow):
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
                 await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+                notes.ended("failed", _error(exc))
                 return False
             await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now())
+            notes.ended("completed")
             return False
         if isinstance(outcome, FailWorkflow):
             await store.finish(lease, WorkflowStatus.FAILED, error=outcome.error,
                                compensation_errors=outcome.compensation_errors, now=now())
+            notes.ended("failed", outcome.error)
             return False
         if isinstance(outcome, CancelWorkflow):
             await store.finish(lease, WorkflowStatus.CANCELLED,
                                compensation_errors=outcome.compensation_errors, now=now())
+            notes.ended("cancelled")
             return False
         try:
             input_json = dumps(outcome.input)
             wf.input.restore(loads(input_json), "recur input")
         except InvalidInputError as exc:
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+            notes.ended("failed", _error(exc))
             return False
         started_at = now()
         run_no = await store.continue_as_new(lease, run_no, input_json, now=started_at)
+        notes.recur(run_no)
         fresh = True  # the new run's history was just created empty
 
 
 async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
-                 handing_back: Callable[[], bool]) -> Outcome | Suspended | HandedBack:
+                 handing_back: Callable[[], bool], notes: RunNotes
+                 ) -> Outcome | Suspended | HandedBack:
     command = machine.advance()
     while True:
         if isinstance(command, Suspend):
             if handing_back():
                 return HandedBack()
+            found: list[tuple[HistoryEvent, WaitCommand, float]] = []
 
             def then(event: HistoryEvent) -> WaitCommand | None:
                 """The event to the workflow, before it commits (a lost lease then fails
                 the commit and this run is dropped); its next wait, if it waits again."""
                 nonlocal command
+                assert isinstance(command, Suspend)
+                # (noqa: `then` is called before the loop goes on)
+                found.append((event, command.wait, machine.clock))  # noqa: B023
                 machine.resolve(event)
                 command = machine.advance()
                 if not isinstance(command, Suspend) or handing_back():
@@ -145,7 +181,10 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
                                               command.wait, now=time.time(), then=then,
                                               next_seq=runner.take_seq)
+            notes.waited(found)
             if event is None:
+                assert isinstance(command, Suspend)
+                notes.suspended("wait", command.wait)
                 return Suspended()
             continue  # `then` handed it over: `command` is what the workflow does next
         if not isinstance(command, RunActivities):

@@ -36,12 +36,15 @@ from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, WorkerSession, hints
 from ._dbprobe import DatabaseProbe
+from ._hooks import NO_HOOKS, HookDispatcher
 from ._hosts import ActivityHosts, open_activity_hosts
 from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._leases import LeaseReport
+from ._notes import lease_lost
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
+from ._stats import SchedulerStatistics, _Counters
 
 log = logging.getLogger("romancy_trio.scheduler")
 
@@ -67,35 +70,10 @@ class _Running:
     cancelling: bool = False
     handback: str | None = None
     """The peer this instance is being handed to (placement), at its next suspension point."""
+    claimed: Claimed | None = None
     settled: trio.Event = field(default_factory=trio.Event)
     """Set when the run starts its first activity attempt or ends: by then an activity that
     needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStatistics:
-    running: int
-    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
-    after its last commit, so its new status (a result, a wait) is visible before it stops
-    counting here: wait for ``running`` itself, not for the status, to see it fall."""
-    reserved: int
-    started: int
-    finished: int
-    leases_lost: int
-    claims: int
-    deferred: int
-    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
-    peers: int
-    """Live workers running the same workflows, this one included."""
-
-
-@dataclass(slots=True)
-class _Counters:
-    started: int = 0
-    finished: int = 0
-    leases_lost: int = 0
-    claims: int = 0
-    deferred: int = 0
 
 
 class Scheduler:
@@ -107,11 +85,12 @@ class Scheduler:
         config: AppConfig,
         worker_id: str,
         channels: ChannelService,
+        hooks: HookDispatcher = NO_HOOKS,
     ) -> None:
         self.store = store
         self.channels = channels
+        self.hooks = hooks
         self._known = sorted(registry.workflows)
-
         self.registry = registry
         self.hub = hub
         self.config = config
@@ -206,7 +185,7 @@ class Scheduler:
             log.info("taking over instance %r from worker %r (its lease expired or its session "
                      "ended): now run by worker %r at epoch %d", claimed.lease.instance_id,
                      claimed.previous_owner, self.worker_id, claimed.lease.epoch)
-        entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time())
+        entry = _Running(claimed.lease, trio.CancelScope(), trio.current_time(), claimed=claimed)
         self._running[claimed.lease] = entry
         self._n.started += 1
         self._nursery.start_soon(self._run_one, claimed, entry)
@@ -222,7 +201,7 @@ class Scheduler:
                         self.store, self.registry, claimed, self.config.default_retry,
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
                         handing_back=lambda: entry.handback is not None,
-                        on_attempt=entry.settled.set)
+                        on_attempt=entry.settled.set, hooks=self.hooks)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.debug("abandoning instance: %s", exc)
@@ -482,4 +461,5 @@ class Scheduler:
             entry.lost = True
             self._n.leases_lost += 1
             self._report.lost(entry.lease.instance_id, how)
+            lease_lost(self.hooks, entry.claimed)
             entry.scope.cancel()

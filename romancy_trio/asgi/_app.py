@@ -131,9 +131,20 @@ async def start_workflow(req: Request) -> Response:
         # several parameters: "input" is an object by parameter name
         wf = req.app.registry.workflow(req.params["name"])
         args, kwargs = wf.input.call_args(body.get("input"))
-        iid = await req.app.start(wf.name, *args, instance_id=iid, **kwargs)
+        iid = await req.app.start(wf.name, *args, instance_id=iid,
+                                  instance_attributes=_trace_headers(req), **kwargs)
     location = f"{req.root_path()}/instances/{quote(iid, safe='')}"
     return Response(202, {"instance_id": iid}, (("location", location),))
+
+
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
+
+
+def _trace_headers(req: Request) -> dict[str, str]:
+    """The W3C Trace Context headers of a request that starts an instance, kept as its
+    attributes so that its runs continue the caller's trace (wherever they run)."""
+    return {key.decode(): value.decode("latin-1") for key, value in req.scope["headers"]
+            if key in _TRACE_HEADERS and value and b"\x00" not in value}
 
 
 async def get_instance(req: Request) -> Response:

@@ -1,6 +1,8 @@
 """Storage: per-dialect drivers and SQL, numbered migrations, and the shared Store logic."""
 
 from . import hints as hints
+from ._backlog import Backlog as Backlog
+from ._backlog import read_backlog as read_backlog
 from ._db import Database as Database
 from ._db import NativeSession as NativeSession
 from ._db import Row as Row

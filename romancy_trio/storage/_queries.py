@@ -29,7 +29,7 @@ class Queries:
     list_instances: str  # (status, status, name, name, limit) -> INSTANCE_COLUMNS
     claim: str
     """named: limit, owner, ttl -> (iid, name, input, run_no, epoch, run_started_at,
-    cancel_requested, previous owner). Pending instances, expired leases, and waiting
+    cancel_requested, previous owner, attributes). Pending instances, expired leases, and waiting
     instances now due. The previous owner is set when the claim took over another worker's
     expired lease (PostgreSQL; NULL on SQLite, whose RETURNING sees only new values)."""
     renew: str  # (ttl, owner) -> (iid, epoch) of every lease the owner still holds
@@ -42,8 +42,8 @@ class Queries:
     """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
     earliest waiting instance falls due (NULL: nothing scheduled)."""
     claim_and_expiry: str | None
-    """``claim``'s params -> ``claim``'s rows, each with a 9th column NULL, then one row of
-    NULLs whose 9th column is what ``next_expiry`` answers (seen before this claim): both in
+    """``claim``'s params -> ``claim``'s rows, each with a 10th column NULL, then one row of
+    NULLs whose 10th column is what ``next_expiry`` answers (seen before this claim): both in
     one round trip, so an idle worker woken for work another one took pays one query. None:
     the scheduler asks ``next_expiry`` separately."""
     worker_lock: str | None

@@ -9,12 +9,13 @@ transaction, that this worker still holds the instance's lease at the same epoch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
+from ..hooks import frozen_map
 from ._db import Database, Row, Tx, WorkerSession
 from ._queries import Queries, WaitQueries
 from ._retention import RetentionQueries, purge_finished, purge_runs
@@ -51,10 +52,12 @@ class Store:
         now: float,
         owner: str | None,
         lease_ttl: float,
+        attributes: Mapping[str, str] | None = None,
     ) -> Lease | Existing:
         """Insert a new instance, or (the id exists) say what it holds. With ``owner``, it
         starts leased to it (eager start: no claim round trip); otherwise it is pending and
-        new work is announced. One round trip where the dialect's insert can tell what it
+        new work is announced. ``attributes``: stored with it, handed to every run
+        (`Claimed.attributes`). One round trip where the dialect's insert can tell what it
         found (PostgreSQL), else two."""
         status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
         epoch = 1 if owner else 0
@@ -70,6 +73,7 @@ class Store:
                 "epoch": epoch,
                 "ttl": lease_ttl if owner else None,
                 "topic": self.topics.work,
+                "attributes": dumps(dict(attributes)) if attributes else None,
             },
         )
         if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
@@ -132,12 +136,12 @@ class Store:
         expiry = None
         if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
-            expiry = None if extra[8] is None else float(extra[8])
+            expiry = None if extra[9] is None else float(extra[9])
         claimed = [
             Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
                     cancel_requested=bool(r[6]),
                     history=_history(history, int(r[3])) if r[0] == expected else None,
-                    previous_owner=r[7])
+                    previous_owner=r[7], attributes=_attributes(r[8]))
             for r in rows
             if r[0] is not None
         ]
@@ -308,6 +312,10 @@ def _fence(lease: Lease) -> dict[str, Any]:
 
 def _ts(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
+
+
+def _attributes(text: str | None) -> Mapping[str, str]:
+    return frozen_map(None if text is None else loads(text))
 
 
 def _instance(row: Row) -> InstanceInfo:

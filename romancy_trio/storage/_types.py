@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from .._errors import LeaseLostError
 from .._replay import ErrorInfo, HistoryEvent
+from ..hooks import frozen_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class Claimed:
     previous_owner: str | None = None
     """The worker whose expired lease this claim took over (None: it was free; always None
     on SQLite)."""
+    attributes: Mapping[str, str] = field(default_factory=frozen_map)
+    """The instance attributes given at start (read-only)."""
 
 
 @dataclass(frozen=True, slots=True)

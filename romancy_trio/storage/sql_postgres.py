@@ -34,7 +34,7 @@ _CLAIM = f"""
             lease_expires_at = {_TTL}
         FROM c WHERE w.instance_id = c.instance_id
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
-                  w.run_started_at, w.cancel_requested, c.lease_owner"""
+                  w.run_started_at, w.cancel_requested, c.lease_owner, w.attributes"""
 
 _NEXT_EXPIRY = """
         SELECT least(
@@ -48,7 +48,7 @@ _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
         SELECT claimed.*, NULL::float8 FROM claimed
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
 
 
 def worker_lock_key(owner: str) -> str:
@@ -102,9 +102,10 @@ QUERIES = Queries(
     create=f"""
         WITH ins AS (
             INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
-                run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+                run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
+                attributes)
             VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
-                {_TTL}, %(now)s, %(now)s)
+                {_TTL}, %(now)s, %(now)s, %(attributes)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
         SELECT instance_id, NULL::text, NULL::text,

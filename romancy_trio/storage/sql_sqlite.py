@@ -16,9 +16,9 @@ _FENCE = (
 QUERIES = Queries(
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
-            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes)
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
-            :now, :now)
+            :now, :now, :attributes)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id, NULL, NULL, NULL""",
     existing="""
@@ -45,7 +45,7 @@ QUERIES = Queries(
               AND workflow_name IN (SELECT value FROM json_each(:names))
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
-                  cancel_requested, NULL""",
+                  cancel_requested, NULL, attributes""",
     renew="""
         UPDATE workflow_instances SET lease_expires_at = romancy_now() + ?
         WHERE lease_owner = ? AND status = 'running'

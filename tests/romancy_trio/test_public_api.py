@@ -15,12 +15,15 @@ EXPECTED = {
     "ActivityTimeoutError",
     "App",
     "AppConfig",
+    "Backlog",
     "BlockingSession",
     "ChannelError",
     "ConfigurationError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
+    "HookStatistics",
+    "Hooks",
     "InstanceFinishedError",
     "InstanceIdConflictError",
     "InstanceInfo",
@@ -70,6 +73,26 @@ def test_public_names_are_pinned() -> None:
     }
     assert set(romancy_trio.__all__) == EXPECTED
     assert public == EXPECTED
+
+
+HOOK_NAMES = {
+    "ActivityCompleted", "ActivityEvent", "ActivityFailed", "ActivityRetried",
+    "ActivityStarted", "CompensationRun", "EventInfo", "EventReceived", "HookEvent",
+    "HookStatistics", "Hooks", "LeaseLost", "MessagePublished", "MessageReceived", "RunEvent",
+    "SendInfo", "StartInfo", "TimerFired", "WorkflowCancelled", "WorkflowCompleted",
+    "WorkflowFailed", "WorkflowResumed", "WorkflowStarted", "WorkflowSuspended",
+}
+
+
+def test_hook_and_log_modules_are_pinned() -> None:
+    import romancy_trio.hooks
+    import romancy_trio.logs
+
+    assert set(romancy_trio.hooks.__all__) == HOOK_NAMES
+    assert set(romancy_trio.logs.__all__) == {"ContextFilter", "JsonFormatter"}
+    # every notification has its method on Hooks, and nothing else does
+    methods = {n for n in dir(romancy_trio.hooks.Hooks) if n.startswith("on_")}
+    assert methods == set(romancy_trio.hooks.METHODS.values())
 
 
 def test_importing_starts_no_thread_and_opens_nothing() -> None:

@@ -1,0 +1,207 @@
+"""The hook dispatcher: the one object the engine hands what happened to.
+
+``emit`` never blocks and never raises: it puts the notification on each hook's bounded queue
+(a full queue drops it, counted). ``serve`` runs one task per hook, owned by the app's nursery,
+that awaits the hook's method for each notification in order, within ``hook_timeout``. What a
+hook that raises or overruns does is the contract written in :mod:`romancy_trio.hooks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+import trio.lowlevel
+
+from ..hooks import METHODS, HookEvent, Hooks, HookStatistics, SendInfo, StartInfo, frozen_map
+
+log = logging.getLogger("romancy_trio.hooks")
+
+
+_BATCH = 64
+"""Notifications a hook's task hands over in a row before it lets other tasks run."""
+
+
+def _wanted(hook: Hooks) -> frozenset[type[HookEvent]]:
+    """The notifications ``hook`` overrides a method for (the others are not queued)."""
+    return frozenset(kind for kind, name in METHODS.items()
+                     if getattr(getattr(hook, name), "__func__", None) is not getattr(Hooks, name))
+
+
+@dataclass(slots=True)
+class _Slot:
+    hook: Hooks
+    name: str
+    send: trio.MemorySendChannel[HookEvent]
+    receive: trio.MemoryReceiveChannel[HookEvent]
+    wants: frozenset[type[HookEvent]]
+    delivered: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    dropped: int = 0
+    warned: bool = False
+    scope: trio.CancelScope | None = None
+    """Around this hook's calls; the watchdog cancels it when a call overruns."""
+    since: float | None = None
+    """When the call in progress began (None: none is)."""
+    method: str = ""
+
+    def statistics(self) -> HookStatistics:
+        return HookStatistics(self.name, self.delivered, self.failed, self.timed_out,
+                              self.dropped)
+
+
+class HookDispatcher:
+    """Fan-out of notifications to the app's hooks (none: every call is a cheap no-op)."""
+
+    def __init__(self, hooks: Sequence[Hooks] = (), *, queue: int = 1000,
+                 timeout: float = 5.0) -> None:
+        for hook in hooks:
+            if not isinstance(hook, Hooks):
+                raise TypeError(f"hooks must be romancy_trio.hooks.Hooks instances, not "
+                                f"{type(hook).__qualname__}")
+        if not (isinstance(queue, int) and queue >= 1) or not 0 < timeout < math.inf:
+            raise ValueError("hook_queue must be an int >= 1 and hook_timeout > 0 seconds")
+        self._timeout = timeout
+        self._slots: list[_Slot] = []
+        for i, hook in enumerate(hooks):
+            send, receive = trio.open_memory_channel[HookEvent](queue)
+            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive,
+                                     _wanted(hook)))
+        self._done = trio.Event()
+        """Set when every hook's task has ended (its channel drained)."""
+        self.active = bool(self._slots)
+        """Whether any hook is registered (callers skip building notifications otherwise)."""
+
+    def emit(self, event: HookEvent) -> None:
+        for slot in self._slots:
+            if type(event) not in slot.wants:
+                continue
+            try:
+                slot.send.send_nowait(event)
+            except trio.WouldBlock:
+                slot.dropped += 1
+                self._warn(slot, "its queue is full; notifications are dropped (counted)")
+            except trio.ClosedResourceError:
+                slot.dropped += 1  # the app is closing
+
+    def instance_attributes(self, start: StartInfo) -> Mapping[str, str]:
+        """The caller's attributes, completed by every hook's (the caller's keys win)."""
+        found: dict[str, str] = {}
+        for slot in self._slots:
+            found.update(self._supply(slot, slot.hook.instance_attributes, start))
+        return frozen_map({**found, **start.attributes})
+
+    def event_extensions(self, send: SendInfo) -> Mapping[str, str]:
+        found: dict[str, str] = {}
+        for slot in self._slots:
+            found.update(self._supply(slot, slot.hook.event_extensions, send))
+        return frozen_map(found)
+
+    def statistics(self) -> list[HookStatistics]:
+        return [slot.statistics() for slot in self._slots]
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """One task per hook until `drain` (or cancellation), and the watchdog."""
+        try:
+            async with trio.open_nursery() as outer:
+                if self._slots:
+                    outer.start_soon(self._watchdog)
+                async with trio.open_nursery() as nursery:
+                    for slot in self._slots:
+                        nursery.start_soon(self._run, slot)
+                    task_status.started()
+                outer.cancel_scope.cancel()  # every hook's channel is drained
+        finally:
+            self._close()
+            self._done.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Accept no more notifications; wait (at most ``timeout`` seconds) until the hooks
+        have been told what is queued."""
+        self._close()
+        with trio.move_on_after(timeout):
+            await self._done.wait()
+
+    def _close(self) -> None:
+        for slot in self._slots:
+            slot.send.close()
+
+    async def _run(self, slot: _Slot) -> None:
+        """Hand this hook its notifications in order until its channel closes. One cancel
+        scope covers many calls (a scope per call costs more than most hooks): the watchdog
+        cancels it when a call overruns, and a new one covers the calls after it."""
+        while True:
+            slot.scope = trio.CancelScope()
+            with slot.scope:
+                await self._calls(slot)
+                return  # closed and drained
+            slot.since = None
+            slot.timed_out += 1
+            self._warn(slot, f"{slot.method} ran past hook_timeout ({self._timeout}s) and "
+                             "was cancelled")
+
+    async def _calls(self, slot: _Slot) -> None:
+        receive, in_a_row, hook = slot.receive, 0, slot.hook
+        while True:
+            try:  # what is queued already is handed over without a trip through the scheduler
+                event = receive.receive_nowait()
+                in_a_row += 1
+                if in_a_row >= _BATCH:
+                    in_a_row = 0
+                    await trio.lowlevel.checkpoint()
+            except trio.WouldBlock:
+                in_a_row = 0
+                try:
+                    event = await receive.receive()
+                except trio.EndOfChannel:
+                    return
+            except trio.EndOfChannel:
+                return
+            slot.method = METHODS[type(event)]
+            slot.since = trio.current_time()
+            try:
+                await getattr(hook, slot.method)(event)
+            except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
+                slot.failed += 1
+                self._warn(slot, f"{slot.method} raised", exc)
+            else:
+                slot.delivered += 1
+            slot.since = None
+
+    async def _watchdog(self) -> None:
+        """Cancel a hook's call once it has run ``hook_timeout`` (checked four times as
+        often, so a call is cancelled within 1.25 times the timeout)."""
+        while True:
+            await trio.sleep(self._timeout / 4)
+            now = trio.current_time()
+            for slot in self._slots:
+                if (slot.since is not None and slot.scope is not None
+                        and now - slot.since >= self._timeout):
+                    slot.scope.cancel()
+
+    def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any
+                ) -> Mapping[str, str]:
+        try:
+            values = fn(arg)
+            return {str(k): str(v) for k, v in values.items()}
+        except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
+            slot.failed += 1
+            self._warn(slot, f"{fn.__name__} raised", exc)
+            return {}
+
+    def _warn(self, slot: _Slot, what: str, exc: BaseException | None = None) -> None:
+        if not slot.warned:
+            slot.warned = True
+            log.error("hook %s: %s; durable progress goes on without it (further problems "
+                      "of this hook are only counted: App.hook_statistics())", slot.name, what,
+                      exc_info=exc)
+
+
+NO_HOOKS = HookDispatcher()
+"""The dispatcher of an engine part used without an app (tests, tools)."""

@@ -1,0 +1,31 @@
+"""What a scheduler counts (`Scheduler.statistics`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    running: int
+    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
+    after its last commit, so its new status (a result, a wait) is visible before it stops
+    counting here: wait for ``running`` itself, not for the status, to see it fall."""
+    reserved: int
+    started: int
+    finished: int
+    leases_lost: int
+    claims: int
+    deferred: int
+    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
+    peers: int
+    """Live workers running the same workflows, this one included."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    started: int = 0
+    finished: int = 0
+    leases_lost: int = 0
+    claims: int = 0
+    deferred: int = 0

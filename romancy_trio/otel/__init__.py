@@ -1,0 +1,204 @@
+"""OpenTelemetry for romancy_trio: traces and metrics from the app's hooks.
+
+Needs the ``otel`` extra (the OpenTelemetry API); configure the SDK (exporters) in your
+program as usual::
+
+    from romancy_trio.otel import OpenTelemetryHooks, observe_app
+
+    async with open_app(url, hooks=[OpenTelemetryHooks()]) as app:
+        observe_app(app)      # gauges read from the app's statistics
+        ...
+
+Built only on the public facade (``romancy_trio``, ``romancy_trio.hooks``): an
+import-linter contract keeps it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import trio
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import TracerProvider
+
+from romancy_trio import App, Backlog
+from romancy_trio import hooks as h
+
+from ._tracing import Tracing, carrier_of, context_of
+
+_SCOPE = "romancy_trio"
+_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class OpenTelemetryHooks(h.Hooks):
+    """Spans (see `romancy_trio.otel._tracing`) and metrics for every instance this process
+    starts or runs. ``tracer_provider``/``meter_provider``: default, the global ones."""
+
+    def __init__(self, *, tracer_provider: TracerProvider | None = None,
+                 meter_provider: MeterProvider | None = None) -> None:
+        self.tracing = Tracing(trace.get_tracer(_SCOPE, tracer_provider=tracer_provider))
+        meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
+        self.starts = meter.create_counter(
+            "romancy.workflow.starts", description="Workflow instances started")
+        self.ends = meter.create_counter(
+            "romancy.workflow.ends", description="Workflow instances ended, by status")
+        self.activity_duration = meter.create_histogram(
+            "romancy.activity.duration", unit="s", description="Activity attempt duration",
+            explicit_bucket_boundaries_advisory=_SECONDS)
+        self.attempts = meter.create_counter(
+            "romancy.activity.attempts", description="Activity attempts, by outcome")
+        self.wakeup_latency = meter.create_histogram(
+            "romancy.wakeup.latency", unit="s",
+            description="From becoming runnable (commit of the waking event, a timer's "
+                        "deadline, creation) to running on a worker",
+            explicit_bucket_boundaries_advisory=_SECONDS)
+        self.lease_losses = meter.create_counter(
+            "romancy.lease.losses", description="Claims this worker lost to another")
+        self.messages = meter.create_counter(
+            "romancy.channel.messages", description="Channel messages published and received")
+        self.events = meter.create_counter(
+            "romancy.events.received", description="Events recorded in instance histories")
+
+    # -- suppliers ----------------------------------------------------------------------
+    def instance_attributes(self, start: h.StartInfo) -> Mapping[str, str]:
+        return self.tracing.start_attributes(start)
+
+    def event_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
+        return self.tracing.send_extensions(send)
+
+    # -- notifications ------------------------------------------------------------------
+    async def on_workflow_started(self, event: h.WorkflowStarted) -> None:
+        self.starts.add(1, {"workflow": event.workflow})
+
+    async def on_workflow_resumed(self, event: h.WorkflowResumed) -> None:
+        self.tracing.resumed(event)
+        if event.runnable_since is not None:
+            self.wakeup_latency.record(max(event.at - event.runnable_since, 0.0),
+                                       {"workflow": event.workflow})
+
+    async def on_workflow_completed(self, event: h.WorkflowCompleted) -> None:
+        self.tracing.ended(event, outcome="completed")
+        self.ends.add(1, {"workflow": event.workflow, "status": "completed"})
+
+    async def on_workflow_failed(self, event: h.WorkflowFailed) -> None:
+        self.tracing.ended(event, (event.error_type, event.message), outcome="failed")
+        self.ends.add(1, {"workflow": event.workflow, "status": "failed"})
+
+    async def on_workflow_cancelled(self, event: h.WorkflowCancelled) -> None:
+        self.tracing.ended(event, outcome="cancelled")
+        self.ends.add(1, {"workflow": event.workflow, "status": "cancelled"})
+
+    async def on_workflow_suspended(self, event: h.WorkflowSuspended) -> None:
+        self.tracing.ended(event, outcome=event.reason)
+
+    async def on_lease_lost(self, event: h.LeaseLost) -> None:
+        self.tracing.ended(event, ("LeaseLost", "another worker took the instance over"),
+                           outcome="lease lost")
+        self.lease_losses.add(1, {"workflow": event.workflow})
+
+    async def on_activity_completed(self, event: h.ActivityCompleted) -> None:
+        self._attempt(event, "completed")
+
+    async def on_activity_failed(self, event: h.ActivityFailed) -> None:
+        self._attempt(event, "failed")
+
+    async def on_activity_retried(self, event: h.ActivityRetried) -> None:
+        self._attempt(event, "retried")
+
+    def _attempt(self, event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried,
+                 outcome: str) -> None:
+        self.tracing.activity_ended(event)
+        labels = {"workflow": event.workflow, "activity": event.activity, "outcome": outcome}
+        self.attempts.add(1, labels)
+        self.activity_duration.record(max(event.at - event.started_at, 0.0), labels)
+
+    async def on_compensation_run(self, event: h.CompensationRun) -> None:
+        self.tracing.compensation(event)
+
+    async def on_timer_fired(self, event: h.TimerFired) -> None:
+        self.tracing.waited(event)
+        self.wakeup_latency.record(max(event.late_by, 0.0), {"workflow": event.workflow})
+
+    async def on_message_received(self, event: h.MessageReceived) -> None:
+        self.tracing.waited(event)
+        self.messages.add(1, {"channel": event.channel, "direction": "received"})
+
+    async def on_message_published(self, event: h.MessagePublished) -> None:
+        self.messages.add(1, {"channel": event.channel, "direction": "published"})
+
+    async def on_event_received(self, event: h.EventReceived) -> None:
+        self.events.add(1, {"type": event.event.type})
+
+
+def observe_app(app: App, *, meter_provider: MeterProvider | None = None) -> None:
+    """Observable instruments read from ``app``'s statistics at each collection: claims,
+    runs in progress, listener reconnects (gaps) and fallbacks, hook failures and drops."""
+    meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
+
+    def scheduler(field: str) -> Iterable[Observation]:
+        stats = app.statistics()
+        return [] if stats is None else [Observation(getattr(stats, field))]
+
+    def claims(options: CallbackOptions) -> Iterable[Observation]:
+        return scheduler("claims")
+
+    def running(options: CallbackOptions) -> Iterable[Observation]:
+        return scheduler("running")
+
+    def gaps(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(app.hub.statistics().gaps)]
+
+    def fallbacks(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(app.hub.statistics().fallbacks)]
+
+    def hook_problems(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(s.failed + s.timed_out + s.dropped, {"hook": s.hook})
+                for s in app.hook_statistics()]
+
+    meter.create_observable_counter("romancy.claims", [claims],
+                                    description="Claim statements this worker ran")
+    meter.create_observable_gauge("romancy.runs.active", [running],
+                                  description="Runs in progress on this worker")
+    meter.create_observable_counter(
+        "romancy.listener.gaps", [gaps],
+        description="Listener reconnects (notifications may have been lost: a rescan follows)")
+    meter.create_observable_counter("romancy.listener.fallbacks", [fallbacks],
+                                    description="Waits that ended on the fallback timer")
+    meter.create_observable_counter("romancy.hooks.problems", [hook_problems],
+                                    description="Hook notifications failed, timed out, dropped")
+
+
+async def record_backlog(app: App, *, interval: float = 15.0,
+                         meter_provider: MeterProvider | None = None) -> None:
+    """Sample ``app.backlog()`` every ``interval`` seconds (until cancelled: run it in your
+    nursery) into observable gauges: ``romancy.backlog.runnable``, ``romancy.backlog.waiting``,
+    ``romancy.outbox.pending``, ``romancy.outbox.failed`` (delivery failures: rows that used
+    their last attempt) and ``romancy.channel.depth`` (per channel). Counts are for the whole
+    database, so one process recording them is enough."""
+    meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
+    last: list[Backlog] = []
+
+    def gauge(name: str, field: str, description: str) -> None:
+        def read(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(getattr(last[-1], field))] if last else []
+        meter.create_observable_gauge(name, [read], description=description)
+
+    gauge("romancy.backlog.runnable", "runnable", "Instances runnable and not yet claimed")
+    gauge("romancy.backlog.waiting", "waiting", "Instances waiting for an event, message or timer")
+    gauge("romancy.outbox.pending", "outbox_pending", "Outbox events not delivered yet")
+    gauge("romancy.outbox.failed", "outbox_failed", "Outbox events whose delivery failed")
+
+    def depth(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {"channel": c}) for c, n in last[-1].channels.items()] if last \
+            else []
+
+    meter.create_observable_gauge("romancy.channel.depth", [depth],
+                                  description="Messages not yet delivered, per channel")
+    while True:
+        sample = await app.backlog()
+        last[:] = [sample]
+        await trio.sleep(interval)
+
+
+__all__ = ["OpenTelemetryHooks", "carrier_of", "context_of", "observe_app", "record_backlog"]

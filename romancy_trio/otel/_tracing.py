@@ -1,0 +1,220 @@
+"""Traces: one per workflow instance, across its runs, workers and days.
+
+At start the instance gets a ``start <workflow>`` span, a child of the caller's current span
+(or of the ``traceparent`` the caller gave, e.g. the HTTP header), and its W3C trace context is
+stored as the instance's attributes. Every run is then a ``run <workflow>`` span whose parent
+is that context, wherever and whenever it runs; activities (one span per attempt) and
+compensations are children of their run; a wait is a ``wait ...`` span under the instance's
+context, from its last step before the wait until the wait ended (a wait ended by an event is
+told by the run it woke once that run records a step: a run killed before that tells nothing,
+and the one that takes over tells it once). A run woken by a CloudEvent
+that carries ``traceparent`` links to it. Events sent through the outbox carry the
+``traceparent`` of a ``send <type>`` span of the instance's trace.
+
+Spans are made from the notifications after the fact, with the times they carry, so a span
+never waits in memory across a suspension: the context is what travels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from romancy_trio import hooks as h
+
+_W3C = TraceContextTextMapPropagator()
+_MAX_RUNS = 10_000
+"""Open runs remembered at most (a run whose closing notification was dropped is forgotten)."""
+
+
+def _ns(at: float) -> int:
+    return int(at * 1e9)
+
+
+_PARSED: dict[tuple[str, str], Context | None] = {}
+_MAX_PARSED = 4096
+
+
+def context_of(carrier: Mapping[str, str]) -> Context | None:
+    """The remote parent a ``traceparent`` (and ``tracestate``) describe, if valid."""
+    parent = carrier.get("traceparent")
+    if parent is None:
+        return None
+    key = (parent, carrier.get("tracestate", ""))
+    if key in _PARSED:  # every run of an instance parses the same one
+        return _PARSED[key]
+    ctx: Context | None = _W3C.extract(dict(carrier))
+    assert ctx is not None
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        ctx = None
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[key] = ctx
+    return ctx
+
+
+def carrier_of(span: Span) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, trace.set_span_in_context(span))
+    return carrier
+
+
+def _ids(event: h.HookEvent) -> dict[str, str | int]:
+    out: dict[str, str | int] = {"romancy.instance_id": event.instance_id,
+                                 "romancy.worker_id": event.worker_id}
+    if event.workflow:
+        out["romancy.workflow"] = event.workflow
+    if isinstance(event, h.RunEvent):
+        out["romancy.run_no"] = event.run_no
+    return out
+
+
+@dataclass(slots=True)
+class _Wait:
+    """The event wait a run was woken from, told once the run records a step past it."""
+
+    name: str
+    links: list[Link]
+    start: float
+    end: float
+    attributes: dict[str, str | int]
+
+
+@dataclass(slots=True)
+class _Run:
+    span: Span
+    parent: Context | None
+    wait: _Wait | None = None
+
+
+class Tracing:
+    """The span bookkeeping of `OpenTelemetryHooks` (one per app process)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self._runs: dict[tuple[str, int], _Run] = {}
+
+    # -- suppliers (synchronous, in the caller's context) -----------------------------------
+    def start_attributes(self, start: h.StartInfo) -> Mapping[str, str]:
+        given = context_of(start.attributes)
+        span = self.tracer.start_span(
+            f"start {start.workflow}", context=given, kind=SpanKind.PRODUCER,
+            attributes={"romancy.instance_id": start.instance_id,
+                        "romancy.workflow": start.workflow})
+        span.end()
+        return {} if given is not None else carrier_of(span)
+
+    def send_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
+        span = self.tracer.start_span(
+            f"send {send.type}", context=context_of(send.attributes), kind=SpanKind.PRODUCER,
+            attributes={"romancy.instance_id": send.instance_id,
+                        "romancy.workflow": send.workflow,
+                        "romancy.worker_id": send.worker_id,
+                        "romancy.activity_id": send.activity_id,
+                        "cloudevents.event_type": send.type})
+        span.end()
+        return carrier_of(span)
+
+    # -- runs -------------------------------------------------------------------------------
+    def resumed(self, event: h.WorkflowResumed) -> None:
+        parent = context_of(event.attributes)
+        links = []
+        woken = event.woken_by
+        if woken is not None and (remote := context_of(woken.extensions)) is not None:
+            links.append(Link(trace.get_current_span(remote).get_span_context(),
+                              {"cloudevents.event_id": woken.id,
+                               "cloudevents.event_type": woken.type}))
+        span = self.tracer.start_span(
+            f"run {event.workflow}", context=parent, kind=SpanKind.CONSUMER, links=links,
+            start_time=_ns(event.at),
+            attributes={**_ids(event), "romancy.replayed": event.replayed})
+        if len(self._runs) >= _MAX_RUNS:
+            self._runs.pop(next(iter(self._runs)))
+        run = self._runs[event.instance_id, event.epoch] = _Run(span, parent)
+        if woken is not None and event.waited_since is not None:
+            # told once this run records a step: a run that dies first (and the one that
+            # takes over, woken by the same event) must not tell it twice
+            run.wait = _Wait(f"wait event {woken.type}", links, event.waited_since,
+                             event.runnable_since or event.at,
+                             {**_ids(event), "romancy.wait.kind": "event",
+                              "cloudevents.event_id": woken.id})
+
+    def _progressed(self, run: _Run) -> None:
+        wait, run.wait = run.wait, None
+        if wait is not None:
+            span = self.tracer.start_span(wait.name, context=run.parent, links=wait.links,
+                                          start_time=_ns(wait.start),
+                                          attributes=wait.attributes)
+            span.end(end_time=_ns(wait.end))
+
+    def ended(self, event: h.RunEvent, error: tuple[str, str] | None = None,
+              outcome: str = "") -> None:
+        run = self._runs.pop((event.instance_id, event.epoch), None)
+        if run is None:
+            return
+        if outcome not in ("stopped", "lease lost"):
+            self._progressed(run)
+        if outcome:
+            run.span.set_attribute("romancy.outcome", outcome)
+        if error is not None:
+            _fail(run.span, *error, at=event.at)
+        run.span.end(end_time=_ns(event.at))
+
+    def waited(self, event: h.TimerFired | h.MessageReceived) -> None:
+        run = self._runs.get((event.instance_id, event.epoch))
+        if run is not None:
+            self._progressed(run)
+        if isinstance(event, h.TimerFired):
+            name, kind = ("wait timeout" if event.timed_out else "wait timer"), "timer"
+        else:
+            name, kind = f"wait channel {event.channel}", "channel"
+        span = self.tracer.start_span(name, context=None if run is None else run.parent,
+                                      start_time=_ns(event.since),
+                                      attributes={**_ids(event), "romancy.wait.kind": kind})
+        span.end(end_time=_ns(event.at))
+
+    # -- activities -------------------------------------------------------------------------
+    def activity_ended(self, event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried
+                       ) -> None:
+        """The attempt's span, made once its outcome is recorded (an attempt cut short by a
+        crash or a lost lease makes none)."""
+        run = self._runs.get((event.instance_id, event.epoch))
+        if run is None:
+            return
+        self._progressed(run)
+        span = self.tracer.start_span(
+            f"activity {event.activity}", context=trace.set_span_in_context(run.span),
+            start_time=_ns(event.started_at),
+            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
+                        "romancy.activity": event.activity,
+                        "romancy.activity.attempt": event.attempt})
+        if isinstance(event, h.ActivityRetried):
+            span.set_attribute("romancy.activity.retry_at", event.next_at)
+        if not isinstance(event, h.ActivityCompleted):
+            _fail(span, event.error_type, event.message, at=event.at)
+        span.end(end_time=_ns(event.at))
+
+    def compensation(self, event: h.CompensationRun) -> None:
+        run = self._runs.get((event.instance_id, event.epoch))
+        if run is not None:
+            self._progressed(run)
+        span = self.tracer.start_span(
+            f"compensate {event.activity}",
+            context=None if run is None else trace.set_span_in_context(run.span),
+            start_time=_ns(event.started_at),
+            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
+                        "romancy.activity": event.activity})
+        if not event.ok:
+            _fail(span, event.error_type or "", "compensation failed", at=event.at)
+        span.end(end_time=_ns(event.at))
+
+
+def _fail(span: Span, error_type: str, message: str, *, at: float) -> None:
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
+    span.add_event("exception", {"exception.type": error_type, "exception.message": message},
+                   timestamp=_ns(at))

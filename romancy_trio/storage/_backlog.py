@@ -1,0 +1,59 @@
+"""How much work waits: runnable instances, the outbox, channel messages (`App.backlog`).
+
+Portable SQL (``:name`` placeholders through `translate`, tables qualified by the database's
+schema - ``main`` on SQLite), read-only, a few counts: for metrics and dashboards, sampled now
+and then, never on a hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ._db import Database
+from ._placeholders import translate
+from ._schema import SCHEMA_TOKEN, quote_identifier
+
+_COUNTS = """
+    SELECT
+      (SELECT count(*) FROM {schema}.workflow_instances
+       WHERE status = 'pending' OR (status = 'waiting' AND wake_at <= :now)),
+      (SELECT count(*) FROM {schema}.workflow_instances WHERE status = 'waiting'),
+      (SELECT count(*) FROM {schema}.outbox_events WHERE status = 'pending'),
+      (SELECT count(*) FROM {schema}.outbox_events WHERE status = 'failed')"""
+
+_CHANNELS = """
+    SELECT c.channel,
+      (SELECT count(*) FROM {schema}.channel_messages m
+       WHERE m.channel = c.channel
+         AND ((c.mode = 'competing' AND m.claimed_by IS NULL)
+              OR (c.mode = 'broadcast' AND m.id > (
+                  SELECT coalesce(min(s.cursor_id), m.id) FROM {schema}.channel_subscriptions s
+                  WHERE s.channel = c.channel))))
+    FROM {schema}.channels c ORDER BY c.channel LIMIT :limit"""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    runnable: int
+    """Instances pending, or waiting with a deadline already due (not yet claimed)."""
+    waiting: int
+    outbox_pending: int
+    """Outbox events not delivered yet (``failed`` ones: ``outbox_failed``)."""
+    outbox_failed: int
+    channels: Mapping[str, int]
+    """Per channel: messages not taken yet (competing) or not yet passed by its slowest
+    subscriber (broadcast); the first ``limit`` channels by name."""
+
+
+async def read_backlog(db: Database, *, now: float, limit: int) -> Backlog:
+    schema = quote_identifier(db.schema)
+    counts = await db.fetchone(*translate(_COUNTS.replace(SCHEMA_TOKEN, schema),
+                                          {"now": now}, db.dialect))
+    rows = await db.fetchall(*translate(_CHANNELS.replace(SCHEMA_TOKEN, schema),
+                                        {"limit": limit}, db.dialect))
+    assert counts is not None
+    runnable, waiting, pending, failed = (int(c) for c in counts)
+    return Backlog(runnable, waiting, pending, failed,
+                   MappingProxyType({str(r[0]): int(r[1]) for r in rows}))
