@@ -292,8 +292,10 @@ async def open_app(
     ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
     ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
-    ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
-    a transaction-pooling proxy (which cannot LISTEN).
+    ``listener_url``: PostgreSQL only - a direct connection to the same database when ``url``
+    goes through a transaction-pooling proxy (PgBouncer): it carries LISTEN and the worker's
+    own session (lease renewal, its advisory lock), which need a server session of their own;
+    without it, the ``ROMANCY_TRIO_LISTENER_URL`` environment variable when set.
     ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
     processes may run relayers on one database.
     ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
@@ -306,10 +308,16 @@ async def open_app(
             f"wait_for_database must be a number of seconds >= 0, not {wait_for_database!r}")
     config = config or AppConfig()
     dialect = check_url(url)
+    listener_url = listener_url or os.environ.get("ROMANCY_TRIO_LISTENER_URL") or None
+    if dialect == "sqlite":
+        listener_url = None
+    elif listener_url is not None and check_url(listener_url) != "postgres":
+        raise ConfigurationError(f"listener_url {listener_url!r} must be a postgresql:// URL")
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
-                          wait_for_database=wait_for_database) as store:
+                          wait_for_database=wait_for_database, session_url=listener_url,
+                          prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)

@@ -47,12 +47,16 @@ def check_url(url: str) -> str:
 @asynccontextmanager
 async def open_store(
     url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
-    wait_for_database: float = 0.0,
+    wait_for_database: float = 0.0, session_url: str | None = None,
+    prepared_statements: bool = False,
 ) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit.
 
-    PostgreSQL unreachable: `StorageUnavailableError` naming host, port and cause, after
-    retrying for up to ``wait_for_database`` seconds."""
+    PostgreSQL: ``session_url`` is where the worker's own session goes (it holds a
+    session-level advisory lock), if not to ``url`` - a direct connection when ``url`` is a
+    transaction-pooling proxy. ``prepared_statements``: see `AppConfig.prepared_statements`.
+    Unreachable: `StorageUnavailableError` naming host, port and cause, after retrying for up
+    to ``wait_for_database`` seconds."""
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
@@ -76,7 +80,8 @@ async def open_store(
     except ValueError as exc:
         raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
     await ensure_schema(url, schema, wait_for_database=wait_for_database)
-    pg = PostgresDatabase(url, schema=schema, max_size=pool_size)
+    pg = PostgresDatabase(url, schema=schema, max_size=pool_size, session_conninfo=session_url,
+                          prepared_statements=prepared_statements)
     try:
         if migrate:
             await migrate_postgres(pg)

@@ -226,8 +226,13 @@ async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
 class PostgresDatabase:
     dialect = "postgres"
 
-    def __init__(self, conninfo: str, *, schema: str, max_size: int = 10) -> None:
+    def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
+                 session_conninfo: str | None = None, prepared_statements: bool = False
+                 ) -> None:
         self.conninfo = conninfo
+        self.session_conninfo = session_conninfo or conninfo
+        """Where the worker session goes (`worker_session`): a session-level advisory lock
+        needs a connection of its own on the server, not one a pooler shares."""
         self.schema = schema
         self.address = server_address(conninfo)
         self._after_commit: AfterCommit | None = None
@@ -238,14 +243,16 @@ class PostgresDatabase:
         """Activities' transactions: ``max_size`` at once; the pool has room for those and
         `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
         self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
-                                   autocommit=True)
-        """No session state on its connections (no ``SET search_path``): library statements
-        name their schema (``storage.qualify``), user statements resolve in the user's own
-        search_path, and a transaction-pooling proxy may hand a connection to anyone."""
+                                   autocommit=True,
+                                   prepare_threshold=5 if prepared_statements else None)
+        """No session state on its connections (no ``SET search_path``, no prepared statements
+        unless asked for): library statements name their schema (``storage.qualify``), user
+        statements resolve in the user's own search_path, and a transaction-pooling proxy may
+        hand each transaction to another server connection."""
 
     def worker_session(self, *, on_connect: Statement | None,
                        connect_timeout: float) -> PostgresWorkerSession:
-        return PostgresWorkerSession(self.conninfo, on_connect=on_connect,
+        return PostgresWorkerSession(self.session_conninfo, on_connect=on_connect,
                                      connect_timeout=connect_timeout)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
