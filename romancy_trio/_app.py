@@ -295,7 +295,8 @@ async def open_app(
     ``listener_url``: PostgreSQL only - a direct connection to the same database when ``url``
     goes through a transaction-pooling proxy (PgBouncer): it carries LISTEN and the worker's
     own session (lease renewal, its advisory lock), which need a server session of their own;
-    without it, the ``ROMANCY_TRIO_LISTENER_URL`` environment variable when set.
+    without it, the ``ROMANCY_TRIO_LISTENER_URL`` environment variable when set. With it, the
+    pool prepares no server-side statements unless ``config.prepared_statements`` says so.
     ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
     processes may run relayers on one database.
     ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
@@ -317,7 +318,7 @@ async def open_app(
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
                           wait_for_database=wait_for_database, session_url=listener_url,
-                          prepared_statements=config.prepared_statements) as store:
+                          prepared_statements=_prepared(config, url, listener_url)) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)
@@ -358,6 +359,14 @@ async def open_app(
             if body_error is not None:
                 raise one_interrupt(body_error)
 
+
+
+def _prepared(config: AppConfig, url: str, listener_url: str | None) -> bool:
+    """Server-side prepared statements on the pool: as configured, else off only when the
+    pool's URL has a separate listener URL (a transaction-pooling proxy)."""
+    if config.prepared_statements is not None:
+        return config.prepared_statements
+    return listener_url is None or listener_url == url
 
 
 @asynccontextmanager

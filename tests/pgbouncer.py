@@ -24,7 +24,8 @@ What it does:
   A transaction pooler hands one server connection to many clients, so a client's startup
   options cannot set it (PgBouncer 1.18 ignores ``options``); instead each schema gets a
   database alias whose ``connect_query`` sets it on every server connection of that alias's
-  pool, added with the admin console's ``RELOAD`` (synchronous). The library itself needs no
+  pool, added with the admin console's ``RELOAD`` (synchronous). In session mode the reset
+  between clients therefore keeps settings (`_RESET`). The library itself needs no
   search_path (it names its schema); the tests' own SQL does.
 - At the end, always: SIGTERM (then SIGKILL) and the temp dir removed.
 """
@@ -63,6 +64,12 @@ def _spare_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_RESET = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; DEALLOCATE ALL; UNLISTEN *; "
+          "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES")
+"""Session mode's reset between clients: ``DISCARD ALL`` but for its ``RESET ALL``, which
+would undo the alias's ``search_path`` (``connect_query`` runs on new server connections only)."""
 
 
 class PgBouncer:
@@ -104,13 +111,18 @@ class PgBouncer:
         self.admin("RELOAD")
         return alias
 
+    def server_pids(self) -> set[int]:
+        """The backend pids of every server connection PgBouncer holds now."""
+        return {int(row["remote_pid"] or 0) for row in self.admin("SHOW SERVERS")} - {0}
+
     def _write_config(self) -> None:
         server = f"host={self.host} port={self.server_port}"
         dbs = [f"{alias} = {server} dbname={self.dbname} "
                f"connect_query='SET search_path TO {schema}'"
                for alias, schema in self.aliases.items()]
         capped = (["max_user_connections = 40", "default_pool_size = 20"]
-                  if self.mode == "transaction" else ["default_pool_size = 100"])
+                  if self.mode == "transaction" else ["default_pool_size = 100",
+                                                      f"server_reset_query = {_RESET}"])
         lines = [
             "[databases]", *dbs, f"* = {server}", "",
             "[pgbouncer]",
@@ -153,8 +165,9 @@ class PgBouncer:
                                        f"{self.log()}") from exc
                 time.sleep(0.02)
 
-    def admin(self, command: str) -> None:
-        """One command on the admin console (simple query protocol, as it requires)."""
+    def admin(self, command: str) -> list[dict[str, str | None]]:
+        """One command on the admin console (simple query protocol, as it requires); its rows
+        (``SHOW SERVERS``: one per server connection, ``remote_pid`` its backend's pid)."""
         conn = psycopg.connect(f"postgresql://{self.user}@127.0.0.1:{self.port}/pgbouncer",
                                autocommit=True, connect_timeout=5)
         try:
@@ -163,6 +176,9 @@ class PgBouncer:
                                      psycopg.pq.ExecStatus.TUPLES_OK):
                 message = (result.error_message or b"").decode(errors="replace")
                 raise RuntimeError(f"pgbouncer admin {command!r} failed: {message}")
+            names = [(result.fname(j) or b"").decode() for j in range(result.nfields)]
+            return [{name: None if (v := result.get_value(i, j)) is None else v.decode()
+                     for j, name in enumerate(names)} for i in range(result.ntuples)]
         finally:
             conn.close()
 
