@@ -19,7 +19,7 @@ What it does:
   the test server (``* = host=... port=...``), no Unix socket, ``admin_users`` = that user.
   In transaction mode server connections are capped (``max_user_connections``, the shared
   server has few to spare) and closed after 5 s idle.
-- PgBouncer refuses to run as root: as root it runs through ``runuser -u postgres --``.
+- PgBouncer refuses to run as root: as root it runs as the ``postgres`` user.
 - ``url(schema=...)``: a URL whose server connections start with ``search_path`` = that schema.
   A transaction pooler hands one server connection to many clients, so a client's startup
   options cannot set it (PgBouncer 1.18 ignores ``options``); instead each schema gets a
@@ -145,11 +145,12 @@ class PgBouncer:
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
         self._write_config()
-        cmd = [str(self.binary), str(self.root / "pgbouncer.ini")]
-        if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     cwd=self.root)
+        # as the postgres user, but the process itself (no runuser in between, which would
+        # not pass SIGTERM on): stopping it stops PgBouncer
+        self.proc = subprocess.Popen([str(self.binary), str(self.root / "pgbouncer.ini")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     cwd=self.root, user="postgres" if self._as_postgres else None,
+                                     group="postgres" if self._as_postgres else None)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -192,14 +193,12 @@ class PgBouncer:
         """Stop (SIGTERM, then SIGKILL) and remove every file. Idempotent."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()  # runuser passes it on
+            proc.terminate()
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if proc is not None and proc.stderr is not None:
-            proc.stderr.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
