@@ -48,7 +48,7 @@ def check_url(url: str) -> str:
 async def open_store(
     url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
     wait_for_database: float = 0.0, session_url: str | None = None,
-    prepared_statements: bool = False,
+    prepared_statements: bool = True,
 ) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit.
 

@@ -227,7 +227,7 @@ class PostgresDatabase:
     dialect = "postgres"
 
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
-                 session_conninfo: str | None = None, prepared_statements: bool = False
+                 session_conninfo: str | None = None, prepared_statements: bool = True
                  ) -> None:
         self.conninfo = conninfo
         self.session_conninfo = session_conninfo or conninfo

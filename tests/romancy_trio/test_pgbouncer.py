@@ -127,3 +127,31 @@ async def test_waits_and_channels_woken_across_processes(bouncer: PgBouncer, pg_
     assert sum(taken) == 20
     assert len(effects) == 20 and set(effects.values()) == {1}
 
+
+
+async def _prepared_on_pooled_connection(app: Any) -> int:
+    """Run one statement often enough to be prepared (psycopg: after 5 uses), then count the
+    statements prepared on that pooled connection (the pool lends its last idle one)."""
+    async with app.store.db.pool.connection() as conn:
+        for _ in range(8):
+            await conn.execute("SELECT %s::int", (1,))
+        cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_prepared_statements_only_where_the_connection_keeps_them(
+        pgbouncer_transaction: PgBouncer, pg_dsn: str, pg_schema: str) -> None:
+    """Direct: prepared (the faster default). With a separate listener URL (a pooler): none,
+    unless the configuration asks for them (PgBouncer >= 1.21 with max_prepared_statements)."""
+    config = AppConfig(schema=pg_schema)
+    async with open_app(pg_dsn, config=config, run_workers=False, workflows=[]) as app:
+        assert await _prepared_on_pooled_connection(app) >= 1
+    url = pgbouncer_transaction.url()
+    async with open_app(url, listener_url=pg_dsn, config=config, run_workers=False,
+                        workflows=[]) as app:
+        assert await _prepared_on_pooled_connection(app) == 0
+    forced = AppConfig(schema=pg_schema, prepared_statements=True)
+    async with open_app(pg_dsn, listener_url=pg_dsn + "?application_name=listener",
+                        config=forced, run_workers=False, workflows=[]) as app:
+        assert await _prepared_on_pooled_connection(app) >= 1
