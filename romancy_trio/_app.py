@@ -312,13 +312,11 @@ async def open_app(
     listener_url = listener_url or os.environ.get("ROMANCY_TRIO_LISTENER_URL") or None
     if dialect == "sqlite":
         listener_url = None
-    elif listener_url is not None and check_url(listener_url) != "postgres":
-        raise ConfigurationError(f"listener_url {listener_url!r} must be a postgresql:// URL")
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
                           wait_for_database=wait_for_database, session_url=listener_url,
-                          prepared_statements=_prepared(config, url, listener_url)) as store:
+                          prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)
@@ -359,14 +357,6 @@ async def open_app(
             if body_error is not None:
                 raise one_interrupt(body_error)
 
-
-
-def _prepared(config: AppConfig, url: str, listener_url: str | None) -> bool:
-    """Server-side prepared statements on the pool: as configured, else off only when the
-    pool's URL has a separate listener URL (a transaction-pooling proxy)."""
-    if config.prepared_statements is not None:
-        return config.prepared_statements
-    return listener_url is None or listener_url == url
 
 
 @asynccontextmanager

@@ -48,13 +48,14 @@ def check_url(url: str) -> str:
 async def open_store(
     url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
     wait_for_database: float = 0.0, session_url: str | None = None,
-    prepared_statements: bool = True,
+    prepared_statements: bool | None = None,
 ) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit.
 
     PostgreSQL: ``session_url`` is where the worker's own session goes (it holds a
     session-level advisory lock), if not to ``url`` - a direct connection when ``url`` is a
-    transaction-pooling proxy. ``prepared_statements``: see `AppConfig.prepared_statements`.
+    transaction-pooling proxy. ``prepared_statements``: server-side prepared statements on the
+    pool; None: on, unless a separate ``session_url`` is given (`AppConfig.prepared_statements`).
     Unreachable: `StorageUnavailableError` naming host, port and cause, after retrying for up
     to ``wait_for_database`` seconds."""
     dialect = check_url(url)
@@ -80,6 +81,8 @@ async def open_store(
     except ValueError as exc:
         raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
     await ensure_schema(url, schema, wait_for_database=wait_for_database)
+    if prepared_statements is None:  # a separate session URL: the pool goes through a pooler
+        prepared_statements = session_url is None or session_url == url
     pg = PostgresDatabase(url, schema=schema, max_size=pool_size, session_conninfo=session_url,
                           prepared_statements=prepared_statements)
     try:
