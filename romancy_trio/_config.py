@@ -44,7 +44,7 @@ class AppConfig:
     server connection, where a statement prepared on another does not exist. None (default):
     on, unless ``open_app`` has a separate ``listener_url`` (the sign of such a proxy: it cannot
     LISTEN either). True: e.g. PgBouncer >= 1.21 with ``max_prepared_statements`` set. Off
-    costs about 10 % of throughput on short workflows (``python -m loadtests pgbouncer``)."""
+    cost 8-13 % of throughput on short workflows (``python -m loadtests pgbouncer``)."""
     release_timeout: float = 2.0
     """On shutdown, how long to try to hand leases back before leaving them to expire."""
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
