@@ -1,10 +1,11 @@
-"""nox sessions: tests, lint, typecheck (``.ci/run`` runs all three), demo, loadtest."""
+"""nox sessions: tests, lint, typecheck, tests-pgbouncer (``.ci/run`` runs these four), demo,
+loadtest."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests-pgbouncer"]
 nox.options.reuse_existing_virtualenvs = True
 PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"]
 
@@ -13,7 +14,21 @@ PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"
 def tests(session: nox.Session) -> None:
     session.run("bash", ".ci/install-partition-deps", external=True)  # iproute2 (netns tests)
     session.install("-e", ".[test]")
+    session.run("bash", ".ci/pgbouncer.sh", external=True)  # PgBouncer for its tests
     session.run("pytest", *session.posargs)
+
+
+@nox.session(name="tests-pgbouncer")
+def tests_pgbouncer(session: nox.Session) -> None:
+    """The runtime's PostgreSQL tests with every app's pool through a PgBouncer in transaction
+    mode (``ROMANCY_TEST_PGBOUNCER``, see tests/romancy_trio/conftest.py); LISTEN and the
+    worker session go straight to the server. The PgBouncer tests of their own ran in
+    ``tests`` (both modes), so they are left out here."""
+    session.install("-e", ".[test]")
+    session.run("bash", ".ci/pgbouncer.sh", external=True)
+    args = session.posargs or ["tests/romancy_trio", "-k", "not sqlite",
+                               "--deselect", "tests/romancy_trio/test_pgbouncer.py"]
+    session.run("pytest", *args, env={"ROMANCY_TEST_PGBOUNCER": "transaction"})
 
 
 @nox.session

@@ -20,7 +20,16 @@ from pathlib import Path
 import psycopg
 import trio
 
-from . import channels_bench, db_restart, http_intake, otel_overhead, takeover, waits, workflows
+from . import (
+    channels_bench,
+    db_restart,
+    http_intake,
+    otel_overhead,
+    pgbouncer,
+    takeover,
+    waits,
+    workflows,
+)
 from ._common import (
     DEFAULT_DSN,
     CheckFailed,
@@ -78,6 +87,9 @@ SCENARIOS: dict[str, Scenario] = {
     "db-restart": Scenario(db_restart.scenario,
                            "8. private server restarted (-m immediate) while 100 instances "
                            "wait and 20 run: accepting connections -> last waiter resumed"),
+    "pgbouncer": Scenario(pgbouncer.scenario,
+                          "9. one-activity workflows, N concurrent: through PgBouncer "
+                          "(transaction mode) vs direct, with/without prepared statements"),
 }
 
 

@@ -325,6 +325,10 @@ class Sizes:
     idle_window: float = 20.0
     db_restarts: int = 5
     """db-restart: restarts of the private server (``-m immediate``), one measurement each"""
+    pgbouncer_workflows: int = 600
+    """pgbouncer: one-activity workflows per set-up and repetition (``concurrency`` clients)"""
+    pgbouncer_repetitions: int = 5
+    """pgbouncer: repetitions, each running every set-up once (alternating)"""
 
     def scaled(self, factor: float) -> Sizes:
         from dataclasses import replace
@@ -339,6 +343,7 @@ class Sizes:
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
             db_restarts=n(self.db_restarts, 3),
+            pgbouncer_workflows=n(self.pgbouncer_workflows, 10),
         )
 
 

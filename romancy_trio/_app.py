@@ -370,8 +370,11 @@ async def open_app(
     ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
     ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
-    ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
-    a transaction-pooling proxy (which cannot LISTEN).
+    ``listener_url``: PostgreSQL only - a direct connection to the same database when ``url``
+    goes through a transaction-pooling proxy (PgBouncer): it carries LISTEN and the worker's
+    own session (lease renewal, its advisory lock), which need a server session of their own;
+    without it, the ``ROMANCY_TRIO_LISTENER_URL`` environment variable when set. With it, the
+    pool prepares no server-side statements unless ``config.prepared_statements`` says so.
     ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
     processes may run relayers on one database.
     ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
@@ -385,6 +388,9 @@ async def open_app(
             f"wait_for_database must be a number of seconds >= 0, not {wait_for_database!r}")
     config = config or AppConfig()
     dialect = check_url(url)
+    listener_url = listener_url or os.environ.get("ROMANCY_TRIO_LISTENER_URL") or None
+    if dialect == "sqlite":
+        listener_url = None
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     try:
         dispatcher = HookDispatcher(hooks, queue=config.hook_queue, timeout=config.hook_timeout)
@@ -395,7 +401,9 @@ async def open_app(
     if notify_config.link is None:
         notify_config = replace(notify_config, link=link)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
-                          wait_for_database=wait_for_database, link=link) as store:
+                          wait_for_database=wait_for_database, link=link,
+                          session_url=listener_url,
+                          prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in channels.activities():
             registry.add(builtin)

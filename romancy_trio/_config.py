@@ -41,6 +41,14 @@ class AppConfig:
     of after ``lease_ttl``. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
     """PostgreSQL schema holding the tables."""
+    prepared_statements: bool | None = None
+    """PostgreSQL: whether the pooled connections prepare server-side statements (psycopg
+    prepares one after its 5th use). A transaction-pooling proxy (PgBouncer before 1.21, or
+    without ``max_prepared_statements``; many managed poolers) hands each transaction to any
+    server connection, where a statement prepared on another does not exist. None (default):
+    on, unless ``open_app`` has a separate ``listener_url`` (the sign of such a proxy: it cannot
+    LISTEN either). True: e.g. PgBouncer >= 1.21 with ``max_prepared_statements`` set. Off
+    cost 8-13 % of throughput on short workflows (``python -m loadtests pgbouncer``)."""
     release_timeout: float = 2.0
     """On shutdown, how long to try to hand leases back before leaving them to expire."""
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)

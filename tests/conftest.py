@@ -11,7 +11,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-pytest_plugins = ["tests.pgcluster"]  # the pg_cluster fixture: a private server
+pytest_plugins = ["tests.pgcluster", "tests.pgbouncer"]  # private servers: pg_cluster, pgbouncer_*
 
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
 

@@ -31,13 +31,15 @@ def example_id(code: str) -> str:
 
 
 def run_example(
-    code: str, folder: Path, url: str | None, *args: str
+    code: str, folder: Path, url: str | None, *args: str, listener_url: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     script = folder / "example.py"
     script.write_text(code)
     env = {"PYTHONPATH": PYTHONPATH, "PATH": os.environ.get("PATH", "")}
     if url is not None:
         env["ROMANCY_TRIO_URL"] = url
+    if listener_url is not None:
+        env["ROMANCY_TRIO_LISTENER_URL"] = listener_url
     return subprocess.run([sys.executable, str(script), *args], cwd=folder, capture_output=True,
                           text=True, timeout=120, env=env)
 

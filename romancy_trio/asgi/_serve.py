@@ -165,7 +165,8 @@ def app_from_env() -> LifespanApp:
 
     ``ROMANCY_TRIO_URL`` (required), ``ROMANCY_TRIO_WORKFLOWS`` (comma-separated modules to
     import), ``ROMANCY_TRIO_SCHEMA`` (PostgreSQL schema), ``ROMANCY_TRIO_TOKEN`` (bearer token),
-    ``ROMANCY_TRIO_MAX_BODY`` (bytes).
+    ``ROMANCY_TRIO_MAX_BODY`` (bytes), ``ROMANCY_TRIO_LISTENER_URL`` (a direct PostgreSQL URL
+    when ``ROMANCY_TRIO_URL`` is a transaction pooler; `open_app` reads it).
 
     If the App cannot open, startup fails and hypercorn does not serve; but hypercorn 0.18's
     parent process exits 0 when its worker process failed (only ``--workers 0`` keeps the

@@ -50,12 +50,17 @@ def check_url(url: str) -> str:
 async def open_store(
     url: str, *, schema: str = "romancy", pool_size: int = 10, migrate: bool = True,
     wait_for_database: float = 0.0, link: LinkTimeouts | None = None,
+    session_url: str | None = None, prepared_statements: bool | None = None,
 ) -> AsyncIterator[Store]:
     """Open the database a URL names, apply migrations, yield a Store; close on exit.
 
-    PostgreSQL unreachable: `StorageUnavailableError` naming host, port and cause, after
-    retrying for up to ``wait_for_database`` seconds. ``link``: keepalives and
-    ``tcp_user_timeout`` for every PostgreSQL connection (both ends; the URL's own win)."""
+    PostgreSQL: ``session_url`` is where the worker's own session goes (it holds a
+    session-level advisory lock), if not to ``url`` - a direct connection when ``url`` is a
+    transaction-pooling proxy. ``prepared_statements``: server-side prepared statements on the
+    pool; None: on, unless a separate ``session_url`` is given (`AppConfig.prepared_statements`).
+    ``link``: keepalives and ``tcp_user_timeout`` for every PostgreSQL connection (both ends;
+    the URL's own win). Unreachable: `StorageUnavailableError` naming host, port and cause,
+    after retrying for up to ``wait_for_database`` seconds."""
     dialect = check_url(url)
     if dialect == "sqlite":
         from .sql_sqlite import QUERIES as SQLITE
@@ -79,7 +84,10 @@ async def open_store(
     except ValueError as exc:
         raise ConfigurationError(f"PostgreSQL schema: {exc}") from None
     await ensure_schema(url, schema, wait_for_database=wait_for_database, link=link)
-    pg = PostgresDatabase(url, schema=schema, max_size=pool_size, link=link)
+    if prepared_statements is None:  # a separate session URL: the pool goes through a pooler
+        prepared_statements = session_url is None or session_url == url
+    pg = PostgresDatabase(url, schema=schema, max_size=pool_size, link=link,
+                          session_conninfo=session_url, prepared_statements=prepared_statements)
     try:
         if migrate:
             await migrate_postgres(pg)

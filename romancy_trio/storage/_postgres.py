@@ -227,10 +227,14 @@ class PostgresDatabase:
     dialect = "postgres"
 
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
-                 link: LinkTimeouts | None = None) -> None:
+                 link: LinkTimeouts | None = None, session_conninfo: str | None = None,
+                 prepared_statements: bool = True) -> None:
         self.conninfo = conninfo
         self.link = link
         """Keepalives and ``tcp_user_timeout`` of every connection it opens (both ends)."""
+        self.session_conninfo = session_conninfo or conninfo
+        """Where the worker session goes (`worker_session`): a session-level advisory lock
+        needs a connection of its own on the server, not one a pooler shares."""
         self.schema = schema
         self.address = server_address(conninfo)
         self._after_commit: AfterCommit | None = None
@@ -241,14 +245,16 @@ class PostgresDatabase:
         """Activities' transactions: ``max_size`` at once; the pool has room for those and
         `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
         self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
-                                   autocommit=True, link=link)
-        """No session state on its connections (no ``SET search_path``): library statements
-        name their schema (``storage.qualify``), user statements resolve in the user's own
-        search_path, and a transaction-pooling proxy may hand a connection to anyone."""
+                                   autocommit=True, link=link,
+                                   prepare_threshold=5 if prepared_statements else None)
+        """No session state on its connections (no ``SET search_path``, no prepared statements
+        unless asked for): library statements name their schema (``storage.qualify``), user
+        statements resolve in the user's own search_path, and a transaction-pooling proxy may
+        hand each transaction to another server connection."""
 
     def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
                        statement_timeout: float | None = None) -> PostgresWorkerSession:
-        return PostgresWorkerSession(self.conninfo, on_connect=on_connect,
+        return PostgresWorkerSession(self.session_conninfo, on_connect=on_connect,
                                      connect_timeout=connect_timeout, link=self.link,
                                      statement_timeout=statement_timeout)
 

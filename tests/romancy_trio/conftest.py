@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ from romancy_trio.storage._db import Params, Row
 from romancy_trio.storage._placeholders import translate
 
 from ..conftest import with_search_path
+from ..pgbouncer import PgBouncer
+
+POOLER_ENV = "ROMANCY_TEST_PGBOUNCER"
+"""``transaction``: PostgreSQL backends connect through a private PgBouncer in transaction mode."""
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,9 @@ class Backend:
     name: str
     url: str
     config: AppConfig
+    direct_url: str | None = None
+    """PostgreSQL: a URL straight to the server, for a test's own session state (its own
+    LISTEN): `url` may go through a transaction pooler (``ROMANCY_TEST_PGBOUNCER``)."""
 
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
@@ -28,9 +36,20 @@ def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
         return Backend("sqlite", f"sqlite:///{tmp_path / 'wf.db'}", AppConfig(**fast))
     dsn: str = request.getfixturevalue("pg_dsn")
     schema: str = request.getfixturevalue("pg_schema")
+    if os.environ.get(POOLER_ENV, "") not in ("", "transaction"):
+        raise pytest.UsageError(f"{POOLER_ENV} must be 'transaction' or unset")
+    if os.environ.get(POOLER_ENV) == "transaction":
+        # the CI leg "tests-pgbouncer": the app's pool through a PgBouncer in transaction
+        # mode, LISTEN and the worker session straight to the server (worker processes
+        # started by the test inherit the variable)
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer_transaction")
+        request.getfixturevalue("monkeypatch").setenv("ROMANCY_TRIO_LISTENER_URL", dsn)
+        return Backend("postgres", bouncer.url(schema=schema), AppConfig(schema=schema, **fast),
+                       with_search_path(dsn, schema))
     # the tests' own SQL (their tables, and reads of the library's) resolves in the test's
     # schema through the URL; the library itself needs no search_path
-    return Backend("postgres", with_search_path(dsn, schema), AppConfig(schema=schema, **fast))
+    direct = with_search_path(dsn, schema)
+    return Backend("postgres", direct, AppConfig(schema=schema, **fast), direct)
 
 
 async def fetch(app: Any, query: str, params: Params = ()) -> list[Row]:

@@ -65,9 +65,10 @@ async def main(url: str, schema: str, worker_id: str, sink_url: str) -> None:
         request_timeout=5.0,
         claim_ttl=30.0,
     )
+    direct = os.environ.get("ROMANCY_TRIO_LISTENER_URL")  # set when url is a pooler
     async with (
-        open_store(url, schema=schema, pool_size=4) as store,
-        open_pg_hub(url, [outbox_topic(store.topics)]) as hub,
+        open_store(url, schema=schema, pool_size=4, session_url=direct) as store,
+        open_pg_hub(url, [outbox_topic(store.topics)], listener_dsn=direct) as hub,
         trio.open_nursery() as nursery,
     ):
         relay = partial(run_relayer, store.db, hub, config, worker_id=worker_id)

@@ -36,7 +36,7 @@ async def test_a_suspension_announces_a_near_deadline_but_not_a_far_one(
     async with open_app(b.url, workflows=[hint_sleeper], config=b.config) as app:
         horizon = app.store.waits.deadline_hint_horizon
         assert horizon == 2 * b.config.fallback_interval * (1 + NotifyConfig().fallback_jitter)
-        listener = await connect(b.url, autocommit=True)
+        listener = await connect(b.direct_url or b.url, autocommit=True)
         try:
             await listener.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(app.store.topics.work)))

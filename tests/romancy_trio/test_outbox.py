@@ -330,7 +330,8 @@ def _relayer_hub(backend: Backend, app: App, config: NotifyConfig) -> Any:
     """PostgreSQL: a hub of its own, so only the database's NOTIFY can wake the relayer."""
     if backend.name == "sqlite":
         return nullcontext(app.hub)
-    return open_pg_hub(backend.url, [outbox_topic(app.store.topics)], config)
+    return open_pg_hub(backend.url, [outbox_topic(app.store.topics)], config,
+                       listener_dsn=backend.direct_url)
 
 
 async def test_shutdown_hands_an_in_flight_event_back(backend: Backend) -> None:

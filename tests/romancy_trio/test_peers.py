@@ -98,7 +98,7 @@ async def test_a_publish_names_the_instance_it_woke(pg_backend: Backend) -> None
     the instance hint the workers' choice is made on."""
     b = pg_backend
     async with open_app(b.url, workflows=[peer_receiver], config=b.config) as app:
-        listener = await connect(b.url, autocommit=True)
+        listener = await connect(b.direct_url or b.url, autocommit=True)
         try:
             await listener.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(app.store.topics.work)))
