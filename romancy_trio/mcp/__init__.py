@@ -1,0 +1,59 @@
+"""Workflows as MCP tools for AI assistants (``pip install "romancy-trio[mcp]"``).
+
+Each served workflow ``W`` becomes four tools - ``W_start``, ``W_status``, ``W_result``,
+``W_cancel`` - with JSON schemas from its annotations, and a task-augmented ``W_start`` is an
+MCP task backed by the workflow instance (task id = instance id), so it survives a restart of
+the server. Built on the official ``mcp`` SDK, on Trio, using only romancy_trio's public API::
+
+    async with open_app(url) as app:
+        await McpServer(app).serve_stdio()                 # or: python -m romancy_trio mcp ...
+
+    async with open_app(url) as app, McpServer(app).open_http() as endpoint:
+        asgi = create_asgi_app(app, bearer_token=token, mounts={"/mcp": endpoint})
+        await serve_asgi(asgi, port=8000)                  # or: python -m romancy_trio mcp --bind
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from .. import AppConfig, open_app
+from ..asgi import create_asgi_app, serve_asgi
+from ._server import McpServer as McpServer
+from ._stdio import parse_line as parse_line
+from ._tasks import TASKS_EXTENSION as TASKS_EXTENSION
+
+__all__ = ["TASKS_EXTENSION", "McpServer", "parse_line", "run"]
+
+
+async def run(
+    url: str,
+    workflow_modules: Sequence[str],
+    *,
+    bind: str | None = None,
+    bearer_token: str | None = None,
+    config: AppConfig | None = None,
+    **server_options: Any,
+) -> None:
+    """Open the App at ``url`` with the workflows of ``workflow_modules`` and serve MCP: over
+    stdio, or with ``bind="HOST:PORT"`` over HTTP (the whole ASGI app - CloudEvents intake,
+    JSON API - with MCP at ``/mcp``, behind ``bearer_token`` when given) until cancelled."""
+    for name in workflow_modules:
+        importlib.import_module(name)  # its @workflow decorators register the workflows
+    async with open_app(url, config=config) as app:
+        server = McpServer(app, **server_options)
+        if bind is None:
+            await server.serve_stdio()
+            return
+        host, _, port = bind.rpartition(":")
+        async with server.open_http() as endpoint:
+            asgi = create_asgi_app(app, bearer_token=bearer_token, mounts={"/mcp": endpoint})
+            async with trio.open_nursery() as nursery:
+                bound: int = await nursery.start(lambda task_status: serve_asgi(
+                    asgi, host=host.strip("[]") or "127.0.0.1", port=int(port),
+                    task_status=task_status))
+                print(f"serving MCP at http://{host or '127.0.0.1'}:{bound}/mcp", flush=True)
