@@ -72,7 +72,7 @@ class _Lines:
                 if self.skipping:
                     self.skipping = False
                     continue
-                yield line
+                yield line if len(line) <= self.max_line else None
                 continue
             if len(self.buffer) > self.max_line:
                 self.buffer.clear()

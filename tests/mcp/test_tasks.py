@@ -1,0 +1,100 @@
+"""MCP tasks (2025-11-25) backed by workflow instances survive a restart of the server."""
+
+from __future__ import annotations
+
+import uuid
+from typing import IO
+
+import pytest
+import trio
+
+from romancy_trio import AppConfig, Event, open_app
+
+from ._raw import RawClient, open_raw
+from .conftest import Db
+
+pytestmark = pytest.mark.slow
+
+RELATED = "io.modelcontextprotocol/related-task"
+
+
+async def started(nursery: trio.Nursery, db: Db, log: object) -> RawClient:
+    client = await open_raw(nursery, db.server_args(), log)
+    await client.initialize()
+    return client
+
+
+async def test_task_survives_server_kill_and_restart(db: Db, server_log: IO[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        first = await started(nursery, db, server_log)
+        created = await first.request("tools/call", {
+            "name": "awaits_payment_start", "arguments": {"order_id": "T-1"},
+            "task": {"ttl": 60000}})
+        task = created["result"]["task"]
+        task_id = task["taskId"]
+        assert task["status"] == "working" and task["ttl"] is None
+        assert task["createdAt"] and task["lastUpdatedAt"] and task["pollInterval"] > 0
+        assert created["result"]["_meta"][RELATED] == {"taskId": task_id}
+        got = await first.request("tasks/get", {"taskId": task_id})
+        assert got["result"]["taskId"] == task_id
+        assert got["result"]["status"] == "working"
+
+        first.proc.kill()  # SIGKILL: the task lives in the database, not in the process
+        with trio.fail_after(30):
+            await first.proc.wait()
+
+        second = await started(nursery, db, server_log)
+        again = await second.request("tasks/get", {"taskId": task_id})
+        assert again["result"]["status"] == "working"
+        assert again["result"]["createdAt"] == task["createdAt"]
+
+        async with open_app(db.url, config=AppConfig(schema=db.schema),
+                            run_workers=False) as app:
+            with trio.fail_after(60):
+                while (await app.status(task_id)).status != "waiting":
+                    await trio.sleep(0.05)
+            await app.send_event(Event(type="payment.completed", source="psp",
+                                       id=str(uuid.uuid4()), data={"cents": 5}))
+        result = await second.request("tasks/result", {"taskId": task_id}, timeout=60)
+        payload = result["result"]
+        assert payload["isError"] is False
+        assert payload["structuredContent"]["result"] == {
+            "order_id": "T-1", "cents": 5, "by": "psp"}
+        assert payload["_meta"][RELATED] == {"taskId": task_id}
+        done = await second.request("tasks/get", {"taskId": task_id})
+        assert done["result"]["status"] == "completed"
+        second.proc.kill()
+
+
+async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: IO[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        client = await started(nursery, db, server_log)
+        created = await client.request("tools/call", {
+            "name": "hold_start", "arguments": {"item": "vase"}, "task": {}})
+        task_id = created["result"]["task"]["taskId"]
+        with trio.fail_after(60):
+            while (await client.request("tools/call", {
+                    "name": "hold_status", "arguments": {"instance_id": task_id}})
+                   )["result"]["structuredContent"]["status"] != "waiting":
+                await trio.sleep(0.05)
+        cancelled = await client.request("tasks/cancel", {"taskId": task_id})
+        assert cancelled["result"]["status"] == "cancelled"  # compensations ran first
+        twice = await client.request("tasks/cancel", {"taskId": task_id})
+        assert twice["error"]["code"] == -32602 and "already ended" in twice["error"]["message"]
+        outcome = await client.request("tasks/result", {"taskId": task_id})
+        assert outcome["result"]["isError"] is True
+        assert "cancelled" in outcome["result"]["content"][0]["text"]
+
+        for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+            unknown = await client.request(method, {"taskId": "no-such-task"})
+            assert unknown["error"]["code"] == -32602, method
+        no_task = await client.request("tools/call", {
+            "name": "hold_status", "arguments": {"instance_id": task_id}, "task": {}})
+        assert no_task["error"]["code"] == -32601
+        rejected = await client.request("tools/call", {
+            "name": "greet_start", "arguments": {"name": 1}, "task": {}})
+        assert rejected["result"]["isError"] is True  # not accepted: no task, no instance
+        async with open_app(db.url, config=AppConfig(schema=db.schema),
+                            run_workers=False) as app:
+            assert [i.workflow_name for i in await app.list_instances()] == ["hold"]
+        client.proc.kill()
