@@ -101,14 +101,19 @@ def result_input(max_wait: float, default_wait: float) -> dict[str, Any]:
                        "if it is still running then, the answer says so: call again."}})
 
 
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null, as ``anyOf`` (a ``type`` array is less portable to LLM dialects)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 _ERROR: Final = {
-    "type": ["object", "null"],
+    **_nullable({"type": "object", "properties": {
+        "type": {"type": "string"}, "message": {"type": "string"},
+        "activity_id": _nullable({"type": "string"}),
+        "activity_name": _nullable({"type": "string"}),
+        "attempts": _nullable({"type": "integer"})}}),
     "description": "Why the workflow failed: the original error type and message, and the "
                    "activity it came from.",
-    "properties": {"type": {"type": "string"}, "message": {"type": "string"},
-                   "activity_id": {"type": ["string", "null"]},
-                   "activity_name": {"type": ["string", "null"]},
-                   "attempts": {"type": ["integer", "null"]}},
 }
 
 
