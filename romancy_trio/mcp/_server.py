@@ -79,6 +79,7 @@ class McpServer:
                 "at once), W_status, W_result (waits a bounded time) and W_cancel."),
             on_list_tools=self._list_tools, on_call_tool=self._call_tool)
         server.middleware.append(self.tasks.middleware)
+        self.tasks.server_info = lambda: server.server_info_stamp
         server.extensions[TASKS_EXTENSION] = {}
         server.add_request_handler("tasks/get", types.GetTaskRequestParams, self.tasks.get)
         server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams,

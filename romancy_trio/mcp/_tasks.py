@@ -19,7 +19,7 @@ Everything a task is lives in the database, so a task outlives the MCP server pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import mcp_types as types
@@ -67,6 +67,8 @@ class Tasks:
 
     def __init__(self, tools: WorkflowTools, *, poll_interval: float, cancel_wait: float) -> None:
         self.tools = tools
+        self.server_info: Callable[[], dict[str, Any]] = dict
+        """The ``serverInfo`` stamp of 2026-07-28 results (the middleware builds its own)."""
         self.poll_interval_ms = max(1, round(poll_interval * 1000))
         self.cancel_wait = cancel_wait
 
@@ -132,7 +134,8 @@ class Tasks:
             return result.model_dump(by_alias=True, mode="json", exclude_none=True)
         task = self.task_json(await self.tools.app.status(iid), modern=modern)
         if modern:
-            return {"resultType": "task", **task}
+            return {"resultType": "task", **task,
+                    "_meta": {types.SERVER_INFO_META_KEY: self.server_info()}}
         return {"task": task, "_meta": {RELATED_TASK: {"taskId": iid}}}
 
     # -- tasks/* ---------------------------------------------------------------------------

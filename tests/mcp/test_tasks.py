@@ -98,3 +98,45 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
                             run_workers=False) as app:
             assert [i.workflow_name for i in await app.list_instances()] == ["hold"]
         client.proc.kill()
+
+
+def envelope(*, tasks: bool) -> dict[str, object]:
+    """The per-request ``_meta`` of the 2026-07-28 protocol (no initialize handshake)."""
+    caps = {"extensions": {"io.modelcontextprotocol/tasks": {}}} if tasks else {}
+    return {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": caps}
+
+
+async def test_tasks_extension_of_the_2026_protocol(db: Db, server_log: IO[str]) -> None:
+    async with trio.open_nursery() as nursery:
+        client = await open_raw(nursery, db.server_args(), server_log)
+        discover = await client.request("server/discover", {"_meta": envelope(tasks=True)})
+        assert "io.modelcontextprotocol/tasks" in discover["result"]["capabilities"][
+            "extensions"]
+        plain = await client.request("tools/call", {  # no extension declared: no task
+            "name": "greet_start", "arguments": {"name": "P"}, "_meta": envelope(tasks=False)})
+        assert plain["result"]["resultType"] == "complete"
+        created = await client.request("tools/call", {
+            "name": "greet_start", "arguments": {"name": "T"}, "_meta": envelope(tasks=True)})
+        task = created["result"]
+        assert task["resultType"] == "task" and task["status"] == "working"
+        assert task["ttlMs"] is None and task["pollIntervalMs"] > 0
+        assert task["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "romancy-trio"
+        with trio.fail_after(60):
+            while True:
+                got = (await client.request("tasks/get", {
+                    "taskId": task["taskId"], "_meta": envelope(tasks=True)}))["result"]
+                if got["status"] != "working":
+                    break
+                await trio.sleep(0.05)
+        assert got["status"] == "completed"
+        assert got["result"]["structuredContent"]["result"] == "hello T"  # carried by tasks/get
+        for method, extra in (("tasks/cancel", {}), ("tasks/update", {"inputResponses": {}})):
+            ack = await client.request(method, {"taskId": task["taskId"], **extra,
+                                                "_meta": envelope(tasks=True)})
+            assert ack["result"]["resultType"] == "complete", method
+            unknown = await client.request(method, {"taskId": "nope", **extra,
+                                                    "_meta": envelope(tasks=True)})
+            assert unknown["error"]["code"] == -32602, method
+        client.proc.kill()
