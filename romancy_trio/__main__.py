@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="serve the workflows as MCP tools: over stdio (default), or with --bind over HTTP "
         "(the whole HTTP API, MCP at /mcp); needs romancy-trio[mcp]",
     )
-    mcp.add_argument("--url", default=os.environ.get("ROMANCY_TRIO_URL"),
-                     help="database URL (default: $ROMANCY_TRIO_URL)")
+    mcp.add_argument("--url", help="database URL (default: $ROMANCY_TRIO_URL, else "
+                     "sqlite:///romancy.db)")
     mcp.add_argument("--workflows", action="append", default=[], metavar="MODULE",
                      help="module whose @workflow functions to serve (repeatable)")
     mcp.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
@@ -105,8 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _mcp(args: argparse.Namespace) -> int:
-    if not args.url:
-        raise ConfigurationError("give --url (or set ROMANCY_TRIO_URL)")
     try:
         from .mcp import run
     except ImportError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -31,7 +32,7 @@ __all__ = ["TASKS_EXTENSION", "McpServer", "parse_line", "run"]
 
 
 async def run(
-    url: str,
+    url: str | None,
     workflow_modules: Sequence[str],
     *,
     bind: str | None = None,
@@ -53,7 +54,6 @@ async def run(
         async with server.open_http() as endpoint:
             asgi = create_asgi_app(app, bearer_token=bearer_token, mounts={"/mcp": endpoint})
             async with trio.open_nursery() as nursery:
-                bound: int = await nursery.start(lambda task_status: serve_asgi(
-                    asgi, host=host.strip("[]") or "127.0.0.1", port=int(port),
-                    task_status=task_status))
+                bound: int = await nursery.start(partial(
+                    serve_asgi, asgi, host=host.strip("[]") or "127.0.0.1", port=int(port)))
                 print(f"serving MCP at http://{host or '127.0.0.1'}:{bound}/mcp", flush=True)
