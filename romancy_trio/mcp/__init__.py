@@ -16,13 +16,14 @@ the server. Built on the official ``mcp`` SDK, on Trio, using only romancy_trio'
 from __future__ import annotations
 
 import importlib
+import signal
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import trio
 
-from .. import AppConfig, open_app
+from .. import App, AppConfig, open_app
 from ..asgi import create_asgi_app, serve_asgi
 from ._server import McpServer as McpServer
 from ._stdio import parse_line as parse_line
@@ -41,19 +42,35 @@ async def run(
     **server_options: Any,
 ) -> None:
     """Open the App at ``url`` with the workflows of ``workflow_modules`` and serve MCP: over
-    stdio, or with ``bind="HOST:PORT"`` over HTTP (the whole ASGI app - CloudEvents intake,
-    JSON API - with MCP at ``/mcp``, behind ``bearer_token`` when given) until cancelled."""
+    stdio until the client closes stdin, or with ``bind="HOST:PORT"`` over HTTP (the whole
+    ASGI app - CloudEvents intake, JSON API - with MCP at ``/mcp``, behind ``bearer_token``
+    when given). SIGINT or SIGTERM stops it gracefully (the App closes; unfinished instances
+    go back to the database)."""
     for name in workflow_modules:
         importlib.import_module(name)  # its @workflow decorators register the workflows
-    async with open_app(url, config=config) as app:
-        server = McpServer(app, **server_options)
-        if bind is None:
-            await server.serve_stdio()
-            return
-        host, _, port = bind.rpartition(":")
-        async with server.open_http() as endpoint:
-            asgi = create_asgi_app(app, bearer_token=bearer_token, mounts={"/mcp": endpoint})
-            async with trio.open_nursery() as nursery:
-                bound: int = await nursery.start(partial(
-                    serve_asgi, asgi, host=host.strip("[]") or "127.0.0.1", port=int(port)))
-                print(f"serving MCP at http://{host or '127.0.0.1'}:{bound}/mcp", flush=True)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_app(url, config=config) as app, trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            server = McpServer(app, **server_options)
+            if bind is None:
+                await server.serve_stdio()
+            else:
+                await _serve_http(server, app, bind, bearer_token)
+            nursery.cancel_scope.cancel()
+
+
+async def _serve_http(server: McpServer, app: App, bind: str, token: str | None) -> None:
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    async with server.open_http() as endpoint:
+        asgi = create_asgi_app(app, bearer_token=token, mounts={"/mcp": endpoint})
+        async with trio.open_nursery() as nursery:
+            bound: int = await nursery.start(partial(serve_asgi, asgi, host=host,
+                                                     port=int(port)))
+            shown = f"[{host}]" if ":" in host else host
+            print(f"serving MCP at http://{shown}:{bound}/mcp", flush=True)

@@ -26,6 +26,7 @@ from .. import (
     InstanceInfo,
     InstanceNotFoundError,
     InvalidInputError,
+    StorageUnavailableError,
     TimeoutWaitingError,
     UnknownWorkflowError,
     Workflow,
@@ -171,6 +172,8 @@ class WorkflowTools:
             return await self.cancel(ref.workflow, iid)
         except ToolError as exc:
             return text_result(str(exc), error=True)
+        except StorageUnavailableError as exc:  # an outage: nothing decided, try again
+            return text_result(f"the database is unavailable, try again: {exc}", error=True)
 
     @staticmethod
     def _check(arguments: Mapping[str, Any] | None, allowed: set[str]) -> dict[str, Any]:

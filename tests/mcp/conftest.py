@@ -14,7 +14,12 @@ import pytest
 from .._paths import PYTHONPATH, ROOT
 from ..conftest import with_search_path
 
-pytest.importorskip("mcp", reason="the mcp extra is not installed (pip install '.[mcp]')")
+try:
+    import mcp  # noqa: F401
+except ImportError:  # the test extra installs it: missing under CI is a broken set-up
+    if os.environ.get("CI"):
+        raise
+    collect_ignore_glob = ["test_*.py"]  # locally: pip install '.[mcp]' to run these
 
 WORKFLOWS = "tests.mcp.mcp_workflows"
 

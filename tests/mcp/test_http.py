@@ -51,9 +51,9 @@ async def http_server(db: Db, log: IO[str]) -> AsyncIterator[int]:
         words = line.decode().split()
         assert words[:2] == ["serving", "MCP"], line
         yield int(words[-1].rsplit(":", 1)[1].split("/")[0])
-        proc.terminate()  # SIGTERM
+        proc.terminate()  # SIGTERM: a graceful stop
         with trio.fail_after(30):
-            await proc.wait()
+            assert await proc.wait() == 0
 
 
 @asynccontextmanager

@@ -120,7 +120,8 @@ async def test_tasks_extension_of_the_2026_protocol(db: Db, server_log: IO[str])
         created = await client.request("tools/call", {
             "name": "greet_start", "arguments": {"name": "T"}, "_meta": envelope(tasks=True)})
         task = created["result"]
-        assert task["resultType"] == "task" and task["status"] == "working"
+        assert task["resultType"] == "task"
+        assert task["status"] in ("working", "completed")  # greet is quick: it may be done
         assert task["ttlMs"] is None and task["pollIntervalMs"] > 0
         assert task["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "romancy-trio"
         with trio.fail_after(60):
