@@ -26,11 +26,27 @@ def type_schema(hint: Any, defs: dict[str, Any], mode: str = "validation") -> di
     """The JSON schema of ``hint``; its ``$defs`` are merged into ``defs``."""
     if hint is Any or hint is object or hint is inspect.Parameter.empty:
         return {}
+    if typing.is_typeddict(hint):  # pydantic refuses typing.TypedDict before Python 3.12
+        return _typeddict_schema(hint, defs, mode)
     try:
         schema = TypeAdapter(hint).json_schema(mode=mode)  # type: ignore[arg-type]
     except (PydanticUserError, PydanticInvalidForJsonSchema, TypeError, NameError):
         return {}
     defs.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _typeddict_schema(cls: Any, defs: dict[str, Any], mode: str) -> dict[str, Any]:
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return {"type": "object"}
+    required = [k for k in hints if k in getattr(cls, "__required_keys__", frozenset())]
+    schema: dict[str, Any] = {
+        "type": "object", "title": cls.__name__,
+        "properties": {k: type_schema(v, defs, mode) for k, v in hints.items()}}
+    if required:
+        schema["required"] = required
     return schema
 
 
