@@ -24,6 +24,8 @@ from pydantic import ValidationError
 
 MAX_LINE: Final = 4 * 1024 * 1024
 READ_CHUNK: Final = 65536
+DRAIN_TIMEOUT: Final = 5.0
+"""How long, after the server ended, answers still queued may take to be written."""
 
 
 def _error(code: int, message: str, ident: Any = None) -> bytes:
@@ -118,11 +120,14 @@ async def strict_stdio(max_line: int = MAX_LINE) -> AsyncIterator[
                 elif parsed is not None:
                     await read_send.send(parsed)
 
+    written = trio.Event()
+
     async def writer() -> None:
         async with write_recv:
             async for message in write_recv:
                 text = message.message.model_dump_json(by_alias=True, exclude_unset=True)
                 await write(text.encode() + b"\n")
+        written.set()
 
     try:
         async with trio.open_nursery() as nursery:
@@ -130,6 +135,8 @@ async def strict_stdio(max_line: int = MAX_LINE) -> AsyncIterator[
             nursery.start_soon(writer)
             try:
                 yield read_recv, write_send
+                with trio.move_on_after(DRAIN_TIMEOUT):  # the server closed its side: flush
+                    await written.wait()
             finally:
                 nursery.cancel_scope.cancel()
     finally:
