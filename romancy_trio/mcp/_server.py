@@ -14,6 +14,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .. import App, Workflow
+from ._http import StrictJsonRpc
 from ._stdio import strict_stdio
 from ._tasks import TASKS_EXTENSION, Tasks, UpdateTaskRequestParams
 from ._tools import WorkflowTools
@@ -126,4 +127,4 @@ class McpServer:
             self.server, stateless=stateless, json_response=json_response,
             security_settings=security, session_idle_timeout=session_idle_timeout)
         async with manager.run():
-            yield StreamableHTTPASGIApp(manager)
+            yield StrictJsonRpc(StreamableHTTPASGIApp(manager), manager.max_request_body_size)

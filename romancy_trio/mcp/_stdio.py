@@ -45,7 +45,7 @@ def parse_line(line: bytes) -> SessionMessage | bytes | None:
         return _error(types.PARSE_ERROR, f"Parse error: {exc}")
     if not isinstance(obj, dict):
         return _error(types.INVALID_REQUEST, "Invalid Request: a message is one JSON object "
-                                             "(batches are not supported)")
+                                             "(not a batch, not a bare value)")
     try:
         message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
     except ValidationError:

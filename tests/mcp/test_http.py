@@ -100,7 +100,8 @@ async def test_tools_over_streamable_http_with_the_token(db: Db, server_log: IO[
         assert bad.is_error and "parameter 'name'" in text(bad)
 
 
-async def test_missing_or_wrong_token_is_refused(db: Db, server_log: IO[str]) -> None:
+async def test_missing_or_wrong_token_is_refused_and_bad_bodies_answered(
+        db: Db, server_log: IO[str]) -> None:
     initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "t", "version": "1"}}}
@@ -114,6 +115,14 @@ async def test_missing_or_wrong_token_is_refused(db: Db, server_log: IO[str]) ->
                 assert refused.headers["www-authenticate"] == "Bearer"
             allowed = await client.post("/mcp", json=initialize, headers={**accept, **AUTH})
             assert allowed.status_code == 200, allowed.text
+            headers = {**accept, **AUTH, "content-type": "application/json"}
+            for body, code, ident in ((b"{nope", -32700, None), (b"[1, 2]", -32600, None),
+                                      (b'{"id": 9, "method": "ping"}', -32600, 9)):
+                bad = await client.post("/mcp", content=body, headers=headers)
+                assert bad.status_code == 400, body
+                assert bad.json()["error"]["code"] == code and bad.json()["id"] == ident
+            again = await client.post("/mcp", json=initialize, headers={**accept, **AUTH})
+            assert again.status_code == 200  # still serving
         with pytest.raises(BaseExceptionGroup) as caught:  # the SDK client cannot connect
             async with http_session(port, {}):
                 pass
