@@ -67,7 +67,12 @@ async def run(
 async def _serve_http(server: McpServer, app: App, bind: str, token: str | None) -> None:
     host, _, port = bind.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    async with server.open_http() as endpoint:
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    hosts = origins = None
+    if loopback and token is None:  # no token on a local port: refuse DNS-rebound pages
+        hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+        origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    async with server.open_http(allowed_hosts=hosts, allowed_origins=origins or ()) as endpoint:
         asgi = create_asgi_app(app, bearer_token=token, mounts={"/mcp": endpoint})
         async with trio.open_nursery() as nursery:
             bound: int = await nursery.start(partial(serve_asgi, asgi, host=host,

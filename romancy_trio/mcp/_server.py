@@ -111,18 +111,21 @@ class McpServer:
         stateless: bool = False,
         json_response: bool = False,
         allowed_hosts: Iterable[str] | None = None,
+        allowed_origins: Iterable[str] = (),
         session_idle_timeout: float | None = 30 * 60,
     ) -> AsyncIterator[Any]:
         """The streamable-HTTP endpoint as an ASGI callable, valid inside this block: mount
         it, e.g. ``create_asgi_app(app, bearer_token=..., mounts={"/mcp": endpoint})``.
 
-        ``allowed_hosts``: ``Host`` values to accept (DNS-rebinding protection, e.g.
-        ``["127.0.0.1:*", "localhost:*"]``); default: any host.
+        ``allowed_hosts``: ``Host`` values to accept, and ``allowed_origins`` the ``Origin``
+        values (DNS-rebinding protection, e.g. ``["127.0.0.1:*", "localhost:*"]`` and
+        ``["http://127.0.0.1:*", "http://localhost:*"]``); default: any host.
         """
         security = None
         if allowed_hosts is not None:
             security = TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                                 allowed_hosts=list(allowed_hosts))
+                                                 allowed_hosts=list(allowed_hosts),
+                                                 allowed_origins=list(allowed_origins))
         manager = StreamableHTTPSessionManager(
             self.server, stateless=stateless, json_response=json_response,
             security_settings=security, session_idle_timeout=session_idle_timeout)

@@ -32,6 +32,7 @@ from pydantic import Field
 from .. import (
     InstanceFinishedError,
     InstanceInfo,
+    InstanceNotFoundError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowStatus,
@@ -92,13 +93,14 @@ class Tasks:
 
     async def info(self, task_id: str) -> InstanceInfo:
         """The instance behind a task id of a served workflow; -32602 otherwise."""
-        for wf in self.tools.workflows.values():
-            try:
-                return await self.tools.instance(wf, task_id)
-            except ToolError:
-                continue
-        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown task: {task_id}",
-                       data={"taskId": task_id})
+        try:
+            info = await self.tools.app.status(task_id)
+        except InstanceNotFoundError:
+            info = None
+        if info is None or info.workflow_name not in self.tools.workflows:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown task: {task_id}",
+                           data={"taskId": task_id})
+        return info
 
     # -- tools/call with a task ------------------------------------------------------------
     async def middleware(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext

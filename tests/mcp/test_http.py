@@ -35,11 +35,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @asynccontextmanager
-async def http_server(db: Db, log: IO[str]) -> AsyncIterator[int]:
+async def http_server(db: Db, log: IO[str], token: str | None = TOKEN) -> AsyncIterator[int]:
     """The server subprocess; yields its port (printed on its first line)."""
+    auth = ["--token", token] if token else []
     async with trio.open_nursery() as nursery:
         proc: trio.Process = await nursery.start(partial(
-            trio.run_process, [PYTHON, *db.server_args("--bind", "127.0.0.1:0", "--token", TOKEN)],
+            trio.run_process, [PYTHON, *db.server_args("--bind", "127.0.0.1:0", *auth)],
             stdout=subprocess.PIPE, stderr=log, cwd=CWD, env=server_env(), check=False))
         assert proc.stdout is not None
         line = b""
@@ -127,3 +128,21 @@ async def test_missing_or_wrong_token_is_refused_and_bad_bodies_answered(
             async with http_session(port, {}):
                 pass
         assert caught.group_contains(MCPError, depth=None)
+
+
+async def test_without_a_token_a_local_server_refuses_foreign_hosts(db: Db, server_log: IO[str]
+                                                                    ) -> None:
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}
+    accept = {"accept": "application/json, text/event-stream"}
+    async with http_server(db, server_log, token=None) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            rebound = await client.post("/mcp", json=initialize,
+                                        headers={**accept, "host": "evil.example"})
+            assert rebound.status_code == 421  # DNS rebinding protection
+            page = await client.post("/mcp", json=initialize,
+                                     headers={**accept, "origin": "http://evil.example"})
+            assert page.status_code == 403
+            local = await client.post("/mcp", json=initialize, headers=accept)
+            assert local.status_code == 200, local.text
