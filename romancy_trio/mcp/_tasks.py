@@ -26,6 +26,7 @@ import mcp_types as types
 import trio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp_types.methods import serialize_server_result
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
@@ -33,11 +34,12 @@ from .. import (
     InstanceFinishedError,
     InstanceInfo,
     InstanceNotFoundError,
+    StorageUnavailableError,
     WorkflowCancelledError,
     WorkflowFailedError,
     WorkflowStatus,
 )
-from ._tools import ToolError, WorkflowTools
+from ._tools import ToolError, WorkflowTools, text_result
 
 TASKS_EXTENSION: Final = "io.modelcontextprotocol/tasks"
 RELATED_TASK: Final = "io.modelcontextprotocol/related-task"
@@ -128,16 +130,17 @@ class Tasks:
         arguments = params.get("arguments")
         if arguments is not None and not isinstance(arguments, Mapping):
             raise MCPError(code=types.INVALID_PARAMS, message="arguments must be an object")
+        stamp = {types.SERVER_INFO_META_KEY: self.server_info()} if modern else None
         try:
             iid = await self.tools.start(ref.workflow, arguments)
-        except ToolError as exc:  # not accepted: answered like the plain call, nothing written
-            result = types.CallToolResult(content=[types.TextContent(type="text", text=str(exc))],
-                                          is_error=True)
-            return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        except (ToolError, StorageUnavailableError) as exc:
+            # not accepted: answered like the plain call (a tool error), nothing written
+            result = text_result(str(exc), error=True, meta=stamp).model_dump(
+                by_alias=True, mode="json", exclude_none=True)
+            return serialize_server_result("tools/call", ctx.protocol_version, result)
         task = self.task_json(await self.tools.app.status(iid), modern=modern)
         if modern:
-            return {"resultType": "task", **task,
-                    "_meta": {types.SERVER_INFO_META_KEY: self.server_info()}}
+            return {"resultType": "task", **task, "_meta": stamp}
         return {"task": task, "_meta": {RELATED_TASK: {"taskId": iid}}}
 
     # -- tasks/* ---------------------------------------------------------------------------

@@ -94,6 +94,7 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
         rejected = await client.request("tools/call", {
             "name": "greet_start", "arguments": {"name": 1}, "task": {}})
         assert rejected["result"]["isError"] is True  # not accepted: no task, no instance
+        assert "task" not in rejected["result"] and "resultType" not in rejected["result"]
         async with open_app(db.url, config=AppConfig(schema=db.schema),
                             run_workers=False) as app:
             assert [i.workflow_name for i in await app.list_instances()] == ["hold"]
@@ -133,6 +134,11 @@ async def test_tasks_extension_of_the_2026_protocol(db: Db, server_log: IO[str])
                 await trio.sleep(0.05)
         assert got["status"] == "completed"
         assert got["result"]["structuredContent"]["result"] == "hello T"  # carried by tasks/get
+        rejected = await client.request("tools/call", {
+            "name": "greet_start", "arguments": {"name": 1}, "_meta": envelope(tasks=True)})
+        assert rejected["result"]["resultType"] == "complete"
+        assert rejected["result"]["isError"] is True
+        assert "parameter 'name'" in rejected["result"]["content"][0]["text"]
         for method, extra in (("tasks/cancel", {}), ("tasks/update", {"inputResponses": {}})):
             ack = await client.request(method, {"taskId": task["taskId"], **extra,
                                                 "_meta": envelope(tasks=True)})
