@@ -88,8 +88,9 @@ class WorkflowTools:
         self.app = app
         self.max_wait = max_wait
         self.default_wait = default_wait
-        chosen = (list(app.registry.workflows.values()) if workflows is None else
-                  [app.registry.workflow(w if isinstance(w, str) else w.name) for w in workflows])
+        known = app.workflows()
+        chosen = list(known.values()) if workflows is None else [
+            self._known(known, w if isinstance(w, str) else w.name) for w in workflows]
         self.descriptions = dict(descriptions or {})
         unknown = set(self.descriptions) - {wf.name for wf in chosen}
         if unknown:
@@ -104,6 +105,12 @@ class WorkflowTools:
             for kind in KINDS:
                 self.refs[f"{wf.name}_{kind}"] = ToolRef(wf, kind)
         self.tools = [self._tool(name, ref) for name, ref in self.refs.items()]
+
+    @staticmethod
+    def _known(known: Mapping[str, Workflow[Any, Any]], name: str) -> Workflow[Any, Any]:
+        if name not in known:
+            raise UnknownWorkflowError(name, list(known))
+        return known[name]
 
     # -- listing ---------------------------------------------------------------------------
     def _tool(self, name: str, ref: ToolRef) -> types.Tool:

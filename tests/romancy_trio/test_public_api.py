@@ -72,6 +72,17 @@ def test_public_names_are_pinned() -> None:
     assert public == EXPECTED
 
 
+APP_METHODS = {
+    "asgi", "cancel", "list_instances", "publish", "publish_many", "result", "run", "runs",
+    "send_event", "send_to", "start", "statistics", "status", "workflows",
+}
+
+
+def test_app_methods_are_pinned() -> None:
+    """What integrations (guests such as romancy_trio.mcp) may build on."""
+    assert {n for n in dir(romancy_trio.App) if not n.startswith("_")} == APP_METHODS
+
+
 def test_importing_starts_no_thread_and_opens_nothing() -> None:
     code = (
         "import threading, romancy_trio, notify, channels; "
