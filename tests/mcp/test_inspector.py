@@ -1,6 +1,7 @@
 """A second, independent client: the MCP Inspector's command-line mode (Node) against the
-stdio server. Its set-up installs the npm package into ``.mcp-inspector/`` in the checkout;
-without Node or npm (or the registry) the tests skip locally and fail under ``CI``."""
+stdio server. Its set-up installs the pinned npm package (``tests/mcp/inspector/``, with its
+lock file) into ``.mcp-inspector/`` in the checkout; without Node or npm (or the registry) the
+tests skip locally and fail under ``CI``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .conftest import CWD, PYTHON, Db
 
 pytestmark = pytest.mark.slow
 
-INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+SPEC = Path(__file__).parent / "inspector"  # package.json + package-lock.json, pinned
 FOLDER = ROOT / ".mcp-inspector"
 BIN = FOLDER / "node_modules" / ".bin" / "mcp-inspector"
 
@@ -32,19 +33,21 @@ def _unavailable(message: str) -> None:
 
 @pytest.fixture(scope="module")
 def inspector() -> Path:
-    """The Inspector CLI, installed (once) with npm into the checkout."""
+    """The Inspector CLI, installed (once per lock file) with ``npm ci`` into the checkout."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         _unavailable("node and npm are needed (apt-get install nodejs npm)")
-    marker = FOLDER / "installed.txt"
-    if not (BIN.exists() and marker.exists() and marker.read_text() == INSPECTOR):
+    lock = (SPEC / "package-lock.json").read_text()
+    marker = FOLDER / "installed-lock.json"
+    if not (BIN.exists() and marker.exists() and marker.read_text() == lock):
         FOLDER.mkdir(exist_ok=True)
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(SPEC / name, FOLDER / name)
         done = subprocess.run(
-            ["npm", "install", "--prefix", str(FOLDER), "--no-audit", "--no-fund",
-             "--loglevel=error", INSPECTOR],
-            capture_output=True, text=True, timeout=600, check=False)
+            ["npm", "ci", "--prefix", str(FOLDER), "--no-audit", "--no-fund", "--loglevel=error"],
+            capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0 or not BIN.exists():
-            _unavailable(f"npm install {INSPECTOR} failed: {done.stderr[-2000:]}")
-        marker.write_text(INSPECTOR)
+            _unavailable(f"npm ci (tests/mcp/inspector) failed: {done.stderr[-2000:]}")
+        marker.write_text(lock)
     return BIN
 
 
