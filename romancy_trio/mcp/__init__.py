@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from .. import App, AppConfig, open_app
+from .. import App, AppConfig, ConfigurationError, open_app
 from ..asgi import create_asgi_app, serve_asgi
 from ._server import McpServer as McpServer
 from ._stdio import parse_line as parse_line
@@ -47,7 +47,10 @@ async def run(
     when given). SIGINT or SIGTERM stops it gracefully (the App closes; unfinished instances
     go back to the database)."""
     for name in workflow_modules:
-        importlib.import_module(name)  # its @workflow decorators register the workflows
+        try:
+            importlib.import_module(name)  # its @workflow decorators register the workflows
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import workflows module {name!r}: {exc}") from exc
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_app(url, config=config) as app, trio.open_nursery() as nursery:
 
