@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from romancy_trio import ActivityContext, WorkflowContext, activity, wait_event, workflow
+from romancy_trio import (
+    ActivityContext,
+    RetryPolicy,
+    WorkflowContext,
+    activity,
+    wait_event,
+    workflow,
+)
 
 
 @dataclass
@@ -62,3 +69,14 @@ async def hold(ctx: WorkflowContext, item: str) -> str:
     await reserve(ctx, item)
     await wait_event(ctx, "item.never", timeout=600)
     return "kept"
+
+
+@activity(retry=RetryPolicy.no_retries())
+async def explode(ctx: ActivityContext, reason: str) -> str:
+    raise ValueError(reason)
+
+
+@workflow
+async def fails(ctx: WorkflowContext, reason: str) -> str:
+    """Always fails, in an activity."""
+    return await explode(ctx, reason)

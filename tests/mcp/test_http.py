@@ -70,7 +70,7 @@ async def http_session(port: int, headers: dict[str, str]) -> AsyncIterator[Clie
 async def test_tools_over_streamable_http_with_the_token(db: Db, server_log: IO[str]) -> None:
     async with http_server(db, server_log) as port, http_session(port, AUTH) as session:
         tools = {t.name for t in (await session.list_tools()).tools}
-        assert len(tools) == 16 and "checkout_start" in tools
+        assert len(tools) == 20 and "checkout_start" in tools
         iid = (await call_ok(session, "greet_start",
                              {"name": "Bo", "instance_id": "http-1"}))["instance_id"]
         assert iid == "http-1"

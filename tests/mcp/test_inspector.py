@@ -72,7 +72,7 @@ async def test_inspector_lists_tools_with_portable_schemas(inspector: Path, db: 
                                        "--strict")
     assert code == 0, err  # --strict: exit 6 on any error-severity schema problem
     tools = {t["name"]: t for t in output(out)["tools"]}
-    assert len(tools) == 16
+    assert len(tools) == 20
     assert tools["greet_start"]["inputSchema"]["required"] == ["name"]
     assert tools["checkout_result"]["outputSchema"]["properties"]["result"]["properties"][
         "charge_id"] == {"title": "Charge Id", "type": "string"}

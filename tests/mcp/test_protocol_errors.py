@@ -63,7 +63,7 @@ async def test_malformed_frames_get_errors_and_the_server_keeps_serving(
         assert "parameter 'name'" in wrong_type["result"]["content"][0]["text"]
 
         listed = await client.request("tools/list", {})  # still serving
-        assert len(listed["result"]["tools"]) == 16
+        assert len(listed["result"]["tools"]) == 20
         assert client.proc.stdin is not None
         await client.proc.stdin.aclose()  # EOF: the server ends by itself
         with trio.fail_after(30):

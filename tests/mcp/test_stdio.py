@@ -30,9 +30,9 @@ async def test_initialize_lists_four_tools_per_workflow_with_schemas(db: Db, ser
         assert init.capabilities.tasks is not None  # 2025-11-25 core tasks
         assert init.capabilities.tasks.requests.tools.call is not None  # type: ignore[union-attr]
         tools = {t.name: t for t in (await session.list_tools()).tools}
-    for wf in ("checkout", "greet", "awaits_payment", "hold"):
+    for wf in ("checkout", "greet", "awaits_payment", "hold", "fails"):
         assert {f"{wf}_{k}" for k in ("start", "status", "result", "cancel")} <= set(tools)
-    assert len(tools) == 16
+    assert len(tools) == 20
 
     start = tools["checkout_start"]
     assert start.description is not None and "Charge an order" in start.description  # docstring
@@ -92,6 +92,18 @@ async def test_start_status_result_cancel(db: Db, server_log: IO[str]) -> None:
         with psycopg.connect(db.url) as conn:
             rows = conn.execute("SELECT item, released FROM mcp_reserved").fetchall()
         assert rows == [("lamp", 1)]  # the compensation ran
+
+        # a failed workflow: its status carries the error, its result is a tool error
+        failed = (await call_ok(session, "fails_start", {"reason": "boom"}))["instance_id"]
+        outcome = await session.call_tool("fails_result",
+                                          {"instance_id": failed, "wait_seconds": 30})
+        assert outcome.is_error
+        assert text(outcome) == (f"instance {failed!r} of 'fails' failed (in activity "
+                                 "'explode'): ValueError: boom")
+        info = await call_ok(session, "fails_status", {"instance_id": failed})
+        assert info["status"] == "failed"
+        assert info["error"]["type"] == "ValueError" and info["error"]["message"] == "boom"
+        assert info["error"]["activity_name"] == "explode"
 
         # finished instances and unknown ids: clear tool errors
         twice = await session.call_tool("hold_cancel", {"instance_id": held})

@@ -85,6 +85,16 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
         assert outcome["result"]["isError"] is True
         assert "cancelled" in outcome["result"]["content"][0]["text"]
 
+        failing = await client.request("tools/call", {
+            "name": "fails_start", "arguments": {"reason": "bad luck"}, "task": {}})
+        failed_id = failing["result"]["task"]["taskId"]
+        failed = await client.request("tasks/result", {"taskId": failed_id})
+        assert failed["result"]["isError"] is True  # what fails_result would answer
+        assert "ValueError: bad luck" in failed["result"]["content"][0]["text"]
+        status = await client.request("tasks/get", {"taskId": failed_id})
+        assert status["result"]["status"] == "failed"
+        assert "bad luck" in status["result"]["statusMessage"]
+
         for method in ("tasks/get", "tasks/result", "tasks/cancel"):
             unknown = await client.request(method, {"taskId": "no-such-task"})
             assert unknown["error"]["code"] == -32602, method
@@ -97,7 +107,8 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
         assert "task" not in rejected["result"] and "resultType" not in rejected["result"]
         async with open_app(db.url, config=AppConfig(schema=db.schema),
                             run_workers=False) as app:
-            assert [i.workflow_name for i in await app.list_instances()] == ["hold"]
+            assert sorted(i.workflow_name for i in await app.list_instances()) == [
+                "fails", "hold"]
         client.proc.kill()
 
 
