@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import IO
 
+import mcp_types as types
 import pytest
 import trio
 
@@ -32,10 +33,12 @@ async def test_task_survives_server_kill_and_restart(db: Db, server_log: IO[str]
             "task": {"ttl": 60000}})
         task = created["result"]["task"]
         task_id = task["taskId"]
+        types.CreateTaskResult.model_validate(created["result"], by_name=False)  # SDK's model
         assert task["status"] == "working" and task["ttl"] is None
         assert task["createdAt"] and task["lastUpdatedAt"] and task["pollInterval"] > 0
         assert created["result"]["_meta"][RELATED] == {"taskId": task_id}
         got = await first.request("tasks/get", {"taskId": task_id})
+        types.GetTaskResult.model_validate(got["result"], by_name=False)
         assert got["result"]["taskId"] == task_id
         assert got["result"]["status"] == "working"
 
@@ -57,6 +60,7 @@ async def test_task_survives_server_kill_and_restart(db: Db, server_log: IO[str]
                                        id=str(uuid.uuid4()), data={"cents": 5}))
         result = await second.request("tasks/result", {"taskId": task_id}, timeout=60)
         payload = result["result"]
+        types.CallToolResult.model_validate(payload, by_name=False)
         assert payload["isError"] is False
         assert payload["structuredContent"]["result"] == {
             "order_id": "T-1", "cents": 5, "by": "psp"}
@@ -78,6 +82,7 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
                    )["result"]["structuredContent"]["status"] != "waiting":
                 await trio.sleep(0.05)
         cancelled = await client.request("tasks/cancel", {"taskId": task_id})
+        types.CancelTaskResult.model_validate(cancelled["result"], by_name=False)
         assert cancelled["result"]["status"] == "cancelled"  # compensations ran first
         twice = await client.request("tasks/cancel", {"taskId": task_id})
         assert twice["error"]["code"] == -32602 and "already ended" in twice["error"]["message"]
