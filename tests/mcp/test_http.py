@@ -70,34 +70,35 @@ async def http_session(port: int, headers: dict[str, str]) -> AsyncIterator[Clie
 async def test_tools_over_streamable_http_with_the_token(db: Db, server_log: IO[str]) -> None:
     async with http_server(db, server_log) as port, http_session(port, AUTH) as session:
         tools = {t.name for t in (await session.list_tools()).tools}
-        assert len(tools) == 20 and "checkout_start" in tools
-        iid = (await call_ok(session, "greet_start",
+        assert len(tools) == 20 and "mcp_checkout_start" in tools
+        iid = (await call_ok(session, "mcp_greet_start",
                              {"name": "Bo", "instance_id": "http-1"}))["instance_id"]
         assert iid == "http-1"
-        done = await call_ok(session, "greet_result", {"instance_id": iid, "wait_seconds": 30})
+        done = await call_ok(session, "mcp_greet_result", {"instance_id": iid, "wait_seconds": 30})
         assert done["result"] == "hello Bo"
-        assert (await call_ok(session, "greet_status", {"instance_id": iid}))["status"] == \
+        assert (await call_ok(session, "mcp_greet_status", {"instance_id": iid}))["status"] == \
             "completed"
 
-        held = (await call_ok(session, "hold_start", {"item": "desk"}))["instance_id"]
-        await wait_status(session, "hold", held, lambda s: s == "waiting")
-        assert (await call_ok(session, "hold_cancel", {"instance_id": held}))["cancel_requested"]
-        await wait_status(session, "hold", held, lambda s: s == "cancelled")
+        held = (await call_ok(session, "mcp_hold_start", {"item": "desk"}))["instance_id"]
+        await wait_status(session, "mcp_hold", held, lambda s: s == "waiting")
+        cancel = await call_ok(session, "mcp_hold_cancel", {"instance_id": held})
+        assert cancel["cancel_requested"]
+        await wait_status(session, "mcp_hold", held, lambda s: s == "cancelled")
 
         # a workflow waiting for an event: the CloudEvent goes to the same server's intake
-        waiting = (await call_ok(session, "awaits_payment_start",
+        waiting = (await call_ok(session, "mcp_awaits_payment_start",
                                  {"order_id": "H-1"}))["instance_id"]
-        await wait_status(session, "awaits_payment", waiting, lambda s: s == "waiting")
+        await wait_status(session, "mcp_awaits_payment", waiting, lambda s: s == "waiting")
         headers = {**AUTH, "ce-specversion": "1.0", "ce-id": str(uuid.uuid4()),
                    "ce-source": "psp", "ce-type": "payment.completed",
                    "content-type": "application/json"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             posted = await client.post("/", headers=headers, content=b'{"cents": 12}')
         assert posted.status_code == 202, posted.text
-        result = await call_ok(session, "awaits_payment_result",
+        result = await call_ok(session, "mcp_awaits_payment_result",
                                {"instance_id": waiting, "wait_seconds": 30})
         assert result["result"] == {"order_id": "H-1", "cents": 12, "by": "psp"}
-        bad = await session.call_tool("greet_start", {"name": 3})
+        bad = await session.call_tool("mcp_greet_start", {"name": 3})
         assert bad.is_error and "parameter 'name'" in text(bad)
 
 

@@ -73,26 +73,26 @@ async def test_inspector_lists_tools_with_portable_schemas(inspector: Path, db: 
     assert code == 0, err  # --strict: exit 6 on any error-severity schema problem
     tools = {t["name"]: t for t in output(out)["tools"]}
     assert len(tools) == 20
-    assert tools["greet_start"]["inputSchema"]["required"] == ["name"]
-    assert tools["checkout_result"]["outputSchema"]["properties"]["result"]["properties"][
+    assert tools["mcp_greet_start"]["inputSchema"]["required"] == ["name"]
+    assert tools["mcp_checkout_result"]["outputSchema"]["properties"]["result"]["properties"][
         "charge_id"] == {"title": "Charge Id", "type": "string"}
 
 
 async def test_inspector_calls_tools(inspector: Path, db: Db, tmp_path: Path) -> None:
     with trio.fail_after(300):
         code, out, err = await run_cli(
-            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "greet_start",
+            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "mcp_greet_start",
             "--tool-arg", "name=Inspector", "instance_id=from-inspector")
         assert code == 0, err
         assert output(out)["structuredContent"]["instance_id"] == "from-inspector"
         # another CLI run, another server process: the instance is in the database
         code, out, err = await run_cli(
-            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "greet_result",
+            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "mcp_greet_result",
             "--tool-arg", "instance_id=from-inspector", "wait_seconds=30")
         assert code == 0, err
         assert output(out)["structuredContent"]["result"] == "hello Inspector"
         code, out, err = await run_cli(
-            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "greet_start",
+            inspector, db, tmp_path, "--method", "tools/call", "--tool-name", "mcp_greet_start",
             "--tool-arg", "name=5")
         assert code != 0  # the CLI exits non-zero on a tool error...
         result = output(out)

@@ -58,7 +58,7 @@ async def test_malformed_frames_get_errors_and_the_server_keeps_serving(
         assert "nope" in unknown_tool["error"]["message"]
 
         wrong_type = await client.request(
-            "tools/call", {"name": "greet_start", "arguments": {"name": ["a"]}})
+            "tools/call", {"name": "mcp_greet_start", "arguments": {"name": ["a"]}})
         assert wrong_type["result"]["isError"] is True  # a tool error, not a protocol one
         assert "parameter 'name'" in wrong_type["result"]["content"][0]["text"]
 

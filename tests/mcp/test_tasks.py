@@ -29,7 +29,7 @@ async def test_task_survives_server_kill_and_restart(db: Db, server_log: IO[str]
     async with trio.open_nursery() as nursery:
         first = await started(nursery, db, server_log)
         created = await first.request("tools/call", {
-            "name": "awaits_payment_start", "arguments": {"order_id": "T-1"},
+            "name": "mcp_awaits_payment_start", "arguments": {"order_id": "T-1"},
             "task": {"ttl": 60000}})
         task = created["result"]["task"]
         task_id = task["taskId"]
@@ -74,11 +74,11 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
     async with trio.open_nursery() as nursery:
         client = await started(nursery, db, server_log)
         created = await client.request("tools/call", {
-            "name": "hold_start", "arguments": {"item": "vase"}, "task": {}})
+            "name": "mcp_hold_start", "arguments": {"item": "vase"}, "task": {}})
         task_id = created["result"]["task"]["taskId"]
         with trio.fail_after(60):
             while (await client.request("tools/call", {
-                    "name": "hold_status", "arguments": {"instance_id": task_id}})
+                    "name": "mcp_hold_status", "arguments": {"instance_id": task_id}})
                    )["result"]["structuredContent"]["status"] != "waiting":
                 await trio.sleep(0.05)
         cancelled = await client.request("tasks/cancel", {"taskId": task_id})
@@ -91,10 +91,10 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
         assert "cancelled" in outcome["result"]["content"][0]["text"]
 
         failing = await client.request("tools/call", {
-            "name": "fails_start", "arguments": {"reason": "bad luck"}, "task": {}})
+            "name": "mcp_fails_start", "arguments": {"reason": "bad luck"}, "task": {}})
         failed_id = failing["result"]["task"]["taskId"]
         failed = await client.request("tasks/result", {"taskId": failed_id})
-        assert failed["result"]["isError"] is True  # what fails_result would answer
+        assert failed["result"]["isError"] is True  # what mcp_fails_result would answer
         assert "ValueError: bad luck" in failed["result"]["content"][0]["text"]
         status = await client.request("tasks/get", {"taskId": failed_id})
         assert status["result"]["status"] == "failed"
@@ -104,16 +104,16 @@ async def test_task_cancel_unknown_ids_and_forbidden_tools(db: Db, server_log: I
             unknown = await client.request(method, {"taskId": "no-such-task"})
             assert unknown["error"]["code"] == -32602, method
         no_task = await client.request("tools/call", {
-            "name": "hold_status", "arguments": {"instance_id": task_id}, "task": {}})
+            "name": "mcp_hold_status", "arguments": {"instance_id": task_id}, "task": {}})
         assert no_task["error"]["code"] == -32601
         rejected = await client.request("tools/call", {
-            "name": "greet_start", "arguments": {"name": 1}, "task": {}})
+            "name": "mcp_greet_start", "arguments": {"name": 1}, "task": {}})
         assert rejected["result"]["isError"] is True  # not accepted: no task, no instance
         assert "task" not in rejected["result"] and "resultType" not in rejected["result"]
         async with open_app(db.url, config=AppConfig(schema=db.schema),
                             run_workers=False) as app:
             assert sorted(i.workflow_name for i in await app.list_instances()) == [
-                "fails", "hold"]
+                "mcp_fails", "mcp_hold"]
         client.proc.kill()
 
 
@@ -132,13 +132,13 @@ async def test_tasks_extension_of_the_2026_protocol(db: Db, server_log: IO[str])
         assert "io.modelcontextprotocol/tasks" in discover["result"]["capabilities"][
             "extensions"]
         plain = await client.request("tools/call", {  # no extension declared: no task
-            "name": "greet_start", "arguments": {"name": "P"}, "_meta": envelope(tasks=False)})
+            "name": "mcp_greet_start", "arguments": {"name": "P"}, "_meta": envelope(tasks=False)})
         assert plain["result"]["resultType"] == "complete"
         created = await client.request("tools/call", {
-            "name": "greet_start", "arguments": {"name": "T"}, "_meta": envelope(tasks=True)})
+            "name": "mcp_greet_start", "arguments": {"name": "T"}, "_meta": envelope(tasks=True)})
         task = created["result"]
         assert task["resultType"] == "task"
-        assert task["status"] in ("working", "completed")  # greet is quick: it may be done
+        assert task["status"] in ("working", "completed")  # mcp_greet is quick: it may be done
         assert task["ttlMs"] is None and task["pollIntervalMs"] > 0
         assert task["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "romancy-trio"
         with trio.fail_after(60):
@@ -151,7 +151,7 @@ async def test_tasks_extension_of_the_2026_protocol(db: Db, server_log: IO[str])
         assert got["status"] == "completed"
         assert got["result"]["structuredContent"]["result"] == "hello T"  # carried by tasks/get
         rejected = await client.request("tools/call", {
-            "name": "greet_start", "arguments": {"name": 1}, "_meta": envelope(tasks=True)})
+            "name": "mcp_greet_start", "arguments": {"name": 1}, "_meta": envelope(tasks=True)})
         assert rejected["result"]["resultType"] == "complete"
         assert rejected["result"]["isError"] is True
         assert "parameter 'name'" in rejected["result"]["content"][0]["text"]
