@@ -116,8 +116,9 @@ class Tasks:
         else:
             wanted = ctx.protocol_version == LEGACY_TASKS_VERSION and params.get("task") is not None
         name = params.get("name")
-        if not wanted or not isinstance(name, str):
-            return await call_next(ctx)
+        if not wanted or not isinstance(name, str) or (
+                not modern and ctx.session.client_params is None):  # before initialize:
+            return await call_next(ctx)  # the SDK's gate answers
         ref = self.tools.ref(name)  # unknown tool: -32602
         if ref.kind != "start":
             if modern:  # the server decides: this tool answers at once

@@ -7,6 +7,7 @@ from typing import IO
 import pytest
 import trio
 
+from romancy_trio import AppConfig, open_app
 from romancy_trio.mcp import parse_line
 
 from ._raw import open_raw
@@ -27,6 +28,9 @@ async def test_malformed_frames_get_errors_and_the_server_keeps_serving(
         db: Db, server_log: IO[str]) -> None:
     async with trio.open_nursery() as nursery:
         client = await open_raw(nursery, db.server_args(), server_log)
+        early = await client.request("tools/call", {  # before initialize: refused, no task
+            "name": "mcp_greet_start", "arguments": {"name": "x"}, "task": {}})
+        assert early["error"]["code"] == -32602
         init = await client.initialize()
         assert init["result"]["protocolVersion"] == "2025-11-25"
 
@@ -68,3 +72,5 @@ async def test_malformed_frames_get_errors_and_the_server_keeps_serving(
         await client.proc.stdin.aclose()  # EOF: the server ends by itself
         with trio.fail_after(30):
             assert await client.proc.wait() == 0
+    async with open_app(db.url, config=AppConfig(schema=db.schema), run_workers=False) as app:
+        assert await app.list_instances() == []  # nothing was started by any of it
