@@ -1,8 +1,9 @@
-"""Command line: ``python -m romancy_trio migrate URL``, ``... demo`` and ``... serve``."""
+"""Command line: ``python -m romancy_trio migrate URL``, ``demo``, ``serve`` and ``mcp``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -72,12 +73,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by the ROMANCY_TRIO_* variables of romancy_trio.asgi.app_from_env",
     )
     serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT (default: %(default)s)")
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve the workflows as MCP tools: over stdio (default), or with --bind over HTTP "
+        "(the whole HTTP API, MCP at /mcp); needs romancy-trio[mcp]",
+    )
+    mcp.add_argument("--url", help="database URL (default: $ROMANCY_TRIO_URL, else "
+                     "sqlite:///romancy.db)")
+    mcp.add_argument("--workflows", action="append", default=[], metavar="MODULE",
+                     help="module whose @workflow functions to serve (repeatable)")
+    mcp.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
+    mcp.add_argument("--bind", help="HOST:PORT: serve streamable HTTP instead of stdio")
+    mcp.add_argument("--token", default=os.environ.get("ROMANCY_TRIO_TOKEN"),
+                     help="bearer token for HTTP (default: $ROMANCY_TRIO_TOKEN)")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             trio.run(_migrate, args.url, args.schema)
         elif args.command == "serve":
             trio.run(_serve, args.bind)
+        elif args.command == "mcp":
+            return _mcp(args)
         else:
             from .demo import run_demo
 
@@ -88,6 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(exc, 1)
     except _DidNotStart as exc:  # lifespan startup failed: nothing was served
         return _error(exc, 3)
+    return 0
+
+
+def _mcp(args: argparse.Namespace) -> int:
+    try:
+        from .mcp import run
+    except ImportError as exc:
+        raise ConfigurationError(f"MCP needs the mcp extra: pip install 'romancy-trio[mcp]' "
+                                 f"({exc})") from None
+    from ._config import AppConfig
+
+    config = AppConfig(schema=args.schema)
+    try:
+        trio.run(partial(run, args.url, args.workflows, bind=args.bind,
+                         bearer_token=args.token or None, config=config))
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -181,6 +181,10 @@ class App:
 
         return create_asgi_app(self, max_body_bytes=max_body_bytes, bearer_token=bearer_token)
 
+    def workflows(self) -> dict[str, Workflow[Any, Any]]:
+        """The workflows this app knows, by name (a copy): what integrations expose."""
+        return dict(self.registry.workflows)
+
     def _workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
         name = workflow if isinstance(workflow, str) else workflow.name
         found = self.registry.workflow(name)

@@ -8,7 +8,7 @@ other exception propagates to the server, which logs it and answers 500.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -48,6 +48,8 @@ from ._websocket import WEBSOCKET_ROUTES
 
 if TYPE_CHECKING:
     from .._app import App
+
+AsgiCallable = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RESULT_TIMEOUT_DEFAULT: Final = 10.0
 RESULT_TIMEOUT_MAX: Final = 60.0
@@ -221,6 +223,7 @@ class AsgiApp:
         bearer_token: str | None = None,
         routes: Sequence[Route] = ROUTES,
         websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
+        mounts: Mapping[str, AsgiCallable] | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
@@ -231,6 +234,7 @@ class AsgiApp:
         self.routes = tuple(routes)
         self.websocket_routes = tuple(websocket_routes)
         self._token = None if bearer_token is None else bearer_token.encode()
+        self.mounts = _check_mounts(mounts or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -251,8 +255,25 @@ class AsgiApp:
                     return hmac.compare_digest(given.strip(), self._token)
         return False
 
+    def _mounted(self, scope: Scope) -> tuple[str, AsgiCallable] | None:
+        path = str(scope.get("path", ""))
+        for prefix, mounted in self.mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix, mounted
+        return None
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mount = self._mounted(scope)
+        if mount is not None and self.authorized(scope):
+            prefix, mounted = mount
+            root = str(scope.get("root_path", "")).rstrip("/")
+            await mounted({**scope, "root_path": root + prefix}, receive, send)
+            return
         try:
+            if mount is not None:
+                raise HTTPError(
+                    401, "missing or wrong bearer token", headers=[("www-authenticate", "Bearer")]
+                )
             response = await self._dispatch(scope, receive)
         except HTTPError as exc:
             response = Response(exc.status, {"error": exc.message, **exc.extra}, exc.headers)
@@ -299,12 +320,20 @@ class AsgiApp:
             await send({"type": "websocket.close", "code": 1008})
 
 
+def _check_mounts(mounts: Mapping[str, AsgiCallable]) -> tuple[tuple[str, AsgiCallable], ...]:
+    for prefix in mounts:
+        if not prefix.startswith("/") or prefix.endswith("/") or "?" in prefix:
+            raise ValueError(f"mount prefix must look like '/name' (no trailing '/'): {prefix!r}")
+    return tuple(sorted(mounts.items(), key=lambda item: -len(item[0])))
+
+
 def create_asgi_app(
     app: App,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     bearer_token: str | None = None,
     websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
+    mounts: Mapping[str, AsgiCallable] | None = None,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
@@ -312,10 +341,14 @@ def create_asgi_app(
     ``bearer_token``: when set, every route but ``/healthz`` needs ``Authorization: Bearer``.
     ``websocket_routes``: websocket endpoints (others are refused); by default the channel
     feed at ``/channels/ws`` (see ``romancy_trio.asgi._websocket``).
+    ``mounts``: other ASGI apps by path prefix (``{"/mcp": endpoint}``), for HTTP requests to
+    the prefix and below; they get the scope unchanged but for ``root_path`` (extended by the
+    prefix), and the bearer token applies to them (401 without it) like to the routes.
     """
     return AsgiApp(
         app,
         max_body_bytes=max_body_bytes,
         bearer_token=bearer_token,
         websocket_routes=websocket_routes,
+        mounts=mounts,
     )

@@ -95,6 +95,18 @@ def test_hook_and_log_modules_are_pinned() -> None:
     assert methods == set(romancy_trio.hooks.METHODS.values())
 
 
+APP_METHODS = {
+    "asgi", "backlog", "cancel", "hook_statistics", "list_instances", "publish", "publish_many",
+    "result", "run", "runs",
+    "send_event", "send_to", "start", "statistics", "status", "workflows",
+}
+
+
+def test_app_methods_are_pinned() -> None:
+    """What integrations (guests such as romancy_trio.mcp) may build on."""
+    assert {n for n in dir(romancy_trio.App) if not n.startswith("_")} == APP_METHODS
+
+
 def test_importing_starts_no_thread_and_opens_nothing() -> None:
     code = (
         "import threading, romancy_trio, notify, channels; "
