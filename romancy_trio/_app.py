@@ -47,7 +47,8 @@ from .storage import (
     check_url,
     open_store,
 )
-from .storage._postgres import server_address, unavailable
+from .storage._pg_url import check_postgres_url, server_address
+from .storage._postgres import unavailable
 
 if TYPE_CHECKING:
     from .asgi import AsgiApp
@@ -290,7 +291,9 @@ async def open_app(
     hands unfinished instances back to the database for other workers.
 
     ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
-    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
+    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``. With a
+    standby: ``postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`` (every
+    connection goes to whichever host is the primary, also after a failover).
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
     ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
     a transaction-pooling proxy (which cannot LISTEN).
@@ -306,6 +309,8 @@ async def open_app(
             f"wait_for_database must be a number of seconds >= 0, not {wait_for_database!r}")
     config = config or AppConfig()
     dialect = check_url(url)
+    if listener_url is not None and dialect == "postgres":
+        check_postgres_url(listener_url, "listener_url")
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
     async with open_store(url, schema=config.schema, pool_size=config.pool_size,
@@ -359,7 +364,7 @@ async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
     async with AsyncExitStack() as stack:
         try:
             entered = await stack.enter_async_context(hub)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
             raise unavailable(server_address(url), exc) from exc
         yield entered
 

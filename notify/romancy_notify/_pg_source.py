@@ -9,7 +9,8 @@
 - Receiving: ``conn.notifies(timeout=liveness_interval)``; a window with nothing received is
   followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``.
 - Losing the connection (`psycopg.OperationalError`, `psycopg.InterfaceError`, a liveness or
-  probe timeout): log a warning, reconnect on a fresh connection, forever: every
+  probe timeout; a standby refusing LISTEN): log a warning, reconnect on a fresh connection,
+  forever (a multi-host URL: to whichever host is the primary then): every
   ``reconnect_initial`` s (jittered) for the first ``reconnect_fast_for`` s of the outage, so
   a restarted server is found within about 50-100 ms of accepting connections, then with
   exponential backoff up to ``reconnect_max``;
@@ -40,7 +41,10 @@ __all__ = ["ListenProbeFailed", "check_notification", "notify_tx", "open_pg_hub"
 logger = logging.getLogger("romancy_notify")
 
 # What a lost or unusable listener connection raises; anything else is a bug and propagates.
-_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, trio.TooSlowError)
+# ReadOnlySqlTransaction: LISTEN (or the probe's NOTIFY) reached a standby, which refuses
+# both during recovery (a URL without target_session_attrs=read-write, mid-failover).
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError,
+                      psycopg.errors.ReadOnlySqlTransaction, trio.TooSlowError)
 _PROBE_PREFIX = "romancy_notify_probe_"
 
 

@@ -9,6 +9,8 @@ It also carries the worker's identity: right after it connects it runs ``on_conn
 store's session-level advisory lock for this worker, see ``sql_postgres.worker_lock_key``), so
 other workers can tell at once that this worker's session ended. It reconnects on the next use
 after a failure (the caller decides how soon); a failure raises `StorageUnavailableError`.
+A connection that reaches a standby (or a server refusing writes) counts as a failure and is
+closed: after a failover the session reconnects to the promoted standby, lock included.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from romancy_notify.pg import TrioConnection, connect
 
 from .._errors import StorageUnavailableError
 from ._db import Params, Row, Statement
+from ._pg_url import server_address
+
+_LOST = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -61,7 +66,7 @@ class PostgresWorkerSession:
             try:
                 cur = await conn.execute(query, params)
                 return await cur.fetchall()
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except _LOST as exc:
                 await self._drop()
                 raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
             except BaseException:
@@ -79,11 +84,14 @@ class PostgresWorkerSession:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
         try:
+            if conn.info.parameter_status("in_hot_standby") == "on":
+                raise psycopg.OperationalError(
+                    f"connected to a standby (read-only) at {server_address(self.conninfo)}")
             if self._on_connect is not None:
                 await conn.execute(*self._on_connect)
         except BaseException as exc:
             await conn.close()
-            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            if isinstance(exc, _LOST):
                 raise StorageUnavailableError(
                     f"PostgreSQL (worker session): {exc}") from exc
             raise
