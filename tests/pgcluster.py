@@ -261,10 +261,12 @@ class StandbyPair:
                 raise RuntimeError(f"the standby did not replay up to {lsn}")
             time.sleep(0.01)
 
-    def fail_over(self, timeout: float = 60.0) -> float:
-        """Crash the primary (``-m immediate``) and promote the standby; return the
+    def fail_over(self, timeout: float = 60.0, *, promote_after: float = 0.0) -> float:
+        """Crash the primary (``-m immediate``) and promote the standby (``promote_after`` s
+        later: a failover manager confirming that the primary is gone); return the
         time.time() at which the new primary first accepted a read-write connection."""
         self.primary.stop("immediate")
+        time.sleep(promote_after)
         return self.standby.promote(timeout)
 
 
