@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import trio
 
-from . import channels_bench, db_restart, http_intake, takeover, waits, workflows
+from . import channels_bench, db_restart, failover, http_intake, takeover, waits, workflows
 from ._common import (
     DEFAULT_DSN,
     CheckFailed,
@@ -75,6 +75,10 @@ SCENARIOS: dict[str, Scenario] = {
     "db-restart": Scenario(db_restart.scenario,
                            "8. private server restarted (-m immediate) while 100 instances "
                            "wait and 20 run: accepting connections -> last waiter resumed"),
+    "failover": Scenario(failover.scenario,
+                         "8. private primary crashed (-m immediate), its synchronous standby "
+                         "promoted, while 60 instances wait, 20 sleep and 20 run: promotion "
+                         "-> last waiter resumed"),
 }
 
 

@@ -325,6 +325,8 @@ class Sizes:
     idle_window: float = 20.0
     db_restarts: int = 5
     """db-restart: restarts of the private server (``-m immediate``), one measurement each"""
+    failovers: int = 5
+    """failover: rounds, each on a fresh private primary + synchronous standby"""
 
     def scaled(self, factor: float) -> Sizes:
         from dataclasses import replace
@@ -338,7 +340,7 @@ class Sizes:
             latency_messages=n(self.latency_messages, 10),
             subscribers=n(self.subscribers), broadcasts=n(self.broadcasts),
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
-            db_restarts=n(self.db_restarts, 3),
+            db_restarts=n(self.db_restarts, 3), failovers=n(self.failovers, 3),
         )
 
 

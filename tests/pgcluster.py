@@ -69,6 +69,7 @@ __all__ = [
     "PgCluster",
     "StandbyPair",
     "find_bindir",
+    "pg_async_standby_pair",
     "pg_cluster",
     "pg_standby_pair",
     "private_cluster",
@@ -261,6 +262,17 @@ class StandbyPair:
                 raise RuntimeError(f"the standby did not replay up to {lsn}")
             time.sleep(0.01)
 
+    def detach_standby(self, timeout: float = 60.0) -> None:
+        """Stop the standby's replication (``primary_conninfo`` emptied and reloaded): what the
+        primary commits from now on never reaches it - an asynchronous standby that lags."""
+        self.standby.query("ALTER SYSTEM SET primary_conninfo = ''")
+        self.standby.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while self.primary.query("SELECT count(*) FROM pg_stat_replication") != [(0,)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby kept streaming")
+            time.sleep(0.01)
+
     def fail_over(self, timeout: float = 60.0, *, promote_after: float = 0.0) -> float:
         """Crash the primary (``-m immediate``) and promote the standby (``promote_after`` s
         later: a failover manager confirming that the primary is gone); return the
@@ -343,12 +355,22 @@ def pg_cluster() -> Iterator[PgCluster]:
         yield cluster
 
 
+def _pair(synchronous: bool) -> Iterator[StandbyPair]:
+    if find_bindir() is None:
+        _missing("PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: install "
+                 "postgresql (e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
+    with private_standby_pair(synchronous=synchronous) as pair:
+        yield pair
+
+
 @pytest.fixture
 def pg_standby_pair() -> Iterator[StandbyPair]:
     """A private primary with a synchronous streaming standby for one test (see the module
     docstring)."""
-    if find_bindir() is None:
-        _missing("PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: install "
-                 "postgresql (e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
-    with private_standby_pair(synchronous=True) as pair:
-        yield pair
+    yield from _pair(synchronous=True)
+
+
+@pytest.fixture
+def pg_async_standby_pair() -> Iterator[StandbyPair]:
+    """A private primary with an asynchronous streaming standby for one test."""
+    yield from _pair(synchronous=False)

@@ -25,16 +25,36 @@ import trio
 
 from romancy_trio import (
     Event,
+    InstanceNotFoundError,
     StorageUnavailableError,
+    WorkflowContext,
     open_app,
+    wait_event,
+    workflow,
 )
 from tests._paths import PYTHONPATH
 from tests.pgcluster import StandbyPair
 
 from ._procs import ROOT, stop
-from .failover_proc import CONFIG, FLOWS, LEDGER_DDL, failover_round, fo_waiter, start_worker
+from .failover_proc import (
+    CONFIG,
+    FLOWS,
+    LEDGER_DDL,
+    failover_round,
+    fo_resumed,
+    fo_waiter,
+    start_worker,
+)
 
 pytestmark = pytest.mark.slow
+
+
+@workflow
+async def fo_two_steps(ctx: WorkflowContext) -> int:
+    await fo_resumed(ctx, "one")
+    data: int = (await wait_event(ctx, "next")).data
+    await fo_resumed(ctx, "two")
+    return data
 
 
 class _Seen(logging.Handler):
@@ -213,3 +233,43 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def _ledger(app: Any, iid: str) -> list[str]:
+    rows = await _retrying(app.store.db.fetchall,
+                           "SELECT step FROM ledger WHERE instance_id = %s ORDER BY step", (iid,))
+    return [r[0] for r in rows]
+
+
+async def test_asynchronous_standby_loses_unreplicated_transactions_whole(
+        pg_async_standby_pair: StandbyPair) -> None:
+    """What the README says asynchronous replication can lose: transactions the primary
+    acknowledged but had not sent yet - here an event, the activity it let run (its effect and
+    its history record together) and the instance's completion, and a start. The new primary
+    has the state before them, consistent: the instance waits again, the event is unknown (sent
+    again, it is stored anew), the activity runs again - its effect recorded once."""
+    pair = pg_async_standby_pair
+    flows = [fo_two_steps, fo_resumed, fo_waiter]
+    async with open_app(pair.url, workflows=flows, config=CONFIG) as app:
+        await app.store.db.execute(LEDGER_DDL)
+        await app.start(fo_two_steps, instance_id="a")
+        with trio.fail_after(30):
+            while (await app.status("a")).status != "waiting":
+                await trio.sleep(0.01)
+        await trio.to_thread.run_sync(pair.wait_replayed)
+        await trio.to_thread.run_sync(pair.detach_standby)  # from now on: never replicated
+        event = Event(type="next", source="t", id="e1", data=7, target_instance_id="a")
+        assert not (await app.send_event(event)).duplicate
+        assert await app.result("a", timeout=30) == 7
+        assert await _ledger(app, "a") == ["one", "two"]
+        await app.start(fo_waiter, instance_id="b")
+
+        await trio.to_thread.run_sync(pair.fail_over)
+        info = await _retrying(app.status, "a")
+        assert info.status == "waiting"  # as before the lost transactions
+        assert await _ledger(app, "a") == ["one"]  # the lost effect went with its history
+        with pytest.raises(InstanceNotFoundError):
+            await app.status("b")  # its start was acknowledged, and lost
+        assert not (await app.send_event(event)).duplicate  # the event was lost too
+        assert await app.result("a", timeout=30) == 7
+        assert await _ledger(app, "a") == ["one", "two"]  # step two: once on the new primary
