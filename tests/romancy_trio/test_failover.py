@@ -273,3 +273,33 @@ async def test_asynchronous_standby_loses_unreplicated_transactions_whole(
         assert not (await app.send_event(event)).duplicate  # the event was lost too
         assert await app.result("a", timeout=30) == 7
         assert await _ledger(app, "a") == ["one", "two"]  # step two: once on the new primary
+
+
+def _readme_example() -> str:
+    """The example of the README's "Failover to a standby" section."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Failover to a standby"):]
+    section = section[:section.index("\n## ")]
+    [code] = section.split("```python\n")[1:]
+    return code.split("```")[0]
+
+
+async def test_readme_failover_example_runs_before_and_after_a_failover(
+        pg_standby_pair: StandbyPair, tmp_path: Path) -> None:
+    pair = pg_standby_pair
+    pair.primary.query("CREATE TABLE charges (order_id text, cents int)")
+    script = tmp_path / "example.py"
+    script.write_text(_readme_example())
+    env = {"PYTHONPATH": PYTHONPATH, "PATH": os.environ.get("PATH", ""),
+           "ROMANCY_TRIO_URL": pair.url}
+
+    async def run() -> str:
+        done = await trio.run_process([sys.executable, str(script)], cwd=tmp_path, env=env,
+                                      capture_stdout=True, capture_stderr=True, check=False)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        return done.stdout.decode()
+
+    assert await run() == "charged 4200\n"
+    await trio.to_thread.run_sync(pair.fail_over)
+    assert await run() == "charged 4200\n"  # the completed instance survived, with its effect
+    assert pair.standby.query("SELECT order_id, cents FROM charges") == [("order-1", 4200)]
