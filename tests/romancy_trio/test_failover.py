@@ -33,7 +33,7 @@ from romancy_trio import (
     workflow,
 )
 from tests._paths import PYTHONPATH
-from tests.pgcluster import StandbyPair
+from tests.pgcluster import PgCluster, StandbyPair
 
 from ._procs import ROOT, stop
 from .failover_proc import (
@@ -303,3 +303,31 @@ async def test_readme_failover_example_runs_before_and_after_a_failover(
     await trio.to_thread.run_sync(pair.fail_over)
     assert await run() == "charged 4200\n"  # the completed instance survived, with its effect
     assert pair.standby.query("SELECT order_id, cents FROM charges") == [("order-1", 4200)]
+
+
+async def test_a_primary_turned_read_only_fails_calls_retryably_and_keeps_no_connection(
+        pg_cluster: PgCluster) -> None:
+    """A server that refuses writes (``default_transaction_read_only``, as some hosted
+    databases set when their disk fills): a call fails with `StorageUnavailableError` naming
+    it, the connection is discarded rather than lent again, and calls work once it is
+    writable again."""
+    async with open_app(pg_cluster.dsn, workflows=FLOWS, config=CONFIG,
+                        run_workers=False) as app:
+        await app.start(fo_waiter)
+        pg_cluster.query("ALTER SYSTEM SET default_transaction_read_only = on")
+        pg_cluster.query("SELECT pg_reload_conf()")
+        pool = app.store.db.pool
+        with trio.fail_after(30):
+            while True:  # until the backends have reloaded their configuration
+                discarded = pool.statistics().discarded
+                try:
+                    await app.start(fo_waiter)
+                except StorageUnavailableError as exc:
+                    assert "read-only" in str(exc)
+                    break
+                await trio.sleep(0.01)
+        assert pool.statistics().discarded == discarded + 1
+        pg_cluster.query("ALTER SYSTEM RESET default_transaction_read_only")
+        pg_cluster.query("SELECT pg_reload_conf()")
+        iid = await _retrying(app.start, fo_waiter)
+        assert (await app.status(iid)).status in ("pending", "waiting")
