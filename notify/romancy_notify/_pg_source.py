@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import psycopg
 import trio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from . import pg
 from ._config import NotifyConfig
@@ -70,6 +71,13 @@ async def notify_tx(conn: psycopg.AsyncConnection[Any], topic: str, payload: str
     await conn.execute("SELECT pg_notify(%s, %s)", (topic, payload))
 
 
+def _connect_timeout(dsn: str, default: float) -> float | None:
+    """``default``, unless the DSN sets ``connect_timeout`` itself (None: then that applies,
+    per host of a multi-host URL: a short one keeps a hung first host from delaying the
+    others)."""
+    return None if "connect_timeout" in conninfo_to_dict(dsn) else default
+
+
 def _describe(exc: BaseException, default: str) -> str:
     """``exc`` on one line (psycopg's connection errors span several)."""
     return " ".join(str(exc).split()) or default
@@ -91,7 +99,8 @@ async def _probe(
     connection and wait to receive it on ``conn``."""
     token = secrets.token_hex(16)
     with trio.fail_after(config.probe_timeout):
-        sender = await pg.connect(dsn, autocommit=True, connect_timeout=config.probe_timeout)
+        sender = await pg.connect(dsn, autocommit=True,
+                                  connect_timeout=_connect_timeout(dsn, config.probe_timeout))
         try:
             await sender.execute("SELECT pg_notify(%s, %s)", (channel, token))
         finally:
@@ -116,7 +125,8 @@ async def _open_listener(
     dsn: str, listener_dsn: str, topics: Collection[str], config: NotifyConfig, sink: SourceLink
 ) -> pg.TrioConnection[Any]:
     """A fresh autocommit connection that LISTENs to ``topics`` and passed the self-probe."""
-    conn = await pg.connect(listener_dsn, autocommit=True, connect_timeout=config.probe_timeout)
+    conn = await pg.connect(listener_dsn, autocommit=True,
+                            connect_timeout=_connect_timeout(listener_dsn, config.probe_timeout))
     ok = False
     try:
         channel = _PROBE_PREFIX + secrets.token_hex(8)

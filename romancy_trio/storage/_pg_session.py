@@ -33,7 +33,7 @@ _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 class PostgresWorkerSession:
     def __init__(self, conninfo: str, *, on_connect: Statement | None,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float | None) -> None:
         self.conninfo = conninfo
         self._on_connect = on_connect
         self._connect_timeout = connect_timeout

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .._errors import ConfigurationError
 
-__all__ = ["check_postgres_url", "server_address", "server_addresses"]
+__all__ = ["check_postgres_url", "connect_timeout", "server_address", "server_addresses"]
 
 _WRITABLE = ("read-write", "primary")
 _KNOWN_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
@@ -38,6 +38,14 @@ def server_addresses(conninfo: str) -> list[str]:
         ports = ports * len(hosts)
     return [f"{host or _DEFAULT_HOST}:{port or 5432}"
             for host, port in zip(hosts, ports, strict=False)]
+
+
+def connect_timeout(conninfo: str, default: float) -> float | None:
+    """The timeout of each connection attempt: ``default``, unless the URL sets
+    ``connect_timeout`` (None: libpq's rules then apply to it). Per host of a multi-host URL,
+    so a short one keeps a primary that vanished without a TCP reset (a dead machine) from
+    delaying every new connection by ``default`` before the next host is tried."""
+    return None if "connect_timeout" in conninfo_to_dict(conninfo) else default
 
 
 def server_address(conninfo: str) -> str:

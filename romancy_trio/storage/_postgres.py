@@ -38,6 +38,7 @@ from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import LIBRARY_CONNECTIONS, TransactionGate
 from ._pg_session import PostgresWorkerSession
+from ._pg_url import connect_timeout as url_connect_timeout
 from ._pg_url import server_address
 
 log = logging.getLogger("romancy_trio.storage")
@@ -257,7 +258,8 @@ class PostgresDatabase:
         """Activities' transactions: ``max_size`` at once; the pool has room for those and
         `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
         self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
-                                   autocommit=True, configure=self._configure)
+                                   autocommit=True, configure=self._configure,
+                                   connect_timeout=url_connect_timeout(conninfo, 10.0))
         """No session state on its connections (no ``SET search_path``): library statements
         name their schema (``storage.qualify``), user statements resolve in the user's own
         search_path, and a transaction-pooling proxy may hand a connection to anyone."""
@@ -267,8 +269,10 @@ class PostgresDatabase:
 
     def worker_session(self, *, on_connect: Statement | None,
                        connect_timeout: float) -> PostgresWorkerSession:
-        return PostgresWorkerSession(self.conninfo, on_connect=on_connect,
-                                     connect_timeout=connect_timeout)
+        """``connect_timeout``: unless the URL sets its own."""
+        return PostgresWorkerSession(
+            self.conninfo, on_connect=on_connect,
+            connect_timeout=url_connect_timeout(self.conninfo, connect_timeout))
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback

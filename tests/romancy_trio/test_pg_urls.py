@@ -7,15 +7,20 @@ ports used here, so a URL that got as far as connecting would fail differently."
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import psycopg
 import pytest
 
+from romancy_notify import open_pg_hub
 from romancy_trio import ConfigurationError, StorageUnavailableError, open_app
 from romancy_trio.__main__ import main as romancy_main
 from romancy_trio.storage._pg_url import check_postgres_url, server_address
+from romancy_trio.storage._postgres import PostgresDatabase
 from tests._paths import PYTHONPATH
 
 from ._procs import ROOT
@@ -115,3 +120,39 @@ def test_serve_refuses_a_bad_multi_host_url() -> None:
         env={**os.environ, "PYTHONPATH": PYTHONPATH, "ROMANCY_TRIO_URL": BAD[0][0]})
     assert proc.returncode == 3, proc.stderr
     assert "target_session_attrs=read-write" in proc.stderr
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A port where the kernel completes TCP handshakes but nobody ever answers: like a
+    primary whose machine froze or vanished without resetting connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_the_urls_connect_timeout_bounds_each_host_everywhere(hung_port: int) -> None:
+    """``connect_timeout`` in the URL is what each connection attempt waits for a host (per
+    host: a short one keeps a hung first host from delaying the next) - for the pool, the
+    worker's session and the notify listener alike, instead of their own defaults (10 s,
+    the heartbeat interval, the probe timeout)."""
+    url = (f"postgresql://u@127.0.0.1:{hung_port},127.0.0.1:{hung_port}/db"
+           "?target_session_attrs=read-write&connect_timeout=2")
+    db = PostgresDatabase(url, schema="romancy")
+    try:
+        with pytest.raises(StorageUnavailableError) as pooled:
+            await db.fetchone("SELECT 1")
+        session = db.worker_session(on_connect=None, connect_timeout=0.5)
+        with pytest.raises(StorageUnavailableError) as own:
+            await session.ensure()
+    finally:
+        await db.aclose()
+    with pytest.raises(psycopg.errors.ConnectionTimeout) as listener:
+        async with open_pg_hub(url, ["t"]):
+            pytest.fail("the listener connected to nothing")
+    for info in (pooled, own, listener):
+        waits = re.findall(r"hostaddr: '127.0.0.1': connection timeout expired after (\S+) s",
+                           str(info.value))
+        assert waits == ["2", "2"], info.value  # each host was tried, for 2 s
