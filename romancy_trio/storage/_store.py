@@ -178,7 +178,7 @@ class Store:
         [row] = await self.db.fetchall(self.q.take_over_dead, {
             "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work,
             "suspects": list(suspects), "timeline": trusted})
-        timeline = row[4]
+        timeline = row[4] if len(row) > 4 else None  # a dialect without timelines
         if timeline != self._timeline:
             if self._timeline is not None:  # a failover: the promoted standby's workers are
                 # still reconnecting; none is taken for dead for `grace` s
