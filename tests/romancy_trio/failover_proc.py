@@ -71,8 +71,9 @@ async def fo_sleeper(ctx: WorkflowContext, seconds: float) -> str:
 
 @activity
 async def fo_step(ctx: ActivityContext, n: int, hold: float) -> int:
-    """An effect, then its transaction stays open for ``hold`` s (inside one statement, so a
-    crash of the primary can find it in the middle)."""
+    """A pause that holds no connection, then an effect, then its transaction stays open for
+    ``hold`` s (inside one statement, so a crash of the primary can find it in the middle)."""
+    await trio.sleep(PAUSE_SECONDS)
     await _effect(ctx, f"step{n}")
     await ctx.db.execute("SELECT pg_sleep(?)", (hold,))
     return n
@@ -85,12 +86,14 @@ async def fo_runner(ctx: WorkflowContext, steps: int, hold: float) -> int:
     return steps
 
 
+PAUSE_SECONDS = 0.05
 HOLD_SECONDS = 0.25
-"""How long a *holding* runner's activities keep their transaction open (the others: 5 ms).
-A few holders are enough to be caught mid-transaction by the crash; if every runner held its
-transaction, the runners would take every transaction slot of both workers, and a worker
-claims nothing while its activities wait for one: waiters woken after the failover would wait
-for the runners to finish, which measures the load, not the failover."""
+"""How long a *holding* runner's activities keep their transaction open (the others: 5 ms,
+after a pause of PAUSE_SECONDS that holds no connection). A few holders are enough to be
+caught mid-transaction by the crash; if every runner kept a transaction open most of the time,
+the runners would take every transaction slot of both workers, and a worker claims nothing
+while its activities wait for one: waiters woken after the failover would wait for the runners
+to finish, which measures the load, not the failover."""
 
 
 FLOWS: list[Any] = [fo_waiter, fo_sleeper, fo_resumed, fo_runner, fo_step]
