@@ -23,6 +23,7 @@ import trio
 from . import (
     channels_bench,
     db_restart,
+    failover,
     http_intake,
     otel_overhead,
     pgbouncer,
@@ -90,6 +91,10 @@ SCENARIOS: dict[str, Scenario] = {
     "pgbouncer": Scenario(pgbouncer.scenario,
                           "9. one-activity workflows, N concurrent: through PgBouncer "
                           "(transaction mode) vs direct, with/without prepared statements"),
+    "failover": Scenario(failover.scenario,
+                         "10. private primary crashed (-m immediate), its synchronous standby "
+                         "promoted, while 60 instances wait, 20 sleep and 20 run: promotion "
+                         "-> last waiter resumed"),
 }
 
 

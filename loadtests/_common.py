@@ -329,6 +329,8 @@ class Sizes:
     """pgbouncer: one-activity workflows per set-up and repetition (``concurrency`` clients)"""
     pgbouncer_repetitions: int = 5
     """pgbouncer: repetitions, each running every set-up once (alternating)"""
+    failovers: int = 5
+    """failover: rounds, each on a fresh private primary + synchronous standby"""
 
     def scaled(self, factor: float) -> Sizes:
         from dataclasses import replace
@@ -344,6 +346,7 @@ class Sizes:
             idle_workflows=n(self.idle_workflows), http_resumes=n(self.http_resumes, 10),
             db_restarts=n(self.db_restarts, 3),
             pgbouncer_workflows=n(self.pgbouncer_workflows, 10),
+            failovers=n(self.failovers, 3),
         )
 
 

@@ -63,7 +63,8 @@ from .storage import (
     open_store,
     read_backlog,
 )
-from .storage._postgres import server_address, unavailable
+from .storage._pg_url import check_postgres_url, server_address
+from .storage._postgres import unavailable
 
 if TYPE_CHECKING:
     from .asgi import AsgiApp
@@ -372,7 +373,9 @@ async def open_app(
     hands unfinished instances back to the database for other workers.
 
     ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
-    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
+    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``. With a
+    standby: ``postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`` (every
+    connection goes to whichever host is the primary, also after a failover).
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
     ``listener_url``: PostgreSQL only - a direct connection to the same database when ``url``
     goes through a transaction-pooling proxy (PgBouncer): it carries LISTEN and the worker's
@@ -395,6 +398,8 @@ async def open_app(
     listener_url = listener_url or os.environ.get("ROMANCY_TRIO_LISTENER_URL") or None
     if dialect == "sqlite":
         listener_url = None
+    if listener_url is not None and dialect == "postgres":
+        check_postgres_url(listener_url, "listener_url")
     registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
     try:
         dispatcher = HookDispatcher(hooks, queue=config.hook_queue, timeout=config.hook_timeout)
@@ -466,7 +471,7 @@ async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
     async with AsyncExitStack() as stack:
         try:
             entered = await stack.enter_async_context(hub)
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
             raise unavailable(server_address(url), exc) from exc
         yield entered
 

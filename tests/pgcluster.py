@@ -12,6 +12,14 @@ Use the ``pg_cluster`` fixture (registered for every test by ``tests/conftest.py
 
 or, outside pytest (a load test), ``with private_cluster() as cluster: ...``.
 
+A primary with a streaming standby (failover tests): the ``pg_standby_pair`` fixture, or
+``with private_standby_pair(synchronous=True) as pair: ...``::
+
+    url = pair.url        # postgresql://postgres@127.0.0.1:<p>,127.0.0.1:<s>/postgres
+                          #     ?target_session_attrs=read-write
+    promoted = pair.fail_over()   # primary stopped -m immediate, standby promoted;
+                                  # returns the time.time() it first accepted a write
+
 What it does:
 
 - Finds the server binaries (``pg_config --bindir``, then ``/usr/lib/postgresql/<n>/bin``,
@@ -29,6 +37,15 @@ What it does:
   accepts connections" means in recovery measurements. They poll every 5 ms.
 - At the end, always: ``pg_ctl -m immediate stop`` and the temp dir removed (also at
   interpreter exit if a test run is interrupted), so no server is left running.
+- The standby pair: a primary as above, then ``pg_basebackup -R -X stream`` (as the
+  ``postgres`` OS user, over TCP with the replication line ``initdb`` writes for trust auth)
+  into a second temp dir, started on its own spare port: a hot standby streaming from the
+  primary. ``synchronous=True`` then sets ``synchronous_standby_names = '*'`` on the primary
+  only (``ALTER SYSTEM`` after the base backup, so the standby does not inherit it: once
+  promoted it has no standby to wait for) and waits until ``pg_stat_replication`` reports the
+  standby ``sync``: from then on a COMMIT returns only once the standby has flushed it.
+  ``fail_over()`` stops the primary with ``-m immediate`` (a crash) and runs ``pg_ctl
+  promote -w``; it returns when the new primary accepted a read-write transaction.
 """
 
 from __future__ import annotations
@@ -48,7 +65,16 @@ from typing import Literal
 import psycopg
 import pytest
 
-__all__ = ["PgCluster", "find_bindir", "pg_cluster", "private_cluster"]
+__all__ = [
+    "PgCluster",
+    "StandbyPair",
+    "find_bindir",
+    "pg_async_standby_pair",
+    "pg_cluster",
+    "pg_standby_pair",
+    "private_cluster",
+    "private_standby_pair",
+]
 
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -141,13 +167,21 @@ class PgCluster:
     def running(self) -> bool:
         return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
 
-    def wait_accepting(self, timeout: float = 60.0) -> float:
+    def wait_accepting(self, timeout: float = 60.0, *, writable: bool = False) -> float:
+        """Poll until a connection succeeds (``writable``: and is not in recovery); return
+        the time.time() at which it did."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 with psycopg.connect(self.dsn, connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return time.time()
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if not writable or row == (False,):
+                    return time.time()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"PostgreSQL on port {self.port} still in recovery "
+                                       f"after {timeout} s\n{self.server_log()}")
+                time.sleep(0.005)
+                continue
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"private PostgreSQL on port {self.port} did not accept "
@@ -155,12 +189,141 @@ class PgCluster:
                                        f"{self.server_log()}") from exc
                 time.sleep(0.005)
 
+    def query(self, sql: str) -> list[tuple[object, ...]]:
+        """Run one statement (autocommit) as superuser; its rows (none for a command)."""
+        with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description is not None else []
+
+    def promote(self, timeout: float = 60.0) -> float:
+        """Promote this standby (``pg_ctl promote -w``); return the time.time() at which it
+        first accepted a read-write connection."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", str(int(timeout)), "promote")
+        return self.wait_accepting(timeout, writable=True)
+
     def destroy(self) -> None:
         """Stop at once (if running) and remove every file. Idempotent."""
         if self.data.exists() and (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop",
                       check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _configure(cluster: PgCluster, **settings: object) -> None:
+    with (cluster.data / "postgresql.conf").open("a") as conf:
+        for name, value in settings.items():
+            conf.write(f"{name} = {value!r}\n" if isinstance(value, str) else
+                       f"{name} = {value}\n")
+
+
+def _start_on_spare_port(cluster: PgCluster) -> None:
+    for attempt in range(3):  # the spare port may have been taken meanwhile
+        try:
+            cluster.start()
+            return
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            cluster.port = _spare_port()
+            _configure(cluster, port=cluster.port)
+
+
+class StandbyPair:
+    """A private primary and a hot standby streaming from it (see the module docstring)."""
+
+    def __init__(self, primary: PgCluster, standby: PgCluster) -> None:
+        self.primary = primary
+        self.standby = standby
+
+    @property
+    def url(self) -> str:
+        """A multi-host URL: both servers, connections only to the one accepting writes."""
+        return (f"postgresql://postgres@127.0.0.1:{self.primary.port},"
+                f"127.0.0.1:{self.standby.port}/postgres?target_session_attrs=read-write")
+
+    def make_synchronous(self, timeout: float = 60.0) -> None:
+        """Every COMMIT on the primary waits until the standby has flushed it."""
+        self.primary.query("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self.primary.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while self.primary.query("SELECT sync_state FROM pg_stat_replication") != [("sync",)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby did not become synchronous\n"
+                                   f"{self.primary.server_log()}\n{self.standby.server_log()}")
+            time.sleep(0.01)
+
+    def wait_replayed(self, timeout: float = 60.0) -> None:
+        """Until the standby has replayed everything the primary has written so far."""
+        [(lsn,)] = self.primary.query("SELECT pg_current_wal_lsn()::text")
+        deadline = time.monotonic() + timeout
+        while self.standby.query(
+                f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") != [(True,)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby did not replay up to {lsn}")
+            time.sleep(0.01)
+
+    def detach_standby(self, timeout: float = 60.0) -> None:
+        """Stop the standby's replication (``primary_conninfo`` emptied and reloaded): what the
+        primary commits from now on never reaches it - an asynchronous standby that lags."""
+        self.standby.query("ALTER SYSTEM SET primary_conninfo = ''")
+        self.standby.query("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + timeout
+        while self.primary.query("SELECT count(*) FROM pg_stat_replication") != [(0,)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby kept streaming")
+            time.sleep(0.01)
+
+    def fail_over(self, timeout: float = 60.0, *, promote_after: float = 0.0) -> float:
+        """Crash the primary (``-m immediate``) and promote the standby (``promote_after`` s
+        later: a failover manager confirming that the primary is gone); return the
+        time.time() at which the new primary first accepted a read-write connection."""
+        self.primary.stop("immediate")
+        time.sleep(promote_after)
+        return self.standby.promote(timeout)
+
+
+def _new_cluster(bindir: Path, prefix: str) -> PgCluster:
+    cluster = PgCluster(bindir, Path(tempfile.mkdtemp(prefix=prefix)))
+    atexit.register(cluster.destroy)
+    return cluster
+
+
+def _bindir_or_error() -> Path:
+    bindir = find_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: install "
+                           "postgresql or set ROMANCY_PG_BINDIR")
+    return bindir
+
+
+@contextlib.contextmanager
+def private_standby_pair(*, synchronous: bool = True) -> Iterator[StandbyPair]:
+    """A started primary and hot standby for the block; both stopped and removed afterwards."""
+    bindir = _bindir_or_error()
+    primary = _new_cluster(bindir, "romancy_pg_primary_")
+    standby = _new_cluster(bindir, "romancy_pg_standby_")
+    try:
+        primary.init()
+        _configure(primary, wal_level="replica", max_wal_senders=5, hot_standby="on",
+                   wal_keep_size="256MB")
+        _start_on_spare_port(primary)
+        if standby._as_postgres:
+            shutil.chown(standby.root, "postgres", "postgres")
+        standby.root.chmod(0o700)
+        standby._run("pg_basebackup", "-D", str(standby.data), "-h", "127.0.0.1",
+                     "-p", str(primary.port), "-U", "postgres", "-R", "-X", "stream",
+                     "--no-sync", "-c", "fast")
+        # the copied postgresql.conf names the primary's port and socket directory
+        _configure(standby, port=standby.port, unix_socket_directories=str(standby.root))
+        _start_on_spare_port(standby)
+        pair = StandbyPair(primary, standby)
+        if synchronous:
+            pair.make_synchronous()
+        yield pair
+    finally:
+        for cluster in (standby, primary):
+            cluster.destroy()
+            atexit.unregister(cluster.destroy)
 
 
 def _missing(message: str) -> None:
@@ -172,24 +335,10 @@ def _missing(message: str) -> None:
 @contextlib.contextmanager
 def private_cluster() -> Iterator[PgCluster]:
     """A started private cluster for the block; stopped and removed afterwards."""
-    bindir = find_bindir()
-    if bindir is None:
-        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: install "
-                           "postgresql or set ROMANCY_PG_BINDIR")
-    cluster = PgCluster(bindir, Path(tempfile.mkdtemp(prefix="romancy_pg_")))
-    atexit.register(cluster.destroy)
+    cluster = _new_cluster(_bindir_or_error(), "romancy_pg_")
     try:
         cluster.init()
-        for attempt in range(3):  # the spare port may have been taken meanwhile
-            try:
-                cluster.start()
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-                cluster.port = _spare_port()
-                with (cluster.data / "postgresql.conf").open("a") as conf:
-                    conf.write(f"port = {cluster.port}\n")
+        _start_on_spare_port(cluster)
         yield cluster
     finally:
         cluster.destroy()
@@ -204,3 +353,24 @@ def pg_cluster() -> Iterator[PgCluster]:
                  "(e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
     with private_cluster() as cluster:
         yield cluster
+
+
+def _pair(synchronous: bool) -> Iterator[StandbyPair]:
+    if find_bindir() is None:
+        _missing("PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: install "
+                 "postgresql (e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
+    with private_standby_pair(synchronous=synchronous) as pair:
+        yield pair
+
+
+@pytest.fixture
+def pg_standby_pair() -> Iterator[StandbyPair]:
+    """A private primary with a synchronous streaming standby for one test (see the module
+    docstring)."""
+    yield from _pair(synchronous=True)
+
+
+@pytest.fixture
+def pg_async_standby_pair() -> Iterator[StandbyPair]:
+    """A private primary with an asynchronous streaming standby for one test."""
+    yield from _pair(synchronous=False)

@@ -20,6 +20,7 @@ import pytest
 
 from romancy_trio.asgi import _serve
 from tests._paths import PYTHONPATH
+from tests.pgcluster import StandbyPair
 
 yaml = pytest.importorskip("yaml")
 
@@ -186,3 +187,26 @@ def test_app_module_runs_and_lists_its_workflows() -> None:
     assert set(listed.stdout.split()) >= {"greet", "order"}
     unset = _run_app("-m", "app", "worker")
     assert unset.returncode != 0 and "ROMANCY_TRIO_URL" in unset.stderr
+
+
+@pytest.mark.slow
+def test_migrate_service_takes_a_multi_host_url(
+    compose: dict[str, Any], pg_standby_pair: StandbyPair, tmp_path: Path
+) -> None:
+    """The `migrate` service's command as compose runs it (through ``sh -c``, with
+    ``"$ROMANCY_TRIO_URL"`` quoted), given a multi-host URL that lists the standby first (a
+    primary and its standby, see docker/README.md): the schema lands on the primary."""
+    pair = pg_standby_pair
+    url = (f"postgresql://postgres@127.0.0.1:{pair.standby.port},127.0.0.1:"
+           f"{pair.primary.port}/postgres?target_session_attrs=read-write")
+    bin_dir = tmp_path / "bin"  # `python` in the image is this interpreter here
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    argv = [part.replace("$$", "$") for part in compose["services"]["migrate"]["command"]]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env={
+        **os.environ, "PYTHONPATH": PYTHONPATH, "ROMANCY_TRIO_URL": url,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert done.returncode == 0, done.stderr
+    [(applied,)] = pair.primary.query("SELECT count(*) FROM romancy.schema_migrations")
+    assert isinstance(applied, int) and applied > 0

@@ -10,7 +10,8 @@
   followed by a liveness ``SELECT 1`` bounded by ``probe_timeout``. With ``NotifyConfig.link``
   the connection's keepalives also end it when the link dies silently (both ends).
 - Losing the connection (`psycopg.OperationalError`, `psycopg.InterfaceError`, a liveness or
-  probe timeout): log a warning, reconnect on a fresh connection, forever: every
+  probe timeout; a standby refusing LISTEN): log a warning, reconnect on a fresh connection,
+  forever (a multi-host URL: to whichever host is the primary then): every
   ``reconnect_initial`` s (jittered) for the first ``reconnect_fast_for`` s of the outage, so
   a restarted server is found within about 50-100 ms of accepting connections, then with
   exponential backoff up to ``reconnect_max``;
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 import psycopg
 import trio
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from . import pg
 from ._config import NotifyConfig
@@ -41,7 +43,10 @@ __all__ = ["ListenProbeFailed", "check_notification", "notify_tx", "open_pg_hub"
 logger = logging.getLogger("romancy_notify")
 
 # What a lost or unusable listener connection raises; anything else is a bug and propagates.
-_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, trio.TooSlowError)
+# ReadOnlySqlTransaction: LISTEN (or the probe's NOTIFY) reached a standby, which refuses
+# both during recovery (a URL without target_session_attrs=read-write, mid-failover).
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError,
+                      psycopg.errors.ReadOnlySqlTransaction, trio.TooSlowError)
 _PROBE_PREFIX = "romancy_notify_probe_"
 
 
@@ -67,6 +72,13 @@ async def notify_tx(conn: psycopg.AsyncConnection[Any], topic: str, payload: str
     await conn.execute("SELECT pg_notify(%s, %s)", (topic, payload))
 
 
+def _connect_timeout(dsn: str, default: float) -> float | None:
+    """``default``, unless the DSN sets ``connect_timeout`` itself (None: then that applies,
+    per host of a multi-host URL: a short one keeps a hung first host from delaying the
+    others)."""
+    return None if "connect_timeout" in conninfo_to_dict(dsn) else default
+
+
 def _describe(exc: BaseException, default: str) -> str:
     """``exc`` on one line (psycopg's connection errors span several)."""
     return " ".join(str(exc).split()) or default
@@ -88,7 +100,8 @@ async def _probe(
     connection and wait to receive it on ``conn``."""
     token = secrets.token_hex(16)
     with trio.fail_after(config.probe_timeout):
-        sender = await pg.connect(dsn, autocommit=True, connect_timeout=config.probe_timeout,
+        sender = await pg.connect(dsn, autocommit=True,
+                                  connect_timeout=_connect_timeout(dsn, config.probe_timeout),
                                   link=config.link)
         try:
             await sender.execute("SELECT pg_notify(%s, %s)", (channel, token))
@@ -114,7 +127,8 @@ async def _open_listener(
     dsn: str, listener_dsn: str, topics: Collection[str], config: NotifyConfig, sink: SourceLink
 ) -> pg.TrioConnection[Any]:
     """A fresh autocommit connection that LISTENs to ``topics`` and passed the self-probe."""
-    conn = await pg.connect(listener_dsn, autocommit=True, connect_timeout=config.probe_timeout,
+    conn = await pg.connect(listener_dsn, autocommit=True,
+                            connect_timeout=_connect_timeout(listener_dsn, config.probe_timeout),
                             link=config.link)
     ok = False
     try:

@@ -10,6 +10,7 @@ from romancy_notify import LinkTimeouts
 
 from .._errors import ConfigurationError
 from ._migrate import migrate_postgres, migrate_sqlite
+from ._pg_url import check_postgres_url
 from ._postgres import PostgresDatabase, ensure_schema
 from ._schema import qualify, quote_identifier
 from ._sqlite import open_sqlite
@@ -37,6 +38,7 @@ def check_url(url: str) -> str:
         sqlite_path(url)
         return "sqlite"
     if scheme in _PG_SCHEMES:
+        check_postgres_url(url)
         return "postgres"
     if scheme in ("mysql", "mariadb"):
         raise ConfigurationError(f"database URL {url!r}: MySQL/MariaDB support is not built yet")

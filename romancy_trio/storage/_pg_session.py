@@ -15,6 +15,9 @@ statement sent into the cut fails after ``tcp_user_timeout``; one whose answer i
 the keepalive probes go unanswered), and every statement is bounded by ``statement_timeout``
 besides (a renewal answered later than the lease it extends is worth nothing): past it, the
 connection is closed and `StorageUnavailableError` raised.
+
+A connection that reaches a standby (or a server refusing writes) counts as a failure and is
+closed: after a failover the session reconnects to the promoted standby, lock included.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from romancy_notify.pg import TrioConnection, connect
 
 from .._errors import StorageUnavailableError
 from ._db import Params, Row, Statement
+from ._pg_url import server_address
+
+_LOST = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 class PostgresWorkerSession:
     def __init__(self, conninfo: str, *, on_connect: Statement | None,
-                 connect_timeout: float, link: LinkTimeouts | None = None,
+                 connect_timeout: float | None, link: LinkTimeouts | None = None,
                  statement_timeout: float | None = None) -> None:
         self.conninfo = conninfo
         self._on_connect = on_connect
@@ -77,7 +83,7 @@ class PostgresWorkerSession:
                 raise StorageUnavailableError(
                     f"PostgreSQL (worker session): no answer within "
                     f"{self._statement_timeout:g} s")
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except _LOST as exc:
                 await self._drop()
                 raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
             except BaseException:
@@ -95,6 +101,9 @@ class PostgresWorkerSession:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StorageUnavailableError(f"PostgreSQL (worker session): {exc}") from exc
         try:
+            if conn.info.parameter_status("in_hot_standby") == "on":
+                raise psycopg.OperationalError(
+                    f"connected to a standby (read-only) at {server_address(self.conninfo)}")
             if self._on_connect is not None:
                 with trio.fail_after(self._statement_timeout):
                     await conn.execute(*self._on_connect)
@@ -105,7 +114,7 @@ class PostgresWorkerSession:
             ) from None
         except BaseException as exc:
             await conn.close()
-            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            if isinstance(exc, _LOST):
                 raise StorageUnavailableError(
                     f"PostgreSQL (worker session): {exc}") from exc
             raise

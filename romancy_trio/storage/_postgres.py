@@ -38,11 +38,40 @@ from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import LIBRARY_CONNECTIONS, TransactionGate
 from ._pg_session import PostgresWorkerSession
+from ._pg_url import connect_timeout as url_connect_timeout
+from ._pg_url import server_address
 
 log = logging.getLogger("romancy_trio.storage")
 
 FENCED_OUT = "RT001"
 """SQLSTATE of ``romancy_fenced_out()`` (migration 0003): a fenced write found its lease gone."""
+
+LOST = (psycopg.OperationalError, psycopg.InterfaceError, psycopg.errors.ReadOnlySqlTransaction)
+"""What makes a connection unusable for the library: lost (server gone, restarting, admin
+shutdown) or on a server that refuses writes (a standby before its promotion, a primary set
+read-only). Raised as `StorageUnavailableError` (retryable); the connection is not kept."""
+
+
+class ReadOnlyServer(psycopg.OperationalError):
+    """A new connection reached a server in hot standby (read-only) mode."""
+
+
+def require_primary(conn: TrioConnection[Any], address: str) -> None:
+    """Raise `ReadOnlyServer` if ``conn`` is on a standby. Free: PostgreSQL 14+ reports
+    ``in_hot_standby`` when the connection starts (older servers: checked at the first
+    write, which fails with ``ReadOnlySqlTransaction``)."""
+    if conn.info.parameter_status("in_hot_standby") == "on":
+        raise ReadOnlyServer(
+            f"connected to a standby (in hot standby mode, read-only) at {address}: "
+            "romancy_trio needs the primary. With several hosts, add "
+            "target_session_attrs=read-write to the URL; a standby being promoted is "
+            "found once it accepts writes")
+
+
+async def _discard_if_read_only(conn: TrioConnection[Any], exc: BaseException) -> None:
+    """A connection whose server refused a write is not kept (the pool discards it)."""
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        await conn.close()
 
 
 class PostgresTx:
@@ -64,9 +93,10 @@ class PostgresTx:
     async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
         try:
             return await self._run_unchecked(query, params)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except LOST as exc:
             # raised here, not only when the transaction ends: a transactional activity's
             # statement that fails this way is the database's failure, not the activity's
+            await _discard_if_read_only(self.conn, exc)
             raise unavailable(self.address, exc) from exc
 
     async def _run_unchecked(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
@@ -201,16 +231,6 @@ class PostgresTx:
             self.local.extend(local_notes(await _rows(cur)))
 
 
-def server_address(conninfo: str) -> str:
-    """``host:port`` of the server a DSN or URL names (as libpq reads it; defaults filled)."""
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        return "an unparsable address"
-    host = str(params.get("host") or params.get("hostaddr") or "localhost (Unix socket)")
-    return f"{host}:{params.get('port') or 5432}"
-
-
 def unavailable(address: str, exc: BaseException, note: str = "") -> StorageUnavailableError:
     """The error for a database that cannot be reached or dropped the connection: it names
     the server and the cause (psycopg's message, on one line)."""
@@ -245,18 +265,24 @@ class PostgresDatabase:
         """Activities' transactions: ``max_size`` at once; the pool has room for those and
         `LIBRARY_CONNECTIONS` more, which only the library's own statements can take."""
         self.pool = ConnectionPool(conninfo, max_size=max_size + LIBRARY_CONNECTIONS,
-                                   autocommit=True, link=link,
+                                   autocommit=True, link=link, configure=self._configure,
+                                   connect_timeout=url_connect_timeout(conninfo, 10.0),
                                    prepare_threshold=5 if prepared_statements else None)
         """No session state on its connections (no ``SET search_path``, no prepared statements
         unless asked for): library statements name their schema (``storage.qualify``), user
         statements resolve in the user's own search_path, and a transaction-pooling proxy may
         hand each transaction to another server connection."""
 
+    async def _configure(self, conn: TrioConnection[Any]) -> None:
+        require_primary(conn, self.address)
+
     def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
                        statement_timeout: float | None = None) -> PostgresWorkerSession:
-        return PostgresWorkerSession(self.session_conninfo, on_connect=on_connect,
-                                     connect_timeout=connect_timeout, link=self.link,
-                                     statement_timeout=statement_timeout)
+        """``connect_timeout``: unless the URL sets its own."""
+        return PostgresWorkerSession(
+            self.session_conninfo, on_connect=on_connect,
+            connect_timeout=url_connect_timeout(self.session_conninfo, connect_timeout),
+            link=self.link, statement_timeout=statement_timeout)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
@@ -267,10 +293,14 @@ class PostgresDatabase:
         try:
             async with self.pool.connection() as conn:
                 tx = PostgresTx(conn, self.schema, self.address)
-                yield tx
-                await tx.commit()
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # connection lost / server restarting / admin shutdown: retryable by the caller
+                try:
+                    yield tx
+                    await tx.commit()
+                except LOST as exc:
+                    await _discard_if_read_only(conn, exc)
+                    raise
+        except LOST as exc:
+            # connection lost / server restarting / admin shutdown / a standby: retryable
             raise unavailable(self.address, exc) from exc
         except psycopg.Error as exc:
             if exc.sqlstate == FENCED_OUT:
@@ -309,10 +339,13 @@ class PostgresDatabase:
     async def _autocommit(self) -> AsyncIterator[TrioConnection[Any]]:
         self.transactions += 1
         try:
-
             async with self.pool.connection() as conn:
-                yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                try:
+                    yield conn
+                except LOST as exc:
+                    await _discard_if_read_only(conn, exc)
+                    raise
+        except LOST as exc:
             raise unavailable(self.address, exc) from exc
 
     async def aclose(self) -> None:
@@ -341,6 +374,11 @@ async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float 
         try:
             conn = await connect(conninfo, autocommit=True, link=link,
                                  connect_timeout=None if own_timeout else max(remaining, 10.0))
+            try:
+                require_primary(conn, address)  # a standby being promoted: wait for it
+            except ReadOnlyServer:
+                await conn.close()
+                raise
             break
         except psycopg.OperationalError as exc:
             delay = next(delays)
@@ -359,7 +397,7 @@ async def ensure_schema(conninfo: str, schema: str, *, wait_for_database: float 
             )
         except psycopg.errors.UniqueViolation:
             pass  # a concurrent CREATE SCHEMA IF NOT EXISTS won the race; the schema exists
-        except psycopg.OperationalError as exc:
+        except LOST as exc:
             raise unavailable(address, exc) from exc
     finally:
         await conn.close()

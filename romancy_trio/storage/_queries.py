@@ -50,12 +50,14 @@ class Queries:
     """named: ns (schema name), owner. Takes the worker's session-level lock on its own
     connection (None: the dialect has no sessions other workers can see)."""
     take_over_dead: str | None
-    """named: owner, ns, grace, topic, suspects -> (running leases held by other workers, how
-    many were just expired, 1 if work was announced, the owners among them holding no session
-    lock now). Only leases of ``suspects`` (the owners the previous check found without a
-    lock) are expired: a worker whose connection dropped and came straight back keeps its
-    leases. Nothing is taken while the server started less than ``grace`` s ago (its workers
-    are still reconnecting). None: not available (the lease TTL is the only way)."""
+    """named: owner, ns, grace, topic, suspects, timeline -> (running leases held by other
+    workers, how many were just expired, 1 if work was announced, the owners among them
+    holding no session lock now, the server's timeline). Only leases of ``suspects`` (the
+    owners the previous check found without a lock) are expired: a worker whose connection
+    dropped and came straight back keeps its leases. Nothing is taken while the server started
+    less than ``grace`` s ago, nor unless its timeline is ``timeline`` (NULL: none): a standby
+    promoted since the caller last looked, whose workers are still reconnecting, is not
+    trusted yet. None: not available (the lease TTL is the only way)."""
     # history -------------------------------------------------------------------------------
     record: str
     """named: iid, run_no, seq, kind, key, payload, owner, epoch, at, compensation. Fenced insert

@@ -9,6 +9,9 @@ transaction, that this worker still holds the instance's lease at the same epoch
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +35,8 @@ from ._types import (
 from ._waits import WaitStore
 from .hints import instance_hint
 
+log = logging.getLogger("romancy_trio.storage")
+
 
 class Store:
     def __init__(self, db: Database, queries: Queries, waits: WaitQueries, topics: Topics,
@@ -41,6 +46,10 @@ class Store:
         self._retention = retention
         self.topics = topics
         self.waits = WaitStore(db, queries, waits, topics)
+        self._timeline: str | None = None
+        """The database server's timeline at the last `take_over_dead` (PostgreSQL)."""
+        self._timeline_trusted_at = -math.inf
+        """time.monotonic() from which `take_over_dead` may act on that timeline."""
 
     # -- instances ------------------------------------------------------------------------
     async def create_instance(
@@ -172,9 +181,19 @@ class Store:
         tell."""
         if self.q.take_over_dead is None:
             return None
+        trusted = self._timeline if time.monotonic() >= self._timeline_trusted_at else None
         [row] = await self.db.fetchall(self.q.take_over_dead, {
             "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work,
-            "suspects": list(suspects)})
+            "suspects": list(suspects), "timeline": trusted})
+        timeline = row[4] if len(row) > 4 else None  # a dialect without timelines
+        if timeline != self._timeline:
+            if self._timeline is not None:  # a failover: the promoted standby's workers are
+                # still reconnecting; none is taken for dead for `grace` s
+                log.warning("the database server is now on timeline %s (was %s: a standby was "
+                            "promoted); other workers' instances are not taken over for %g s "
+                            "while they reconnect", timeline, self._timeline, grace)
+                self._timeline_trusted_at = time.monotonic() + grace
+            self._timeline = timeline
         return int(row[0]), int(row[1]), list(row[3])
 
     async def release(self, lease: Lease, *, now: float, hint: str = "") -> bool:

@@ -62,6 +62,10 @@ def worker_lock_key(owner: str) -> str:
 
 _WORKER_LOCK = f"SELECT pg_advisory_lock_shared({worker_lock_key('%(owner)s')})"
 
+_TIMELINE = "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+"""The server's WAL timeline (hex), as any user may read it: a promoted standby starts a new
+one, while its ``pg_postmaster_start_time()`` is when it started as a standby."""
+
 _TAKE_OVER_DEAD = f"""
         WITH held AS (
             SELECT (l.classid::text::bigint << 32) | l.objid::text::bigint AS key
@@ -86,10 +90,12 @@ _TAKE_OVER_DEAD = f"""
               AND w.status = 'running'
               AND f.lease_owner IN (SELECT lease_owner FROM orphaned)
               AND f.lease_owner = ANY(%(suspects)s::text[])
+              AND {_TIMELINE} = %(timeline)s
             RETURNING w.instance_id),
         note AS (SELECT pg_notify(%(topic)s, '') FROM (SELECT 1 FROM dead LIMIT 1) d)
         SELECT (SELECT count(*) FROM foreign_leases), (SELECT count(*) FROM dead),
-               (SELECT count(*) FROM note), ARRAY(SELECT lease_owner FROM orphaned)"""
+               (SELECT count(*) FROM note), ARRAY(SELECT lease_owner FROM orphaned),
+               {_TIMELINE}"""
 
 # h-sem: what start() compares a repeated start with (the id's workflow, its first input)
 _EXISTING = """
