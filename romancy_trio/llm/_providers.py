@@ -189,17 +189,14 @@ async def _anthropic(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta
                             "max_tokens": cfg.max_tokens}
     if request.get("system"):
         args["system"] = request["system"]
-    if cfg.temperature is not None:
-        args["temperature"] = cfg.temperature
-    tools = [{"name": t["name"], "description": t.get("description", ""),
-              "input_schema": t["parameters"]} for t in request.get("tools") or ()]
-    schema = request.get("schema")
-    if schema:  # structured output through a forced tool whose input is the answer
-        tools.append({"name": schema["name"], "description": "Give the answer.",
-                      "input_schema": schema["schema"]})
-        args["tool_choice"] = {"type": "tool", "name": schema["name"]}
-    if tools:
-        args["tools"] = tools
+    if cfg.temperature is not None:  # the 2.x SDK has no parameter for it; the API may
+        args["extra_body"] = {"temperature": cfg.temperature}
+    if request.get("tools"):
+        args["tools"] = [{"name": t["name"], "description": t.get("description", ""),
+                          "input_schema": t["parameters"]} for t in request["tools"]]
+    if request.get("schema"):  # structured output: the answer's text is the JSON
+        args["output_config"] = {"format": {"type": "json_schema",
+                                            "schema": request["schema"]["schema"]}}
     async with anthropic.AsyncAnthropic(api_key=cfg.api_key, base_url=cfg.base_url,
                                         max_retries=0, timeout=cfg.timeout) as client:
         if on_delta is None:
@@ -209,11 +206,8 @@ async def _anthropic(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta
                 if block.type == "text":
                     text.append(block.text)
                 elif block.type == "tool_use":
-                    if schema and block.name == schema["name"]:
-                        text.append(json.dumps(block.input))
-                    else:
-                        calls.append({"id": block.id, "name": block.name,
-                                      "arguments": dict(block.input)})
+                    calls.append({"id": block.id, "name": block.name,
+                                  "arguments": dict(block.input)})
             return _result("".join(text), r.model, r.stop_reason, r.usage.input_tokens,
                            r.usage.output_tokens, calls)
         stream = await client.messages.create(**args, stream=True)

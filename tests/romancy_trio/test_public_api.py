@@ -79,3 +79,14 @@ def test_importing_starts_no_thread_and_opens_nothing() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+APP_METHODS = {
+    "asgi", "cancel", "history", "list_instances", "publish", "publish_many", "result", "run",
+    "runs", "send_event", "send_to", "start", "statistics", "status",
+}
+"""``history`` was added for guests built on the app (romancy_trio.llm sums token usage)."""
+
+
+def test_app_methods_are_pinned() -> None:
+    assert {n for n in dir(romancy_trio.App) if not n.startswith("_")} == APP_METHODS

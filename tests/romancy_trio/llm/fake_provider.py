@@ -7,6 +7,7 @@ A script decides each answer from (provider, request body): a `Reply`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,9 @@ class Reply:
     tokens: list[str] | None = None
     """Streamed answers: these chunks (their concatenation is the text)."""
     before_token: Callable[[int], Awaitable[None]] | None = None
-    """Awaited before sending chunk n (n >= 1), e.g. until a client saw chunk n-1."""
+    """Awaited before sending chunk n, e.g. until a client saw chunk n-1."""
+    hold: trio.Event | None = None
+    """Answer only once this is set (a request that hangs, e.g. until the client timed out)."""
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Seen:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)
 
 
 Script = Callable[[str, dict[str, Any]], Reply]
@@ -86,6 +90,8 @@ class FakeProvider:
             return await _json(send, 404, {"error": {"message": f"no route {path}"}})
         self.seen.append(Seen(provider, path, body, headers))
         reply = self.script(provider, body)
+        if reply.hold is not None:
+            await reply.hold.wait()
         if reply.status != 200:
             return await _json(send, reply.status, _error(provider, reply), reply.headers)
         model = body.get("model") or path.split("/models/")[-1].split(":")[0]
