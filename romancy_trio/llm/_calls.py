@@ -14,13 +14,14 @@ import trio
 from romancy_trio import (
     Activity,
     ActivityContext,
+    App,
     NonDeterminismError,
     RetryPolicy,
     WorkflowContext,
     activity,
 )
 
-from ._config import app_of, check_numbers, fingerprint, resolve
+from ._config import Resolved, app_of, check_numbers, fingerprint, resolve
 from ._providers import complete
 from ._types import NON_RETRYABLE, RESPONSE_KIND, LLMConfigError, Response
 
@@ -36,22 +37,22 @@ ROLES = ("user", "assistant", "tool")
 
 async def _run_call(actx: ActivityContext, request: dict[str, Any],
                     channel: str | None = None) -> dict[str, Any]:
+    app = app_of(actx.worker_id)
+    if channel is not None and app is None:
+        raise LLMConfigError("llm.stream publishes through the app: call "
+                             "llm.set_app_defaults(app, ...) after open_app")
     cfg = resolve(actx.worker_id, request)
-    if channel is None:
+    if channel is None or app is None:
         out = await complete(cfg, request)
     else:
-        out = await _streamed(actx, cfg, request, channel)
+        out = await _streamed(app, actx, cfg, request, channel)
     return {**out, "kind": RESPONSE_KIND, "provider": cfg.provider,
             "call_id": actx.activity_id, "fingerprint": fingerprint(request)}
 
 
-async def _streamed(actx: ActivityContext, cfg: Any, request: dict[str, Any], channel: str
-                    ) -> dict[str, Any]:
+async def _streamed(app: App, actx: ActivityContext, cfg: Resolved, request: dict[str, Any],
+                    channel: str) -> dict[str, Any]:
     """Publish each delta to ``channel`` as it arrives (batched while a publish commits)."""
-    app = app_of(actx.worker_id)
-    if app is None:
-        raise LLMConfigError("llm.stream publishes through the app: call "
-                             "llm.set_app_defaults(app, ...) after open_app")
     send, receive = trio.open_memory_channel[str](STREAM_BUFFER)
     meta = {"call_id": actx.activity_id, "instance_id": actx.instance_id}
     counter = 0

@@ -126,12 +126,17 @@ async def _openai(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta) -> 
             return _result(choice.message.content or "", r.model, choice.finish_reason,
                            usage.prompt_tokens if usage else 0,
                            usage.completion_tokens if usage else 0, calls)
-        stream = await client.chat.completions.create(
-            **args, stream=True, stream_options={"include_usage": True})
+        # The SDK's AsyncStream stops reading at [DONE] and leaves its inner generators to
+        # the garbage collector, which Trio reports (ResourceWarning); read the SSE lines to
+        # the end ourselves, through the same client and request.
         parts: list[str] = []
         model, finish, tin, tout = cfg.model, None, 0, 0
-        async with stream:
-            async for chunk in stream:
+        async with client.chat.completions.with_streaming_response.create(
+                **args, stream=True, stream_options={"include_usage": True}) as raw:
+            async for line in raw.iter_lines():
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                chunk = openai.types.chat.ChatCompletionChunk.model_validate_json(line[5:])
                 model = chunk.model or model
                 if chunk.usage is not None:
                     tin, tout = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
