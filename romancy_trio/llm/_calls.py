@@ -5,6 +5,7 @@ recorded fingerprint on the way back: a changed request for a recorded call is a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -62,19 +63,22 @@ async def _streamed(app: App, actx: ActivityContext, cfg: Resolved, request: dic
         async with receive:
             async for first in receive:
                 batch = [first]
-                while True:
-                    try:
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while True:
                         batch.append(receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
                 items = [{"delta": d, "n": counter + i} for i, d in enumerate(batch)]
                 counter += len(batch)
                 await app.publish_many(channel, items, metadata=meta)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(publisher)
-        async with send:
-            out = await complete(cfg, request, send.send)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publisher)
+            async with send:
+                out = await complete(cfg, request, send.send)
+    except BaseExceptionGroup as group:  # the call's own error, as itself (retry by its type)
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
     await app.publish(channel, {"done": True, "text": out["text"], "n": counter},
                       metadata=meta)
     return out

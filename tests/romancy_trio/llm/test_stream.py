@@ -109,3 +109,36 @@ async def test_stream_without_app_defaults_is_a_clear_error(backend: Backend) ->
             await app.run(streams_without_defaults, timeout=30)
     assert failed.value.error_type.endswith("LLMConfigError")
     assert "llm.set_app_defaults(app" in failed.value.message
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_fast_stream_after_a_429_arrives_whole_and_in_order(
+        backend: Backend, fake: FakeProvider, provider: str) -> None:
+    tokens = [f"t{n} " for n in range(150)]  # faster than one commit per token
+    replies = [Reply(status=429, headers={"retry-after": "0"}), Reply(tokens=tokens)]
+    fake.script = lambda p, body: replies.pop(0)
+    async with (open_app(backend.url, config=backend.config, workflows=[storyteller]) as app,
+                trio.open_nursery() as nursery):
+        llm.set_app_defaults(app, model="story-model", api_keys=KEYS,
+                             base_urls={p: base_url(fake, p) for p in PROVIDERS})
+        port = await nursery.start(serve_http, app)
+        async with subscribe(f"ws://127.0.0.1:{port}/channels/ws", ["story"],
+                             buffer=1000) as feed:
+            iid = await app.start(storyteller, provider)
+            with trio.fail_after(60):
+                received = [m async for m in _until_done(feed)]
+            await until_status(app, iid, WorkflowStatus.WAITING)
+        failed = [e.payload["type"] for e in await app.history(iid)
+                  if e.kind == "attempt_failed"]
+        nursery.cancel_scope.cancel()
+    assert failed == ["romancy_trio.llm._types.LLMRateLimitError"]
+    assert [m.data["n"] for m in received] == list(range(len(tokens) + 1))
+    assert "".join(m.data["delta"] for m in received[:-1]) == "".join(tokens)
+    assert received[-1].data["text"] == "".join(tokens)
+
+
+async def _until_done(feed: Any) -> Any:
+    async for message in feed:
+        yield message
+        if message.data.get("done"):
+            return
