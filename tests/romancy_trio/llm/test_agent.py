@@ -67,7 +67,7 @@ async def test_an_agent_runs_tools_as_activities(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_sigkill_after_turn_two_then_a_new_process_finishes_without_repeats(
         backend: Backend, fake: FakeProvider, provider: str, tmp_path: Path) -> None:
     fake.script = agent_script
@@ -104,3 +104,24 @@ async def test_sigkill_after_turn_two_then_a_new_process_finishes_without_repeat
         assert [e.key for e in await app.history(iid)] == [
             "llm.call:1", "llm.tool.weather:1", "llm.call:2", "llm.tool.weather:2",
             "llm.call:3"]
+
+
+async def test_unknown_tools_and_bad_arguments_are_told_to_the_model(
+        backend: Backend, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LLM_URL", fake.url)
+
+    def script(provider: str, body: dict[str, Any]) -> Reply:
+        if not tool_results(provider, body):
+            return Reply(tool_calls=[("weather", {"town": "Paris"}), ("flights", {})])
+        return Reply(text="Sorry, I could not check.")
+
+    fake.script = script
+    async with open_app(backend.url, config=backend.config, workflows=[trip_agent]) as app:
+        configure(app, fake.url)
+        result = await app.run(trip_agent, "openai", timeout=60)
+    assert result["text"] == "Sorry, I could not check." and result["turns"] == 2
+    told = [m["content"] for m in fake.calls()[1].body["messages"] if m["role"] == "tool"]
+    assert len(told) == 2
+    assert told[0].startswith("error: bad arguments for 'weather'") and "'city'" in told[0]
+    assert told[1] == "error: there is no tool named 'flights'; tools: ['weather']"
+    assert fake.tools == []
