@@ -55,8 +55,12 @@ def _retry_after(headers: Any) -> float | None:
         try:
             return max(0.0, float(value) / divisor)
         except ValueError:
+            pass
+        try:  # an HTTP date
             when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None  # unreadable: the RetryPolicy's interval alone
+        return max(0.0, when.timestamp() - time.time())
     return None
 
 
