@@ -67,6 +67,7 @@ from .storage._pg_url import check_postgres_url, server_address
 from .storage._postgres import unavailable
 
 if TYPE_CHECKING:
+    from ._replay import HistoryEvent
     from .asgi import AsgiApp
     from .outbox import RelayerConfig
 
@@ -272,6 +273,14 @@ class App:
         if info is None:
             raise InstanceNotFoundError(instance_id)
         return info
+
+    async def history(self, instance_id: str) -> list[HistoryEvent]:
+        """The recorded steps of the instance's current run, oldest first (read-only): each
+        activity's result or failure (``kind``, ``key`` = the activity id, ``payload``), failed
+        attempts, received events and messages, fired timers. For tools built on the app
+        (usage reports, viewers); replay reads the same rows."""
+        info = await self.status(instance_id)
+        return await self.store.load_history(instance_id, info.run_no)
 
     async def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the instance to end; return its result or raise why it did not complete."""

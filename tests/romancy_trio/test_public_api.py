@@ -96,10 +96,12 @@ def test_hook_and_log_modules_are_pinned() -> None:
 
 
 APP_METHODS = {
-    "asgi", "backlog", "cancel", "hook_statistics", "list_instances", "publish", "publish_many",
-    "result", "run", "runs",
-    "send_event", "send_to", "start", "statistics", "status", "workflows",
+    "asgi", "backlog", "cancel", "history", "hook_statistics", "list_instances", "publish",
+    "publish_many", "result", "run", "runs", "send_event", "send_to", "start", "statistics",
+    "status", "workflows",
 }
+"""What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
+(llm), ``backlog`` and ``hook_statistics`` (otel) were added for them."""
 
 
 def test_app_methods_are_pinned() -> None:
@@ -114,3 +116,4 @@ def test_importing_starts_no_thread_and_opens_nothing() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
