@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
+
+import trio
 
 from .._errors import (
     InstanceFinishedError,
@@ -27,6 +30,7 @@ from .._replay import ErrorInfo
 from ..storage import InstanceInfo, WorkflowStatus
 from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
 from ._http import (
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BODY,
     Disconnected,
     HTTPError,
@@ -147,9 +151,10 @@ async def get_result(req: Request) -> Response:
     running after ``timeout`` seconds (default 10, at most 60): ask again."""
     timeout = number_param(req, "timeout", RESULT_TIMEOUT_DEFAULT, RESULT_TIMEOUT_MAX)
     iid = req.params["id"]
+    await req.body()  # the request is complete: from now on a receive() means "hung up"
     try:
         with errors_as({InstanceNotFoundError: 404}):
-            result = await req.app.result(iid, timeout=timeout)
+            result = await req.until_disconnect(partial(req.app.result, iid, timeout=timeout))
     except WorkflowFailedError as exc:
         error = error_json(ErrorInfo(exc.error_type, exc.message, activity_id=exc.activity_id,
                                      activity_name=exc.activity_name, attempts=exc.attempts))
@@ -210,9 +215,13 @@ class AsgiApp:
         bearer_token: str | None = None,
         routes: Sequence[Route] = ROUTES,
         websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
+        if not 0 < body_timeout < float("inf"):
+            raise ValueError("body_timeout must be a number of seconds > 0")
+        self.body_timeout = body_timeout
         if bearer_token is not None and not bearer_token:
             raise ValueError("bearer_token must be non-empty (or None for no auth)")
         self.app = app
@@ -251,7 +260,14 @@ class AsgiApp:
             )
         except Disconnected:
             return
-        await send_json(send, response)
+        try:
+            await send_json(send, response)
+        except trio.BusyResourceError:
+            # hypercorn 0.18 (trio/tcp_server.py): when the client hangs up mid-body, the
+            # reading task answers the protocol error and closes the stream with send_eof()
+            # outside the send lock, so our reply's send_all() finds the stream busy. The
+            # connection is going away: there is nobody to answer.
+            return
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
         segments = path_segments(scope)
@@ -271,7 +287,9 @@ class AsgiApp:
                     f"method {scope['method']} not allowed; allowed: {allow}",
                     headers=[("allow", allow)],
                 )
-            return await handler(Request(self.app, scope, receive, params, self.max_body_bytes))
+            return await handler(
+                Request(self.app, scope, receive, params, self.max_body_bytes, self.body_timeout)
+            )
         raise HTTPError(404, f"no route for {'/' + '/'.join(segments)!r}")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from collections.abc import Iterable
@@ -89,15 +90,57 @@ def find_nul(value: Any) -> bool:
     return False
 
 
+INT_RANGE: Final = range(-(2**63), 2**64)
+"""Integers a JSON value may hold: what is stored and read back exactly (orjson's range)."""
+
+
 def decode_json(body: bytes, what: str, *, allow_nul: bool = False) -> Any:
-    """Strict JSON (no NaN, UTF-8 only) with no U+0000 anywhere, or :class:`BadEvent`."""
+    """Strict JSON (no NaN, UTF-8 only, integers within `INT_RANGE`) with no U+0000 anywhere
+    (unless ``allow_nul``), or :class:`BadEvent`."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"{what} is not valid JSON: {exc}") from None
+    if _has_float(value):  # orjson reads an integer beyond 64 bits as a float: find out
+        _check_integers(body, what)
     if not allow_nul:
         check_no_nul(value, what)
     return value
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _check_integers(body: bytes, what: str) -> None:
+    """Raise :class:`BadEvent` for the first integer literal outside `INT_RANGE` (it would
+    otherwise be kept only approximately, as a float)."""
+
+    def exact(literal: str) -> int:
+        number = int(literal)
+        if number not in INT_RANGE:
+            shown = literal if len(literal) <= 40 else f"{literal[:20]}...({len(literal)} digits)"
+            raise BadEvent(
+                f"{what} holds the integer {shown}, outside the range kept exactly "
+                f"(-2**63 to 2**64-1); send it as a string"
+            )
+        return number
+
+    try:
+        json.loads(body, parse_int=exact)
+    except ValueError as exc:  # BadEvent, or more digits than Python converts
+        if isinstance(exc, BadEvent):
+            raise
+        raise BadEvent(f"{what} holds an integer that cannot be read exactly: {exc}") from None
 
 
 def check_no_nul(value: Any, what: str) -> None:
@@ -167,8 +210,9 @@ def parse_binary(
             raise BadEvent(f"header {name!r} appears more than once")
         if attr == "datacontenttype":
             raise BadEvent("in binary mode datacontenttype is the Content-Type header, not ce-")
+        text = unquote_header(name, raw_value.decode("latin-1"))
         try:
-            attrs[attr] = unquote(raw_value.decode("latin-1"), errors="strict")
+            attrs[attr] = unquote(text, errors="strict")
         except UnicodeDecodeError:
             raise BadEvent(f"header {name!r} is not percent-encoded UTF-8") from None
     if not attrs:
@@ -183,6 +227,27 @@ def parse_binary(
     if body:
         data = decode_json(body, "event data") if is_json_type(content_type) else body
     return from_attributes(attrs, data)
+
+
+def unquote_header(name: str, value: str) -> str:
+    """HTTP binding 3.1.3.2: a header value in quoted-string form (RFC 7230 3.2.6) is first
+    unquoted - the DQUOTEs removed, each ``\\x`` quoted-pair turned into ``x`` - and only then
+    percent-decoded. Any other value is returned as it is."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    out: list[str] = []
+    chars = iter(value[1:-1])
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise BadEvent(f"header {name!r}: quoted string ends in a lone backslash")
+            out.append(escaped)
+        elif char == '"':
+            raise BadEvent(f"header {name!r}: quoted string has an unescaped '\"' inside")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def from_json_api(obj: Any, *, new_id: str | None = None) -> ParsedEvent:
