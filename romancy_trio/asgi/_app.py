@@ -28,9 +28,11 @@ from .._errors import (
 )
 from .._replay import ErrorInfo
 from ..storage import InstanceInfo, WorkflowStatus
+from ._batch import BadBatch, deliver_batch, is_batch, parse_batch
 from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
 from ._http import (
     DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY,
     Disconnected,
     HTTPError,
@@ -91,10 +93,15 @@ async def healthz(req: Request) -> Response:
 
 async def cloudevent_intake(req: Request) -> Response:
     body = await req.body()
+    headers = req.scope["headers"]
     try:
-        parsed = parse_http(req.scope["headers"], body)
+        if is_batch(headers):
+            events = parse_batch(headers, body, max_events=req.max_batch)
+            return await deliver_batch(req.app, events)
+        parsed = parse_http(headers, body)
     except BadEvent as exc:
-        raise HTTPError(exc.status, exc.message) from None
+        index = {"index": exc.index} if isinstance(exc, BadBatch) else {}
+        raise HTTPError(exc.status, exc.message, extra=index) from None
     return await deliver(req.app, parsed)
 
 
@@ -216,12 +223,16 @@ class AsgiApp:
         routes: Sequence[Route] = ROUTES,
         websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
         if not 0 < body_timeout < float("inf"):
             raise ValueError("body_timeout must be a number of seconds > 0")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.body_timeout = body_timeout
+        self.max_batch = max_batch
         if bearer_token is not None and not bearer_token:
             raise ValueError("bearer_token must be non-empty (or None for no auth)")
         self.app = app
@@ -288,7 +299,8 @@ class AsgiApp:
                     headers=[("allow", allow)],
                 )
             return await handler(
-                Request(self.app, scope, receive, params, self.max_body_bytes, self.body_timeout)
+                Request(self.app, scope, receive, params, self.max_body_bytes, self.body_timeout,
+                        self.max_batch)
             )
         raise HTTPError(404, f"no route for {'/' + '/'.join(segments)!r}")
 
@@ -312,6 +324,8 @@ def create_asgi_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     bearer_token: str | None = None,
     websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
@@ -319,10 +333,14 @@ def create_asgi_app(
     ``bearer_token``: when set, every route but ``/healthz`` needs ``Authorization: Bearer``.
     ``websocket_routes``: websocket endpoints (others are refused); by default the channel
     feed at ``/channels/ws`` (see ``romancy_trio.asgi._websocket``).
+    ``body_timeout``: seconds to receive a whole request body (then 408).
+    ``max_batch``: events one CloudEvents batched-mode request may carry (more: 413).
     """
     return AsgiApp(
         app,
         max_body_bytes=max_body_bytes,
         bearer_token=bearer_token,
         websocket_routes=websocket_routes,
+        body_timeout=body_timeout,
+        max_batch=max_batch,
     )

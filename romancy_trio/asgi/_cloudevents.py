@@ -34,6 +34,7 @@ TARGET_EXTENSION: Final = "romancyinstanceid"
 """Extension attribute that routes an event to one workflow instance."""
 
 STRUCTURED_TYPE: Final = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
+BATCH_TYPE: Final = "application/cloudevents-batch+json"
 _REQUIRED: Final = ("id", "source", "type")
 _OPTIONAL: Final = ("subject", "datacontenttype", "dataschema")
 _CORE: Final = frozenset((*_REQUIRED, *_OPTIONAL, "specversion", "time"))
@@ -165,8 +166,8 @@ def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEve
         return parse_structured(body)
     if mtype.startswith("application/cloudevents"):
         raise BadEvent(
-            f"unsupported CloudEvents format {mtype!r}: only single events in "
-            f"{STRUCTURED_TYPE} (structured mode) or binary mode are accepted",
+            f"unsupported CloudEvents format {mtype!r}: use {STRUCTURED_TYPE} (structured "
+            f"mode), {BATCH_TYPE} (batched mode) or binary mode",
             status=415,
         )
     return parse_binary(headers, body, content_type)
@@ -178,6 +179,11 @@ def parse_structured(body: bytes) -> ParsedEvent:
     obj = decode_json(body, "structured-mode body", allow_nul=True)
     if not isinstance(obj, dict):
         raise BadEvent(f"structured-mode body must be a JSON object, got {_json_kind(obj)}")
+    return from_json_event(obj)
+
+
+def from_json_event(obj: dict[str, Any]) -> ParsedEvent:
+    """One event in the JSON event format, already decoded (structured mode, batch item)."""
     attrs = {k: v for k, v in obj.items() if v is not None}  # JSON null means "absent"
     has_data, has_b64 = "data" in attrs, "data_base64" in attrs
     if has_data and has_b64:

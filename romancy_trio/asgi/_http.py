@@ -26,6 +26,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 T = TypeVar("T")
 DEFAULT_MAX_BODY = 1_048_576
+DEFAULT_MAX_BATCH = 100
+"""Events one CloudEvents batched-mode request may carry (the body limit applies as well)."""
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds a client has to send a whole request body; then 408 and the connection is closed."""
 
@@ -69,6 +71,7 @@ class Request:
     params: dict[str, str]
     max_body: int
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_batch: int = DEFAULT_MAX_BATCH
     _query: dict[str, str] | None = field(default=None, init=False)
 
     def header(self, name: bytes) -> str | None:
