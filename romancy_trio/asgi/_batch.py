@@ -45,7 +45,7 @@ def parse_batch(
             charset = _media_type(value.decode("latin-1"))[1].get("charset", "utf-8")
             if charset not in ("utf-8", "utf8"):
                 raise BadEvent(f"batched mode needs UTF-8, got charset={charset}", status=415)
-    items = decode_json(body, "batched-mode body", allow_nul=True)
+    items = decode_json(body, "batched-mode body")
     if not isinstance(items, list):
         raise BadEvent("batched-mode body must be a JSON array of events")
     if len(items) > max_events:

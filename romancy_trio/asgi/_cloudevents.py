@@ -75,37 +75,21 @@ def is_json_type(content_type: str | None) -> bool:
     return JSONFormat.JSON_CONTENT_TYPE_PATTERN.match(mtype) is not None
 
 
-def find_nul(value: Any) -> bool:
-    """Whether a decoded JSON value holds U+0000 in any string or key (PostgreSQL text can't)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 INT_RANGE: Final = range(-(2**63), 2**64)
 """Integers a JSON value may hold: what is stored and read back exactly (orjson's range)."""
 
 
-def decode_json(body: bytes, what: str, *, allow_nul: bool = False) -> Any:
-    """Strict JSON (no NaN, UTF-8 only, integers within `INT_RANGE`) with no U+0000 anywhere
-    (unless ``allow_nul``), or :class:`BadEvent`."""
+def decode_json(body: bytes, what: str) -> Any:
+    """Strict JSON (no NaN, UTF-8 only, integers within `INT_RANGE`), or :class:`BadEvent`.
+
+    Strings may hold U+0000: values are stored as JSON text, where it is the escape
+    ``\\u0000`` (ASCII), which every dialect's text column keeps exactly."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"{what} is not valid JSON: {exc}") from None
     if _has_float(value):  # orjson reads an integer beyond 64 bits as a float: find out
         _check_integers(body, what)
-    if not allow_nul:
-        check_no_nul(value, what)
     return value
 
 
@@ -144,14 +128,6 @@ def _check_integers(body: bytes, what: str) -> None:
         raise BadEvent(f"{what} holds an integer that cannot be read exactly: {exc}") from None
 
 
-def check_no_nul(value: Any, what: str) -> None:
-    if find_nul(value):
-        raise BadEvent(
-            f"{what} contains U+0000 (NUL), which cannot be stored as JSON text; "
-            "send such data as binary (data_base64, or binary mode with a non-JSON Content-Type)"
-        )
-
-
 def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEvent:
     """Parse one CloudEvent from an HTTP request's raw (ASGI) headers and complete body."""
     content_type = None
@@ -175,8 +151,7 @@ def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEve
 
 def parse_structured(body: bytes) -> ParsedEvent:
     """Structured mode: the whole event is a JSON object in the body (JSON event format)."""
-    # attributes get the control-character check (naming them); only data is scanned for NUL
-    obj = decode_json(body, "structured-mode body", allow_nul=True)
+    obj = decode_json(body, "structured-mode body")
     if not isinstance(obj, dict):
         raise BadEvent(f"structured-mode body must be a JSON object, got {_json_kind(obj)}")
     return from_json_event(obj)
@@ -189,7 +164,6 @@ def from_json_event(obj: dict[str, Any]) -> ParsedEvent:
     if has_data and has_b64:
         raise BadEvent("event has both 'data' and 'data_base64'; send at most one")
     data = attrs.pop("data", None)
-    check_no_nul(data, "event data")
     if has_b64:
         encoded = attrs.pop("data_base64")
         if not isinstance(encoded, str):
@@ -270,9 +244,7 @@ def from_json_api(obj: Any, *, new_id: str | None = None) -> ParsedEvent:
     attrs.setdefault("id", new_id or uuid.uuid4().hex)
     if obj.get("instance_id") is not None:
         attrs[TARGET_EXTENSION] = obj["instance_id"]
-    data = obj.get("data")
-    check_no_nul(data, "event data")
-    return from_attributes(attrs, data)
+    return from_attributes(attrs, obj.get("data"))
 
 
 def from_attributes(attrs: dict[str, Any], data: Any) -> ParsedEvent:
