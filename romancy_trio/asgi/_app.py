@@ -51,6 +51,7 @@ from ._http import (
     serve_lifespan,
 )
 from ._websocket import WEBSOCKET_ROUTES
+from ._ws_auth import DEFAULT_TICKET_TTL, WebSocketGuard
 
 if TYPE_CHECKING:
     from .._app import App
@@ -224,6 +225,8 @@ class AsgiApp:
         websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         max_batch: int = DEFAULT_MAX_BATCH,
+        allowed_origins: Sequence[str] | None = None,
+        ticket_ttl: float = DEFAULT_TICKET_TTL,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
@@ -237,9 +240,12 @@ class AsgiApp:
             raise ValueError("bearer_token must be non-empty (or None for no auth)")
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.routes = tuple(routes)
-        self.websocket_routes = tuple(websocket_routes)
         self._token = None if bearer_token is None else bearer_token.encode()
+        self.ws_guard = WebSocketGuard(
+            self._token, allowed_origins=allowed_origins, ticket_ttl=ticket_ttl
+        )
+        self.routes = (*routes, self.ws_guard.route())
+        self.websocket_routes = tuple(websocket_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -309,12 +315,18 @@ class AsgiApp:
             segments = path_segments(scope)
         except HTTPError:
             segments = []
+        guard = self.ws_guard
         for route in self.websocket_routes:
             params = match_path(route.path, segments)
-            if params is not None and (route.public or self.authorized(scope)):
-                await route.handler(self.app, scope, receive, send, params)
+            if params is None:
+                continue
+            if guard.origin_allowed(scope) and (
+                route.public or self.authorized(scope) or guard.has_ticket(scope)
+            ):
+                await route.handler(self.app, scope, receive, guard.accepting(scope, send), params)
                 return
-        if (await receive())["type"] == "websocket.connect":
+            break
+        if (await receive())["type"] == "websocket.connect":  # refused: HTTP 403
             await send({"type": "websocket.close", "code": 1008})
 
 
@@ -326,6 +338,8 @@ def create_asgi_app(
     websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     max_batch: int = DEFAULT_MAX_BATCH,
+    allowed_origins: Sequence[str] | None = None,
+    ticket_ttl: float = DEFAULT_TICKET_TTL,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
@@ -335,6 +349,9 @@ def create_asgi_app(
     feed at ``/channels/ws`` (see ``romancy_trio.asgi._websocket``).
     ``body_timeout``: seconds to receive a whole request body (then 408).
     ``max_batch``: events one CloudEvents batched-mode request may carry (more: 413).
+    ``allowed_origins``: page origins whose websockets are accepted besides same-origin ones
+    (``["*"]``: any); ``ticket_ttl``: seconds a ``POST /channels/ws/ticket`` ticket is valid
+    (see ``romancy_trio.asgi._ws_auth``).
     """
     return AsgiApp(
         app,
@@ -343,4 +360,6 @@ def create_asgi_app(
         websocket_routes=websocket_routes,
         body_timeout=body_timeout,
         max_batch=max_batch,
+        allowed_origins=allowed_origins,
+        ticket_ttl=ticket_ttl,
     )

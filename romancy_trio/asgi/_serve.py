@@ -157,8 +157,10 @@ class LifespanApp:
         run_workers: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         bearer_token: str | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> None:
         self.url = url
+        self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
         self.workflows = None if workflows is None else list(workflows)
         modules = [workflows_module] if isinstance(workflows_module, str) else workflows_module
         self.workflows_modules = list(modules or ())
@@ -196,7 +198,10 @@ class LifespanApp:
                 self.url, workflows=self.workflows, config=self.config, run_workers=self.run_workers
             ) as app:
                 self.asgi = AsgiApp(
-                    app, max_body_bytes=self.max_body_bytes, bearer_token=self.bearer_token
+                    app,
+                    max_body_bytes=self.max_body_bytes,
+                    bearer_token=self.bearer_token,
+                    allowed_origins=self.allowed_origins,
                 )
                 await send({"type": "lifespan.startup.complete"})
                 started = True
@@ -220,7 +225,8 @@ def app_from_env() -> LifespanApp:
 
     ``ROMANCY_TRIO_URL`` (required), ``ROMANCY_TRIO_WORKFLOWS`` (comma-separated modules to
     import), ``ROMANCY_TRIO_SCHEMA`` (PostgreSQL schema), ``ROMANCY_TRIO_TOKEN`` (bearer token),
-    ``ROMANCY_TRIO_MAX_BODY`` (bytes).
+    ``ROMANCY_TRIO_MAX_BODY`` (bytes), ``ROMANCY_TRIO_ALLOWED_ORIGINS`` (comma-separated page
+    origins allowed to open websockets, see ``romancy_trio.asgi._ws_auth``).
 
     If the App cannot open, startup fails and hypercorn does not serve; but hypercorn 0.18's
     parent process exits 0 when its worker process failed (only ``--workers 0`` keeps the
@@ -234,12 +240,14 @@ def app_from_env() -> LifespanApp:
         )
     modules = [m.strip() for m in os.environ.get("ROMANCY_TRIO_WORKFLOWS", "").split(",")]
     schema = os.environ.get("ROMANCY_TRIO_SCHEMA")
+    origins = os.environ.get("ROMANCY_TRIO_ALLOWED_ORIGINS", "")
     return LifespanApp(
         url,
         workflows_module=[m for m in modules if m],
         config=replace(AppConfig(), schema=schema) if schema else None,
         max_body_bytes=int(os.environ.get("ROMANCY_TRIO_MAX_BODY", DEFAULT_MAX_BODY)),
         bearer_token=os.environ.get("ROMANCY_TRIO_TOKEN") or None,
+        allowed_origins=[o.strip() for o in origins.split(",") if o.strip()] or None,
     )
 
 
