@@ -11,6 +11,7 @@ PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"
 
 @nox.session
 def tests(session: nox.Session) -> None:
+    session.run("bash", ".ci/browser-test-deps", external=True)  # Debian's chromium
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
