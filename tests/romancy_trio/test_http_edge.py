@@ -306,3 +306,48 @@ async def test_big_integers_over_http_get_a_400_and_nothing_is_stored(backend: B
         result = await client.get(f"/instances/{iid}/result", params={"timeout": 30})
         assert f'"echo":{edge}' in result.text.replace(" ", "")
 
+
+
+# -- the cloudevents SDK's own encoders ------------------------------------------------------
+
+
+async def test_the_sdk_encodings_of_one_event_are_one_stored_event(backend: Backend) -> None:
+    from cloudevents.core.bindings.http import to_binary, to_structured
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    async with served(backend, workflows=EDGE_WORKFLOWS) as (app, client):
+        iid = await app.start(edge_waits, "sdk")
+        await until(lambda: _status_is(app, iid, "waiting"))
+        event = CloudEvent({
+            "type": "edge.go", "source": "/sdk/ü space", "id": 'sdk "1" 50% é',
+            "subject": "hello world", "datacontenttype": "application/json",
+            "romancyinstanceid": iid}, {"big": 2**64 - 1, "nul": "a\u0000b"})
+        binary = to_binary(event, JSONFormat())
+        r = await client.post("/", headers=binary.headers, content=binary.body)
+        assert r.status_code == 202 and r.json()["duplicate"] is False, r.text
+        assert r.json()["id"] == 'sdk "1" 50% é' and r.json()["source"] == "/sdk/ü space"
+        structured = to_structured(event, JSONFormat())
+        r = await client.post("/", headers=structured.headers, content=structured.body)
+        assert r.status_code == 202 and r.json()["duplicate"] is True, r.text
+        assert await app.result(iid, timeout=30) == {
+            "name": "sdk", "subject": "hello world",
+            "data": {"big": 2**64 - 1, "nul": "a\u0000b"}}
+
+
+# -- an idle websocket feed outlives the read timeout (the server pings) ----------------------
+
+
+async def test_an_idle_feed_survives_the_read_timeout(backend: Backend) -> None:
+    from .test_ws_auth import ws_connect
+
+    timeouts = HttpTimeouts(read=1.5, websocket_ping=0.2)
+    async with served(backend, timeouts=timeouts) as (app, client):
+        port = client.base_url.port
+        assert port is not None
+        async with ws_connect(port, "channel=idle") as ws:
+            assert json.loads(await ws.get_message()) == {"subscribed": {"idle": 0}}
+            await trio.sleep(4)  # the state under test: a silent client, past `read` twice
+            await app.publish("idle", "still here")
+            with trio.fail_after(30):
+                assert json.loads(await ws.get_message())["data"] == "still here"
