@@ -139,3 +139,28 @@ async def test_a_ticket_from_an_authenticated_call_opens_the_protected_feed(
                 assert ws.subprotocol is None
                 assert json.loads(await ws.get_message()) == {"subscribed": {"news": 1}}
             nursery.cancel_scope.cancel()
+
+
+async def test_nul_in_a_feed_query_is_a_policy_violation(backend: Backend) -> None:
+    from trio_websocket import ConnectionClosed
+
+    async with open_app(backend.url, config=backend.config) as app:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(partial(serve_http, app))
+            for query in ("channel=a%00b", "channel=a&after.a%00=1"):
+                async with ws_connect(port, query) as ws:
+                    with pytest.raises(ConnectionClosed) as info:
+                        await ws.get_message()
+                    assert info.value.reason.code == 1008
+                    assert "U+0000" in (info.value.reason.reason or "")
+            nursery.cancel_scope.cancel()
+
+
+def test_allowed_origins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from romancy_trio.asgi import app_from_env
+
+    monkeypatch.setenv("ROMANCY_TRIO_URL", "sqlite:///unused.db")
+    monkeypatch.setenv("ROMANCY_TRIO_ALLOWED_ORIGINS", "https://a.example, https://b.example:8443")
+    assert app_from_env().allowed_origins == ["https://a.example", "https://b.example:8443"]
+    monkeypatch.delenv("ROMANCY_TRIO_ALLOWED_ORIGINS")
+    assert app_from_env().allowed_origins is None
