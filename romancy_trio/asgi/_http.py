@@ -141,6 +141,7 @@ class Request:
                 result = await outcome.acapture(work)
             nursery.cancel_scope.cancel()
         if abandoned.cancel_called:
+            await trio.lowlevel.checkpoint_if_cancelled()  # an outer cancellation goes first
             raise Disconnected
         return result.unwrap()
 
