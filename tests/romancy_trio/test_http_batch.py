@@ -73,6 +73,10 @@ async def test_a_batch_is_stored_atomically_with_one_receipt_per_event(backend: 
         assert [x["duplicate"] for x in again.json()["receipts"]] == [True, True, True, False]
         rows = await fetch(app, "SELECT event_id FROM workflow_events ORDER BY event_id")
         assert [row[0] for row in rows] == ["b-0", "b-1", "b-2", "b-3"]
+        twice = await client.post("/", content=body(ev(9), ev(9)), headers=HEADERS)
+        assert [x["duplicate"] for x in twice.json()["receipts"]] == [False, True]
+        rows = await fetch(app, "SELECT event_id FROM workflow_events WHERE event_id = 'b-9'")
+        assert len(rows) == 1
         empty = await client.post("/", content=b"[]", headers=HEADERS)
         assert empty.status_code == 202 and empty.json() == {"receipts": []}
 
