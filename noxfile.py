@@ -13,6 +13,7 @@ PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"
 @nox.session
 def tests(session: nox.Session) -> None:
     session.run("bash", ".ci/install-partition-deps", external=True)  # iproute2 (netns tests)
+    session.run("bash", ".ci/browser-test-deps", external=True)  # Debian's chromium
     session.install("-e", ".[test]")
     session.run("bash", ".ci/pgbouncer.sh", external=True)  # PgBouncer for its tests
     session.run("pytest", *session.posargs)

@@ -35,14 +35,13 @@ async def _serve(bind: str) -> None:
     Unlike ``hypercorn -k trio`` (whose parent process exits 0 when its worker process fails,
     in hypercorn 0.18), a failed start is this process's own error; SIGINT and SIGTERM shut
     down gracefully (lifespan shutdown closes the App)."""
-    from hypercorn.config import Config
     from hypercorn.trio import serve
 
     from .asgi import app_from_env
+    from .asgi._serve import server_config
 
     app = app_from_env()
-    config = Config()
-    config.bind = [bind]
+    config = server_config(bind)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
         async def stop() -> None:

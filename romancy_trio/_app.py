@@ -268,6 +268,13 @@ class App:
                 self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
         return receipt
 
+    async def send_events(self, events: Sequence[Event]) -> list[EventReceipt]:
+        """Record several events atomically, in one transaction, and deliver them as
+        :meth:`send_event` does; one receipt per event, in order. All or nothing: if one is
+        invalid (`InvalidInputError`) or targets an instance that does not exist
+        (`InstanceNotFoundError`), nothing is stored."""
+        return await self.store.waits.send_events(events)
+
     async def status(self, instance_id: str) -> InstanceInfo:
         info = await self.store.get_instance(instance_id)
         if info is None:

@@ -14,6 +14,7 @@ from ._cloudevents import ParsedEvent as ParsedEvent
 from ._cloudevents import parse_http as parse_http
 from ._http import Route as Route
 from ._http import WebSocketRoute as WebSocketRoute
+from ._serve import HttpTimeouts as HttpTimeouts
 from ._serve import LifespanApp as LifespanApp
 from ._serve import app_from_env as app_from_env
 from ._serve import serve_asgi as serve_asgi
@@ -22,6 +23,7 @@ from ._serve import serve_http as serve_http
 __all__ = [
     "AsgiApp",
     "BadEvent",
+    "HttpTimeouts",
     "LifespanApp",
     "ParsedEvent",
     "Route",

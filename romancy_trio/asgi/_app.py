@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
+
+import trio
 
 from .._errors import (
     InstanceFinishedError,
@@ -25,8 +28,11 @@ from .._errors import (
 )
 from .._replay import ErrorInfo
 from ..storage import InstanceInfo, WorkflowStatus
+from ._batch import BadBatch, deliver_batch, is_batch, parse_batch
 from ._cloudevents import BadEvent, ParsedEvent, from_json_api, parse_http
 from ._http import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY,
     Disconnected,
     HTTPError,
@@ -45,6 +51,7 @@ from ._http import (
     serve_lifespan,
 )
 from ._websocket import WEBSOCKET_ROUTES
+from ._ws_auth import DEFAULT_TICKET_TTL, WebSocketGuard
 
 if TYPE_CHECKING:
     from .._app import App
@@ -89,10 +96,15 @@ async def healthz(req: Request) -> Response:
 
 async def cloudevent_intake(req: Request) -> Response:
     body = await req.body()
+    headers = req.scope["headers"]
     try:
-        parsed = parse_http(req.scope["headers"], body)
+        if is_batch(headers):
+            events = parse_batch(headers, body, max_events=req.max_batch)
+            return await deliver_batch(req.app, events)
+        parsed = parse_http(headers, body)
     except BadEvent as exc:
-        raise HTTPError(exc.status, exc.message) from None
+        index = {"index": exc.index} if isinstance(exc, BadBatch) else {}
+        raise HTTPError(exc.status, exc.message, extra=index) from None
     return await deliver(req.app, parsed)
 
 
@@ -160,9 +172,10 @@ async def get_result(req: Request) -> Response:
     running after ``timeout`` seconds (default 10, at most 60): ask again."""
     timeout = number_param(req, "timeout", RESULT_TIMEOUT_DEFAULT, RESULT_TIMEOUT_MAX)
     iid = req.params["id"]
+    await req.body()  # the request is complete: from now on a receive() means "hung up"
     try:
         with errors_as({InstanceNotFoundError: 404}):
-            result = await req.app.result(iid, timeout=timeout)
+            result = await req.until_disconnect(partial(req.app.result, iid, timeout=timeout))
     except WorkflowFailedError as exc:
         error = error_json(ErrorInfo(exc.error_type, exc.message, activity_id=exc.activity_id,
                                      activity_name=exc.activity_name, attempts=exc.attempts))
@@ -224,17 +237,30 @@ class AsgiApp:
         routes: Sequence[Route] = ROUTES,
         websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
         mounts: Mapping[str, AsgiCallable] | None = None,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        allowed_origins: Sequence[str] | None = None,
+        ticket_ttl: float = DEFAULT_TICKET_TTL,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
+        if not 0 < body_timeout < float("inf"):
+            raise ValueError("body_timeout must be a number of seconds > 0")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.body_timeout = body_timeout
+        self.max_batch = max_batch
         if bearer_token is not None and not bearer_token:
             raise ValueError("bearer_token must be non-empty (or None for no auth)")
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.routes = tuple(routes)
-        self.websocket_routes = tuple(websocket_routes)
         self._token = None if bearer_token is None else bearer_token.encode()
         self.mounts = _check_mounts(mounts or {})
+        self.ws_guard = WebSocketGuard(
+            self._token, allowed_origins=allowed_origins, ticket_ttl=ticket_ttl
+        )
+        self.routes = (*routes, self.ws_guard.route())
+        self.websocket_routes = tuple(websocket_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -283,7 +309,14 @@ class AsgiApp:
             )
         except Disconnected:
             return
-        await send_json(send, response)
+        try:
+            await send_json(send, response)
+        except trio.BusyResourceError:
+            # hypercorn 0.18 (trio/tcp_server.py): when the client hangs up mid-body, the
+            # reading task answers the protocol error and closes the stream with send_eof()
+            # outside the send lock, so our reply's send_all() finds the stream busy. The
+            # connection is going away: there is nobody to answer.
+            return
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> Response:
         segments = path_segments(scope)
@@ -303,7 +336,10 @@ class AsgiApp:
                     f"method {scope['method']} not allowed; allowed: {allow}",
                     headers=[("allow", allow)],
                 )
-            return await handler(Request(self.app, scope, receive, params, self.max_body_bytes))
+            return await handler(
+                Request(self.app, scope, receive, params, self.max_body_bytes, self.body_timeout,
+                        self.max_batch)
+            )
         raise HTTPError(404, f"no route for {'/' + '/'.join(segments)!r}")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -311,12 +347,18 @@ class AsgiApp:
             segments = path_segments(scope)
         except HTTPError:
             segments = []
+        guard = self.ws_guard
         for route in self.websocket_routes:
             params = match_path(route.path, segments)
-            if params is not None and (route.public or self.authorized(scope)):
-                await route.handler(self.app, scope, receive, send, params)
+            if params is None:
+                continue
+            if guard.origin_allowed(scope) and (
+                route.public or self.authorized(scope) or guard.has_ticket(scope)
+            ):
+                await route.handler(self.app, scope, receive, guard.accepting(scope, send), params)
                 return
-        if (await receive())["type"] == "websocket.connect":
+            break
+        if (await receive())["type"] == "websocket.connect":  # refused: HTTP 403
             await send({"type": "websocket.close", "code": 1008})
 
 
@@ -334,6 +376,10 @@ def create_asgi_app(
     bearer_token: str | None = None,
     websocket_routes: Sequence[WebSocketRoute] = WEBSOCKET_ROUTES,
     mounts: Mapping[str, AsgiCallable] | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    allowed_origins: Sequence[str] | None = None,
+    ticket_ttl: float = DEFAULT_TICKET_TTL,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
@@ -344,6 +390,11 @@ def create_asgi_app(
     ``mounts``: other ASGI apps by path prefix (``{"/mcp": endpoint}``), for HTTP requests to
     the prefix and below; they get the scope unchanged but for ``root_path`` (extended by the
     prefix), and the bearer token applies to them (401 without it) like to the routes.
+    ``body_timeout``: seconds to receive a whole request body (then 408).
+    ``max_batch``: events one CloudEvents batched-mode request may carry (more: 413).
+    ``allowed_origins``: page origins whose websockets are accepted besides same-origin ones
+    (``["*"]``: any); ``ticket_ttl``: seconds a ``POST /channels/ws/ticket`` ticket is valid
+    (see ``romancy_trio.asgi._ws_auth``).
     """
     return AsgiApp(
         app,
@@ -351,4 +402,8 @@ def create_asgi_app(
         bearer_token=bearer_token,
         websocket_routes=websocket_routes,
         mounts=mounts,
+        body_timeout=body_timeout,
+        max_batch=max_batch,
+        allowed_origins=allowed_origins,
+        ticket_ttl=ticket_ttl,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from collections.abc import Iterable
@@ -33,6 +34,7 @@ TARGET_EXTENSION: Final = "romancyinstanceid"
 """Extension attribute that routes an event to one workflow instance."""
 
 STRUCTURED_TYPE: Final = JSONFormat.CONTENT_TYPE  # application/cloudevents+json
+BATCH_TYPE: Final = "application/cloudevents-batch+json"
 _REQUIRED: Final = ("id", "source", "type")
 _OPTIONAL: Final = ("subject", "datacontenttype", "dataschema")
 _CORE: Final = frozenset((*_REQUIRED, *_OPTIONAL, "specversion", "time"))
@@ -73,39 +75,57 @@ def is_json_type(content_type: str | None) -> bool:
     return JSONFormat.JSON_CONTENT_TYPE_PATTERN.match(mtype) is not None
 
 
-def find_nul(value: Any) -> bool:
-    """Whether a decoded JSON value holds U+0000 in any string or key (PostgreSQL text can't)."""
+INT_RANGE: Final = range(-(2**63), 2**64)
+"""Integers a JSON value may hold: what is stored and read back exactly (orjson's range)."""
+
+
+def decode_json(body: bytes, what: str) -> Any:
+    """Strict JSON (no NaN, UTF-8 only, integers within `INT_RANGE`), or :class:`BadEvent`.
+
+    Strings may hold U+0000: values are stored as JSON text, where it is the escape
+    ``\\u0000`` (ASCII), which every dialect's text column keeps exactly."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"{what} is not valid JSON: {exc}") from None
+    if _has_float(value):  # orjson reads an integer beyond 64 bits as a float: find out
+        _check_integers(body, what)
+    return value
+
+
+def _has_float(value: Any) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
     return False
 
 
-def decode_json(body: bytes, what: str, *, allow_nul: bool = False) -> Any:
-    """Strict JSON (no NaN, UTF-8 only) with no U+0000 anywhere, or :class:`BadEvent`."""
+def _check_integers(body: bytes, what: str) -> None:
+    """Raise :class:`BadEvent` for the first integer literal outside `INT_RANGE` (it would
+    otherwise be kept only approximately, as a float)."""
+
+    def exact(literal: str) -> int:
+        number = int(literal)
+        if number not in INT_RANGE:
+            shown = literal if len(literal) <= 40 else f"{literal[:20]}...({len(literal)} digits)"
+            raise BadEvent(
+                f"{what} holds the integer {shown}, outside the range kept exactly "
+                f"(-2**63 to 2**64-1); send it as a string"
+            )
+        return number
+
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadEvent(f"{what} is not valid JSON: {exc}") from None
-    if not allow_nul:
-        check_no_nul(value, what)
-    return value
-
-
-def check_no_nul(value: Any, what: str) -> None:
-    if find_nul(value):
-        raise BadEvent(
-            f"{what} contains U+0000 (NUL), which cannot be stored as JSON text; "
-            "send such data as binary (data_base64, or binary mode with a non-JSON Content-Type)"
-        )
+        json.loads(body, parse_int=exact)
+    except ValueError as exc:  # BadEvent, or more digits than Python converts
+        if isinstance(exc, BadEvent):
+            raise
+        raise BadEvent(f"{what} holds an integer that cannot be read exactly: {exc}") from None
 
 
 def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEvent:
@@ -122,8 +142,8 @@ def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEve
         return parse_structured(body)
     if mtype.startswith("application/cloudevents"):
         raise BadEvent(
-            f"unsupported CloudEvents format {mtype!r}: only single events in "
-            f"{STRUCTURED_TYPE} (structured mode) or binary mode are accepted",
+            f"unsupported CloudEvents format {mtype!r}: use {STRUCTURED_TYPE} (structured "
+            f"mode), {BATCH_TYPE} (batched mode) or binary mode",
             status=415,
         )
     return parse_binary(headers, body, content_type)
@@ -131,16 +151,19 @@ def parse_http(headers: Iterable[tuple[bytes, bytes]], body: bytes) -> ParsedEve
 
 def parse_structured(body: bytes) -> ParsedEvent:
     """Structured mode: the whole event is a JSON object in the body (JSON event format)."""
-    # attributes get the control-character check (naming them); only data is scanned for NUL
-    obj = decode_json(body, "structured-mode body", allow_nul=True)
+    obj = decode_json(body, "structured-mode body")
     if not isinstance(obj, dict):
         raise BadEvent(f"structured-mode body must be a JSON object, got {_json_kind(obj)}")
+    return from_json_event(obj)
+
+
+def from_json_event(obj: dict[str, Any]) -> ParsedEvent:
+    """One event in the JSON event format, already decoded (structured mode, batch item)."""
     attrs = {k: v for k, v in obj.items() if v is not None}  # JSON null means "absent"
     has_data, has_b64 = "data" in attrs, "data_base64" in attrs
     if has_data and has_b64:
         raise BadEvent("event has both 'data' and 'data_base64'; send at most one")
     data = attrs.pop("data", None)
-    check_no_nul(data, "event data")
     if has_b64:
         encoded = attrs.pop("data_base64")
         if not isinstance(encoded, str):
@@ -167,8 +190,9 @@ def parse_binary(
             raise BadEvent(f"header {name!r} appears more than once")
         if attr == "datacontenttype":
             raise BadEvent("in binary mode datacontenttype is the Content-Type header, not ce-")
+        text = unquote_header(name, raw_value.decode("latin-1"))
         try:
-            attrs[attr] = unquote(raw_value.decode("latin-1"), errors="strict")
+            attrs[attr] = unquote(text, errors="strict")
         except UnicodeDecodeError:
             raise BadEvent(f"header {name!r} is not percent-encoded UTF-8") from None
     if not attrs:
@@ -185,6 +209,27 @@ def parse_binary(
     return from_attributes(attrs, data)
 
 
+def unquote_header(name: str, value: str) -> str:
+    """HTTP binding 3.1.3.2: a header value in quoted-string form (RFC 7230 3.2.6) is first
+    unquoted - the DQUOTEs removed, each ``\\x`` quoted-pair turned into ``x`` - and only then
+    percent-decoded. Any other value is returned as it is."""
+    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
+        return value
+    out: list[str] = []
+    chars = iter(value[1:-1])
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise BadEvent(f"header {name!r}: quoted string ends in a lone backslash")
+            out.append(escaped)
+        elif char == '"':
+            raise BadEvent(f"header {name!r}: quoted string has an unescaped '\"' inside")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def from_json_api(obj: Any, *, new_id: str | None = None) -> ParsedEvent:
     """The plain JSON form of ``POST /events``: ``{"type", "source", "id"?, "data"?,
     "subject"?, "instance_id"?}``; a missing id becomes ``new_id`` (default: a random uuid)."""
@@ -199,9 +244,7 @@ def from_json_api(obj: Any, *, new_id: str | None = None) -> ParsedEvent:
     attrs.setdefault("id", new_id or uuid.uuid4().hex)
     if obj.get("instance_id") is not None:
         attrs[TARGET_EXTENSION] = obj["instance_id"]
-    data = obj.get("data")
-    check_no_nul(data, "event data")
-    return from_attributes(attrs, data)
+    return from_attributes(attrs, obj.get("data"))
 
 
 def from_attributes(attrs: dict[str, Any], data: Any) -> ParsedEvent:

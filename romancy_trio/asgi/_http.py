@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
+
+import outcome
+import trio
 
 from .._codec import dumps
 from ._cloudevents import BadEvent, decode_json
@@ -21,7 +24,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+T = TypeVar("T")
 DEFAULT_MAX_BODY = 1_048_576
+DEFAULT_MAX_BATCH = 100
+"""Events one CloudEvents batched-mode request may carry (the body limit applies as well)."""
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds a client has to send a whole request body; then 408 and the connection is closed."""
 
 
 class HTTPError(Exception):
@@ -62,6 +70,8 @@ class Request:
     receive: Receive
     params: dict[str, str]
     max_body: int
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_batch: int = DEFAULT_MAX_BATCH
     _query: dict[str, str] | None = field(default=None, init=False)
 
     def header(self, name: bytes) -> str | None:
@@ -78,6 +88,9 @@ class Request:
                 pairs = parse_qsl(raw, keep_blank_values=True, errors="strict")
             except (UnicodeDecodeError, ValueError):
                 raise HTTPError(400, "query string is not percent-encoded UTF-8") from None
+            for key, value in pairs:
+                if "\x00" in key or "\x00" in value:
+                    raise HTTPError(400, f"query parameter {key!r} contains U+0000 (NUL)")
             self._query = {k: v for k, v in pairs if v != ""}
         return self._query
 
@@ -86,23 +99,51 @@ class Request:
 
     async def body(self) -> bytes:
         """The whole body, read chunk by chunk; past ``max_body`` bytes reading stops at once
-        and the request is answered 413 without reading the rest."""
+        and the request is answered 413 without reading the rest. A body not complete within
+        ``body_timeout`` seconds (a stalled or dripping client) is answered 408."""
         declared = self.header(b"content-length")
         if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_body:
             raise _too_large(self.max_body)
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise Disconnected
-            chunk = bytes(message.get("body", b""))
-            size += len(chunk)
-            if size > self.max_body:
-                raise _too_large(self.max_body)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        with trio.move_on_after(self.body_timeout):
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise Disconnected
+                chunk = bytes(message.get("body", b""))
+                size += len(chunk)
+                if size > self.max_body:
+                    raise _too_large(self.max_body)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        raise HTTPError(
+            408,
+            f"request body not received within {self.body_timeout:g} s",
+            headers=[("connection", "close")],
+        )
+
+    async def until_disconnect(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` (after the body, which must be read first), but give up at once with
+        `Disconnected` if the client hangs up meanwhile: a long poll holds nothing for a
+        client that has gone."""
+        abandoned = trio.CancelScope()
+
+        async def watch() -> None:
+            while (await self.receive())["type"] != "http.disconnect":
+                pass
+            abandoned.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            with abandoned:  # outside the nursery's exception group: errors stay as they are
+                result = await outcome.acapture(work)
+            nursery.cancel_scope.cancel()
+        if abandoned.cancel_called:
+            await trio.lowlevel.checkpoint_if_cancelled()  # an outer cancellation goes first
+            raise Disconnected
+        return result.unwrap()
 
     async def json_object(self, allowed: frozenset[str]) -> dict[str, Any]:
         body = await self.body()
@@ -175,6 +216,9 @@ def path_segments(scope: Scope) -> list[str]:
     except UnicodeDecodeError:
         raise HTTPError(400, "path is not percent-encoded UTF-8") from None
     segments = [s for s in parts if s]
+    for segment in segments:
+        if "\x00" in segment:
+            raise HTTPError(400, f"path segment {segment!r} contains U+0000 (NUL)")
     root = [s for s in str(scope.get("root_path", "")).split("/") if s]
     if root and segments[: len(root)] == root:
         segments = segments[len(root) :]

@@ -11,7 +11,7 @@ import importlib
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,51 @@ if TYPE_CHECKING:
     from .._definitions import Activity, Workflow
 
 
+@dataclass(frozen=True, slots=True)
+class HttpTimeouts:
+    """How long the server waits for a client (seconds). The defaults bound what one slow or
+    silent client can hold, and leave room for the longest legitimate silence: a
+    ``GET /instances/{id}/result`` long poll (at most 60 s) and an idle websocket feed (kept
+    alive by pings)."""
+
+    keep_alive: float = 5.0
+    """An idle keep-alive connection, or one whose request headers stall, is closed after this
+    (hypercorn ``keep_alive_timeout``)."""
+    read: float = 90.0
+    """No bytes at all from a client with a request open for this long: the connection is
+    closed (hypercorn ``read_timeout``)."""
+    body: float = 30.0
+    """A request body must arrive in full within this (a client that drips it slowly is
+    answered 408 and the connection is closed)."""
+    websocket_ping: float = 20.0
+    """The server pings websocket clients this often, so an idle feed stays within ``read``."""
+
+    def __post_init__(self) -> None:
+        for name in ("keep_alive", "read", "body", "websocket_ping"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise ValueError(f"HttpTimeouts.{name} must be a number > 0, not {value!r}")
+        if self.websocket_ping >= self.read:
+            raise ValueError("HttpTimeouts.websocket_ping must be shorter than read")
+
+    def apply(self, config: Any) -> Any:
+        """Set these on a hypercorn ``Config``; returns it."""
+        config.keep_alive_timeout = self.keep_alive
+        config.read_timeout = self.read
+        config.websocket_ping_interval = self.websocket_ping
+        return config
+
+
+def server_config(bind: str, timeouts: HttpTimeouts | None = None) -> Any:
+    """The hypercorn ``Config`` this package serves with: ``bind`` (``host:port``), the
+    `HttpTimeouts`, and a send-stall bound on the sockets (`SEND_STALL_TIMEOUT_MS`)."""
+    from hypercorn.config import Config as HypercornConfig  # only serving needs hypercorn
+
+    config = _config_class(HypercornConfig)()
+    config.bind = [bind]
+    return (timeouts or HttpTimeouts()).apply(config)
+
+
 async def serve_http(
     app: App,
     *,
@@ -35,21 +80,32 @@ async def serve_http(
     port: int = 0,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     bearer_token: str | None = None,
+    timeouts: HttpTimeouts | None = None,
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 3.0,
     access_log: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
 ) -> None:
     """Serve ``app`` over HTTP until cancelled (hard stop) or until ``shutdown`` is set
     (graceful: stop accepting, let running requests finish for up to ``graceful_timeout``).
 
     ``port=0`` picks a free port; ``await nursery.start(serve_http, app)`` returns the bound one.
+    ``timeouts``: see `HttpTimeouts`. Other keyword ``options`` go to `create_asgi_app`.
     """
-    asgi = AsgiApp(app, max_body_bytes=max_body_bytes, bearer_token=bearer_token)
+    timeouts = timeouts or HttpTimeouts()
+    asgi = AsgiApp(
+        app,
+        max_body_bytes=max_body_bytes,
+        bearer_token=bearer_token,
+        body_timeout=timeouts.body,
+        **options,
+    )
     await serve_asgi(
         asgi,
         host=host,
         port=port,
+        timeouts=timeouts,
         shutdown=shutdown,
         graceful_timeout=graceful_timeout,
         access_log=access_log,
@@ -62,17 +118,16 @@ async def serve_asgi(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    timeouts: HttpTimeouts | None = None,
     shutdown: trio.Event | None = None,
     graceful_timeout: float = 3.0,
     access_log: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """:func:`serve_http` for any ASGI callable (e.g. a router that mounts ours)."""
-    from hypercorn.config import Config as HypercornConfig  # only serving needs hypercorn
     from hypercorn.trio import serve as hypercorn_serve
 
-    config = _config_class(HypercornConfig)()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config = server_config(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", timeouts)
 
     config.accesslog = "-" if access_log else None
     config.graceful_timeout = graceful_timeout
@@ -102,8 +157,10 @@ class LifespanApp:
         run_workers: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         bearer_token: str | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> None:
         self.url = url
+        self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
         self.workflows = None if workflows is None else list(workflows)
         modules = [workflows_module] if isinstance(workflows_module, str) else workflows_module
         self.workflows_modules = list(modules or ())
@@ -141,7 +198,10 @@ class LifespanApp:
                 self.url, workflows=self.workflows, config=self.config, run_workers=self.run_workers
             ) as app:
                 self.asgi = AsgiApp(
-                    app, max_body_bytes=self.max_body_bytes, bearer_token=self.bearer_token
+                    app,
+                    max_body_bytes=self.max_body_bytes,
+                    bearer_token=self.bearer_token,
+                    allowed_origins=self.allowed_origins,
                 )
                 await send({"type": "lifespan.startup.complete"})
                 started = True
@@ -166,7 +226,9 @@ def app_from_env() -> LifespanApp:
     ``ROMANCY_TRIO_URL`` (required), ``ROMANCY_TRIO_WORKFLOWS`` (comma-separated modules to
     import), ``ROMANCY_TRIO_SCHEMA`` (PostgreSQL schema), ``ROMANCY_TRIO_TOKEN`` (bearer token),
     ``ROMANCY_TRIO_MAX_BODY`` (bytes), ``ROMANCY_TRIO_LISTENER_URL`` (a direct PostgreSQL URL
-    when ``ROMANCY_TRIO_URL`` is a transaction pooler; `open_app` reads it).
+    when ``ROMANCY_TRIO_URL`` is a transaction pooler; `open_app` reads it),
+    ``ROMANCY_TRIO_ALLOWED_ORIGINS`` (comma-separated page origins allowed to open websockets,
+    see ``romancy_trio.asgi._ws_auth``).
 
     If the App cannot open, startup fails and hypercorn does not serve; but hypercorn 0.18's
     parent process exits 0 when its worker process failed (only ``--workers 0`` keeps the
@@ -180,12 +242,14 @@ def app_from_env() -> LifespanApp:
         )
     modules = [m.strip() for m in os.environ.get("ROMANCY_TRIO_WORKFLOWS", "").split(",")]
     schema = os.environ.get("ROMANCY_TRIO_SCHEMA")
+    origins = os.environ.get("ROMANCY_TRIO_ALLOWED_ORIGINS", "")
     return LifespanApp(
         url,
         workflows_module=[m for m in modules if m],
         config=replace(AppConfig(), schema=schema) if schema else None,
         max_body_bytes=int(os.environ.get("ROMANCY_TRIO_MAX_BODY", DEFAULT_MAX_BODY)),
         bearer_token=os.environ.get("ROMANCY_TRIO_TOKEN") or None,
+        allowed_origins=[o.strip() for o in origins.split(",") if o.strip()] or None,
     )
 
 

@@ -129,6 +129,8 @@ def parse_query(query_string: bytes, *, max_channels: int) -> FeedRequest:
     default: int | None = None
     after: dict[str, int] = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            raise BadFeedRequest(f"query parameter {key!r} contains U+0000 (NUL)")
         if key == "channel":
             channels[value] = None
         elif key == "after" or key.startswith("after."):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .._codec import dumps, loads
@@ -257,32 +257,49 @@ class WaitStore:
             if woken:
                 self.db.publish_local([(self.topics.work, "")])
             return EventReceipt(event.id, event.source, not row[0], woken)
-        delivered: list[str] = []
         async with self.db.transaction() as tx:
-            new = await tx.fetchone(self.w.event_insert, {
-                "source": event.source, "event_id": event.id, "type": event.type,
-                "body": body_json, "target": event.target_instance_id, "now": now})
-            if new is None:
-                return EventReceipt(event.id, event.source, True, ())
-            if event.target_instance_id is not None:
-                iid = event.target_instance_id
-                status = await tx.fetchone(self.w.lock_instance, {"iid": iid})
-                if status is None:
-                    raise InstanceNotFoundError(iid)  # rolls back: nothing stored
-                wait = await tx.fetchone(self.w.instance_wait,
-                                         {"iid": iid, "kind": WaitKind.EVENT, "key": event.type})
-                if status[0] == WorkflowStatus.WAITING and wait is not None:
-                    await self._deliver_tx(tx, iid, str(wait[0]), body_json, now)
-                    delivered.append(iid)
-                elif not WorkflowStatus(status[0]).is_terminal:
-                    await tx.execute(self.w.inbox_insert, {
-                        "iid": iid, "source": event.source, "event_id": event.id,
-                        "type": event.type, "now": now})
-            else:
-                for iid, wait_id in await tx.fetchall(self.w.event_waiters, {"type": event.type}):
-                    await self._deliver_tx(tx, iid, wait_id, body_json, now)
-                    delivered.append(iid)
-            await self.announce_woken_tx(tx, delivered)
+            receipt = await self._record_tx(tx, event, body_json, now)
+        return receipt
+
+    async def send_events(self, events: Sequence[Event]) -> list[EventReceipt]:
+        """Record several events in one transaction: all of them or none (an invalid event
+        or a target instance that does not exist raises, and nothing is stored)."""
+        bodies = []
+        for event in events:
+            event.validate()
+            bodies.append(dumps(event.body()))
+        now = time.time()
+        async with self.db.transaction() as tx:
+            return [await self._record_tx(tx, event, body_json, now)
+                    for event, body_json in zip(events, bodies, strict=True)]
+
+    async def _record_tx(self, tx: Tx, event: Event, body_json: str, now: float
+                         ) -> EventReceipt:
+        delivered: list[str] = []
+        new = await tx.fetchone(self.w.event_insert, {
+            "source": event.source, "event_id": event.id, "type": event.type,
+            "body": body_json, "target": event.target_instance_id, "now": now})
+        if new is None:
+            return EventReceipt(event.id, event.source, True, ())
+        if event.target_instance_id is not None:
+            iid = event.target_instance_id
+            status = await tx.fetchone(self.w.lock_instance, {"iid": iid})
+            if status is None:
+                raise InstanceNotFoundError(iid)  # rolls back: nothing stored
+            wait = await tx.fetchone(self.w.instance_wait,
+                                     {"iid": iid, "kind": WaitKind.EVENT, "key": event.type})
+            if status[0] == WorkflowStatus.WAITING and wait is not None:
+                await self._deliver_tx(tx, iid, str(wait[0]), body_json, now)
+                delivered.append(iid)
+            elif not WorkflowStatus(status[0]).is_terminal:
+                await tx.execute(self.w.inbox_insert, {
+                    "iid": iid, "source": event.source, "event_id": event.id,
+                    "type": event.type, "now": now})
+        else:
+            for iid, wait_id in await tx.fetchall(self.w.event_waiters, {"type": event.type}):
+                await self._deliver_tx(tx, iid, wait_id, body_json, now)
+                delivered.append(iid)
+        await self.announce_woken_tx(tx, delivered)
         return EventReceipt(event.id, event.source, False, tuple(delivered))
 
     async def _deliver_tx(self, tx: Tx, iid: str, wait_id: str, body_json: str,

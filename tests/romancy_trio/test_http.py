@@ -173,7 +173,6 @@ async def test_bad_requests_store_nothing(backend: Backend) -> None:
             ("/workflows/http_add", json.dumps({"input": ["x"]}).encode()),
             ("/workflows/http_add", json.dumps({"inputs": [1]}).encode()),
             ("/workflows/http_add", json.dumps({"input": [1], "instance_id": 5}).encode()),
-            ("/workflows/http_echo", json.dumps({"input": "nul\u0000here"}).encode()),
             ("/workflows/http_echo", json.dumps({"input": 1, "instance_id": ""}).encode()),
         ]
         for path, body in cases:
@@ -220,7 +219,6 @@ INVALID_EVENTS: list[tuple[str, dict[str, str], bytes]] = [
     ),
     ("bad extension name", CE_HEADERS, json.dumps({**EVENT, "Bad-Name": "x"}).encode()),
     ("control char", CE_HEADERS, json.dumps({**EVENT, "subject": "a\u0007b"}).encode()),
-    ("NUL in data", CE_HEADERS, json.dumps({**EVENT, "data": {"t": "a\u0000b"}}).encode()),
     ("binary: no id", {"ce-specversion": "1.0", "ce-source": "/s", "ce-type": "t"}, b""),
     (
         "binary: NUL header",
@@ -256,8 +254,8 @@ async def test_invalid_cloudevents_are_400_and_store_nothing(
 
 async def test_unsupported_cloudevents_format_is_415(backend: Backend) -> None:
     async with served(backend) as (_, client):
-        headers = {"content-type": "application/cloudevents-batch+json"}
-        r = await client.post("/", headers=headers, content=b"[]")
+        headers = {"content-type": "application/cloudevents+protobuf"}
+        r = await client.post("/", headers=headers, content=b"\x0a\x01x")
         assert r.status_code == 415 and "batch" in r.json()["error"]
 
 

@@ -128,7 +128,7 @@ async def test_plain_json_events_route(backend: Backend) -> None:
         result = await app.result(iid, timeout=20)
         assert result["data"] == [1, 2] and result["id"] == generated
         r = await client.post("/events", json={"type": "x", "source": "/s", "data": "\u0000"})
-        assert r.status_code == 400 and "U+0000" in r.json()["error"]
+        assert r.status_code == 202, r.text  # kept exactly: see test_http_nul.py
 
     await serve_and(backend, body)
 

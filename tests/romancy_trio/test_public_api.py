@@ -97,7 +97,8 @@ def test_hook_and_log_modules_are_pinned() -> None:
 
 APP_METHODS = {
     "asgi", "backlog", "cancel", "history", "hook_statistics", "list_instances", "publish",
-    "publish_many", "result", "run", "runs", "send_event", "send_to", "start", "statistics",
+    "publish_many", "result", "run", "runs", "send_event", "send_events", "send_to", "start",
+    "statistics",
     "status", "workflows",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
