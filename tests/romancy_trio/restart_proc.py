@@ -113,6 +113,10 @@ class Round:
     """... to this process's last event committed (the application's side of the recovery)."""
     runners_resumed: float
     """... to the last instance that was running at the restart recording its next step."""
+    runners_moved: int
+    """Instances running at the restart whose steps after it were recorded by another worker
+    than before it (0 when each was handed back to its own worker, not taken over after its
+    lease expired)."""
 
 
 async def _until(what: str, check: Any, seconds: float = 60.0) -> None:
@@ -184,8 +188,10 @@ async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
         return row is not None and row[0] == len(workers)
 
     await _until("listeners", listeners_back)
-    rows = await db.fetchall("SELECT instance_id, step, at FROM ledger WHERE instance_id LIKE "
-                             "%s OR instance_id LIKE %s", (f"w{tag}-%", f"r{tag}-%"))
+    rows_w = await db.fetchall("SELECT instance_id, step, at, worker_id FROM ledger WHERE "
+                               "instance_id LIKE %s OR instance_id LIKE %s",
+                               (f"w{tag}-%", f"r{tag}-%"))
+    rows = [(iid, s, at) for iid, s, at, _ in rows_w]
     effects = Counter((iid, s) for iid, s, _ in rows)
     expected = {(iid, "resumed") for iid in waiters} | {
         (iid, f"step{n}") for iid in runners for n in range(steps)}
@@ -200,6 +206,10 @@ async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
         sent_last=sent - accepting,
         runners_resumed=max(min(at for i, s, at in rows if i == iid and at > accepting)
                             for iid in runners) - accepting,
+        runners_moved=sum(
+            1 for iid in runners
+            if {w for i, _, at, w in rows_w if i == iid and at < accepting}
+            != {w for i, _, at, w in rows_w if i == iid and at > accepting}),
     )
 
 

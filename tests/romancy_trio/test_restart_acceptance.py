@@ -3,12 +3,13 @@ instances wait and 20 run, on two worker processes: every listener back and ever
 instance woken by an event sent after the restart soon after the server accepts connections,
 and nothing lost or duplicated (an effect ledger written by transactional activities).
 
-The target is 1 s; the test asserts 3 s. On an idle machine a round measures about 0.1-0.3 s
-(the listeners reconnect every ~75 ms while an outage is young, and the events are sent by
-this process as soon as the server accepts). The margin is for a loaded 2-core machine
-shared with other test runs; 3 s still fails the behaviour this replaces (the listener's
-backoff reached 3.5 s, and an interrupted instance waited for its lease to expire: 5 s and
-more). The measured values are printed.
+The test asserts the mechanisms, not wall-clock times (those are printed here and measured
+by ``python -m loadtests db-restart``; a round takes about 0.1-0.3 s on an idle machine):
+- every waiting instance was woken by a notification after the listeners came back, not by the
+  fallback re-check (60 s here: `restart_proc.CONFIG`), so each resumed well within it;
+- every instance that was running when the server went away went on with the worker that ran
+  it (handed back to it once the database answered), never taken over by the other worker
+  after its lease expired, which is what happened before (5 s and more).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from .restart_proc import CONFIG, FLOWS, LEDGER_DDL, restart_round, start_worker
 
 pytestmark = pytest.mark.slow
 
-BOUND = 3.0
+NOT_THE_FALLBACK = CONFIG.fallback_interval / 2
+"""Resumed sooner than this: a notification woke it (the fallback re-check comes after 60 s)."""
 
 
 async def test_immediate_restart_wakes_every_waiting_instance_soon(pg_cluster: PgCluster
@@ -42,6 +44,6 @@ async def test_immediate_restart_wakes_every_waiting_instance_soon(pg_cluster: P
           f"{result.listeners_last:.3f} s, last waiting instance resumed "
           f"{result.woken_last:.3f} s, last running instance resumed "
           f"{result.runners_resumed:.3f} s")
-    assert result.listeners_last < BOUND
-    assert result.woken_last < BOUND
-    assert result.runners_resumed < BOUND
+    assert result.woken_last < NOT_THE_FALLBACK, "waiters woken by the fallback re-check"
+    assert result.listeners_last < NOT_THE_FALLBACK
+    assert result.runners_moved == 0, "running instances taken over instead of handed back"
