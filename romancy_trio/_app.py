@@ -47,6 +47,7 @@ from .storage import (
     check_url,
     open_store,
 )
+from .storage._mysql_signals import signal_reader
 from .storage._postgres import server_address, unavailable
 
 if TYPE_CHECKING:
@@ -289,7 +290,8 @@ async def open_app(
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
     hands unfinished instances back to the database for other workers.
 
-    ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
+    ``url``: ``sqlite:///path.db``, ``postgresql://user@host/db`` or
+    ``mysql://user:password@host/db`` (MySQL >= 8.0, MariaDB >= 10.6); without it, the
     ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``.
     ``workflows``: the workflows and activities this app knows (default: every decorated one).
     ``listener_url``: PostgreSQL only - a direct connection for LISTEN when ``url`` goes through
@@ -318,6 +320,10 @@ async def open_app(
                            changed_elsewhere=_other_processes(store, config),
                            poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
+            else open_local_hub(store.topics.all(), config=notify_config,
+                                fetch_elsewhere=signal_reader(store.db),
+                                poll_interval=config.mysql_signal_interval)
+            if dialect == "mysql"
             else _unavailable_as_error(open_pg_hub(
                 url, store.topics.all(), config=notify_config, listener_dsn=listener_url
             ), listener_url or url)

@@ -154,5 +154,18 @@ def mysql_db_base(mysql_dsn: str) -> Iterator[str]:
 
 @pytest.fixture
 def mysql_db(mysql_dsn: str, mysql_db_base: str) -> str:
-    """A fresh database name for one test (created by the library when it opens)."""
-    return f"{mysql_db_base}_{uuid.uuid4().hex[:8]}"
+    """A fresh, empty database for one test (a URL naming it holds the library's tables too)."""
+    name = f"{mysql_db_base}_{uuid.uuid4().hex[:8]}"
+    conn = _mysql_connect(mysql_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    return name
+
+
+def mysql_url(dsn: str, database: str) -> str:
+    """``dsn`` naming ``database`` instead."""
+    base = dsn.split("?", 1)[0].rsplit("/", 1)[0]
+    return f"{base}/{database}"

@@ -16,8 +16,10 @@ replays the instance from its history; a client call may simply be repeated).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -163,6 +165,8 @@ class MysqlDatabase:
     dialect = "mysql"
 
     def __init__(self, params: MysqlParams, *, schema: str, max_size: int = 10) -> None:
+        self.origin = uuid.uuid4().hex
+        params = dataclasses.replace(params, origin=self.origin)
         self.params = params
         self.schema = schema
         self.address = params.address
@@ -174,9 +178,16 @@ class MysqlDatabase:
         """Explicit transactions InnoDB rolled back (raised as `StorageUnavailableError`)."""
         self.gate = TransactionGate(max_size)
         self.pool = MysqlPool(params, max_size + LIBRARY_CONNECTIONS)
-        self.signal_statements = _no_signals
-        """The statements that announce notifications to other processes (set by the
-        signal source when the store opens with one)."""
+
+    def signal_statements(self, notes: Sequence[tuple[str, str]]) -> list[Statement]:
+        """The INSERT that announces a transaction's notifications to other processes
+        (``_mysql_signals``), sent just before its COMMIT."""
+        if not notes:
+            return []
+        values = ", ".join(["(%s, %s, @romancy_origin)"] * len(notes))
+        params = [value for note in notes for value in note]
+        return [(f"INSERT INTO {quote_name(self.schema)}.romancy_signals (topic, payload, "
+                 f"origin) VALUES {values}", params)]
 
     def worker_session(self, *, on_connect: Statement | None,
                        connect_timeout: float) -> MysqlWorkerSession:
@@ -255,10 +266,6 @@ class MysqlDatabase:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-
-
-def _no_signals(notes: Sequence[tuple[str, str]]) -> list[Statement]:
-    return []
 
 
 class MysqlWorkerSession:

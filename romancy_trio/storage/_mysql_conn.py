@@ -14,7 +14,8 @@ statements always share the caller's transaction. Sessions are set up once per c
 UTC time zone, READ COMMITTED (PostgreSQL's default;
 REPEATABLE READ's gap locks would make the claim's ``FOR UPDATE SKIP LOCKED`` scans block
 inserts of new instances), utf8mb4, and ``CLIENT.FOUND_ROWS`` so that an UPDATE's row count is
-the rows it matched (as on PostgreSQL and SQLite), not only those it changed.
+the rows it matched (as on PostgreSQL and SQLite), not only those it changed. Multi-statements
+are on: the SQL module sends short scripts (write, then SELECT what changed) in one round trip.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class MysqlParams:
     password: str
     database: str
     connect_timeout: float
+    origin: str = ""
+    """This process's mark on the signals its sessions write (``@romancy_origin``)."""
 
     @property
     def address(self) -> str:
@@ -122,11 +125,12 @@ def connect_blocking(p: MysqlParams, database: str | None) -> pymysql.Connection
         conn = pymysql.connect(
             host=p.host, port=p.port, user=p.user, password=p.password, database=database,
             charset="utf8mb4", autocommit=False, connect_timeout=p.connect_timeout,
-            client_flag=_CLIENT.FOUND_ROWS | _CLIENT.MULTI_RESULTS)
+            client_flag=_CLIENT.FOUND_ROWS | _CLIENT.MULTI_RESULTS | _CLIENT.MULTI_STATEMENTS)
         try:
             with conn.cursor() as cur:
                 for statement in _SESSION:
                     cur.execute(statement)
+                cur.execute("SET @romancy_origin = %s", (p.origin,))
             conn.commit()
         except BaseException:
             conn.close()
@@ -162,12 +166,15 @@ def check_version(version: str, address: str) -> None:
 
 def run_statement(raw: pymysql.Connection[Any], query: str, params: Params
                   ) -> tuple[int, list[Row]]:
-    """(row count, rows) of one statement; a ``CALL``'s extra results are drained."""
+    """(row count, rows) of a statement, or of a script's (several statements') last result
+    set; a ``CALL``'s extra results are drained."""
     with raw.cursor() as cur:
         count = cur.execute(query, params if params else None)
         rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
         while cur.nextset():
-            pass
+            if cur.description:
+                rows = [tuple(r) for r in cur.fetchall()]
+                count = len(rows)
     return count, rows
 
 

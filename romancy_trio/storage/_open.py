@@ -37,10 +37,13 @@ def check_url(url: str) -> str:
     if scheme in _PG_SCHEMES:
         return "postgres"
     if scheme in ("mysql", "mariadb"):
-        raise ConfigurationError(f"database URL {url!r}: MySQL/MariaDB support is not built yet")
+        from ._mysql_conn import parse_url
+
+        parse_url(url)
+        return "mysql"
     raise ConfigurationError(
         f"database URL {url!r} has unknown scheme {scheme!r}; "
-        "expected sqlite:///path.db or postgresql://user@host/dbname"
+        "expected sqlite:///path.db, postgresql://user@host/dbname or mysql://user@host/dbname"
     )
 
 
@@ -67,6 +70,10 @@ async def open_store(
         finally:
             await db.aclose()
         return
+    if dialect == "mysql":
+        async with _open_mysql(url, schema=schema, pool_size=pool_size, migrate=migrate) as store:
+            yield store
+        return
     from .sql_postgres import QUERIES as POSTGRES
     from .sql_postgres import RETENTION_QUERIES as POSTGRES_RETENTION
     from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
@@ -84,3 +91,33 @@ async def open_store(
                     Topics.for_schema(schema), qualify(POSTGRES_RETENTION, schema))
     finally:
         await pg.aclose()
+
+
+@asynccontextmanager
+async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
+                      ) -> AsyncIterator[Store]:
+    """MySQL/MariaDB: the library's tables live in the database ``schema`` (created if
+    missing, after the server's version was checked); the URL's database is where the
+    connections start (user statements resolve there)."""
+    from ._migrate import migrate_mysql
+    from ._mysql import MysqlDatabase, ensure_database
+    from ._mysql_conn import parse_url
+    from .sql_mysql import QUERIES as MYSQL
+    from .sql_mysql import RETENTION_QUERIES as MYSQL_RETENTION
+    from .sql_mysql import WAIT_QUERIES as MYSQL_WAITS
+    from .sql_mysql import qualify_mysql
+
+    params = parse_url(url)
+    try:
+        queries = qualify_mysql(MYSQL, schema)
+    except ValueError as exc:
+        raise ConfigurationError(f"MySQL database for the library's tables: {exc}") from None
+    await ensure_database(params, schema)
+    db = MysqlDatabase(params, schema=schema, max_size=pool_size)
+    try:
+        if migrate:
+            await migrate_mysql(db)
+        yield Store(db, queries, qualify_mysql(MYSQL_WAITS, schema), Topics.for_schema(schema),
+                    qualify_mysql(MYSQL_RETENTION, schema))
+    finally:
+        await db.aclose()

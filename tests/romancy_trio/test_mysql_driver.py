@@ -36,15 +36,15 @@ async def test_wrong_password_is_a_configuration_error_and_creates_nothing(
         mysql_dsn: str, mysql_db: str) -> None:
     url = _url(mysql_dsn, password="certainly-wrong")
     with pytest.raises(ConfigurationError, match=r"access denied \(user or password\)"):
-        await ensure_database(parse_url(url), mysql_db)
-    assert _databases(mysql_dsn, mysql_db) == []
+        await ensure_database(parse_url(url), mysql_db + "_x")
+    assert _databases(mysql_dsn, mysql_db + "_x") == []
 
 
 async def test_unknown_database_is_a_configuration_error(mysql_dsn: str, mysql_db: str) -> None:
     url = _url(mysql_dsn, database="no_such_database_here")
     with pytest.raises(ConfigurationError, match="unknown database"):
-        await ensure_database(parse_url(url), mysql_db)
-    assert _databases(mysql_dsn, mysql_db) == []
+        await ensure_database(parse_url(url), mysql_db + "_x")
+    assert _databases(mysql_dsn, mysql_db + "_x") == []
 
 
 async def test_unreachable_host_names_host_and_port(mysql_dsn: str, mysql_db: str) -> None:
@@ -81,8 +81,8 @@ async def _open(mysql_dsn: str, mysql_db: str, size: int = 2) -> MysqlDatabase:
 
 
 async def test_the_real_server_passes_the_version_check(mysql_dsn: str, mysql_db: str) -> None:
-    version = await ensure_database(parse_url(mysql_dsn), mysql_db)
-    assert _databases(mysql_dsn, mysql_db) == [mysql_db]
+    version = await ensure_database(parse_url(mysql_dsn), mysql_db + "_x")
+    assert _databases(mysql_dsn, mysql_db + "_x") == [mysql_db + "_x"]
     assert version  # e.g. 10.11.x-MariaDB
 
 
