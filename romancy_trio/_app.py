@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -270,7 +271,10 @@ class App:
         return await self.store.list_runs(instance_id)
 
     def statistics(self) -> SchedulerStatistics | None:
-        return None if self._scheduler is None else self._scheduler.statistics()
+        if self._scheduler is None:
+            return None
+        return dataclasses.replace(self._scheduler.statistics(),
+                                   storage_retries=self.store.db.retries)
 
 
 @asynccontextmanager

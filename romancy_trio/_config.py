@@ -40,7 +40,8 @@ class AppConfig:
     them died (no session of it in two checks in a row), to claim its instances then instead
     of after ``lease_ttl``. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
-    """PostgreSQL schema holding the tables."""
+    """PostgreSQL schema holding the tables (MySQL/MariaDB: not used; the tables live in the
+    database the URL names)."""
     release_timeout: float = 2.0
     """On shutdown, how long to try to hand leases back before leaving them to expire."""
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)

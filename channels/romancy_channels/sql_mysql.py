@@ -36,7 +36,7 @@ _INSERT = """
 def _claim(where: str) -> str:
     return f"""
         SET @id = NULL;
-        SELECT @id := id FROM {{schema}}.channel_messages
+        SELECT id INTO @id FROM {{schema}}.channel_messages
         WHERE {where}
         ORDER BY id LIMIT 1
         FOR UPDATE SKIP LOCKED;

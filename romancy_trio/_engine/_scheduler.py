@@ -38,6 +38,7 @@ from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
+from ._stats import SchedulerStatistics as SchedulerStatistics
 
 log = logging.getLogger("romancy_trio.scheduler")
 
@@ -66,23 +67,6 @@ class _Running:
     settled: trio.Event = field(default_factory=trio.Event)
     """Set when the run starts its first activity attempt or ends: by then an activity that
     needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerStatistics:
-    running: int
-    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
-    after its last commit, so its new status (a result, a wait) is visible before it stops
-    counting here: wait for ``running`` itself, not for the status, to see it fall."""
-    reserved: int
-    started: int
-    finished: int
-    leases_lost: int
-    claims: int
-    deferred: int
-    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
-    peers: int
-    """Live workers running the same workflows, this one included."""
 
 
 @dataclass(slots=True)

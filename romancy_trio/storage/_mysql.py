@@ -329,9 +329,9 @@ class MysqlWorkerSession:
             await self._drop()
 
 
-async def ensure_database(params: MysqlParams, schema: str) -> str:
-    """Check the server (reachable, login, version) and create the database holding the
-    library's tables if missing. Nothing is created unless every check passed. Returns the
+async def check_server(params: MysqlParams) -> str:
+    """Connect once and check the server: reachable, login accepted, the database exists, a
+    version with SKIP LOCKED (MySQL >= 8.0, MariaDB >= 10.6). Creates nothing. Returns the
     server's version string."""
 
     def check() -> str:
@@ -339,10 +339,6 @@ async def ensure_database(params: MysqlParams, schema: str) -> str:
         try:
             version = server_version(raw)
             check_version(version, params.address)
-            with raw.cursor() as cur:
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_name(schema)} "
-                            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-            raw.commit()
             return version
         finally:
             raw.close()

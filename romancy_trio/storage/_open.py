@@ -96,11 +96,11 @@ async def open_store(
 @asynccontextmanager
 async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
                       ) -> AsyncIterator[Store]:
-    """MySQL/MariaDB: the library's tables live in the database ``schema`` (created if
-    missing, after the server's version was checked); the URL's database is where the
-    connections start (user statements resolve there)."""
+    """MySQL/MariaDB: the library's tables live in the database the URL names (MySQL has no
+    schemas within a database: ``schema`` is not used). The server is checked first
+    (reachable, login, database, version); nothing is created before that passed."""
     from ._migrate import migrate_mysql
-    from ._mysql import MysqlDatabase, ensure_database
+    from ._mysql import MysqlDatabase, check_server
     from ._mysql_conn import parse_url
     from .sql_mysql import QUERIES as MYSQL
     from .sql_mysql import RETENTION_QUERIES as MYSQL_RETENTION
@@ -108,11 +108,12 @@ async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
     from .sql_mysql import qualify_mysql
 
     params = parse_url(url)
+    schema = params.database
     try:
         queries = qualify_mysql(MYSQL, schema)
     except ValueError as exc:
-        raise ConfigurationError(f"MySQL database for the library's tables: {exc}") from None
-    await ensure_database(params, schema)
+        raise ConfigurationError(f"MySQL URL {url!r}: {exc}") from None
+    await check_server(params)
     db = MysqlDatabase(params, schema=schema, max_size=pool_size)
     try:
         if migrate:

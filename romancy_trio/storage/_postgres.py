@@ -225,6 +225,7 @@ async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
 
 class PostgresDatabase:
     dialect = "postgres"
+    retries = 0  # nothing to retry: see Database.retries
 
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10) -> None:
         self.conninfo = conninfo

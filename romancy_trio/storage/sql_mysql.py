@@ -252,27 +252,27 @@ WAIT_QUERIES = WaitQueries(
         SET @n = ROW_COUNT();
         SELECT status FROM {schema}.workflow_instances
         WHERE @n > 0 AND instance_id = %(iid)s""",
-    # the waiters (at most limit, oldest first) locked and collected in @woken, then woken
+    # The candidates (at most limit, oldest first) read into @woken, then woken by primary key
+    # with their status checked again under the row lock (READ COMMITTED re-reads a row an
+    # UPDATE waited for); those this statement woke carry its own updated_at.
     wake_waiters="""
-        SET @woken = '[]';
-        SELECT @woken := JSON_ARRAY_APPEND(@woken, '$', i.instance_id)
-        FROM {schema}.workflow_instances i
-        JOIN (SELECT w.instance_id,
-                     ROW_NUMBER() OVER (ORDER BY w.created_at, w.instance_id) AS rn
-              FROM {schema}.workflow_waits w
-              JOIN {schema}.workflow_instances x ON x.instance_id = w.instance_id
-              WHERE w.kind = %(kind)s AND w.`key` = %(key)s AND x.status = 'waiting'
-                AND (%(target)s IS NULL OR w.instance_id = %(target)s)) w
-          ON i.instance_id = w.instance_id
-        WHERE w.rn <= coalesce(%(limit)s, w.rn) AND i.status = 'waiting'
-        ORDER BY w.rn
-        FOR UPDATE;
+        SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @woken FROM (
+            SELECT w.instance_id,
+                   ROW_NUMBER() OVER (ORDER BY w.created_at, w.instance_id) AS rn
+            FROM {schema}.workflow_waits w
+            JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = %(kind)s AND w.`key` = %(key)s AND i.status = 'waiting'
+              AND (%(target)s IS NULL OR w.instance_id = %(target)s)) c
+        WHERE rn <= coalesce(%(limit)s, rn);
         UPDATE {schema}.workflow_instances i
         JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
           ON i.instance_id = j.id
         SET i.status = 'pending', i.wake_at = NULL, i.updated_at = %(now)s
         WHERE i.status = 'waiting';
-        SELECT j.id FROM JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j""",
+        SELECT i.instance_id FROM {schema}.workflow_instances i
+        JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
+          ON i.instance_id = j.id
+        WHERE i.status = 'pending' AND i.updated_at = %(now)s""",
     wake_if_ready="""
         UPDATE {schema}.workflow_instances
         SET status = 'pending', wake_at = NULL, updated_at = %(now)s
@@ -304,25 +304,22 @@ WAIT_QUERIES = WaitQueries(
 
 
 # -- data lifecycle (AppConfig.instance_retention) ----------------------------------------------
-# The batch is picked once (locked, SKIP LOCKED: workers running maintenance at once keep
-# apart) into @doomed / @old; every statement then deletes by it.
+# The batch is read once into @doomed / @old; every statement then deletes by it. Finished
+# instances and ended runs never change again, so two workers purging at once at worst both
+# delete the same rows (the second finds them gone).
 _PICK_FINISHED = """
-        SET @doomed = '[]';
-        SELECT @doomed := JSON_ARRAY_APPEND(@doomed, '$', instance_id)
-        FROM {schema}.workflow_instances
-        WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < %(before)s
-        ORDER BY updated_at, instance_id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED"""
+        SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @doomed FROM (
+            SELECT instance_id FROM {schema}.workflow_instances
+            WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < %(before)s
+            ORDER BY updated_at, instance_id
+            LIMIT %(limit)s) d"""
 _DOOMED = "(SELECT id FROM JSON_TABLE(@doomed, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j)"
 _PICK_RUNS = """
-        SET @old = '[]';
-        SELECT @old := JSON_ARRAY_APPEND(@old, '$', JSON_ARRAY(instance_id, run_no))
-        FROM {schema}.workflow_runs
-        WHERE ended_at < %(before)s
-        ORDER BY ended_at, instance_id, run_no
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED"""
+        SELECT coalesce(JSON_ARRAYAGG(JSON_ARRAY(instance_id, run_no)), '[]') INTO @old FROM (
+            SELECT instance_id, run_no FROM {schema}.workflow_runs
+            WHERE ended_at < %(before)s
+            ORDER BY ended_at, instance_id, run_no
+            LIMIT %(limit)s) o"""
 _OLD = ("(SELECT id, n FROM JSON_TABLE(@old, '$[*]' COLUMNS "
         "(id VARCHAR(255) PATH '$[0]', n INT PATH '$[1]')) j)")
 

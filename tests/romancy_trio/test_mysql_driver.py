@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from romancy_trio import ConfigurationError, StorageUnavailableError
-from romancy_trio.storage._mysql import MysqlDatabase, ensure_database
+from romancy_trio.storage._mysql import MysqlDatabase, check_server
 from romancy_trio.storage._mysql_conn import check_version, parse_url
 
 from ..conftest import _mysql_connect
@@ -32,28 +32,26 @@ def _databases(dsn: str, name: str) -> list[str]:
         conn.close()
 
 
-async def test_wrong_password_is_a_configuration_error_and_creates_nothing(
-        mysql_dsn: str, mysql_db: str) -> None:
+async def test_wrong_password_is_a_configuration_error(mysql_dsn: str) -> None:
     url = _url(mysql_dsn, password="certainly-wrong")
     with pytest.raises(ConfigurationError, match=r"access denied \(user or password\)"):
-        await ensure_database(parse_url(url), mysql_db + "_x")
-    assert _databases(mysql_dsn, mysql_db + "_x") == []
+        await check_server(parse_url(url))
 
 
-async def test_unknown_database_is_a_configuration_error(mysql_dsn: str, mysql_db: str) -> None:
+async def test_unknown_database_is_a_configuration_error(mysql_dsn: str) -> None:
     url = _url(mysql_dsn, database="no_such_database_here")
     with pytest.raises(ConfigurationError, match="unknown database"):
-        await ensure_database(parse_url(url), mysql_db + "_x")
-    assert _databases(mysql_dsn, mysql_db + "_x") == []
+        await check_server(parse_url(url))
+    assert _databases(mysql_dsn, "no_such_database_here") == []
 
 
-async def test_unreachable_host_names_host_and_port(mysql_dsn: str, mysql_db: str) -> None:
+async def test_unreachable_host_names_host_and_port(mysql_dsn: str) -> None:
     with trio.socket.socket() as probe:  # a port nobody listens on
         await probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = _url(mysql_dsn, host="127.0.0.1", port=str(port))
     with pytest.raises(StorageUnavailableError, match=f"MySQL at 127.0.0.1:{port} is unavailable"):
-        await ensure_database(parse_url(url), mysql_db)
+        await check_server(parse_url(url))
 
 
 def test_old_server_versions_are_refused_naming_both_versions() -> None:
@@ -75,14 +73,14 @@ def test_bad_urls_name_the_problem() -> None:
 
 
 async def _open(mysql_dsn: str, mysql_db: str, size: int = 2) -> MysqlDatabase:
-    await ensure_database(parse_url(mysql_dsn), mysql_db)
+    await check_server(parse_url(mysql_dsn))
     return MysqlDatabase(parse_url(_url(mysql_dsn, database=mysql_db)), schema=mysql_db,
                          max_size=size)
 
 
-async def test_the_real_server_passes_the_version_check(mysql_dsn: str, mysql_db: str) -> None:
-    version = await ensure_database(parse_url(mysql_dsn), mysql_db + "_x")
-    assert _databases(mysql_dsn, mysql_db + "_x") == [mysql_db + "_x"]
+async def test_the_real_server_passes_the_version_check(mysql_dsn: str) -> None:
+    version = await check_server(parse_url(mysql_dsn))
+    check_version(version, "here")
     assert version  # e.g. 10.11.x-MariaDB
 
 

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS channel_messages (
     id           BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     channel      VARCHAR(255) NOT NULL,
     data         LONGTEXT NOT NULL CHECK (JSON_VALID(data)),
-    metadata     LONGTEXT NOT NULL CHECK (JSON_VALID(metadata)),
+    metadata     LONGTEXT NOT NULL DEFAULT ('{}') CHECK (JSON_VALID(metadata)),
     target       VARCHAR(255),
     published_at DOUBLE NOT NULL,
     claimed_by   VARCHAR(255),

@@ -1,0 +1,25 @@
+"""What `App.statistics` reports: one snapshot of a worker's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    running: int
+    """Runs holding one of this worker's ``max_concurrent`` slots. A run's task ends a moment
+    after its last commit, so its new status (a result, a wait) is visible before it stops
+    counting here: wait for ``running`` itself, not for the status, to see it fall."""
+    reserved: int
+    started: int
+    finished: int
+    leases_lost: int
+    claims: int
+    deferred: int
+    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
+    peers: int
+    """Live workers running the same workflows, this one included."""
+    storage_retries: int = 0
+    """Statements the database driver ran again after the database rolled them back (MySQL:
+    InnoDB deadlocks 1213 and lock-wait timeouts 1205, retried where safe); 0 elsewhere."""
