@@ -39,38 +39,49 @@ class SignalReader:
     """What `open_local_hub`'s ``fetch_elsewhere`` calls: the signals other processes committed
     since the last call (None: cannot tell, a gap)."""
 
-    def __init__(self, db: MysqlDatabase) -> None:
+    def __init__(self, db: MysqlDatabase, *, origin: str | None = None) -> None:
+        """``origin``: whose rows to skip (default: ``db``'s own, this process's)."""
         self._db = db
         t = f"`{db.schema}`.romancy_signals"
-        self._origin = db.origin
+        self._origin = db.origin if origin is None else origin
         self._last: int | None = None
         self._holes: dict[int, float] = {}
         self._next_prune = 0.0
+        self._last_read = 0.0
         self._read = f"""
             SELECT id, topic, payload, origin FROM {t}
             WHERE id > %(last)s OR id IN %(holes)s ORDER BY id LIMIT {BATCH}"""
         self._start = f"SELECT coalesce(max(id), 0), coalesce(min(id), 0) FROM {t}"
-        self._prune = (f"DELETE FROM {t} WHERE created_at < NOW(6) - INTERVAL {int(KEEP)} "
-                       f"SECOND ORDER BY id LIMIT {BATCH}")
+        # Old rows are found by a plain (non-locking) read and deleted by primary key: a
+        # DELETE scanning a range would wait for any open transaction's new signal in it.
+        self._old = (f"SELECT id FROM {t} WHERE created_at < NOW(6) - INTERVAL {int(KEEP)} "
+                     f"SECOND ORDER BY created_at LIMIT {BATCH}")
+        self._prune = f"DELETE FROM {t} WHERE id IN %(ids)s"
         self.polls = 0
 
     async def __call__(self) -> Sequence[tuple[str, str]] | None:
         self.polls += 1
+        if time.monotonic() - self._last_read > KEEP / 2:
+            self._last = None  # so long since the last read that pruning may have passed it
         try:
             if self._last is None:
                 row = await self._db.fetchone(self._start)
                 self._last = int(row[0]) if row else 0
+                self._last_read = time.monotonic()
                 return None  # started (or restarted): whatever came before, re-check
             rows = await self._db.fetchall(self._read, {
                 "last": self._last, "holes": tuple(self._holes) or (-1,)})
             now = time.monotonic()
             if now >= self._next_prune:
                 self._next_prune = now + PRUNE_EVERY
-                await self._db.execute(self._prune)
+                old = await self._db.fetchall(self._old)
+                if old:
+                    await self._db.execute(self._prune, {"ids": tuple(r[0] for r in old)})
         except StorageUnavailableError:
             self._last = None  # read afresh once the database answers
             self._holes.clear()
             return None
+        self._last_read = now
         notes = []
         for sid, topic, payload, origin in rows:
             sid = int(sid)
