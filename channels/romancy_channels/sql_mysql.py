@@ -33,10 +33,13 @@ _INSERT = """
         SELECT LAST_INSERT_ID()"""
 
 
-def _claim(where: str) -> str:
+def _claim(index: str, where: str) -> str:
+    # The index named keeps the scan in id order, so it stops at the first row it can lock:
+    # MySQL locks every row a locking read examines, and a sort would make it read (and lock)
+    # every candidate, starving the other takers.
     return f"""
         SET @id = NULL;
-        SELECT id INTO @id FROM {{schema}}.channel_messages
+        SELECT id INTO @id FROM {{schema}}.channel_messages FORCE INDEX ({index})
         WHERE {where}
         ORDER BY id LIMIT 1
         FOR UPDATE SKIP LOCKED;
@@ -84,6 +87,7 @@ QUERIES = ChannelQueries(
         UPDATE {schema}.channel_subscriptions SET cursor_id = %(cursor)s
         WHERE channel = %(channel)s AND subscriber = %(subscriber)s""",
     claim_competing=_claim(
+        "channel_messages_unclaimed",
         f"channel = %(channel)s AND claimed_by IS NULL AND {_RECEIVABLE}"),
     take=None,  # the engine runs the steps
     has_message=f"""
@@ -103,6 +107,7 @@ QUERIES = ChannelQueries(
         LEFT JOIN {{schema}}.channel_subscriptions s
             ON s.channel = %(channel)s AND s.subscriber = %(subscriber)s""",
     claim_direct=_claim(
+        "channel_messages_direct",
         "channel = %(channel)s AND target = %(subscriber)s AND claimed_by IS NULL "
         "AND id < %(before)s"),
     read_after=f"""

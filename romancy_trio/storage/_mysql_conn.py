@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pymysql
 import trio
@@ -67,6 +67,14 @@ class MysqlParams:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """A URL naming the same server, login and database."""
+        auth = quote(self.user, safe="") + (
+            f":{quote(self.password, safe='')}" if self.password else "")
+        return (f"mysql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+                f"?connect_timeout={self.connect_timeout:g}")
 
 
 def parse_url(url: str) -> MysqlParams:

@@ -85,3 +85,13 @@ async def pg_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield e
     finally:
         await e.db.aclose()
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+async def server_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """The servers several processes share (multi-process tests)."""
+    e = await open_env(request.param, request, tmp_path)
+    try:
+        yield e
+    finally:
+        await e.db.aclose()

@@ -60,3 +60,9 @@ def pg_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 @pytest.fixture
 def mysql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend("mysql", request, tmp_path)
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The database servers that several processes share (multi-process tests)."""
+    return make_backend(request.param, request, tmp_path)

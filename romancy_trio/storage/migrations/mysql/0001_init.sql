@@ -113,10 +113,14 @@ CREATE TABLE IF NOT EXISTS romancy_signals (
     INDEX romancy_signals_by_time (created_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- The claim: lock up to p_limit runnable instances that nobody else has locked (SKIP LOCKED),
--- lease them to p_owner, and return them with their previous owner. A cursor, because MySQL
--- can neither UPDATE ... RETURNING nor skip locked rows in an UPDATE. Runs in the caller's
--- transaction (the driver's sessions are not autocommit).
+-- The claim: lease up to p_limit runnable instances that nobody else has locked to p_owner,
+-- and return them with their previous owner. MySQL locks every row a locking read examines,
+-- and the runnable conditions cannot be read in created_at order from one index (a sort would
+-- read, and lock, every runnable row). So the oldest candidates are read without locks first,
+-- then each is locked by primary key, its conditions checked again, SKIP LOCKED (taken by a
+-- concurrent claim: skipped). A cursor, because MySQL can neither UPDATE ... RETURNING nor
+-- skip locked rows in an UPDATE. Runs in the caller's transaction (sessions are not
+-- autocommit).
 DROP PROCEDURE IF EXISTS romancy_claim;
 CREATE PROCEDURE romancy_claim(IN p_owner VARCHAR(255), IN p_ttl DOUBLE, IN p_names LONGTEXT,
                                IN p_limit INT)
@@ -124,9 +128,12 @@ BEGIN
     DECLARE v_done INT DEFAULT 0;
     DECLARE v_id VARCHAR(255);
     DECLARE v_prev VARCHAR(255);
+    DECLARE v_locked VARCHAR(255);
     DECLARE v_claimed LONGTEXT DEFAULT '[]';
+    DECLARE v_count INT DEFAULT 0;
+    DECLARE v_scan INT DEFAULT p_limit * 4 + 8;
     DECLARE c CURSOR FOR
-        SELECT instance_id, lease_owner FROM workflow_instances
+        SELECT instance_id FROM workflow_instances
         WHERE ((status IN ('pending', 'running')
                 AND (lease_expires_at IS NULL OR lease_expires_at < NOW(6)))
                OR (status = 'waiting' AND wake_at <= UNIX_TIMESTAMP(NOW(6))))
@@ -134,20 +141,31 @@ BEGIN
           AND workflow_name IN (SELECT j.name FROM JSON_TABLE(p_names, '$[*]'
                                 COLUMNS (name VARCHAR(255) PATH '$')) j)
         ORDER BY created_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED;
+        LIMIT v_scan;
     DECLARE CONTINUE HANDLER FOR NOT FOUND SET v_done = 1;
     OPEN c;
     claiming: LOOP
-        FETCH c INTO v_id, v_prev;
-        IF v_done THEN
+        FETCH c INTO v_id;
+        IF v_done OR v_count >= p_limit THEN
             LEAVE claiming;
         END IF;
-        UPDATE workflow_instances
-        SET status = 'running', lease_owner = p_owner, lease_epoch = lease_epoch + 1,
-            lease_expires_at = NOW(6) + INTERVAL ROUND(p_ttl * 1000000) MICROSECOND
-        WHERE instance_id = v_id;
-        SET v_claimed = JSON_ARRAY_APPEND(v_claimed, '$', JSON_ARRAY(v_id, v_prev));
+        SET v_locked = NULL;
+        SELECT instance_id, lease_owner INTO v_locked, v_prev FROM workflow_instances
+        WHERE instance_id = v_id
+          AND ((status IN ('pending', 'running')
+                AND (lease_expires_at IS NULL OR lease_expires_at < NOW(6)))
+               OR (status = 'waiting' AND wake_at <= UNIX_TIMESTAMP(NOW(6))))
+          AND NOT (lease_owner <=> p_owner)
+        FOR UPDATE SKIP LOCKED;
+        SET v_done = 0;  -- no row (taken meanwhile, or locked) set it: the cursor goes on
+        IF v_locked IS NOT NULL THEN
+            UPDATE workflow_instances
+            SET status = 'running', lease_owner = p_owner, lease_epoch = lease_epoch + 1,
+                lease_expires_at = NOW(6) + INTERVAL ROUND(p_ttl * 1000000) MICROSECOND
+            WHERE instance_id = v_id;
+            SET v_claimed = JSON_ARRAY_APPEND(v_claimed, '$', JSON_ARRAY(v_id, v_prev));
+            SET v_count = v_count + 1;
+        END IF;
     END LOOP;
     CLOSE c;
     SELECT w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch, w.run_started_at,
