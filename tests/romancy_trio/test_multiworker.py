@@ -1,4 +1,5 @@
-"""Several worker processes on one PostgreSQL or MySQL/MariaDB server: every workflow completes exactly once, and no
+"""Several worker processes on one PostgreSQL or MySQL/MariaDB server: every workflow completes
+exactly once, and no
 instance ever runs on two workers at the same time - even when one worker is SIGKILLed."""
 
 from __future__ import annotations
