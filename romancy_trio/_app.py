@@ -48,7 +48,6 @@ from .storage import (
     check_url,
     open_store,
 )
-from .storage._mysql_signals import signal_reader
 from .storage._postgres import server_address, unavailable
 
 if TYPE_CHECKING:
@@ -325,7 +324,7 @@ async def open_app(
                            poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
             else open_local_hub(store.topics.all(), config=notify_config,
-                                fetch_elsewhere=signal_reader(store.db),
+                                fetch_elsewhere=_signal_reader(store),
                                 poll_interval=config.mysql_signal_interval)
             if dialect == "mysql"
             else _unavailable_as_error(open_pg_hub(
@@ -372,6 +371,13 @@ async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
         except psycopg.OperationalError as exc:
             raise unavailable(server_address(url), exc) from exc
         yield entered
+
+
+def _signal_reader(store: Store) -> Callable[[], Awaitable[Sequence[tuple[str, str]] | None]]:
+    """MySQL: what other processes announced (its signal table; PyMySQL is an extra)."""
+    from .storage._mysql_signals import signal_reader
+
+    return signal_reader(store.db)
 
 
 def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:

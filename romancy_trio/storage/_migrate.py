@@ -12,11 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from ._mysql import MysqlDatabase
 from ._postgres import PostgresDatabase
 from ._schema import quote_identifier
 from ._sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from ._mysql import MysqlDatabase  # PyMySQL: the optional extra
 
 _LOCK_KEY = 0x526F6D616E6379  # "Romancy"
 _NAME = re.compile(r"^(\d+)_[\w-]+\.sql$")

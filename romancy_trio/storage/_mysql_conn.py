@@ -24,9 +24,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pymysql
 import trio
@@ -34,6 +32,8 @@ from pymysql.constants import CLIENT as _CLIENT
 
 from .._errors import ConfigurationError, StorageUnavailableError
 from ._db import Params, Row
+from ._mysql_url import MysqlParams as MysqlParams
+from ._mysql_url import parse_url as parse_url
 
 T = TypeVar("T")
 
@@ -51,64 +51,6 @@ _CONFIG = {1044: "access denied to the database", 1045: "access denied (user or 
 
 _SESSION = ("SET SESSION time_zone = '+00:00'",
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-
-
-@dataclass(frozen=True, slots=True)
-class MysqlParams:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    connect_timeout: float
-    origin: str = ""
-    """This process's mark on the signals its sessions write (``@romancy_origin``)."""
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """A URL naming the same server, login and database."""
-        auth = quote(self.user, safe="") + (
-            f":{quote(self.password, safe='')}" if self.password else "")
-        return (f"mysql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
-                f"?connect_timeout={self.connect_timeout:g}")
-
-
-def parse_url(url: str) -> MysqlParams:
-    """``mysql://user:password@host:port/database`` (or ``mariadb://``); ``connect_timeout``
-    (seconds) as a query parameter."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("mysql", "mariadb"):
-        raise ConfigurationError(f"not a MySQL URL: {url!r}")
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise ConfigurationError(
-            f"MySQL URL {_safe(url)!r} names no database: use mysql://user:password@host:port/db")
-    query = parse_qs(parts.query)
-    unknown = sorted(set(query) - {"connect_timeout"})
-    if unknown:
-        raise ConfigurationError(
-            f"MySQL URL {_safe(url)!r}: unknown parameter(s) {', '.join(unknown)} "
-            "(known: connect_timeout)")
-    try:
-        port = parts.port or 3306
-        timeout = float(query.get("connect_timeout", ["10"])[-1])
-    except ValueError as exc:
-        raise ConfigurationError(f"MySQL URL {_safe(url)!r}: {exc}") from None
-    return MysqlParams(parts.hostname or "127.0.0.1", port, unquote(parts.username or "root"),
-                       unquote(parts.password or ""), database, timeout)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password (for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def errno(exc: BaseException) -> int | None:

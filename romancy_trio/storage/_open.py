@@ -37,7 +37,7 @@ def check_url(url: str) -> str:
     if scheme in _PG_SCHEMES:
         return "postgres"
     if scheme in ("mysql", "mariadb"):
-        from ._mysql_conn import parse_url
+        from ._mysql_url import parse_url
 
         parse_url(url)
         return "mysql"
@@ -99,6 +99,12 @@ async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
     """MySQL/MariaDB: the library's tables live in the database the URL names (MySQL has no
     schemas within a database: ``schema`` is not used). The server is checked first
     (reachable, login, database, version); nothing is created before that passed."""
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            f"database URL {url!r}: MySQL/MariaDB needs the PyMySQL driver: "
+            "pip install 'romancy-trio[mysql]'") from None
     from ._migrate import migrate_mysql
     from ._mysql import MysqlDatabase, check_server
     from ._mysql_conn import parse_url
