@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="romancy-trio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     mig = sub.add_parser("migrate", help="apply the schema migrations to a database and exit")
-    mig.add_argument("url", help="sqlite:///path.db or postgresql://user@host/db")
+    mig.add_argument("url", help="sqlite:///path.db, postgresql://user@host/db or mysql://user:pw@host/db")
     mig.add_argument("--schema", default="romancy", help="PostgreSQL schema (default: romancy)")
     demo = sub.add_parser("demo", help="run the order-processing demo workflow")
     demo.add_argument("--url", default="sqlite:///romancy-demo.db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -355,7 +356,10 @@ class App:
         return await self.store.list_runs(instance_id)
 
     def statistics(self) -> SchedulerStatistics | None:
-        return None if self._scheduler is None else self._scheduler.statistics()
+        if self._scheduler is None:
+            return None
+        return dataclasses.replace(self._scheduler.statistics(),
+                                   storage_retries=self.store.db.retries)
 
     async def backlog(self, *, channel_limit: int = 100) -> Backlog:
         """How much work waits in the database (for every worker): runnable instances,
@@ -388,7 +392,8 @@ async def open_app(
     scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
     hands unfinished instances back to the database for other workers.
 
-    ``url``: ``sqlite:///path.db`` or ``postgresql://user@host/db``; without it, the
+    ``url``: ``sqlite:///path.db``, ``postgresql://user@host/db`` or
+    ``mysql://user:password@host/db`` (MySQL >= 8.0, MariaDB >= 10.6); without it, the
     ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``. With a
     standby: ``postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`` (every
     connection goes to whichever host is the primary, also after a failover).
@@ -437,6 +442,10 @@ async def open_app(
                            changed_elsewhere=_other_processes(store, config),
                            poll_interval=config.sqlite_poll_interval or 1.0)
             if dialect == "sqlite"
+            else open_local_hub(store.topics.all(), config=notify_config,
+                                fetch_elsewhere=_signal_reader(store),
+                                poll_interval=config.mysql_signal_interval)
+            if dialect == "mysql"
             else _unavailable_as_error(open_pg_hub(
                 url, store.topics.all(), config=notify_config, listener_dsn=listener_url
             ), listener_url or url)
@@ -490,6 +499,13 @@ async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
         except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
             raise unavailable(server_address(url), exc) from exc
         yield entered
+
+
+def _signal_reader(store: Store) -> Callable[[], Awaitable[Sequence[tuple[str, str]] | None]]:
+    """MySQL: what other processes announced (its signal table; PyMySQL is an extra)."""
+    from .storage._mysql_signals import signal_reader
+
+    return signal_reader(store.db)
 
 
 def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:

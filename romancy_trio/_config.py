@@ -30,6 +30,10 @@ class AppConfig:
     """SQLite: how often a worker checks whether another process committed to the same file
     (``PRAGMA data_version``, cheap); if so, every waiter in this process re-checks at once.
     None: one process only (commits of other processes are then noticed by the fallback)."""
+    mysql_signal_interval: float = 0.05
+    """MySQL/MariaDB: how often a worker reads the signals other processes wrote (one indexed
+    query, whatever the number of waiting instances): cross-process wake-ups take half of it
+    on average; an idle worker spends 1/interval queries per second on it."""
     pool_size: int = 10
     """PostgreSQL: how many transactions a worker's activities hold open at once (more wait
     their turn, and the worker stops claiming meanwhile). Its pool has 2 more connections that
@@ -40,7 +44,8 @@ class AppConfig:
     them died (no session of it in two checks in a row), to claim its instances then instead
     of after ``lease_ttl``. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
-    """PostgreSQL schema holding the tables."""
+    """PostgreSQL schema holding the tables (MySQL/MariaDB: not used; the tables live in the
+    database the URL names)."""
     prepared_statements: bool | None = None
     """PostgreSQL: whether the pooled connections prepare server-side statements (psycopg
     prepares one after its 5th use). A transaction-pooling proxy (PgBouncer before 1.21, or
@@ -116,6 +121,8 @@ class AppConfig:
             raise ValueError("instance_retention must be None (keep forever) or > 0 seconds")
         if self.sqlite_poll_interval is not None and not 0 < self.sqlite_poll_interval < 3600:
             raise ValueError("sqlite_poll_interval must be None or between 0 and 3600 seconds")
+        if not 0 < self.mysql_signal_interval < 3600:
+            raise ValueError("mysql_signal_interval must be between 0 and 3600 seconds")
         if self.rebalance_after is not None and not self.rebalance_after > 0:
             raise ValueError("rebalance_after must be None (never) or > 0 seconds")
         if not self.takeover_check_interval > 0:

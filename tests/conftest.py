@@ -90,3 +90,82 @@ def pg_schema(pg_dsn: str, pg_schema_base: str) -> str:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(name)))
     return name
+
+
+DEFAULT_MYSQL_DSN = "mysql://root@127.0.0.1:3306/test"
+
+
+def _mysql_connect(dsn: str, database: str | None = None) -> Any:
+    import pymysql
+
+    from romancy_trio.storage._mysql_conn import parse_url
+
+    p = parse_url(dsn)
+    return pymysql.connect(host=p.host, port=p.port, user=p.user, password=p.password,
+                           database=database or p.database, connect_timeout=5,
+                           autocommit=True, charset="utf8mb4")
+
+
+@pytest.fixture(scope="session")
+def mysql_dsn() -> str:
+    """The MySQL/MariaDB DSN for tests. Unreachable: skip locally, fail loudly in CI."""
+    import pymysql
+
+    dsn = os.environ.get("ROMANCY_TEST_MYSQL_DSN", DEFAULT_MYSQL_DSN)
+    try:
+        _mysql_connect(dsn).close()
+    except pymysql.MySQLError as exc:
+        message = f"MySQL is unreachable at {dsn!r} (set ROMANCY_TEST_MYSQL_DSN): {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return dsn
+
+
+def _drop_mysql_databases(conn: Any, prefix: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (prefix.replace("_", "\\_") + "%",))
+        for (name,) in cur.fetchall():
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture(scope="session")
+def mysql_db_base(mysql_dsn: str) -> Iterator[str]:
+    """A prefix unique to this test session; databases created under it are dropped at the
+    end. Like `pg_schema_base`, the session holds a named lock for its prefix, and drops the
+    databases of sessions that hold none any more (killed runs)."""
+    prefix = f"rt_test_{uuid.uuid4().hex[:8]}"
+    guard = _mysql_connect(mysql_dsn)
+    try:
+        with guard.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", (prefix,))
+            cur.execute("SHOW DATABASES LIKE 'rt\\_test\\_%'")
+            others = {name[:16] for (name,) in cur.fetchall()} - {prefix}
+            for other in others:
+                cur.execute("SELECT GET_LOCK(%s, 0)", (other,))
+                if cur.fetchone() == (1,):
+                    _drop_mysql_databases(guard, other + "_")
+                    cur.execute("SELECT RELEASE_LOCK(%s)", (other,))
+        yield prefix
+        _drop_mysql_databases(guard, prefix + "_")
+    finally:
+        guard.close()
+
+
+@pytest.fixture
+def mysql_db(mysql_dsn: str, mysql_db_base: str) -> str:
+    """A fresh, empty database for one test (a URL naming it holds the library's tables too)."""
+    name = f"{mysql_db_base}_{uuid.uuid4().hex[:8]}"
+    conn = _mysql_connect(mysql_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    finally:
+        conn.close()
+    return name
+
+
+def mysql_url(dsn: str, database: str) -> str:
+    """``dsn`` naming ``database`` instead."""
+    base = dsn.split("?", 1)[0].rsplit("/", 1)[0]
+    return f"{base}/{database}"

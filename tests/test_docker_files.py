@@ -152,7 +152,7 @@ def test_dockerfile_copies_existing_files_and_runs_as_non_root(
     copied = {src.rstrip("/") for src, _, _ in copies}
     assert {p.split("/")[0] for p in packages} <= copied, "pip install . needs every package"
     assert {"pyproject.toml", "README.md"} <= copied
-    assert ("RUN", "pip install . && rm -rf /src") in dockerfile
+    assert ("RUN", "pip install '.[mysql]' && rm -rf /src") in dockerfile
     users = [rest for word, rest in dockerfile if word == "USER"]
     assert users and users[-1] not in ("root", "0")
 

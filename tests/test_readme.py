@@ -1,6 +1,6 @@
 """Every runnable Python example in the README runs as written, twice in the same folder, on
-SQLite (the default: no URL set) and on PostgreSQL (``ROMANCY_TRIO_URL`` names a database made
-for that example), each run in its own process."""
+SQLite (the default: no URL set), on PostgreSQL and on MySQL/MariaDB (``ROMANCY_TRIO_URL`` names
+a database made for that example), each run in its own process."""
 
 from __future__ import annotations
 
@@ -59,16 +59,34 @@ def fresh_pg_url(pg_dsn: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture
+def fresh_mysql_url(mysql_dsn: str) -> Iterator[str]:
+    """A new, empty MySQL/MariaDB database for one example, dropped after."""
+    from .conftest import _mysql_connect, mysql_url
+
+    name = f"rt_readme_{uuid.uuid4().hex[:12]}"
+    conn = _mysql_connect(mysql_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        yield mysql_url(mysql_dsn, name)
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
 def test_the_readme_has_runnable_examples() -> None:
     assert len(RUNNABLE) >= 9
     assert not [b for b in RUNNABLE if "open_app(\"" in b], "examples take their URL from the env"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
 @pytest.mark.parametrize("code", RUNNABLE, ids=example_id)
 def test_readme_example_runs_twice(code: str, backend: str, tmp_path: Path,
                                    request: pytest.FixtureRequest) -> None:
-    url = None if backend == "sqlite" else request.getfixturevalue("fresh_pg_url")
+    url = None if backend == "sqlite" else request.getfixturevalue(
+        "fresh_mysql_url" if backend == "mysql" else "fresh_pg_url")
     for run in ("first", "second"):
         done = run_example(code, tmp_path, url)
         assert done.returncode == 0, f"{run} run:\n{done.stderr[-3000:]}"

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import sql_postgres, sql_sqlite
+from . import sql_mysql, sql_postgres, sql_sqlite
 from ._protocol import ChannelQueries, ChannelTx, Row
 from ._sql import qualify
 from ._types import ChannelError, ChannelMode, ChannelModeError, Message
@@ -46,6 +46,7 @@ MAX_NAME_LENGTH = 200
 _DIALECTS: Mapping[str, ChannelQueries] = {
     "postgres": sql_postgres.QUERIES,
     "sqlite": sql_sqlite.QUERIES,
+    "mysql": sql_mysql.QUERIES,
 }
 # C0 and C1 control characters (NUL included) and lone surrogates (not encodable as UTF-8).
 _BAD_NAME_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -56,14 +57,14 @@ class ChannelEngine:
 
     def __init__(self, dialect: str, *, notify_topic: str = NOTIFY_TOPIC,
                  schema: str = "public") -> None:
-        """``schema``: where the PostgreSQL tables are; every statement names it, so the
-        transaction's connection needs no search_path (ignored on SQLite)."""
+        """``schema``: where the PostgreSQL tables are (MySQL: the database); every statement
+        names it, so the transaction's connection needs no search_path (ignored on SQLite)."""
         try:
             queries = _DIALECTS[dialect]
         except KeyError:
             known = ", ".join(sorted(_DIALECTS))
             raise ValueError(f"unknown dialect {dialect!r} (known: {known})") from None
-        self._q = qualify(queries, schema) if dialect == "postgres" else queries
+        self._q = queries if dialect == "sqlite" else qualify(queries, schema, dialect=dialect)
         self.dialect = dialect
         self.notify_topic = notify_topic
 

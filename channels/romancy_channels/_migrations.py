@@ -13,12 +13,12 @@ _DOWN = "-- migrate:down"
 def migrations(dialect: str) -> list[tuple[str, str]]:
     """``(version, up_sql)`` for every migration of ``dialect``, in version order.
 
-    ``dialect`` is ``"postgres"`` or ``"sqlite"``. The up SQL holds several statements separated
-    by ``;`` (no ``;`` inside literals or comments); every one is idempotent (``IF NOT EXISTS``).
+    ``dialect`` is ``"postgres"``, ``"sqlite"`` or ``"mysql"``. The up SQL holds several
+    statements separated by ``;`` (no ``;`` inside literals or comments).
     The caller applies them and records the versions; the versions are numbered for this
     package alone, so a runner that also applies other migrations must keep them apart.
     """
-    if dialect not in ("postgres", "sqlite"):
+    if dialect not in ("postgres", "sqlite", "mysql"):
         raise ValueError(f"channels has no migrations for dialect {dialect!r}")
     # resources.files("romancy_channels") rather than importing romancy_channels.migrations:
     # that folder is data, and importing it would shadow this function's name on the package.

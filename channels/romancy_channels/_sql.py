@@ -39,15 +39,24 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def qualify(queries: Q, schema: str) -> Q:
+def quote_mysql_identifier(name: str) -> str:
+    """``name`` as a MySQL identifier in backquotes (a database name: 1-64 characters, no
+    backquote, ``%`` or NUL)."""
+    if not name or len(name) > 64 or "`" in name or "%" in name or "\x00" in name:
+        raise ValueError(f"MySQL database name {name!r}: 1-64 characters, no '`', '%' or NUL")
+    return f"`{name}`"
+
+
+def qualify(queries: Q, schema: str, *, dialect: str = "postgres") -> Q:
     """A copy of the frozen dataclass ``queries`` with ``{schema}`` replaced by the quoted
-    ``schema`` in every string field and in the strings of every tuple field."""
-    return _qualify(queries, schema)  # type: ignore[no-any-return]
+    ``schema`` (``dialect``'s quoting: postgres or mysql) in every string field and in the
+    strings of every tuple field."""
+    return _qualify(queries, schema, dialect)  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=64)
-def _qualify(queries: Any, schema: str) -> Any:
-    quoted = quote_identifier(schema)
+def _qualify(queries: Any, schema: str, dialect: str) -> Any:
+    quoted = (quote_mysql_identifier if dialect == "mysql" else quote_identifier)(schema)
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):

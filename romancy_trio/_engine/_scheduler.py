@@ -44,7 +44,8 @@ from ._notes import lease_lost
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._runner import run_claimed
-from ._stats import SchedulerStatistics, _Counters
+from ._stats import SchedulerStatistics as SchedulerStatistics
+from ._stats import _Counters
 
 log = logging.getLogger("romancy_trio.scheduler")
 

@@ -20,6 +20,9 @@ class SchedulerStatistics:
     """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
     peers: int
     """Live workers running the same workflows, this one included."""
+    storage_retries: int = 0
+    """Statements the database driver ran again after the database rolled them back (MySQL:
+    InnoDB deadlocks 1213 and lock-wait timeouts 1205, retried where safe); 0 elsewhere."""
 
 
 @dataclass(slots=True)

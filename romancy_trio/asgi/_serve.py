@@ -238,7 +238,7 @@ def app_from_env() -> LifespanApp:
     url = os.environ.get("ROMANCY_TRIO_URL")
     if not url:
         raise ConfigurationError(
-            "set ROMANCY_TRIO_URL to the database URL (sqlite:/// or postgresql://)"
+            "set ROMANCY_TRIO_URL to the database URL (sqlite:///, postgresql:// or mysql://)"
         )
     modules = [m.strip() for m in os.environ.get("ROMANCY_TRIO_WORKFLOWS", "").split(",")]
     schema = os.environ.get("ROMANCY_TRIO_SCHEMA")

@@ -36,6 +36,8 @@ _HEAD_SQL: Final[Mapping[str, str]] = {
     "postgres": (
         "SELECT COALESCE(max(id), 0) FROM {schema}.channel_messages WHERE channel = %(channel)s"),
     "sqlite": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = :channel",
+    # the URL's database holds the tables (sessions start there)
+    "mysql": "SELECT COALESCE(max(id), 0) FROM channel_messages WHERE channel = %(channel)s",
 }
 
 

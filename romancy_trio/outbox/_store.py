@@ -205,6 +205,11 @@ def queries_for(dialect: str, schema: str) -> OutboxQueries:
         from .sql_postgres import QUERIES as POSTGRES
 
         return qualify(POSTGRES, schema)
+    if dialect == "mysql":
+        from ..storage.sql_mysql import qualify_mysql
+        from .sql_mysql import QUERIES as MYSQL
+
+        return qualify_mysql(MYSQL, schema)
     from .sql_sqlite import QUERIES as SQLITE
 
     return SQLITE

@@ -157,6 +157,10 @@ class Database(Protocol):
     gate: TransactionGate
     """Bounds the transactions activities hold open at once (see ``_gate``)."""
 
+    retries: int
+    """Statements run again after the database rolled them back (MySQL: deadlocks and
+    lock-wait timeouts); 0 where the driver never needs to."""
+
     def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
                        statement_timeout: float | None = None) -> WorkerSession:
         """A session for one worker's own periodic statements; ``on_connect`` runs first on

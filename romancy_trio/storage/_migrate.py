@@ -1,7 +1,9 @@
 """Numbered, dbmate-compatible SQL migrations (``-- migrate:up`` / ``-- migrate:down``).
 
 Applied at start-up and by ``python -m romancy_trio migrate URL``. Safe when several workers start
-at once: PostgreSQL takes a transaction-scoped advisory lock; SQLite a ``BEGIN IMMEDIATE``. Applied
+at once: PostgreSQL takes a transaction-scoped advisory lock; SQLite a ``BEGIN IMMEDIATE``; MySQL
+a named lock (``GET_LOCK``; its DDL is not transactional, so each migration's statements and its
+version row are applied one after another under that lock, as dbmate does). Applied
 versions are kept in ``schema_migrations`` (dbmate's table and column names).
 """
 
@@ -10,10 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from ._postgres import PostgresDatabase
 from ._schema import quote_identifier
 from ._sqlite import SqliteDatabase
+
+if TYPE_CHECKING:
+    from ._mysql import MysqlDatabase  # PyMySQL: the optional extra
 
 _LOCK_KEY = 0x526F6D616E6379  # "Romancy"
 _NAME = re.compile(r"^(\d+)_[\w-]+\.sql$")
@@ -73,6 +79,44 @@ async def migrate_postgres(db: PostgresDatabase) -> list[str]:
             )
             applied_now.append(migration.version)
     return applied_now
+
+
+async def migrate_mysql(db: MysqlDatabase) -> list[str]:
+    """Apply missing migrations on a connection of their own in the library's database (each
+    migration sent whole, as dbmate does: procedure bodies hold ';'). Returns the versions
+    applied now."""
+    import pymysql
+
+    from ._mysql_conn import connect_blocking, run_statement
+
+    lock = f"romancy_migrate:{db.schema}"
+
+    def apply() -> list[str]:
+        raw = connect_blocking(db.params, db.schema)
+        try:
+            run_statement(raw, "SELECT GET_LOCK(%s, 60)", (lock,))
+            try:
+                run_statement(raw, _CREATE_TABLE, ())
+                done = {r[0] for r in run_statement(
+                    raw, "SELECT version FROM schema_migrations", ())[1]}
+                todo = [m for m in all_migrations("mysql") if m.version not in done]
+                for migration in todo:
+                    run_statement(raw, migration.up, ())
+                    run_statement(raw, "INSERT INTO schema_migrations (version) VALUES (%s)",
+                                  (migration.version,))
+                    raw.commit()
+            finally:
+                run_statement(raw, "SELECT RELEASE_LOCK(%s)", (lock,))
+            return [m.version for m in todo]
+        finally:
+            try:
+                raw.close()
+            except pymysql.MySQLError:
+                pass
+
+    import trio
+
+    return await trio.to_thread.run_sync(apply)
 
 
 async def migrate_sqlite(db: SqliteDatabase) -> list[str]:

@@ -41,10 +41,13 @@ def check_url(url: str) -> str:
         check_postgres_url(url)
         return "postgres"
     if scheme in ("mysql", "mariadb"):
-        raise ConfigurationError(f"database URL {url!r}: MySQL/MariaDB support is not built yet")
+        from ._mysql_url import parse_url
+
+        parse_url(url)
+        return "mysql"
     raise ConfigurationError(
         f"database URL {url!r} has unknown scheme {scheme!r}; "
-        "expected sqlite:///path.db or postgresql://user@host/dbname"
+        "expected sqlite:///path.db, postgresql://user@host/dbname or mysql://user@host/dbname"
     )
 
 
@@ -77,6 +80,10 @@ async def open_store(
         finally:
             await db.aclose()
         return
+    if dialect == "mysql":
+        async with _open_mysql(url, schema=schema, pool_size=pool_size, migrate=migrate) as store:
+            yield store
+        return
     from .sql_postgres import QUERIES as POSTGRES
     from .sql_postgres import RETENTION_QUERIES as POSTGRES_RETENTION
     from .sql_postgres import WAIT_QUERIES as POSTGRES_WAITS
@@ -97,3 +104,40 @@ async def open_store(
                     Topics.for_schema(schema), qualify(POSTGRES_RETENTION, schema))
     finally:
         await pg.aclose()
+
+
+@asynccontextmanager
+async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
+                      ) -> AsyncIterator[Store]:
+    """MySQL/MariaDB: the library's tables live in the database the URL names (MySQL has no
+    schemas within a database: ``schema`` is not used). The server is checked first
+    (reachable, login, database, version); nothing is created before that passed."""
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            f"database URL {url!r}: MySQL/MariaDB needs the PyMySQL driver: "
+            "pip install 'romancy-trio[mysql]'") from None
+    from ._migrate import migrate_mysql
+    from ._mysql import MysqlDatabase, check_server
+    from ._mysql_conn import parse_url
+    from .sql_mysql import QUERIES as MYSQL
+    from .sql_mysql import RETENTION_QUERIES as MYSQL_RETENTION
+    from .sql_mysql import WAIT_QUERIES as MYSQL_WAITS
+    from .sql_mysql import qualify_mysql
+
+    params = parse_url(url)
+    schema = params.database
+    try:
+        queries = qualify_mysql(MYSQL, schema)
+    except ValueError as exc:
+        raise ConfigurationError(f"MySQL URL {url!r}: {exc}") from None
+    await check_server(params)
+    db = MysqlDatabase(params, schema=schema, max_size=pool_size)
+    try:
+        if migrate:
+            await migrate_mysql(db)
+        yield Store(db, queries, qualify_mysql(MYSQL_WAITS, schema), Topics.for_schema(schema),
+                    qualify_mysql(MYSQL_RETENTION, schema))
+    finally:
+        await db.aclose()

@@ -7,7 +7,8 @@ code runs on SQLite and PostgreSQL and makes the same mistakes fail with the sam
 A dialect is two small tables: its `Lexis` (what the scanner must step over: string literals,
 quoted identifiers, comments, dollar quoting) and its `Style` (what a placeholder becomes, and
 whether a literal ``%`` must be doubled). Adding a dialect (MySQL: ``%s`` / ``%(name)s``,
-backslash escapes in '...', backtick identifiers, ``#`` comments) is one entry in `DIALECTS`.
+backslash escapes in '...' and "..." literals, backtick identifiers, ``#`` comments) is one
+entry in `DIALECTS`.
 
 Scanning ignores ``?`` and ``:`` inside '...' literals ('' escapes), E'...' literals (backslash
 escapes), "..." identifiers, ``--`` and ``/* */`` comments (nested on PostgreSQL) and
@@ -73,6 +74,10 @@ DIALECTS: Mapping[str, Dialect] = {
     "sqlite": Dialect(Lexis(identifier_quotes='"`['), Style("?", ":{}", doubles_percent=False)),
     "postgres": Dialect(
         Lexis(nested_comments=True, e_strings=True, dollar_quotes=True),
+        Style("%s", "%({})s", doubles_percent=True),
+    ),
+    "mysql": Dialect(
+        Lexis(identifier_quotes='`"', backslash_strings=True, hash_comments=True),
         Style("%s", "%({})s", doubles_percent=True),
     ),
 }

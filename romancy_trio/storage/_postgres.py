@@ -245,6 +245,7 @@ async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
 
 class PostgresDatabase:
     dialect = "postgres"
+    retries = 0  # nothing to retry: see Database.retries
 
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
                  link: LinkTimeouts | None = None, session_conninfo: str | None = None,

@@ -86,6 +86,7 @@ class SqliteTx:
 
 class SqliteDatabase:
     dialect = "sqlite"
+    retries = 0  # nothing to retry: see Database.retries
     schema = "main"
 
     def __init__(self, path: str) -> None:

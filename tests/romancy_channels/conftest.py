@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from romancy_channels import ChannelEngine, ChannelTx, migrations, quote_identifier
+from romancy_trio.storage._migrate import migrate_mysql
+from romancy_trio.storage._mysql import MysqlDatabase
+from romancy_trio.storage._mysql_conn import parse_url
 from romancy_trio.storage._postgres import PostgresDatabase
 from romancy_trio.storage._sqlite import SqliteDatabase, open_sqlite
 
-from ..conftest import with_search_path
+from ..conftest import mysql_url, with_search_path
 
 T0 = 1_700_000_000.0
 """A fixed 'now' for publishes and subscriptions."""
@@ -47,8 +50,13 @@ async def migrate_postgres(db: PostgresDatabase) -> None:
 
 
 async def open_env(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> Env:
-    db: PostgresDatabase | SqliteDatabase
-    if dialect == "sqlite":
+    db: PostgresDatabase | SqliteDatabase | MysqlDatabase
+    if dialect == "mysql":
+        database: str = request.getfixturevalue("mysql_db")
+        url = mysql_url(request.getfixturevalue("mysql_dsn"), database)
+        db = MysqlDatabase(parse_url(url), schema=database, max_size=12)
+        await migrate_mysql(db)  # the library's and the channels' tables
+    elif dialect == "sqlite":
         db = await open_sqlite(str(tmp_path / "channels.db"))
         for _, up in migrations("sqlite"):
             await db.executescript(up)
@@ -61,7 +69,7 @@ async def open_env(dialect: str, request: pytest.FixtureRequest, tmp_path: Path)
     return Env(dialect, db, ChannelEngine(dialect, schema=getattr(db, "schema", "main")))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     e = await open_env(request.param, request, tmp_path)
     try:
@@ -73,6 +81,16 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
 @pytest.fixture
 async def pg_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     e = await open_env("postgres", request, tmp_path)
+    try:
+        yield e
+    finally:
+        await e.db.aclose()
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+async def server_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
+    """The servers several processes share (multi-process tests)."""
+    e = await open_env(request.param, request, tmp_path)
     try:
         yield e
     finally:

@@ -15,6 +15,8 @@ import sys
 import trio
 
 from romancy_channels import ChannelEngine, ChannelMode
+from romancy_trio.storage._mysql import MysqlDatabase
+from romancy_trio.storage._mysql_conn import parse_url
 from romancy_trio.storage._postgres import PostgresDatabase
 
 TAKES_DDL = """
@@ -31,8 +33,12 @@ def say(line: str) -> None:
 async def main(
     dsn: str, schema: str, name: str, channel: str, total: int, hold_after: int | None
 ) -> None:
-    db = PostgresDatabase(dsn, schema=schema, max_size=1)
-    engine = ChannelEngine("postgres", schema=schema)
+    db: PostgresDatabase | MysqlDatabase
+    if dsn.startswith("mysql://"):
+        db = MysqlDatabase(parse_url(dsn), schema=schema, max_size=1)
+    else:
+        db = PostgresDatabase(dsn, schema=schema, max_size=1)
+    engine = ChannelEngine(db.dialect, schema=schema)
     try:
         async with db.transaction() as tx:
             await engine.subscribe_tx(tx, channel, name, ChannelMode.COMPETING, now=0.0)

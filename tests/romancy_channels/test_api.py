@@ -52,10 +52,10 @@ def test_public_surface() -> None:
 
 
 def test_unknown_dialect() -> None:
-    with pytest.raises(ValueError, match="mysql"):
-        ChannelEngine("mysql")
-    with pytest.raises(ValueError, match="mysql"):
-        romancy_channels.migrations("mysql")
+    with pytest.raises(ValueError, match="oracle"):
+        ChannelEngine("oracle")
+    with pytest.raises(ValueError, match="oracle"):
+        romancy_channels.migrations("oracle")
 
 
 def test_migrations_are_numbered_up_sections() -> None:

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from romancy_channels import ChannelMode
+from romancy_trio.storage._mysql import MysqlDatabase
 from romancy_trio.storage._postgres import PostgresDatabase
 from tests._paths import PYTHONPATH
 
@@ -27,8 +28,9 @@ TOTAL = 2000
 
 
 def start_taker(env: Env, name: str, hold_after: int | None = None) -> subprocess.Popen[str]:
-    assert isinstance(env.db, PostgresDatabase)
-    args = [env.db.conninfo, env.db.schema, name, "jobs", str(TOTAL)]
+    assert isinstance(env.db, PostgresDatabase | MysqlDatabase)
+    dsn = env.db.params.url if isinstance(env.db, MysqlDatabase) else env.db.conninfo
+    args = [dsn, env.db.schema, name, "jobs", str(TOTAL)]
     if hold_after is not None:
         args.append(str(hold_after))
     proc = subprocess.Popen(
@@ -103,11 +105,11 @@ async def final_takes(env: Env) -> list[tuple[int, str]]:
     return rows
 
 
-async def test_three_processes_take_each_message_exactly_once(pg_env: Env) -> None:
-    ids = await prepare(pg_env)
+async def test_three_processes_take_each_message_exactly_once(server_env: Env) -> None:
+    ids = await prepare(server_env)
     procs: list[subprocess.Popen[str]] = []
     try:
-        procs = [start_taker(pg_env, f"p{i}") for i in range(3)]
+        procs = [start_taker(server_env, f"p{i}") for i in range(3)]
         for proc in procs:
             assert await read_line(proc) == "ready"
         for proc in procs:
@@ -116,20 +118,20 @@ async def test_three_processes_take_each_message_exactly_once(pg_env: Env) -> No
             assert (await wait_exit(proc)).startswith("done ")
     finally:
         cleanup(procs)
-    rows = await final_takes(pg_env)
+    rows = await final_takes(server_env)
     assert sorted(i for i, _ in rows) == ids  # no loss, no duplicate
     per_taker = Counter(t for _, t in rows)
     assert len(per_taker) >= 2, per_taker  # the processes really competed
 
 
 async def test_a_sigkilled_taker_keeps_its_committed_takes_and_loses_the_open_one(
-    pg_env: Env,
+    server_env: Env,
 ) -> None:
-    ids = await prepare(pg_env)
+    ids = await prepare(server_env)
     procs: list[subprocess.Popen[str]] = []
     try:
-        victim = start_taker(pg_env, "victim", hold_after=150)
-        others = [start_taker(pg_env, f"p{i}") for i in range(2)]
+        victim = start_taker(server_env, "victim", hold_after=150)
+        others = [start_taker(server_env, f"p{i}") for i in range(2)]
         procs = [victim, *others]
         for proc in procs:
             assert await read_line(proc) == "ready"
@@ -140,7 +142,7 @@ async def test_a_sigkilled_taker_keeps_its_committed_takes_and_loses_the_open_on
         for proc in others:
             go(proc)
         with trio.fail_after(60):  # kill it midway through the others' work
-            while len(await takes(pg_env)) < TOTAL // 2:
+            while len(await takes(server_env)) < TOTAL // 2:
                 await trio.sleep(0.01)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=10) == -signal.SIGKILL
@@ -148,7 +150,7 @@ async def test_a_sigkilled_taker_keeps_its_committed_takes_and_loses_the_open_on
             assert (await wait_exit(proc)).startswith("done ")
     finally:
         cleanup(procs)
-    rows = await final_takes(pg_env)
+    rows = await final_takes(server_env)
     assert sorted(i for i, _ in rows) == ids  # the union of committed takes: all, once each
     by_id = dict(rows)
     assert Counter(by_id.values())["victim"] == 150  # its committed takes count

@@ -13,7 +13,7 @@ from romancy_trio import AppConfig
 from romancy_trio.storage._db import Params, Row
 from romancy_trio.storage._placeholders import translate
 
-from ..conftest import with_search_path
+from ..conftest import mysql_url, with_search_path
 from ..pgbouncer import PgBouncer
 
 POOLER_ENV = "ROMANCY_TEST_PGBOUNCER"
@@ -34,6 +34,13 @@ def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
     fast = dict(lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=5.0)
     if name == "sqlite":
         return Backend("sqlite", f"sqlite:///{tmp_path / 'wf.db'}", AppConfig(**fast))
+    if name == "mysql":
+        # one fresh database: the URL names it (the tests' own SQL resolves there) and the
+        # library's tables live in it
+        my_dsn: str = request.getfixturevalue("mysql_dsn")
+        database: str = request.getfixturevalue("mysql_db")
+        return Backend("mysql", mysql_url(my_dsn, database),
+                       AppConfig(schema=database, **fast))
     dsn: str = request.getfixturevalue("pg_dsn")
     schema: str = request.getfixturevalue("pg_schema")
     if os.environ.get(POOLER_ENV, "") not in ("", "transaction"):
@@ -59,7 +66,7 @@ async def fetch(app: Any, query: str, params: Params = ()) -> list[Row]:
     return await db.fetchall(*translate(query, params, db.dialect))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend(request.param, request, tmp_path)
 
@@ -67,3 +74,14 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 @pytest.fixture
 def pg_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return make_backend("postgres", request, tmp_path)
+
+
+@pytest.fixture
+def mysql_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return make_backend("mysql", request, tmp_path)
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The database servers that several processes share (multi-process tests)."""
+    return make_backend(request.param, request, tmp_path)

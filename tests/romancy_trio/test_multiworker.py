@@ -1,4 +1,5 @@
-"""Several worker processes on one PostgreSQL: every workflow completes exactly once, and no
+"""Several worker processes on one PostgreSQL or MySQL/MariaDB server: every workflow completes
+exactly once, and no
 instance ever runs on two workers at the same time - even when one worker is SIGKILLed."""
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ async def _rows(app: Any, query: str) -> list[tuple[Any, ...]]:
         return await tx.fetchall(query)
 
 
-async def test_three_workers_two_hundred_workflows_one_killed(pg_backend: Backend) -> None:
-    b = pg_backend
+async def test_three_workers_two_hundred_workflows_one_killed(server_backend: Backend) -> None:
+    b = server_backend
     async with open_app(
         b.url, workflows=[steps, effect], config=b.config, run_workers=False
     ) as app:

@@ -327,9 +327,18 @@ async def test_the_relayer_wakes_on_notify_not_on_its_fallback(backend: Backend)
 
 
 def _relayer_hub(backend: Backend, app: App, config: NotifyConfig) -> Any:
-    """PostgreSQL: a hub of its own, so only the database's NOTIFY can wake the relayer."""
+    """PostgreSQL: a hub of its own, so only the database's NOTIFY can wake the relayer
+    (MySQL: only the signal table, read without skipping the app's own signals)."""
     if backend.name == "sqlite":
         return nullcontext(app.hub)
+    if backend.name == "mysql":
+        from romancy_notify import open_local_hub
+        from romancy_trio.storage._mysql import MysqlDatabase
+        from romancy_trio.storage._mysql_signals import SignalReader
+
+        assert isinstance(app.store.db, MysqlDatabase)
+        return open_local_hub([outbox_topic(app.store.topics)], config, poll_interval=0.05,
+                              fetch_elsewhere=SignalReader(app.store.db, origin=""))
     return open_pg_hub(backend.url, [outbox_topic(app.store.topics)], config,
                        listener_dsn=backend.direct_url)
 

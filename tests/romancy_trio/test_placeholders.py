@@ -169,3 +169,16 @@ def test_unterminated_quotes_are_left_for_the_database_to_report() -> None:
 def test_scans_are_cached() -> None:
     q = "SELECT ? /* cache me */"
     assert scan(q, "postgres") is scan(q, "postgres")
+
+
+def my(query: str, params: object = ()) -> tuple[str, object]:
+    return translate(query, params, "mysql")  # type: ignore[arg-type]
+
+
+def test_mysql_uses_pyformat_and_steps_over_its_own_lexis() -> None:
+    q = ("SELECT `a?b`, 'it\\'s ?', x FROM t # a comment with ? and :n\n"
+         "WHERE a = ? AND b LIKE '5%'")
+    assert my(q, (1,)) == (
+        "SELECT `a?b`, 'it\\'s ?', x FROM t # a comment with ? and :n\n"
+        "WHERE a = %s AND b LIKE '5%%'", (1,))
+    assert my("SELECT :a, ':b'", {"a": 1}) == ("SELECT %(a)s, ':b'", {"a": 1})

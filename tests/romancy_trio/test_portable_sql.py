@@ -37,14 +37,17 @@ async def portable_writes(ctx: ActivityContext) -> list[Any]:
                          (1, "100% sure", "a"))
     await ctx.db.execute("INSERT INTO notes (id, body, tag) VALUES (:id, :body, :tag)",
                          {"id": 2, "body": "50% off", "tag": "b"})
-    # a literal % next to parameters; a cast; a string holding '?' and ':x'
+    # a literal % next to parameters; a cast; a string holding '?' and ':x' (MySQL: '\\' opens
+    # an escape in a literal, backslash is LIKE's escape already, and CAST knows CHAR, not TEXT)
+    mysql = ctx.db.dialect == "mysql"
+    escape, text = ("", "CHAR") if mysql else (" ESCAPE '\\'", "TEXT")
     rows = await ctx.db.fetchall(
-        "SELECT id, body, 'what? :x' FROM notes WHERE body LIKE '%\\% %' ESCAPE '\\' "
-        "AND CAST(id AS TEXT) <> ? ORDER BY id", ("0",))
+        f"SELECT id, body, 'what? :x' FROM notes WHERE body LIKE '%\\% %'{escape} "
+        f"AND CAST(id AS {text}) <> ? ORDER BY id", ("0",))
     one = await ctx.db.fetchone("SELECT body FROM notes WHERE tag = :tag AND id = :id",
                                 {"tag": "b", "id": 2})
     like = await ctx.db.fetchall("SELECT id FROM notes WHERE body LIKE ? ORDER BY id", ("%off",))
-    ph = "%s" if ctx.db.dialect == "postgres" else "?"
+    ph = "%s" if ctx.db.dialect in ("postgres", "mysql") else "?"
     native = await ctx.db.native.fetchone(f"SELECT count(*) FROM notes WHERE id > {ph}", (0,))
     return [[list(r) for r in rows], one and one[0], [r[0] for r in like], native and native[0]]
 

@@ -93,7 +93,8 @@ async def flaky(ctx: ActivityContext, succeed_on: int) -> str:
 
 async def _attempt_keys(ctx: ActivityContext) -> list[str]:
     rows = await ctx.db.fetchall(
-        "SELECT key FROM workflow_history WHERE instance_id = ? AND kind = 'attempt_failed'",
+        "SELECT h.key FROM workflow_history h "  # h.key: a reserved word on MySQL otherwise
+        "WHERE h.instance_id = ? AND h.kind = 'attempt_failed'",
         (ctx.instance_id,),
     )
     return [r[0] for r in rows]

@@ -1,0 +1,344 @@
+"""Every SQL statement the store runs on MySQL 8 / MariaDB (PyMySQL: ``%s`` / ``%(name)s``).
+
+MySQL has no ``UPDATE ... RETURNING`` and no data-modifying CTEs. Where the store expects the
+changed rows back, a statement here is a short script of several statements sent in one round
+trip (the driver's sessions allow multi-statements): the write, ``SET @n = ROW_COUNT()``, then a
+SELECT of what changed guarded by ``@n``. The claim, which must skip locked rows and then
+update them, is the stored procedure ``romancy_claim`` (migration 0001). All of it runs in the
+caller's transaction (sessions are not autocommit), so a script is all or nothing.
+
+Where PostgreSQL sends ``pg_notify`` from a statement, these scripts append the same
+(topic, payload) to ``romancy_signals`` in the same transaction: other processes' hubs read it
+(``_mysql_signals``). Statements woken through the store's ``tx.notify`` get theirs from the
+driver at COMMIT.
+
+Lease times use the server's clock (``NOW(6)``, sessions in UTC). ``{schema}`` is filled in
+with the backquoted database of the library's tables (`qualify_mysql`).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from romancy_channels import qualify
+
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._retention import RetentionQueries
+from .hints import DEADLINE, INSTANCE
+
+Q = TypeVar("Q")
+
+_FENCE = (
+    "instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
+    "AND status = 'running'"
+)
+_NOW_EPOCH = "UNIX_TIMESTAMP(NOW(6))"
+_SIGNAL = "INSERT INTO {schema}.romancy_signals (topic, payload, origin)"
+
+
+def qualify_mysql(queries: Q, schema: str) -> Q:
+    """``queries`` with ``{schema}`` replaced by the backquoted ``schema``."""
+    return qualify(queries, schema, dialect="mysql")
+
+
+_EXISTING = """
+        SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
+        FROM {schema}.workflow_instances i
+        LEFT JOIN {schema}.workflow_runs r ON r.instance_id = i.instance_id AND r.run_no = 1
+        WHERE i.instance_id = %(iid)s"""
+
+_NEXT_EXPIRY = f"""
+        SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE LEAST(a, b) END FROM (
+            SELECT (SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), min(lease_expires_at)) / 1e6
+                    FROM {{schema}}.workflow_instances
+                    WHERE status IN ('pending', 'running') AND NOT (lease_owner <=> %s)) AS a,
+                   (SELECT min(wake_at) - {_NOW_EPOCH}
+                    FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
+
+QUERIES = Queries(
+    # the id exists: ON DUPLICATE KEY changes nothing but @dup (a plain INSERT would fail on a
+    # concurrent insert of the same id; INSERT IGNORE would also turn bad data into warnings)
+    create=f"""
+        SET @dup = 0;
+        INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
+            run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+        VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
+            CASE WHEN %(ttl)s IS NULL THEN NULL
+                 ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
+            %(now)s, %(now)s)
+        ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
+        {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
+        WHERE @dup = 0 AND %(status)s = 'pending';
+        SELECT %(iid)s, NULL, NULL, NULL FROM DUAL WHERE @dup = 0""",
+    existing=_EXISTING,
+    target_status="""
+        SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(target)s""",
+    select_instance=f"""
+        SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances WHERE instance_id = %s""",
+    list_instances=f"""
+        SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances
+        WHERE (%s IS NULL OR status = %s) AND (%s IS NULL OR workflow_name = %s)
+        ORDER BY created_at DESC, instance_id LIMIT %s""",
+    claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s)",
+    claim_and_expiry=None,
+    worker_lock=None,
+    take_over_dead=None,
+    renew="""
+        SET @ttl = %s, @owner = %s;
+        UPDATE {schema}.workflow_instances
+        SET lease_expires_at = NOW(6) + INTERVAL ROUND(@ttl * 1000000) MICROSECOND
+        WHERE lease_owner = @owner AND status = 'running';
+        SELECT instance_id, lease_epoch FROM {schema}.workflow_instances
+        WHERE lease_owner = @owner AND status = 'running'""",
+    release=f"""
+        UPDATE {{schema}}.workflow_instances
+        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+            updated_at = %(now)s
+        WHERE {_FENCE};
+        SET @n = ROW_COUNT();
+        {_SIGNAL} SELECT %(topic)s, %(hint)s, @romancy_origin FROM DUAL WHERE @n > 0;
+        SELECT %(iid)s FROM DUAL WHERE @n > 0""",
+    finish=f"""
+        UPDATE {{schema}}.workflow_instances
+        SET status = %(status)s, result = %(result)s, error = %(error)s,
+            updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
+        WHERE {_FENCE};
+        SET @n = ROW_COUNT();
+        {_SIGNAL} SELECT %(topic)s, %(iid)s, @romancy_origin FROM DUAL WHERE @n > 0;
+        SELECT %(iid)s FROM DUAL WHERE @n > 0""",
+    next_expiry=_NEXT_EXPIRY,
+    record=f"""
+        INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, `key`,
+            payload, worker_id, lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+            %(epoch)s, %(at)s, %(compensation)s
+        FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        LOCK IN SHARE MODE""",
+    select_history="""
+        SELECT seq, kind, `key`, payload, created_at, compensation FROM {schema}.workflow_history
+        WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
+    select_current_history="""
+        SELECT h.run_no, h.seq, h.kind, h.`key`, h.payload, h.created_at, h.compensation
+        FROM {schema}.workflow_history h
+        JOIN {schema}.workflow_instances i USING (instance_id, run_no)
+        WHERE i.instance_id = %s ORDER BY h.seq""",
+    fence="""
+        SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
+        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'
+        LOCK IN SHARE MODE""",
+    archive_history="""
+        INSERT INTO {schema}.workflow_history_archive
+        SELECT * FROM {schema}.workflow_history WHERE instance_id = %s AND run_no = %s""",
+    delete_history="DELETE FROM {schema}.workflow_history WHERE instance_id = %s AND run_no = %s",
+    close_run="""
+        INSERT INTO {schema}.workflow_runs (instance_id, run_no, continued_from, input,
+            started_at, ended_at)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        ON DUPLICATE KEY UPDATE ended_at = VALUES(ended_at)""",
+    open_run="""
+        INSERT INTO {schema}.workflow_runs (instance_id, run_no, continued_from, input, started_at)
+        VALUES (%s, %s, %s, %s, %s)""",
+    start_next_run="""
+        UPDATE {schema}.workflow_instances
+        SET run_no = run_no + 1, input = %s, run_started_at = %s, updated_at = %s
+        WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'""",
+    select_runs="""
+        SELECT run_no, continued_from, started_at, ended_at FROM {schema}.workflow_runs
+        WHERE instance_id = %s ORDER BY run_no""",
+    run_one="""
+        SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
+        WHERE instance_id = %s""",
+)
+
+_RECORD_FENCED = f"""
+        INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, `key`, payload,
+            worker_id, lease_epoch, created_at, compensation)
+        SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+            %(epoch)s, %(at)s, %(compensation)s
+        FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
+        LOCK IN SHARE MODE"""
+
+WAIT_QUERIES = WaitQueries(
+    lock_fenced=f"""
+        SELECT run_no, cancel_requested FROM {{schema}}.workflow_instances WHERE {_FENCE}
+        FOR UPDATE""",
+    inbox_first="""
+        SELECT source, event_id FROM {schema}.workflow_inbox
+        WHERE instance_id = %(iid)s AND type = %(type)s ORDER BY received_at, event_id LIMIT 1""",
+    inbox_insert="""
+        INSERT INTO {schema}.workflow_inbox (instance_id, source, event_id, type, received_at)
+        VALUES (%(iid)s, %(source)s, %(event_id)s, %(type)s, %(now)s)
+        ON DUPLICATE KEY UPDATE instance_id = instance_id""",
+    inbox_delete="""
+        DELETE FROM {schema}.workflow_inbox
+        WHERE instance_id = %(iid)s AND source = %(source)s AND event_id = %(event_id)s""",
+    event_body="""
+        SELECT body FROM {schema}.workflow_events
+        WHERE source = %(source)s AND event_id = %(event_id)s""",
+    waits_delete="DELETE FROM {schema}.workflow_waits WHERE instance_id = %(iid)s",
+    # the fenced insert, then (fenced out) a SIGNAL that leaves the transaction to roll back
+    resolve=(f"""
+        DELETE FROM {{schema}}.workflow_waits WHERE instance_id = %(iid)s;
+        {_RECORD_FENCED};
+        SET @n = ROW_COUNT();
+        SELECT %(seq)s FROM DUAL WHERE @n > 0;
+        CALL {{schema}}.romancy_fenced_out(@n = 0, %(iid)s, %(owner)s, %(epoch)s)""",),
+    resolve_raises_when_fenced=True,
+    suspend=(f"""
+        UPDATE {{schema}}.workflow_instances
+        SET status = CASE WHEN cancel_requested THEN 'pending' ELSE 'waiting' END,
+            wake_at = %(wake_at)s, lease_owner = NULL, lease_expires_at = NULL,
+            updated_at = %(now)s
+        WHERE {_FENCE} AND run_no = %(run_no)s;
+        SET @n = ROW_COUNT();
+        DELETE FROM {{schema}}.workflow_waits
+        WHERE @n > 0 AND instance_id = %(iid)s AND wait_id <> %(wait_id)s;
+        INSERT INTO {{schema}}.workflow_waits (instance_id, wait_id, kind, `key`, deadline,
+            created_at)
+        SELECT %(iid)s, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s FROM DUAL
+        WHERE @n > 0
+        ON DUPLICATE KEY UPDATE kind = VALUES(kind), `key` = VALUES(`key`),
+            deadline = VALUES(deadline), created_at = VALUES(created_at);
+        SET @status = (SELECT status FROM {{schema}}.workflow_instances
+                       WHERE @n > 0 AND instance_id = %(iid)s);
+        {_SIGNAL}
+        SELECT %(topic)s, CASE WHEN @status = 'pending' THEN ''
+                               ELSE CONCAT('{DEADLINE}', %(wake_at)s) END,
+            @romancy_origin
+        FROM DUAL
+        WHERE @n > 0 AND (@status = 'pending' OR %(wake_at)s < %(hint_before)s);
+        SELECT @status FROM DUAL WHERE @n > 0""",),
+    append_history="""
+        INSERT INTO {schema}.workflow_history (instance_id, run_no, seq, kind, `key`, payload,
+            worker_id, lease_epoch, created_at)
+        SELECT i.instance_id, i.run_no,
+            (SELECT coalesce(max(h.seq) + 1, 0) FROM {schema}.workflow_history h
+             WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no),
+            %(kind)s, %(key)s, %(payload)s, %(worker)s, i.lease_epoch, %(at)s
+        FROM {schema}.workflow_instances i WHERE i.instance_id = %(iid)s""",
+    event_insert="""
+        SET @dup = 0;
+        INSERT INTO {schema}.workflow_events (source, event_id, type, body, target, received_at)
+        VALUES (%(source)s, %(event_id)s, %(type)s, %(body)s, %(target)s, %(now)s)
+        ON DUPLICATE KEY UPDATE source = IF(@dup := 1, source, source);
+        SELECT %(event_id)s FROM DUAL WHERE @dup = 0""",
+    event_broadcast=None,  # no data-modifying CTEs: the store's transaction does the steps
+    lock_instance="""
+        SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(iid)s
+        FOR UPDATE""",
+    event_waiters="""
+        SELECT w.instance_id, w.wait_id FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'event' AND w.`key` = %(type)s AND i.status = 'waiting'
+        ORDER BY w.instance_id
+        FOR UPDATE""",
+    instance_wait="""
+        SELECT wait_id FROM {schema}.workflow_waits
+        WHERE instance_id = %(iid)s AND kind = %(kind)s AND `key` = %(key)s""",
+    wake="""
+        UPDATE {schema}.workflow_instances
+        SET status = 'pending', wake_at = NULL, updated_at = %(now)s
+        WHERE instance_id = %(iid)s AND status = 'waiting'""",
+    cancel="""
+        UPDATE {schema}.workflow_instances i
+        SET cancel_requested = TRUE, wake_at = NULL, updated_at = %(now)s,
+            status = CASE
+                WHEN status = 'running' THEN 'running'
+                WHEN EXISTS (SELECT 1 FROM {schema}.workflow_history h
+                             WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no
+                               AND h.compensation IS NOT NULL) THEN 'pending'
+                ELSE 'cancelled' END
+        WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting');
+        SET @n = ROW_COUNT();
+        SELECT status FROM {schema}.workflow_instances
+        WHERE @n > 0 AND instance_id = %(iid)s""",
+    # The candidates (at most limit, oldest first) read into @woken, then woken by primary key
+    # with their status checked again under the row lock (READ COMMITTED re-reads a row an
+    # UPDATE waited for); those this statement woke carry its own updated_at.
+    wake_waiters="""
+        SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @woken FROM (
+            SELECT w.instance_id,
+                   ROW_NUMBER() OVER (ORDER BY w.created_at, w.instance_id) AS rn
+            FROM {schema}.workflow_waits w
+            JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = %(kind)s AND w.`key` = %(key)s AND i.status = 'waiting'
+              AND (%(target)s IS NULL OR w.instance_id = %(target)s)) c
+        WHERE rn <= coalesce(%(limit)s, rn);
+        UPDATE {schema}.workflow_instances i
+        JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
+          ON i.instance_id = j.id
+        SET i.status = 'pending', i.wake_at = NULL, i.updated_at = %(now)s
+        WHERE i.status = 'waiting';
+        SELECT i.instance_id FROM {schema}.workflow_instances i
+        JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
+          ON i.instance_id = j.id
+        WHERE i.status = 'pending' AND i.updated_at = %(now)s""",
+    wake_if_ready="""
+        UPDATE {schema}.workflow_instances
+        SET status = 'pending', wake_at = NULL, updated_at = %(now)s
+        WHERE instance_id = %(iid)s AND status = 'waiting'
+          AND EXISTS (SELECT 1 FROM {schema}.workflow_waits w
+                      WHERE w.instance_id = %(iid)s AND w.wait_id = %(wait_id)s)
+          AND coalesce(({ready}), TRUE);
+        SET @n = ROW_COUNT();
+        SELECT %(iid)s FROM DUAL WHERE @n > 0""",
+    woken_receivers="""(
+        SELECT count(*) FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+        WHERE w.kind = 'channel' AND w.`key` = %(channel)s AND w.instance_id <> %(subscriber)s
+          AND i.status IN ('pending', 'running'))""",
+    wake_notifies=False,
+    stale_channel_waiters="""
+        SELECT w.instance_id, w.`key` FROM {schema}.workflow_waits w
+        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+        JOIN (SELECT DISTINCT channel FROM {schema}.channel_messages
+              WHERE published_at >= %(since)s) c
+          ON c.channel = w.`key`
+        WHERE w.kind = 'channel' AND i.status = 'waiting'
+        ORDER BY w.instance_id LIMIT %(limit)s""",
+    events_cleanup="""
+        DELETE FROM {schema}.workflow_events WHERE received_at < %(before)s
+        ORDER BY received_at LIMIT %(limit)s""",
+    inbox_cleanup="DELETE FROM {schema}.workflow_inbox WHERE received_at < %(before)s",
+)
+
+
+# -- data lifecycle (AppConfig.instance_retention) ----------------------------------------------
+# The batch is read once into @doomed / @old; every statement then deletes by it. Finished
+# instances and ended runs never change again, so two workers purging at once at worst both
+# delete the same rows (the second finds them gone).
+_PICK_FINISHED = """
+        SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @doomed FROM (
+            SELECT instance_id FROM {schema}.workflow_instances
+            WHERE status IN ('completed', 'failed', 'cancelled') AND updated_at < %(before)s
+            ORDER BY updated_at, instance_id
+            LIMIT %(limit)s) d"""
+_DOOMED = "(SELECT id FROM JSON_TABLE(@doomed, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j)"
+_PICK_RUNS = """
+        SELECT coalesce(JSON_ARRAYAGG(JSON_ARRAY(instance_id, run_no)), '[]') INTO @old FROM (
+            SELECT instance_id, run_no FROM {schema}.workflow_runs
+            WHERE ended_at < %(before)s
+            ORDER BY ended_at, instance_id, run_no
+            LIMIT %(limit)s) o"""
+_OLD = ("(SELECT id, n FROM JSON_TABLE(@old, '$[*]' COLUMNS "
+        "(id VARCHAR(255) PATH '$[0]', n INT PATH '$[1]')) j)")
+
+RETENTION_QUERIES = RetentionQueries(
+    purge_finished=(
+        _PICK_FINISHED,
+        *(f"DELETE FROM {{schema}}.{table} WHERE instance_id IN {_DOOMED}"
+          for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
+                        "workflow_waits", "workflow_inbox")),
+        f"DELETE FROM {{schema}}.channel_subscriptions WHERE subscriber IN {_DOOMED}",
+        f"DELETE FROM {{schema}}.channel_messages WHERE target IN {_DOOMED}",
+        f"DELETE FROM {{schema}}.workflow_instances WHERE instance_id IN {_DOOMED}",
+        f"SELECT id FROM {_DOOMED} d",
+    ),
+    purge_runs=(
+        _PICK_RUNS,
+        f"""DELETE FROM {{schema}}.workflow_history_archive
+            WHERE (instance_id, run_no) IN {_OLD}""",
+        f"DELETE FROM {{schema}}.workflow_runs WHERE (instance_id, run_no) IN {_OLD}",
+        f"SELECT id FROM {_OLD} o",
+    ),
+)
