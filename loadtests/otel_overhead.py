@@ -5,6 +5,7 @@ same run with them off, in alternating repetitions on fresh schemas. Prints both
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ from romancy_trio.otel import OpenTelemetryHooks, observe_app
 from ._common import Result, Run, drop_schema, new_schema, require
 from .workflows import WARMUP, WORKFLOWS, bench_one
 
-REPETITIONS = 4
+REPETITIONS = int(os.environ.get("LOADTEST_OTEL_REPS", "4"))
+"""Alternating off/on pairs (more of them for a steadier median on a busy machine)."""
 
 
 class NoOpExporter(SpanExporter):
@@ -116,8 +118,10 @@ async def scenario(run: Run) -> list[Result]:
           f"{max(rates[False]):.0f}), on {on:.0f} wf/s (range {min(rates[True]):.0f}-"
           f"{max(rates[True]):.0f}), overhead {overhead:.1f}% of throughput (medians of "
           f"{REPETITIONS} alternating repetitions, {total} workflows each, {c} clients); "
-          f"CPU of this process per workflow: off {cpu_off:.0f} us, on {cpu_on:.0f} us "
-          f"(+{cpu_on - cpu_off:.0f} us)")
+          f"CPU of this process per workflow: off {cpu_off:.0f} us (range "
+          f"{min(cpu_us[False]):.0f}-{max(cpu_us[False]):.0f}), on {cpu_on:.0f} us (range "
+          f"{min(cpu_us[True]):.0f}-{max(cpu_us[True]):.0f}), +{cpu_on - cpu_off:.0f} us = "
+          f"{(cpu_on - cpu_off) / cpu_off * 100:.1f}%")
     return [
         Result(f"1-activity wf, {c} concurrent, otel off", REPETITIONS * total, seconds[False],
                latencies[False], {"median_wf_s": round(off), "reps": REPETITIONS,
