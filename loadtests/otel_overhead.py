@@ -5,6 +5,7 @@ same run with them off, in alternating repetitions on fresh schemas. Prints both
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -17,12 +18,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from romancy_trio import AppConfig, open_app
+from romancy_trio import hooks as h
 from romancy_trio.otel import OpenTelemetryHooks, observe_app
 
 from ._common import Result, Run, drop_schema, new_schema, require
 from .workflows import WARMUP, WORKFLOWS, bench_one
 
-REPETITIONS = 4
+REPETITIONS = int(os.environ.get("LOADTEST_OTEL_REPS", "4"))
+"""Alternating off/on pairs (more of them for a steadier median on a busy machine)."""
 
 
 class NoOpExporter(SpanExporter):
@@ -87,6 +90,35 @@ async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
     return seconds, cpu, latencies, exporter.spans
 
 
+async def _hook_work_us(n: int = 3000) -> float:
+    """CPU microseconds per workflow of `OpenTelemetryHooks` alone (no database, no
+    dispatcher): the supplier at start and the notifications of a one-activity workflow, with
+    the same SDK set-up. Steadier than the end-to-end figures on a busy machine."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(NoOpExporter(),
+                                                          max_queue_size=1 << 16))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    hook = OpenTelemetryHooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        c0 = time.process_time()
+        for i in range(n):
+            iid, now = f"bench-{i}", time.time()
+            attrs = h.frozen_map(hook.instance_attributes(
+                h.StartInfo("bench_one", iid, h.frozen_map(None))))
+            await hook.on_workflow_started(h.WorkflowStarted(iid, "bench_one", "w", now, attrs))
+            await hook.on_workflow_resumed(h.WorkflowResumed(iid, "bench_one", "w", now, 1, 1,
+                                                             attrs, 0, None, now))
+            await hook.on_activity_completed(h.ActivityCompleted(
+                iid, "bench_one", "w", now, 1, 1, "a1", "bench_act", 1, now))
+            await hook.on_workflow_completed(h.WorkflowCompleted(iid, "bench_one", "w", now,
+                                                                 1, 1))
+        tracer_provider.force_flush()
+        return (time.process_time() - c0) / n * 1e6
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 async def scenario(run: Run) -> list[Result]:
     total = max(run.sizes.concurrent // 4, 50)
     c = run.sizes.concurrency
@@ -107,6 +139,7 @@ async def scenario(run: Run) -> list[Result]:
             spans += exported
             bar.advance()
     bar.close()
+    alone = statistics.median([await _hook_work_us() for _ in range(5)])
     # each workflow: run + activity spans at least (and a start span)
     require(spans >= REPETITIONS * total * 3, f"otel overhead: only {spans} spans exported")
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
@@ -116,8 +149,12 @@ async def scenario(run: Run) -> list[Result]:
           f"{max(rates[False]):.0f}), on {on:.0f} wf/s (range {min(rates[True]):.0f}-"
           f"{max(rates[True]):.0f}), overhead {overhead:.1f}% of throughput (medians of "
           f"{REPETITIONS} alternating repetitions, {total} workflows each, {c} clients); "
-          f"CPU of this process per workflow: off {cpu_off:.0f} us, on {cpu_on:.0f} us "
-          f"(+{cpu_on - cpu_off:.0f} us)")
+          f"CPU of this process per workflow: off {cpu_off:.0f} us (range "
+          f"{min(cpu_us[False]):.0f}-{max(cpu_us[False]):.0f}), on {cpu_on:.0f} us (range "
+          f"{min(cpu_us[True]):.0f}-{max(cpu_us[True]):.0f}), +{cpu_on - cpu_off:.0f} us = "
+          f"{(cpu_on - cpu_off) / cpu_off * 100:.1f}%; OpenTelemetryHooks' own work alone "
+          f"(no database, median of 5): {alone:.0f} us per workflow = "
+          f"{alone / cpu_off * 100:.1f}% of the off CPU per workflow")
     return [
         Result(f"1-activity wf, {c} concurrent, otel off", REPETITIONS * total, seconds[False],
                latencies[False], {"median_wf_s": round(off), "reps": REPETITIONS,
@@ -125,6 +162,7 @@ async def scenario(run: Run) -> list[Result]:
                checked="all completed"),
         Result(f"1-activity wf, {c} concurrent, otel on", REPETITIONS * total, seconds[True],
                latencies[True], {"median_wf_s": round(on), "overhead_pct": round(overhead, 1),
-                                 "cpu_us_per_wf": round(cpu_on), "spans": spans},
+                                 "cpu_us_per_wf": round(cpu_on), "spans": spans,
+                                 "hook_work_us_per_wf": round(alone)},
                checked="all completed, spans exported"),
     ]

@@ -76,6 +76,10 @@ class HookDispatcher:
         """Set when every hook's task has ended (its channel drained)."""
         self.active = bool(self._slots)
         """Whether any hook is registered (callers skip building notifications otherwise)."""
+        self.wanted: frozenset[type[HookEvent]] = frozenset().union(
+            *(slot.wants for slot in self._slots))
+        """The notifications some hook overrides a method for: only these are worth building
+        (`emit` drops the others anyway)."""
 
     def emit(self, event: HookEvent) -> None:
         for slot in self._slots:

@@ -20,6 +20,7 @@ from ..hooks import (
     CompensationRun,
     EventInfo,
     EventReceived,
+    HookEvent,
     LeaseLost,
     MessagePublished,
     MessageReceived,
@@ -52,6 +53,8 @@ class RunNotes:
                  attributes: Mapping[str, str]) -> None:
         self.hooks = hooks
         self.on = hooks.active
+        self.wanted = hooks.wanted
+        """Kinds some hook listens to: a notification nobody wants is never built."""
         self.lease = lease
         self.workflow = workflow
         self.run_no = run_no
@@ -67,7 +70,7 @@ class RunNotes:
     # -- the run --------------------------------------------------------------------------
     def resumed(self, history: Sequence[HistoryEvent], started_at: float,
                 runnable_since: float | None) -> None:
-        if not self.on:
+        if WorkflowResumed not in self.wanted:
             return
         woken = waited_since = None
         if history and history[-1].kind is EventKind.EVENT_RECEIVED:
@@ -84,13 +87,13 @@ class RunNotes:
     def ended(self, status: str, error: ErrorInfo | None = None) -> None:
         """The instance ended: ``completed``, ``failed`` or ``cancelled``."""
         self.closed = True
-        if not self.on:
-            return
         if status == "completed":
-            self.hooks.emit(WorkflowCompleted(**self._ids()))
+            if WorkflowCompleted in self.wanted:
+                self.hooks.emit(WorkflowCompleted(**self._ids()))
         elif status == "cancelled":
-            self.hooks.emit(WorkflowCancelled(**self._ids()))
-        else:
+            if WorkflowCancelled in self.wanted:
+                self.hooks.emit(WorkflowCancelled(**self._ids()))
+        elif WorkflowFailed in self.wanted:
             self.hooks.emit(WorkflowFailed(**self._ids(), error_type=error.type if error else "",
                                            message=error.message if error else ""))
 
@@ -98,7 +101,7 @@ class RunNotes:
         if self.closed:
             return
         self.closed = True
-        if not self.on:
+        if WorkflowSuspended not in self.wanted:
             return
         self.hooks.emit(WorkflowSuspended(
             **self._ids(), reason=reason, wait_kind=None if wait is None else str(wait.kind),
@@ -113,19 +116,21 @@ class RunNotes:
     def waited(self, found: Sequence[tuple[HistoryEvent, WaitCommand, float]]) -> None:
         """Waits resolved (and recorded) by this run: the event, message or timer each got,
         and when the wait began (the workflow's clock then: its last recorded step)."""
-        if not self.on:
+        wanted = self.wanted
+        if not wanted:
             return
         for event, wait, since in found:
             if event.kind is EventKind.EVENT_RECEIVED:
-                info = event_info(event.payload)
+                info = event_info(event.payload) if EventReceived in wanted else None
                 if info is not None:
                     ids = self._ids()
                     del ids["run_no"], ids["epoch"]
                     self.hooks.emit(EventReceived(**ids, event=info))
             elif event.kind is EventKind.MESSAGE_RECEIVED:
-                self.hooks.emit(MessageReceived(**self._ids(), channel=wait.key, since=since))
+                if MessageReceived in wanted:
+                    self.hooks.emit(MessageReceived(**self._ids(), channel=wait.key, since=since))
             elif (event.kind in (EventKind.TIMER_FIRED, EventKind.WAIT_TIMED_OUT)
-                  and wait.deadline is not None):
+                  and wait.deadline is not None and TimerFired in wanted):
                 self.hooks.emit(TimerFired(
                     **self._ids(), deadline=wait.deadline, late_by=event.at - wait.deadline,
                     timed_out=event.kind is EventKind.WAIT_TIMED_OUT, since=since))
@@ -134,7 +139,7 @@ class RunNotes:
     def attempt(self, cmd: ActivityCommand, attempt: int) -> float:
         """An attempt starts; returns its start time (for the outcome's notification)."""
         now = time.time()
-        if self.on and not cmd.compensates:
+        if ActivityStarted in self.wanted and not cmd.compensates:
             self.hooks.emit(ActivityStarted(**self._ids(), activity_id=cmd.activity_id,
                                             activity=cmd.name, attempt=attempt))
         return now
@@ -142,14 +147,22 @@ class RunNotes:
     def outcome(self, cmd: ActivityCommand, attempt: int, started_at: float,
                 error: ErrorInfo | None, *, next_at: float | None = None) -> None:
         """The attempt's outcome is recorded: success, a retry (``next_at``) or the end."""
-        if not self.on:
+        kind: type[HookEvent]
+        if cmd.compensates:
+            if next_at is not None:
+                return
+            kind = CompensationRun
+        elif error is None:
+            kind = ActivityCompleted
+        else:
+            kind = ActivityFailed if next_at is None else ActivityRetried
+        if kind not in self.wanted:
             return
         ids = {**self._ids(), "activity_id": cmd.activity_id, "activity": cmd.name,
                "attempt": attempt, "started_at": started_at}
-        if cmd.compensates:
-            if next_at is None:
-                self.hooks.emit(CompensationRun(**ids, ok=error is None,
-                                                error_type=error.type if error else None))
+        if kind is CompensationRun:
+            self.hooks.emit(CompensationRun(**ids, ok=error is None,
+                                            error_type=error.type if error else None))
         elif error is None:
             self.hooks.emit(ActivityCompleted(**ids))
         elif next_at is None:
@@ -159,7 +172,7 @@ class RunNotes:
                                             next_at=next_at))
 
     def published(self, channel: str, message_id: int) -> None:
-        if self.on:
+        if MessagePublished in self.wanted:
             ids = self._ids()
             del ids["run_no"], ids["epoch"]
             self.hooks.emit(MessagePublished(**ids, channel=channel, message_id=message_id))
@@ -174,7 +187,7 @@ class RunNotes:
 
 
 def lease_lost(hooks: HookDispatcher, claimed: Claimed | None) -> None:
-    if hooks.active and claimed is not None:
+    if LeaseLost in hooks.wanted and claimed is not None:
         lease = claimed.lease
         hooks.emit(LeaseLost(lease.instance_id, claimed.workflow_name, lease.worker_id,
                              time.time(), claimed.run_no, lease.epoch))

@@ -28,7 +28,15 @@ from romancy_trio import hooks as h
 from ._tracing import Tracing, carrier_of, context_of
 
 _SCOPE = "romancy_trio"
+_MAX_LABELS = 4096
+"""Distinct metric attribute sets kept for reuse (past it the cache starts over)."""
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+_KEYS: dict[str, tuple[str, ...]] = {
+    "w": ("workflow",), "ws": ("workflow", "status"),
+    "wao": ("workflow", "activity", "outcome"), "cd": ("channel", "direction"),
+    "t": ("type",)}
 
 
 class OpenTelemetryHooks(h.Hooks):
@@ -59,6 +67,18 @@ class OpenTelemetryHooks(h.Hooks):
             "romancy.channel.messages", description="Channel messages published and received")
         self.events = meter.create_counter(
             "romancy.events.received", description="Events recorded in instance histories")
+        self._labels: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def _label(self, *values: str) -> dict[str, str]:
+        """The attribute set of a measurement, made once per distinct set (no dict per
+        measurement); keyed by the values, in the positions the callers below use."""
+        labels = self._labels.get(values)
+        if labels is None:
+            if len(self._labels) >= _MAX_LABELS:
+                self._labels.clear()
+            labels = self._labels[values] = dict(zip(_KEYS[values[0]], values[1:],
+                                                     strict=True))
+        return labels
 
     # -- suppliers ----------------------------------------------------------------------
     def instance_attributes(self, start: h.StartInfo) -> Mapping[str, str]:
@@ -69,25 +89,25 @@ class OpenTelemetryHooks(h.Hooks):
 
     # -- notifications ------------------------------------------------------------------
     async def on_workflow_started(self, event: h.WorkflowStarted) -> None:
-        self.starts.add(1, {"workflow": event.workflow})
+        self.starts.add(1, self._label("w", event.workflow))
 
     async def on_workflow_resumed(self, event: h.WorkflowResumed) -> None:
         self.tracing.resumed(event)
         if event.runnable_since is not None:
             self.wakeup_latency.record(max(event.at - event.runnable_since, 0.0),
-                                       {"workflow": event.workflow})
+                                       self._label("w", event.workflow))
 
     async def on_workflow_completed(self, event: h.WorkflowCompleted) -> None:
         self.tracing.ended(event, outcome="completed")
-        self.ends.add(1, {"workflow": event.workflow, "status": "completed"})
+        self.ends.add(1, self._label("ws", event.workflow, "completed"))
 
     async def on_workflow_failed(self, event: h.WorkflowFailed) -> None:
         self.tracing.ended(event, (event.error_type, event.message), outcome="failed")
-        self.ends.add(1, {"workflow": event.workflow, "status": "failed"})
+        self.ends.add(1, self._label("ws", event.workflow, "failed"))
 
     async def on_workflow_cancelled(self, event: h.WorkflowCancelled) -> None:
         self.tracing.ended(event, outcome="cancelled")
-        self.ends.add(1, {"workflow": event.workflow, "status": "cancelled"})
+        self.ends.add(1, self._label("ws", event.workflow, "cancelled"))
 
     async def on_workflow_suspended(self, event: h.WorkflowSuspended) -> None:
         self.tracing.ended(event, outcome=event.reason)
@@ -95,7 +115,7 @@ class OpenTelemetryHooks(h.Hooks):
     async def on_lease_lost(self, event: h.LeaseLost) -> None:
         self.tracing.ended(event, ("LeaseLost", "another worker took the instance over"),
                            outcome="lease lost")
-        self.lease_losses.add(1, {"workflow": event.workflow})
+        self.lease_losses.add(1, self._label("w", event.workflow))
 
     async def on_activity_completed(self, event: h.ActivityCompleted) -> None:
         self._attempt(event, "completed")
@@ -109,7 +129,7 @@ class OpenTelemetryHooks(h.Hooks):
     def _attempt(self, event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried,
                  outcome: str) -> None:
         self.tracing.activity_ended(event)
-        labels = {"workflow": event.workflow, "activity": event.activity, "outcome": outcome}
+        labels = self._label("wao", event.workflow, event.activity, outcome)
         self.attempts.add(1, labels)
         self.activity_duration.record(max(event.at - event.started_at, 0.0), labels)
 
@@ -118,17 +138,17 @@ class OpenTelemetryHooks(h.Hooks):
 
     async def on_timer_fired(self, event: h.TimerFired) -> None:
         self.tracing.waited(event)
-        self.wakeup_latency.record(max(event.late_by, 0.0), {"workflow": event.workflow})
+        self.wakeup_latency.record(max(event.late_by, 0.0), self._label("w", event.workflow))
 
     async def on_message_received(self, event: h.MessageReceived) -> None:
         self.tracing.waited(event)
-        self.messages.add(1, {"channel": event.channel, "direction": "received"})
+        self.messages.add(1, self._label("cd", event.channel, "received"))
 
     async def on_message_published(self, event: h.MessagePublished) -> None:
-        self.messages.add(1, {"channel": event.channel, "direction": "published"})
+        self.messages.add(1, self._label("cd", event.channel, "published"))
 
     async def on_event_received(self, event: h.EventReceived) -> None:
-        self.events.add(1, {"type": event.event.type})
+        self.events.add(1, self._label("t", event.event.type))
 
 
 def observe_app(app: App, *, meter_provider: MeterProvider | None = None) -> None:

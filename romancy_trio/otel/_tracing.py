@@ -59,9 +59,29 @@ def context_of(carrier: Mapping[str, str]) -> Context | None:
 
 
 def carrier_of(span: Span) -> dict[str, str]:
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, trace.set_span_in_context(span))
+    """The W3C ``traceparent`` (and ``tracestate``) naming ``span``: what the W3C propagator's
+    ``inject`` writes, formatted here without building a context for it."""
+    sc = span.get_span_context()
+    if not sc.is_valid:
+        return {}
+    carrier = {"traceparent": f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"}
+    if sc.trace_state:
+        carrier["tracestate"] = sc.trace_state.to_header()
     return carrier
+
+
+def _remember(carrier: Mapping[str, str], span: Span) -> None:
+    """Seed `context_of`'s cache with what parsing ``carrier`` (just made from ``span``, with
+    no tracestate) gives, so the instance's first run here does not parse it again."""
+    if "tracestate" in carrier or "traceparent" not in carrier:
+        return
+    sc = span.get_span_context()
+    if len(_PARSED) >= _MAX_PARSED:
+        _PARSED.clear()
+    _PARSED[carrier["traceparent"], ""] = trace.set_span_in_context(trace.NonRecordingSpan(
+        trace.SpanContext(sc.trace_id, sc.span_id, is_remote=True,
+                          trace_flags=trace.TraceFlags(sc.trace_flags), trace_state=None)),
+        Context())
 
 
 def _ids(event: h.HookEvent) -> dict[str, str | int]:
@@ -107,7 +127,11 @@ class Tracing:
             attributes={"romancy.instance_id": start.instance_id,
                         "romancy.workflow": start.workflow})
         span.end()
-        return {} if given is not None else carrier_of(span)
+        if given is not None:
+            return {}
+        carrier = carrier_of(span)
+        _remember(carrier, span)
+        return carrier
 
     def send_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
         span = self.tracer.start_span(
