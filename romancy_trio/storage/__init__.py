@@ -3,6 +3,7 @@
 from . import hints as hints
 from ._backlog import Backlog as Backlog
 from ._backlog import read_backlog as read_backlog
+from ._backlog import read_subscribers as read_subscribers
 from ._db import Database as Database
 from ._db import NativeSession as NativeSession
 from ._db import Row as Row
