@@ -102,7 +102,8 @@ APP_METHODS = {
     "status", "workflows",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
-(llm), ``backlog`` and ``hook_statistics`` (otel), ``replay`` (cli), ``subscribers`` (viewer) were added for them."""
+(llm), ``backlog`` and ``hook_statistics`` (otel), ``replay`` (cli), ``subscribers`` (viewer)
+were added for them."""
 
 
 def test_app_methods_are_pinned() -> None:
