@@ -82,8 +82,9 @@ DOCUMENT: Final[dict[str, Any]] = {
             "summary": "an event as a plain JSON object",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["type", "source", "id"],
-                "properties": {"type": {"type": "string"}, "source": {"type": "string"},
-                               "id": {"type": "string"}, "data": {},
+                "properties": {"type": {"type": "string", "minLength": 1},
+                               "source": {"type": "string", "minLength": 1},
+                               "id": {"type": "string", "minLength": 1}, "data": {},
                                "subject": {"type": "string"},
                                "instance_id": {"type": "string"}},
                 "additionalProperties": False}}}},
