@@ -63,6 +63,7 @@ from .storage import (
     open_store,
     read_backlog,
     read_subscribers,
+    resume_failed,
 )
 from .storage._pg_url import check_postgres_url, server_address
 from .storage._postgres import unavailable
@@ -340,6 +341,14 @@ class App:
             raise InstanceFinishedError(
                 f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
             )
+
+    async def resume(self, instance_id: str) -> str:
+        """Retry a failed instance from its last failed activity; returns that activity's
+        id. Its failure stays recorded in the history (retired, not replayed); the activity
+        runs again with fresh attempts. Raises :class:`InstanceFinishedError` if the instance
+        did not fail at an activity (or its compensations already ran)."""
+        return await resume_failed(self.store.db, self.store.topics.work, instance_id,
+                                   now=time.time())
 
     async def list_instances(
         self,

@@ -1,5 +1,5 @@
 """The operator's command line, a guest built on the public facade: ``romancy-trio list``,
-``show``, ``cancel``, ``send-event``, ``publish``, ``export`` and ``replay``.
+``show``, ``cancel``, ``resume``, ``send-event``, ``publish``, ``export`` and ``replay``.
 
 ``COMMANDS`` maps each name to ``(add_arguments, run)``; ``romancy_trio.__main__`` dispatches
 through it. ``run(args)`` is a coroutine; a :class:`romancy_trio.RomancyError` it raises becomes

@@ -160,6 +160,13 @@ async def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _resume(args: argparse.Namespace) -> int:
+    async with _app(args) as app:
+        activity_id = await app.resume(args.instance_id)
+    print(f"resumed {args.instance_id} at activity {activity_id}: a worker runs it again")
+    return 0
+
+
 def _data(text: str | None, path: str | None) -> Any:
     if text is not None and path is not None:
         raise rt.ConfigurationError("give the data as an argument or with --file, not both")
@@ -289,6 +296,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Run]] 
     "show": ("status, input, result or error, timeline, runs, lease of one instance",
              _with_common(_show_args), _show),
     "cancel": ("cancel a live instance", _with_common(_id_args), _cancel),
+    "resume": ("retry a failed instance from its last failed activity (recorded)",
+               _with_common(_id_args), _resume),
     "send-event": ("send a CloudEvent", _with_common(_event_args), _send_event),
     "publish": ("publish a message on a channel", _with_common(_publish_args), _publish),
     "export": ("write an instance's history as JSON (for replay --file)",

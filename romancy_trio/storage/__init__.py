@@ -15,6 +15,7 @@ from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store
 from ._placeholders import PlaceholderError as PlaceholderError
+from ._resume import resume_failed as resume_failed
 from ._schema import qualify as qualify
 from ._session import PortableSession as PortableSession
 from ._sqlite import SqliteDatabase as SqliteDatabase

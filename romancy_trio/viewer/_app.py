@@ -78,6 +78,9 @@ class ViewerApp:
                 if parts[2] == "cancel":
                     await self.app.cancel(parts[1])
                     return {"instance_id": parts[1], "cancel_requested": True}
+                if parts[2] == "resume":
+                    return {"instance_id": parts[1],
+                            "resumed_at": await self.app.resume(parts[1])}
             if parts == ["channels"] and method == "GET":
                 backlog = await self.app.backlog()
                 subscribers = await self.app.subscribers()

@@ -100,6 +100,7 @@ ${esc(d.error.traceback || "")}</pre>` : "";
     d.runs.map(r => r.run_no).join(" &rarr; ")}) &middot; lease ${esc(d.lease_holder || "none")}
     &middot; updated ${esc(d.updated_at)}</p>
   <p><button class="danger" id="cancel" ${ended ? "disabled" : ""}>Cancel</button>
+     <button id="resume" ${d.status === "failed" ? "" : "disabled"}>Resume from failed activity</button>
      <span id="message"></span></p>
   <h3>Timeline</h3>
   <div class="legend"><span><i style="background:${COLORS.activity}"></i>activity</span>
@@ -112,12 +113,14 @@ ${esc(d.error.traceback || "")}</pre>` : "";
   <div class="grid"><div><h3>Input</h3><pre id="input">${esc(JSON.stringify(d.input, null, 2))}</pre></div>
   <div><h3>Result</h3><pre id="result">${esc(JSON.stringify(d.result, null, 2))}</pre></div></div>
   ${err}`;
-  document.getElementById("cancel").onclick = async () => {
-    try {
-      await api("instances/" + encodeURIComponent(id) + "/cancel", {method: "POST"});
-      document.getElementById("message").textContent = "cancel requested";
-    } catch (e) { document.getElementById("message").textContent = e.message; }
-  };
+  for (const action of ["cancel", "resume"]) {
+    document.getElementById(action).onclick = async () => {
+      try {
+        await api("instances/" + encodeURIComponent(id) + "/" + action, {method: "POST"});
+        document.getElementById("message").textContent = action + " requested";
+      } catch (e) { document.getElementById("message").textContent = e.message; }
+    };
+  }
 }
 
 // -- channels -----------------------------------------------------------------------------
