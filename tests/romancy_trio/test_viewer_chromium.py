@@ -2,7 +2,8 @@
 ``test_ws_chromium.py``), against hypercorn on 127.0.0.1 with a bearer token: the browser signs in
 at ``/login`` (session cookie), the list shows a started instance, a status change appears
 without a reload (Server-Sent Events), the instance page draws its timeline once it completes,
-and its Cancel button cancels a waiting instance. Screenshots go to ``tmp_path`` and, when
+its Cancel button cancels a waiting instance, and its Resume button retries a failed one.
+Screenshots go to ``tmp_path`` and, when
 ``ROMANCY_TRIO_SCREENSHOTS`` names a directory, there too (the README's are made so:
 ``ROMANCY_TRIO_SCREENSHOTS=docs/images``)."""
 
@@ -51,6 +52,22 @@ async def viewer_order(ctx: rt.WorkflowContext, order_id: str) -> dict[str, Any]
     approval = await rt.wait_event(ctx, "viewer.approved")
     return {"reservation": reservation, "charged": charged, "news": news.data,
             "approved_by": approval.data}
+
+
+_gateway_up = [False]
+
+
+@rt.activity(retry=rt.RetryPolicy.no_retries())
+async def viewer_fragile_charge(ctx: rt.ActivityContext, order_id: str) -> str:
+    if not _gateway_up[0]:
+        raise ConnectionError("card gateway down")
+    return f"charged {order_id}"
+
+
+@rt.workflow
+async def viewer_fragile(ctx: rt.WorkflowContext, order_id: str) -> str:
+    await viewer_reserve(ctx, order_id)
+    return await viewer_fragile_charge(ctx, order_id)
 
 
 @rt.workflow
@@ -106,6 +123,15 @@ def drive(chromium: str, base: str, shots: list[Path], call: Callable[..., Any])
             page.wait_for_selector("h2 .status.cancelled", timeout=WAIT_MS)
             out["cancel_button_after"] = page.is_disabled("#cancel")
 
+            page.goto(f"{base}/ui/#/i/fragile-1")
+            page.wait_for_selector("#resume:not([disabled])", timeout=WAIT_MS)
+            out["error_shown"] = page.inner_text("#error")
+            shot(page, "failed")
+            call("fix")  # the gateway is back: resume from the page
+            page.click("#resume")
+            page.wait_for_selector("h2 .status.completed", timeout=WAIT_MS)
+            out["resumed_result"] = page.inner_text("#result")
+
             page.goto(f"{base}/ui/#/channels")
             page.wait_for_selector("#channels", timeout=WAIT_MS)
             out["channels"] = page.inner_text("#channels")
@@ -127,7 +153,12 @@ async def test_viewer_in_chromium_list_live_timeline_cancel(tmp_path: Path) -> N
         shots.append(Path(os.environ["ROMANCY_TRIO_SCREENSHOTS"]))
     async with rt.open_app(f"sqlite:///{tmp_path / 'viewer.db'}",
                            workflows=[viewer_order, viewer_hold, viewer_reserve,
-                                      viewer_charge]) as app:
+                                      viewer_charge, viewer_fragile,
+                                      viewer_fragile_charge]) as app:
+        await app.start(viewer_fragile, "3", instance_id="fragile-1")
+        with trio.fail_after(WAIT_MS / 1000):
+            while (await app.status("fragile-1")).status is not rt.WorkflowStatus.FAILED:
+                await trio.sleep(0.05)
         await app.start(viewer_order, "1", instance_id="order-1")
         await app.start(viewer_hold, "2", instance_id="hold-1")
         await app.publish("viewer-orders", {"order": 7})
@@ -147,6 +178,9 @@ async def test_viewer_in_chromium_list_live_timeline_cancel(tmp_path: Path) -> N
                                               target_instance_id="order-1"))
 
             def call(name: str) -> None:
+                if name == "fix":
+                    _gateway_up[0] = True
+                    return
                 assert name == "finish"
                 trio.from_thread.run(finish, trio_token=token)
 
@@ -167,6 +201,9 @@ async def test_viewer_in_chromium_list_live_timeline_cancel(tmp_path: Path) -> N
     assert seen["cancel_button_after"] is True
     assert "viewer-orders" in seen["channels"], seen
     assert seen["no_cookie_status"] == 401
+    assert "ConnectionError: card gateway down" in seen["error_shown"]
+    assert "Traceback" in seen["error_shown"], seen
+    assert seen["resumed_result"] == '"charged 3"', seen
     for name in ("list", "instance", "channels"):
         assert (tmp_path / f"viewer-{name}.png").stat().st_size > 5000
 

@@ -55,7 +55,8 @@ function timelineSvg(steps) {
   for (let k = 0; k <= 4; k++) {
     const t = end * k / 4;
     parts.push(`<line x1="${x(t)}" x2="${x(t)}" y1="${top - 6}" y2="${top + row * steps.length}"
-      stroke="#eef1f8"/><text class="axis" x="${x(t) - 8}" y="12">${t.toFixed(2)}s</text>`);
+      stroke="#eef1f8"/><text class="axis" x="${x(t) - 8}" y="12">${
+      end < 2 ? (t * 1000).toFixed(0) + " ms" : t.toFixed(2) + " s"}</text>`);
   }
   steps.forEach((s, i) => {
     const y = top + i * row;
