@@ -54,6 +54,7 @@ def _time(text: str) -> datetime:
 
 
 def summary(info: rt.InstanceInfo) -> dict[str, Any]:
+    """One instance as ``list`` shows it."""
     return {"instance_id": info.instance_id, "workflow": info.workflow_name,
             "status": str(info.status), "run_no": info.run_no,
             "created_at": info.created_at.isoformat(), "updated_at": info.updated_at.isoformat()}
@@ -234,6 +235,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 
 async def export(app: rt.App, instance_id: str) -> dict[str, Any]:
+    """The current run's history with what replaying it needs (workflow, input, start)."""
     d = await details(app, instance_id)
     return {"format": "romancy-trio-history/1", "instance_id": instance_id,
             "workflow": d["workflow"], "run_no": d["run_no"], "input": d["input"],

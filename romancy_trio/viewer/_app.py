@@ -12,7 +12,7 @@ import trio
 
 import romancy_trio as rt
 
-from ..cli._commands import details, summary
+from ..cli import details, summary
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -53,17 +53,17 @@ async def test_operator_commands(backend: Backend, tmp_path: Path,
         for iid in ("wait-1", "wait-2"):
             await wait_status(app, iid, rt.WorkflowStatus.WAITING)
 
-        code, out, _ = await cli(backend, "list", "--json")
-        assert code == 0
+        code, out, err = await cli(backend, "list", "--json")
+        assert code == 0, err
         assert {r["instance_id"]: r["status"] for r in json.loads(out)} == {
             "fail-1": "failed", "wait-1": "waiting", "wait-2": "waiting"}
         code, out, _ = await cli(backend, "list", "--status", "waiting", "--search", "-2")
         assert code == 0 and out.splitlines()[0].split()[:3] == ["instance_id", "workflow",
                                                                  "status"]
         assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["wait-2"]
-        code, out, _ = await cli(backend, "list", "--since", "2999-01-01T00:00:00+00:00",
-                                 "--json")
-        assert (code, json.loads(out)) == (0, [])
+        code, out, err = await cli(backend, "list", "--since", "2999-01-01T00:00:00+00:00",
+                                   "--json")
+        assert (code, json.loads(out or "null")) == (0, []), err
 
         code, out, _ = await cli(backend, "show", "fail-1")
         assert code == 0, out
@@ -71,7 +71,8 @@ async def test_operator_commands(backend: Backend, tmp_path: Path,
         assert "Traceback (most recent call last)" in out  # the recorded traceback text
         assert "cli_reserve:1  ok" in out and "cli_charge:1  FAILED" in out
         assert "1 failed attempt(s)" in out  # two attempts: one retried, then the failure
-        code, out, _ = await cli(backend, "show", "wait-1", "--json")
+        code, out, err = await cli(backend, "show", "wait-1", "--json")
+        assert code == 0, err
         shown = json.loads(out)
         assert shown["lease_holder"] is None and [r["run_no"] for r in shown["runs"]] == [1]
 
