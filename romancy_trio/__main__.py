@@ -1,4 +1,5 @@
-"""Command line: ``python -m romancy_trio migrate URL``, ``demo``, ``serve`` and ``mcp``."""
+"""Command line: ``python -m romancy_trio migrate URL``, ``demo``, ``serve``, ``mcp``, and the
+operator's commands of :mod:`romancy_trio.cli` (``list``, ``show``, ``cancel``, ...)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, cast
 import trio
 
 from ._config import AppConfig
-from ._errors import ConfigurationError, StorageUnavailableError
+from ._errors import ConfigurationError, RomancyError, StorageUnavailableError
 from .storage import open_store
 
 
@@ -85,8 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mcp.add_argument("--bind", help="HOST:PORT: serve streamable HTTP instead of stdio")
     mcp.add_argument("--token", default=os.environ.get("ROMANCY_TRIO_TOKEN"),
                      help="bearer token for HTTP (default: $ROMANCY_TRIO_TOKEN)")
+    from .cli import COMMANDS
+
+    for name, (text, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=text))
     args = parser.parse_args(argv)
     try:
+        if args.command in COMMANDS:
+            return int(trio.run(COMMANDS[args.command][2], args))
         if args.command == "migrate":
             trio.run(_migrate, args.url, args.schema)
         elif args.command == "serve":
@@ -103,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(exc, 1)
     except _DidNotStart as exc:  # lifespan startup failed: nothing was served
         return _error(exc, 3)
+    except RomancyError as exc:  # e.g. no such instance, already ended, invalid event
+        return _error(exc, 1)
     return 0
 
 

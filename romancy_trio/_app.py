@@ -63,6 +63,8 @@ from .storage import (
     check_url,
     open_store,
     read_backlog,
+    read_subscribers,
+    resume_failed,
 )
 from .storage._pg_url import check_postgres_url, server_address
 from .storage._postgres import unavailable
@@ -341,6 +343,14 @@ class App:
                 f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
             )
 
+    async def resume(self, instance_id: str) -> str:
+        """Retry a failed instance from its last failed activity; returns that activity's
+        id. Its failure stays recorded in the history (retired, not replayed); the activity
+        runs again with fresh attempts. Raises :class:`InstanceFinishedError` if the instance
+        did not fail at an activity (or its compensations already ran)."""
+        return await resume_failed(self.store.db, self.store.topics.work, instance_id,
+                                   now=time.time())
+
     async def list_instances(
         self,
         *,
@@ -355,6 +365,18 @@ class App:
         """The lineage of ``recur`` runs of one instance, oldest first."""
         return await self.store.list_runs(instance_id)
 
+    def replay(self, workflow: str, input: Any, history: Sequence[Mapping[str, Any]], *,
+               started_at: float = 0.0) -> int:
+        """Replay an exported history (rows with ``seq``, ``kind``, ``key``, ``payload``,
+        ``at``) against this app's code for ``workflow``, with no side effects; return the
+        steps it consumed, or raise :class:`NonDeterminismError` where the code diverges."""
+        from ._codec import dumps
+        from ._engine._replay_check import check_replay, history_event
+
+        events = [history_event(row) for row in history]
+        return check_replay(self._workflow(workflow), dumps(input), events,
+                            started_at=started_at)
+
     def statistics(self) -> SchedulerStatistics | None:
         if self._scheduler is None:
             return None
@@ -367,6 +389,11 @@ class App:
         (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
         metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
         return await read_backlog(self.store.db, now=time.time(), limit=channel_limit)
+
+    async def subscribers(self, *, channel_limit: int = 100) -> dict[str, list[str]]:
+        """Per channel (the first ``channel_limit`` by name), the instances subscribed to
+        it, for dashboards (their depth: :meth:`backlog`)."""
+        return await read_subscribers(self.store.db, limit=channel_limit)
 
     def hook_statistics(self) -> list[HookStatistics]:
         """Per hook given to ``open_app``: notifications delivered, failed, timed out and

@@ -50,6 +50,8 @@ from ._http import (
     send_json,
     serve_lifespan,
 )
+from ._login import DEFAULT_SESSION_TTL, Login, login_redirect
+from ._openapi import openapi_route
 from ._websocket import WEBSOCKET_ROUTES
 from ._ws_auth import DEFAULT_TICKET_TTL, WebSocketGuard
 
@@ -241,6 +243,7 @@ class AsgiApp:
         max_batch: int = DEFAULT_MAX_BATCH,
         allowed_origins: Sequence[str] | None = None,
         ticket_ttl: float = DEFAULT_TICKET_TTL,
+        session_ttl: float = DEFAULT_SESSION_TTL,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
@@ -259,7 +262,8 @@ class AsgiApp:
         self.ws_guard = WebSocketGuard(
             self._token, allowed_origins=allowed_origins, ticket_ttl=ticket_ttl
         )
-        self.routes = (*routes, self.ws_guard.route())
+        self.routes = (*routes, self.ws_guard.route(),
+                       Login(self._token, self.ws_guard, session_ttl).route(), openapi_route())
         self.websocket_routes = tuple(websocket_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -279,7 +283,7 @@ class AsgiApp:
                 scheme, _, given = bytes(value).partition(b" ")
                 if scheme.lower() == b"bearer":
                     return hmac.compare_digest(given.strip(), self._token)
-        return False
+        return self.ws_guard.has_session(scope)
 
     def _mounted(self, scope: Scope) -> tuple[str, AsgiCallable] | None:
         path = str(scope.get("path", ""))
@@ -296,11 +300,15 @@ class AsgiApp:
             await mounted({**scope, "root_path": root + prefix}, receive, send)
             return
         try:
-            if mount is not None:
+            if mount is not None and _wants_page(scope):
+                response = login_redirect(str(scope.get("root_path", "")).rstrip("/"),
+                                          str(scope.get("path", "")))
+            elif mount is not None:
                 raise HTTPError(
                     401, "missing or wrong bearer token", headers=[("www-authenticate", "Bearer")]
                 )
-            response = await self._dispatch(scope, receive)
+            else:
+                response = await self._dispatch(scope, receive)
         except HTTPError as exc:
             response = Response(exc.status, {"error": exc.message, **exc.extra}, exc.headers)
         except StorageUnavailableError as exc:
@@ -362,6 +370,12 @@ class AsgiApp:
             await send({"type": "websocket.close", "code": 1008})
 
 
+def _wants_page(scope: Scope) -> bool:
+    """A browser navigating (GET, accepting HTML): sent to the login form, not a 401."""
+    accept = b"".join(bytes(v) for k, v in scope["headers"] if bytes(k).lower() == b"accept")
+    return scope.get("method") == "GET" and b"text/html" in accept
+
+
 def _check_mounts(mounts: Mapping[str, AsgiCallable]) -> tuple[tuple[str, AsgiCallable], ...]:
     for prefix in mounts:
         if not prefix.startswith("/") or prefix.endswith("/") or "?" in prefix:
@@ -380,6 +394,7 @@ def create_asgi_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     allowed_origins: Sequence[str] | None = None,
     ticket_ttl: float = DEFAULT_TICKET_TTL,
+    session_ttl: float = DEFAULT_SESSION_TTL,
 ) -> AsgiApp:
     """The HTTP face of an open App: CloudEvents intake at ``POST /`` and a JSON API.
 
@@ -394,7 +409,8 @@ def create_asgi_app(
     ``max_batch``: events one CloudEvents batched-mode request may carry (more: 413).
     ``allowed_origins``: page origins whose websockets are accepted besides same-origin ones
     (``["*"]``: any); ``ticket_ttl``: seconds a ``POST /channels/ws/ticket`` ticket is valid
-    (see ``romancy_trio.asgi._ws_auth``).
+    (see ``romancy_trio.asgi._ws_auth``); ``session_ttl``: seconds a browser sign-in at
+    ``/login`` lasts (see ``romancy_trio.asgi._login``).
     """
     return AsgiApp(
         app,
@@ -406,4 +422,5 @@ def create_asgi_app(
         max_batch=max_batch,
         allowed_origins=allowed_origins,
         ticket_ttl=ticket_ttl,
+        session_ttl=session_ttl,
     )

@@ -263,9 +263,12 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
 
 
 async def send_json(send: Send, response: Response) -> None:
-    body = dumps(response.payload).encode()
+    """The response as JSON; a ``bytes`` payload is sent as it is (its ``content-type`` among
+    the response's headers)."""
+    raw = isinstance(response.payload, bytes)
+    body = response.payload if raw else dumps(response.payload).encode()
     headers = [
-        (b"content-type", b"application/json"),
+        *(() if raw else ((b"content-type", b"application/json"),)),
         (b"content-length", str(len(body)).encode()),
         *((k.encode(), v.encode("latin-1")) for k, v in response.headers),
     ]

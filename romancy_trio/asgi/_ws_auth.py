@@ -36,6 +36,7 @@ TICKET_PATH: Final = "/channels/ws/ticket"
 FEED_PROTOCOL: Final = "romancy.feed"
 TICKET_PREFIX: Final = "romancy.ticket."
 DEFAULT_TICKET_TTL: Final = 60.0
+SESSION_COOKIE: Final = "romancy_session"
 _KEY_LABEL: Final = b"romancy-trio websocket ticket v1"
 
 
@@ -98,8 +99,8 @@ class WebSocketGuard:
 
     # -- tickets --------------------------------------------------------------------------
 
-    def issue(self) -> str:
-        expiry = math.ceil(self._clock() + self.ticket_ttl)
+    def issue(self, ttl: float | None = None) -> str:
+        expiry = math.ceil(self._clock() + (self.ticket_ttl if ttl is None else ttl))
         payload = f"v1.{expiry}.{secrets.token_hex(8)}"
         return f"{payload}.{self._sign(payload)}"
 
@@ -119,6 +120,16 @@ class WebSocketGuard:
             p.startswith(TICKET_PREFIX) and self.ticket_valid(p[len(TICKET_PREFIX):])
             for p in offered_subprotocols(scope)
         )
+
+    def has_session(self, scope: Scope) -> bool:
+        """A browser's ``romancy_session`` cookie (set by ``POST /login``) holds a valid
+        ticket: what lets pages (the viewer at ``/ui``) in without ``Authorization``."""
+        cookies = _header(scope, b"cookie") or ""
+        for part in cookies.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE and self.ticket_valid(value):
+                return True
+        return False
 
     def _sign(self, payload: str) -> str:
         mac = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()

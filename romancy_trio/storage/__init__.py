@@ -3,6 +3,7 @@
 from . import hints as hints
 from ._backlog import Backlog as Backlog
 from ._backlog import read_backlog as read_backlog
+from ._backlog import read_subscribers as read_subscribers
 from ._db import Database as Database
 from ._db import NativeSession as NativeSession
 from ._db import Row as Row
@@ -14,6 +15,7 @@ from ._open import DEFAULT_URL as DEFAULT_URL
 from ._open import check_url as check_url
 from ._open import open_store as open_store
 from ._placeholders import PlaceholderError as PlaceholderError
+from ._resume import resume_failed as resume_failed
 from ._schema import qualify as qualify
 from ._session import PortableSession as PortableSession
 from ._sqlite import SqliteDatabase as SqliteDatabase

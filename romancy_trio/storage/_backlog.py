@@ -57,3 +57,21 @@ async def read_backlog(db: Database, *, now: float, limit: int) -> Backlog:
     runnable, waiting, pending, failed = (int(c) for c in counts)
     return Backlog(runnable, waiting, pending, failed,
                    MappingProxyType({str(r[0]): int(r[1]) for r in rows}))
+
+
+_SUBSCRIBERS = """
+    SELECT s.channel, s.subscriber FROM {schema}.channel_subscriptions s
+    WHERE s.channel IN (SELECT c.channel FROM {schema}.channels c
+                        ORDER BY c.channel LIMIT :limit)
+    ORDER BY s.channel, s.subscriber"""
+
+
+async def read_subscribers(db: Database, *, limit: int) -> dict[str, list[str]]:
+    """Per channel (the first ``limit`` by name), the instances subscribed to it."""
+    schema = quote_identifier(db.schema)
+    rows = await db.fetchall(*translate(_SUBSCRIBERS.replace(SCHEMA_TOKEN, schema),
+                                        {"limit": limit}, db.dialect))
+    found: dict[str, list[str]] = {}
+    for channel, subscriber in rows:
+        found.setdefault(str(channel), []).append(str(subscriber))
+    return found

@@ -216,7 +216,7 @@ class Store:
     # -- history ----------------------------------------------------------------------------
     async def load_history(self, instance_id: str, run_no: int) -> list[HistoryEvent]:
         rows = await self.db.fetchall(self.q.select_history, (instance_id, run_no))
-        return [_event(r) for r in rows]
+        return [_event(r) for r in rows if int(r[0]) >= 0]  # < 0: retired (App.resume)
 
     def _record_params(self, lease: Lease, run_no: int, event: HistoryEvent) -> dict[str, Any]:
         return {
@@ -362,4 +362,4 @@ def _event(row: Row) -> HistoryEvent:
 
 def _history(rows: list[Row], run_no: int) -> tuple[HistoryEvent, ...]:
     """The events of run ``run_no`` among ``select_current_history`` rows."""
-    return tuple(_event(r[1:]) for r in rows if int(r[0]) == run_no)
+    return tuple(_event(r[1:]) for r in rows if int(r[0]) == run_no and int(r[1]) >= 0)

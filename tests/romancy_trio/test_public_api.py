@@ -97,12 +97,12 @@ def test_hook_and_log_modules_are_pinned() -> None:
 
 APP_METHODS = {
     "asgi", "backlog", "cancel", "history", "hook_statistics", "list_instances", "publish",
-    "publish_many", "result", "run", "runs", "send_event", "send_events", "send_to", "start",
-    "statistics",
-    "status", "workflows",
+    "publish_many", "replay", "result", "resume", "run", "runs", "send_event", "send_events",
+    "send_to", "start", "statistics", "status", "subscribers", "workflows",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
-(llm), ``backlog`` and ``hook_statistics`` (otel) were added for them."""
+(llm), ``backlog`` and ``hook_statistics`` (otel), ``replay`` and ``resume`` (cli),
+``subscribers`` (viewer) were added for them."""
 
 
 def test_app_methods_are_pinned() -> None:
