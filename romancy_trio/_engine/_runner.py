@@ -68,8 +68,9 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
     token = log_context.set((lease.instance_id, claimed.workflow_name, lease.worker_id))
     notes = RunNotes(hooks, lease, claimed.workflow_name, claimed.run_no, claimed.attributes)
     try:
-        return await _run_claimed(store, registry, claimed, default_retry, hosts,
-                                  determinism_guard, handing_back, on_attempt, notes)
+        with store.handover.running(lease.instance_id):  # an App.run here waits for its end
+            return await _run_claimed(store, registry, claimed, default_retry, hosts,
+                                      determinism_guard, handing_back, on_attempt, notes)
     finally:
         notes.suspended("stopped")  # unless the run said how it ended
         log_context.reset(token)
@@ -118,6 +119,8 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             outcome = await _drive(store, machine, runner, handing_back, notes)
         finally:
             machine.close()
+        deferred = None if runner.deferred is None else (run_no, runner.deferred)
+        assert deferred is None or isinstance(outcome, CompleteWorkflow)  # (kept only for it)
         if isinstance(outcome, Suspended | HandedBack):
             if isinstance(outcome, HandedBack):
                 notes.suspended("handed over")
@@ -126,10 +129,12 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
-                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now(),
+                                   record=deferred)
                 notes.ended("failed", _error(exc))
                 return False
-            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now())
+            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now(),
+                               record=deferred)
             notes.ended("completed")
             return False
         if isinstance(outcome, FailWorkflow):
@@ -190,8 +195,17 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
         if not isinstance(command, RunActivities):
             return command
         calls = command.commands
-        if len(calls) == 1:
-            machine.resolve(await runner.run(calls[0]))
+        if len(calls) == 1:  # a lone no-SQL success is recorded with the run's next write
+            runner.defer = True
+            try:
+                event = await runner.run(calls[0])
+            finally:
+                runner.defer = False
+            machine.resolve(event)
+            command = machine.advance()
+            if not isinstance(command, CompleteWorkflow):
+                await runner.flush()  # (a completion records it in the finishing statement)
+            continue
         else:
 
             async def one(cmd: Any) -> None:

@@ -200,6 +200,20 @@ QUERIES = Queries(
     run_one="""
         SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
         WHERE instance_id = %s""",
+    # issue #22: the last activity's success and the finish, one statement (one commit)
+    finish_recording=f"""
+        WITH u AS (
+            UPDATE {{schema}}.workflow_instances
+            SET status = %(status)s, result = %(result)s, error = %(error)s,
+                updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
+            WHERE {_FENCE} AND run_no = %(run_no)s
+            RETURNING instance_id, run_no),
+        h AS (
+            INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
+                payload, worker_id, lease_epoch, created_at, compensation)
+            SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+                %(epoch)s, %(at)s, %(compensation)s FROM u)
+        SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
 )
 
 WAIT_QUERIES = WaitQueries(
