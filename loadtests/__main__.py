@@ -28,6 +28,7 @@ from . import (
     http_intake,
     otel_overhead,
     pgbouncer,
+    resume,
     takeover,
     waits,
     workflows,
@@ -81,6 +82,9 @@ SCENARIOS: dict[str, Scenario] = {
     "takeover": Scenario(takeover.scenario,
                          "8. SIGKILL of a worker mid-activity -> the instance running on "
                          "another worker (p50/p99 over repeated kills), exactly-once check"),
+    "resume": Scenario(resume.scenario,
+                       "resume cost with 10 vs 1,000 history events (resident states vs "
+                       "replay, alternating) and a 3,000-step suspending workflow"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
     "otel": Scenario(otel_overhead.scenario,

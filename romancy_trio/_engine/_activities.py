@@ -136,6 +136,10 @@ class ActivityRunner:
         around a lone activity and writes the event before anything else."""
         self.deferred: HistoryEvent | None = None
 
+    @property
+    def next_seq(self) -> int:
+        return self._seq
+
     def take_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
         return seq

@@ -43,6 +43,7 @@ from ._leases import LeaseReport
 from ._notes import lease_lost
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
+from ._resident import ResidentStates
 from ._runner import run_claimed
 from ._stats import SchedulerStatistics, _Counters
 
@@ -96,6 +97,7 @@ class Scheduler:
         self.config = config
         self.worker_id = worker_id
         self._running: dict[Lease, _Running] = {}
+        self.resident = ResidentStates()  # live states of suspended runs (issue #22)
         """By lease, not instance: an instance that suspended can be woken and claimed again
         by this worker before its previous run's task has quite finished."""
         self._reserved = 0
@@ -201,7 +203,8 @@ class Scheduler:
                         self.store, self.registry, claimed, self.config.default_retry,
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
                         handing_back=lambda: entry.handback is not None,
-                        on_attempt=entry.settled.set, hooks=self.hooks)
+                        on_attempt=entry.settled.set, hooks=self.hooks,
+                        resident=self.resident)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.debug("abandoning instance: %s", exc)
@@ -280,7 +283,7 @@ class Scheduler:
                         limit=limit,
                         lease_ttl=self.config.lease_ttl,
                         workflows=self._known,
-                        expected=expected,
+                        expected=None if expected in self.resident else expected,
                     )
                     expected = None
                     self._n.claims += 1

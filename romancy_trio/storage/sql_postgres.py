@@ -200,6 +200,9 @@ QUERIES = Queries(
     run_one="""
         SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
         WHERE instance_id = %s""",
+    select_history_since="""
+        SELECT seq, kind, key, payload, created_at, compensation FROM {schema}.workflow_history
+        WHERE instance_id = %s AND run_no = %s AND seq >= %s ORDER BY seq""",
     # issue #22: the last activity's success and the finish, one statement (one commit)
     finish_recording=f"""
         WITH u AS (

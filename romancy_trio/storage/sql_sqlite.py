@@ -83,6 +83,9 @@ QUERIES = Queries(
         SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at,
             :compensation
         FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no""",
+    select_history_since="""
+        SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
+        WHERE instance_id = ? AND run_no = ? AND seq >= ? ORDER BY seq""",
     select_history="""
         SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",
