@@ -97,9 +97,9 @@ class Scheduler:
         self.config = config
         self.worker_id = worker_id
         self._running: dict[Lease, _Running] = {}
-        self.resident = ResidentStates()  # live states of suspended runs (issue #22)
         """By lease, not instance: an instance that suspended can be woken and claimed again
         by this worker before its previous run's task has quite finished."""
+        self.resident = ResidentStates()  # live states of suspended runs (issue #22)
         self._reserved = 0
         self._capacity = trio.Event()
         self._check_takeover = trio.Event()
@@ -125,6 +125,7 @@ class Scheduler:
                 self._nursery = nursery
                 await self._serve(nursery, session, task_status)
         finally:
+            self.resident.clear()  # their workflows' coroutines closed, not left to the GC
             with trio.CancelScope(shield=True):
                 await session.aclose()
 
