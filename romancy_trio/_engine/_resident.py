@@ -42,6 +42,7 @@ class Resident:
     """The seq the suspension reserved: the next history row, whoever writes it."""
     events: int
     """History events the state has seen (the memory estimate)."""
+    suspended_at: float
 
 
 @dataclass(slots=True)

@@ -108,7 +108,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             new = ([e for e in known if e.seq >= kept.seq] if known is not None else
                    await store.load_history_since(lease.instance_id, run_no, kept.seq))
             if resident.accept(kept, new):
-                notes.resumed(new, started_at, None)
+                notes.resumed(new, started_at, None, resident_since=kept.suspended_at)
             else:
                 kept = None
         if kept is not None:
@@ -141,7 +141,8 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
         if resident is not None and isinstance(outcome, Suspended):
             # the seq its suspension reserved: the wait's answer is the next row
             resident.keep(lease.instance_id, Resident(machine, run_no, lease.epoch,
-                                                      runner.next_seq - 1, runner.next_seq))
+                                                      runner.next_seq - 1, runner.next_seq,
+                                                      now()))
         else:
             machine.close()
         deferred = None if runner.deferred is None else (run_no, runner.deferred)
