@@ -120,6 +120,7 @@ async def _long_run(run: Run, steps: int) -> tuple[list[float], float]:
                 bar.advance()
             seconds = time.perf_counter() - t0
             bar.close()
+            await _wait_status(worker, iid, "waiting")  # the last step's record written
             history = await worker.history(iid)
             require(len(history) == 2 * steps, f"{len(history)} history events, "
                     f"expected {2 * steps}")
