@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from . import (
     http_intake,
     otel_overhead,
     pgbouncer,
+    resume,
     takeover,
     waits,
     workflows,
@@ -80,6 +82,9 @@ SCENARIOS: dict[str, Scenario] = {
     "takeover": Scenario(takeover.scenario,
                          "8. SIGKILL of a worker mid-activity -> the instance running on "
                          "another worker (p50/p99 over repeated kills), exactly-once check"),
+    "resume": Scenario(resume.scenario,
+                       "resume cost with 10 vs 1,000 history events (resident states vs "
+                       "replay, alternating) and a 3,000-step suspending workflow"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
     "otel": Scenario(otel_overhead.scenario,
@@ -144,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also run the one-activity scenarios with DBOS Transact and print ratios")
     p.add_argument("--dbos-python", help="an interpreter where `dbos` is importable "
                                          "(default: $ROMANCY_BENCH_DBOS_PYTHON or this one)")
+    p.add_argument("--dbos-pairs", type=int, default=3,
+                   help="alternating repetitions (ours, DBOS) for --compare-dbos (default: 3)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -223,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     dbos_version: str | None = None
     dbos_lines: list[str] = []
     if args.compare_dbos:
-        dbos_version, dbos_lines, dbos = _compare_dbos(args, sizes, deadline, by_name, failures)
+        dbos_version, dbos_lines, dbos = _compare_dbos(args, run, sizes, deadline, by_name,
+                                                       failures)
         if dbos:
             samples.append(baseline_insert_commit(args.dsn, BASELINE_N, label="sample"))
             local = merged_baseline(samples[-2:])
@@ -269,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _compare_dbos(args: argparse.Namespace, sizes: Sizes, deadline: float,
+def _compare_dbos(args: argparse.Namespace, run: Run, sizes: Sizes, deadline: float,
                   by_name: dict[str, list[Result]], failures: list[Failure]
                   ) -> tuple[str | None, list[str], list[Result]]:
-    from ._compare import DbosUnavailable, annotate, find_python, run_dbos
+    from ._compare import DbosUnavailable, alternate, annotate, find_python, run_dbos
 
     try:
         python = find_python(args.dbos_python)
@@ -282,16 +290,28 @@ def _compare_dbos(args: argparse.Namespace, sizes: Sizes, deadline: float,
     if remaining <= 5:
         failures.append(Failure("dbos", "not run: --max-seconds reached"))
         return None, [], []
-    _say(f"DBOS Transact comparison, one-activity workflows ({python}) ...")
+    _say(f"DBOS Transact comparison, one-activity workflows ({python}), "
+         f"{args.dbos_pairs} alternating pairs ...")
+    found: dict[str, typing.Any] = {}
+
+    def ours() -> dict[int, Result]:
+        got = [r for name in ("one-sequential", "one-concurrent")
+               for r in trio.run(_guarded, SCENARIOS[name].fn, run, args.scenario_timeout)]
+        return {int(r.extra.get("concurrency", 0)): r for r in got}
+
+    def theirs() -> dict[int, Result]:
+        found["version"], found["dbos"] = run_dbos(python, args.dsn, sizes,
+                                                   timeout=args.scenario_timeout)
+        return {int(r.extra.get("concurrency", 0)): r for r in found["dbos"]}
+
     try:
-        version, dbos = run_dbos(python, args.dsn, sizes,
-                                 timeout=min(args.scenario_timeout, remaining))
+        lines, _ = alternate(args.dbos_pairs, ours, theirs)
     except CheckFailed as exc:
         failures.append(Failure("dbos", str(exc)))
         return None, [], []
-    ours = {int(r.extra.get("concurrency", 0)): r
+    last = {int(r.extra.get("concurrency", 0)): r
             for name in ("one-sequential", "one-concurrent") for r in by_name.get(name, [])}
-    return version, annotate(dbos, ours), dbos
+    return found["version"], [*lines, *annotate(found["dbos"], last)], found["dbos"]
 
 
 def _host(dsn: str) -> str:

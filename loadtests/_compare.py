@@ -76,3 +76,33 @@ def annotate(dbos: list[Result], ours: dict[int, Result]) -> list[str]:
                      f" ({p50:.2f}x); throughput ours {mine.per_second:.0f}/s vs DBOS "
                      f"{r.per_second:.0f}/s ({rate:.2f}x)")
     return lines
+
+
+def alternate(pairs: int, ours: Any, dbos: Any) -> tuple[list[str], dict[str, Any]]:
+    """``pairs`` repetitions, the two sides alternating (A B, B A, A B, ...: the order swaps
+    each pair, so a drifting machine favours neither); ``ours()`` and ``dbos()`` each return
+    {concurrency: Result}. The ratios are taken within a pair; printed as the median and
+    range over the pairs (issue #22)."""
+    rate: dict[int, list[float]] = {}
+    p50: dict[int, list[float]] = {}
+    for i in range(pairs):
+        sides = (ours, dbos) if i % 2 == 0 else (dbos, ours)
+        got = [side() for side in sides]
+        mine, theirs = got if i % 2 == 0 else got[::-1]
+        for c, r in mine.items():
+            if c in theirs:
+                rate.setdefault(c, []).append(r.per_second / theirs[c].per_second)
+                p50.setdefault(c, []).append(theirs[c].pct(50) / r.pct(50))
+    lines, extra = [], {}
+    for c in sorted(rate):
+        what = "sequential" if c == 1 else f"{c} concurrent"
+        rs, ps = sorted(rate[c]), sorted(p50[c])
+        med_r, med_p = rs[len(rs) // 2] if len(rs) % 2 else sum(rs[len(rs) // 2 - 1:][:2]) / 2, \
+            ps[len(ps) // 2] if len(ps) % 2 else sum(ps[len(ps) // 2 - 1:][:2]) / 2
+        lines.append(f"1-activity wf, {what}, {len(rs)} alternating pairs: throughput ours/DBOS "
+                     f"median {med_r:.2f}x (range {rs[0]:.2f}-{rs[-1]:.2f}); p50 DBOS/ours "
+                     f"median {med_p:.2f}x (range {ps[0]:.2f}-{ps[-1]:.2f})")
+        extra[f"rate_ratio_c{c}"] = {"median": round(med_r, 2),
+                                     "range": [round(rs[0], 2), round(rs[-1], 2)],
+                                     "pairs": [round(x, 2) for x in rate[c]]}
+    return lines, extra

@@ -20,6 +20,7 @@ from romancy_trio import (
 )
 
 from ._common import Result, Run, drop_schema, new_schema, require
+from ._sqlcount import counting
 
 WARMUP = 20
 
@@ -71,9 +72,10 @@ async def run_workflows(
                     bar.advance()
 
             t0 = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for _ in range(concurrency):
-                    nursery.start_soon(client)
+            with counting() as counts:  # every statement any connection of the app sent
+                async with trio.open_nursery() as nursery:
+                    for _ in range(concurrency):
+                        nursery.start_soon(client)
             seconds = time.perf_counter() - t0
             bar.close()
             done = await app.list_instances(status="completed", limit=total + WARMUP + 1)
@@ -82,7 +84,8 @@ async def run_workflows(
     require(wrong == 0, f"{name}: {wrong} wrong results")
     require(len(done) == total + WARMUP,
             f"{name}: {len(done)} completed, expected {total + WARMUP}")
-    return Result(name, total, seconds, latencies, {"concurrency": concurrency},
+    return Result(name, total, seconds, latencies, {"concurrency": concurrency,
+                                                    **counts.per_workflow(total)},
                   checked=f"all {total} completed")
 
 

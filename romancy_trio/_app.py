@@ -70,7 +70,7 @@ from .storage._pg_url import check_postgres_url, server_address
 from .storage._postgres import unavailable
 
 if TYPE_CHECKING:
-    from ._replay import HistoryEvent
+    from ._replay import ErrorInfo, HistoryEvent
     from .asgi import AsgiApp
     from .outbox import RelayerConfig
 
@@ -221,6 +221,13 @@ class App:
         ``traceparent`` of the request that starts it); the app's hooks may add more
         (`Hooks.instance_attributes`) and read them in every run.
         """
+        iid, _ = await self._start(workflow, args, kwargs, instance_id, instance_attributes)
+        return iid
+
+    async def _start(self, workflow: Workflow[Any, Any] | str, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], instance_id: str | None,
+                     instance_attributes: Mapping[str, str] | None) -> tuple[str, bool]:
+        """`start`; also says whether this call created the instance."""
         wf = self._workflow(workflow)
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
@@ -249,14 +256,14 @@ class App:
                 assert self._scheduler is not None
                 self._scheduler.unreserve()
             _check_same_start(iid, created, wf.name, input_json)
-            return iid
+            return iid, False
         if self._hooks.active:
             self._hooks.emit(WorkflowStarted(iid, wf.name, self.worker_id, now, attributes))
         if eager:
             assert self._scheduler is not None
             self._scheduler.run_reserved(Claimed(created, wf.name, input_json, 1, now,
                                                  fresh=True, attributes=attributes))
-        return iid
+        return iid, True
 
     async def send_event(self, event: Event) -> EventReceipt:
         """Record an event and deliver it to the instances waiting for its type (or, with
@@ -308,17 +315,21 @@ class App:
                 await watch.wait(timeout=remaining)
 
     def _outcome(self, info: InstanceInfo) -> Any:
-        if info.status is WorkflowStatus.CANCELLED:
-            raise WorkflowCancelledError(info.instance_id)
-        if info.status is WorkflowStatus.FAILED:
-            err = info.error
+        return self._outcome_of(info.instance_id, info.workflow_name, info.status, info.result,
+                                info.error)
+
+    def _outcome_of(self, iid: str, name: str, status: WorkflowStatus, result: Any,
+                    err: ErrorInfo | None) -> Any:
+        if status is WorkflowStatus.CANCELLED:
+            raise WorkflowCancelledError(iid)
+        if status is WorkflowStatus.FAILED:
             if err is None:
-                raise WorkflowFailedError(info.instance_id, "unknown", "")
-            raise WorkflowFailedError(info.instance_id, err.type, err.message,
+                raise WorkflowFailedError(iid, "unknown", "")
+            raise WorkflowFailedError(iid, err.type, err.message,
                                       activity_id=err.activity_id,
                                       activity_name=err.activity_name, attempts=err.attempts)
-        wf = self.registry.workflows.get(info.workflow_name)
-        return info.result if wf is None else convert(info.result, wf.result_hint, "result")
+        wf = self.registry.workflows.get(name)
+        return result if wf is None else convert(result, wf.result_hint, "result")
 
     async def run(
         self,
@@ -330,7 +341,20 @@ class App:
         **kwargs: Any,
     ) -> Any:
         """Start a workflow with its arguments (as :meth:`start`) and wait for its result."""
-        iid = await self.start(workflow, *args, instance_id=instance_id, **kwargs)
+        iid = uuid.uuid4().hex if instance_id is None else _check_instance_id(instance_id)
+        # a run that ends in this process hands its outcome over (`Handover`): no status
+        # SELECT; one that ends elsewhere is read when its done notification arrives
+        with self.store.handover.expect(iid) as slot, \
+                self.hub.watch(self.store.topics.done, iid) as watch:
+            _, created = await self._start(workflow, args, kwargs, iid, None)
+            if created:
+                deadline = math.inf if timeout is None else trio.current_time() + timeout
+                with trio.move_on_at(deadline):
+                    await watch.wait()
+                    if (done := await slot.wait()) is not None:
+                        return self._outcome_of(iid, self._workflow(workflow).name,
+                                                done.status, done.result, done.error)
+                timeout = None if timeout is None else max(0.0, deadline - trio.current_time())
         return await self.result(iid, timeout=timeout)
 
     async def cancel(self, instance_id: str) -> None:

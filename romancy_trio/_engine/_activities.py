@@ -57,6 +57,11 @@ class _LazySession:
         self._stack = stack
         self._tx: Tx | None = None
 
+    @property
+    def began(self) -> bool:
+        """Did the activity run a statement (so its record joins that transaction)?"""
+        return self._tx is not None
+
     async def tx(self) -> Tx:
         if self._tx is None:  # a slot first: activities never take the library's connections
             await self._stack.enter_async_context(self._db.gate.slot())
@@ -126,6 +131,14 @@ class ActivityRunner:
         self._seq = next_seq
         self._on_attempt = on_attempt
         self.notes = notes or no_notes(lease, workflow_name, run_no)
+        self.defer = False
+        """Keep the next no-SQL success unrecorded (`_record_or_defer`); the driver sets it
+        around a lone activity and writes the event before anything else."""
+        self.deferred: HistoryEvent | None = None
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
 
     def take_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
@@ -205,11 +218,29 @@ class ActivityRunner:
                     payload = await _call(act, ctx(PortableSession(session)), cmd, self.hosts)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
                                          time.time(), cmd.compensation)
-                    await self.store.record_event_tx(await session.tx(), self.lease,
-                                                     self.run_no, event)
-                return event
+                    if session.began:
+                        await self.store.record_event_tx(await session.tx(), self.lease,
+                                                         self.run_no, event)
+                        return event
+                return await self._record_or_defer(event)  # no SQL of its own: no BEGIN
             payload = await _call(act, ctx(None), cmd, self.hosts)
         except _UserFailure as failure:
             return ErrorInfo.from_exception(failure.cause)
-        return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
-                                               time.time(), cmd.compensation))
+        return await self._record_or_defer(HistoryEvent(self.take_seq(), kind, cmd.activity_id,
+                                                        payload, time.time(), cmd.compensation))
+
+    async def _record_or_defer(self, event: HistoryEvent) -> HistoryEvent:
+        """The success of an activity that wrote nothing of its own: recorded now (one
+        statement), or with ``defer`` kept for the run's next write (`flush`, or the finish
+        that records it in the same statement: issue #22). Until then a crash only runs the
+        activity again, as a crash before its record always did."""
+        if self.defer:
+            self.deferred = event
+            return event
+        return await self._record(event)
+
+    async def flush(self) -> None:
+        """Record the deferred success, if any (before any other write of the run)."""
+        if (event := self.deferred) is not None:
+            self.deferred = None
+            await self._record(event)

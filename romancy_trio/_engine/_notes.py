@@ -69,18 +69,22 @@ class RunNotes:
 
     # -- the run --------------------------------------------------------------------------
     def resumed(self, history: Sequence[HistoryEvent], started_at: float,
-                runnable_since: float | None) -> None:
+                runnable_since: float | None, *, resident_since: float | None = None) -> None:
+        """``resident_since``: the run continues its live state (suspended then), replaying
+        nothing; ``history`` is only what was written since."""
         if WorkflowResumed not in self.wanted:
             return
         woken = waited_since = None
         if history and history[-1].kind is EventKind.EVENT_RECEIVED:
             woken = event_info(history[-1].payload)
             runnable_since = history[-1].at
-            waited_since = history[-2].at if len(history) > 1 else started_at
+            waited_since = (resident_since if resident_since is not None else
+                            history[-2].at if len(history) > 1 else started_at)
         elif history:
             runnable_since = None
+        replayed = 0 if resident_since is not None else len(history)
         self.hooks.emit(WorkflowResumed(**self._ids(), attributes=self.attributes,
-                                        replayed=len(history), woken_by=woken,
+                                        replayed=replayed, woken_by=woken,
                                         runnable_since=runnable_since,
                                         waited_since=waited_since))
 

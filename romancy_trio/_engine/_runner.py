@@ -31,6 +31,7 @@ from ._activities import ActivityRunner
 from ._hooks import NO_HOOKS, HookDispatcher
 from ._hosts import ActivityHosts
 from ._notes import RunNotes
+from ._resident import Resident, ResidentStates
 
 
 class Suspended:
@@ -54,7 +55,8 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                       determinism_guard: bool = True,
                       handing_back: Callable[[], bool] = _never,
                       on_attempt: Callable[[], None] | None = None,
-                      hooks: HookDispatcher = NO_HOOKS) -> bool:
+                      hooks: HookDispatcher = NO_HOOKS,
+                      resident: ResidentStates | None = None) -> bool:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over.
 
@@ -63,13 +65,16 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
     recorded, and run_claimed returns True - the caller releases the instance for the worker
     it is handed to, which replays it to that same point. Otherwise it returns False.
     ``on_attempt``: called as each activity attempt starts. ``hooks``: told what each run
-    really does (`RunNotes`)."""
+    really does (`RunNotes`). ``resident``: this worker's live states of suspended runs, to
+    continue from instead of replaying (`ResidentStates`)."""
     lease = claimed.lease
     token = log_context.set((lease.instance_id, claimed.workflow_name, lease.worker_id))
     notes = RunNotes(hooks, lease, claimed.workflow_name, claimed.run_no, claimed.attributes)
     try:
-        return await _run_claimed(store, registry, claimed, default_retry, hosts,
-                                  determinism_guard, handing_back, on_attempt, notes)
+        with store.handover.running(lease.instance_id):  # an App.run here waits for its end
+            return await _run_claimed(store, registry, claimed, default_retry, hosts,
+                                      determinism_guard, handing_back, on_attempt, notes,
+                                      resident)
     finally:
         notes.suspended("stopped")  # unless the run said how it ended
         log_context.reset(token)
@@ -78,7 +83,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
 async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
                        default_retry: RetryPolicy, hosts: ActivityHosts, determinism_guard: bool,
                        handing_back: Callable[[], bool], on_attempt: Callable[[], None] | None,
-                       notes: RunNotes) -> bool:
+                       notes: RunNotes, resident: ResidentStates | None) -> bool:
     lease = claimed.lease
     now = time.time
     try:
@@ -97,27 +102,51 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
             notes.ended("failed", _error(exc))
             return False
-        if fresh:
-            history = []
-        elif known is not None:
-            history = list(known)
+        kept = None if resident is None or fresh else resident.take(claimed)
+        if kept is not None:  # continue the live state: only the rows written since
+            assert resident is not None
+            new = ([e for e in known if e.seq >= kept.seq] if known is not None else
+                   await store.load_history_since(lease.instance_id, run_no, kept.seq))
+            if resident.accept(kept, new):
+                notes.resumed(new, started_at, None, resident_since=kept.suspended_at)
+            else:
+                kept = None
+        if kept is not None:
+            machine, next_seq = kept.machine, kept.seq
         else:
-            history = await store.load_history(lease.instance_id, run_no)
+            if fresh:
+                history = []
+            elif known is not None:
+                history = list(known)
+            else:
+                history = await store.load_history(lease.instance_id, run_no)
+            notes.resumed(history, started_at, started_at if not history else None)
+            machine = WorkflowMachine(history=history, started_at=started_at,
+                                      cancel_requested=claimed.cancel_requested,
+                                      determinism_guard=determinism_guard
+                                      and wf.determinism_guard)
+            ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
+                                  run_no=run_no)
+            machine.start(wf.fn(ctx, *args, **kwargs))
+            next_seq = machine.next_seq
         known = None
-        notes.resumed(history, started_at, started_at if not history else None)
-        machine = WorkflowMachine(history=history, started_at=started_at,
-                                  cancel_requested=claimed.cancel_requested,
-                                  determinism_guard=determinism_guard and wf.determinism_guard)
-        ctx = WorkflowContext(machine, instance_id=lease.instance_id, workflow_name=wf.name,
-                              run_no=run_no)
-        machine.start(wf.fn(ctx, *args, **kwargs))
         runner = ActivityRunner(store, registry.activities, default_retry, lease=lease,
-                                run_no=run_no, next_seq=machine.next_seq, workflow_name=wf.name,
+                                run_no=run_no, next_seq=next_seq, workflow_name=wf.name,
                                 hosts=hosts, on_attempt=on_attempt, notes=notes)
         try:
             outcome = await _drive(store, machine, runner, handing_back, notes)
-        finally:
+        except BaseException:
             machine.close()
+            raise
+        if resident is not None and isinstance(outcome, Suspended):
+            # the seq its suspension reserved: the wait's answer is the next row
+            resident.keep(lease.instance_id, Resident(machine, run_no, lease.epoch,
+                                                      runner.next_seq - 1, runner.next_seq,
+                                                      now()))
+        else:
+            machine.close()
+        deferred = None if runner.deferred is None else (run_no, runner.deferred)
+        assert deferred is None or isinstance(outcome, CompleteWorkflow)  # (kept only for it)
         if isinstance(outcome, Suspended | HandedBack):
             if isinstance(outcome, HandedBack):
                 notes.suspended("handed over")
@@ -126,10 +155,12 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
-                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now(),
+                                   record=deferred)
                 notes.ended("failed", _error(exc))
                 return False
-            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now())
+            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now(),
+                               record=deferred)
             notes.ended("completed")
             return False
         if isinstance(outcome, FailWorkflow):
@@ -190,8 +221,17 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
         if not isinstance(command, RunActivities):
             return command
         calls = command.commands
-        if len(calls) == 1:
-            machine.resolve(await runner.run(calls[0]))
+        if len(calls) == 1:  # a lone no-SQL success is recorded with the run's next write
+            runner.defer = True
+            try:
+                event = await runner.run(calls[0])
+            finally:
+                runner.defer = False
+            machine.resolve(event)
+            command = machine.advance()
+            if not isinstance(command, CompleteWorkflow):
+                await runner.flush()  # (a completion records it in the finishing statement)
+            continue
         else:
 
             async def one(cmd: Any) -> None:

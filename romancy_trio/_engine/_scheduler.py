@@ -43,6 +43,7 @@ from ._leases import LeaseReport
 from ._notes import lease_lost
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
+from ._resident import ResidentStates
 from ._runner import run_claimed
 from ._stats import SchedulerStatistics as SchedulerStatistics
 from ._stats import _Counters
@@ -99,6 +100,7 @@ class Scheduler:
         self._running: dict[Lease, _Running] = {}
         """By lease, not instance: an instance that suspended can be woken and claimed again
         by this worker before its previous run's task has quite finished."""
+        self.resident = ResidentStates()  # live states of suspended runs (issue #22)
         self._reserved = 0
         self._capacity = trio.Event()
         self._check_takeover = trio.Event()
@@ -124,6 +126,7 @@ class Scheduler:
                 self._nursery = nursery
                 await self._serve(nursery, session, task_status)
         finally:
+            self.resident.clear()  # their workflows' coroutines closed, not left to the GC
             with trio.CancelScope(shield=True):
                 await session.aclose()
 
@@ -202,7 +205,8 @@ class Scheduler:
                         self.store, self.registry, claimed, self.config.default_retry,
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
                         handing_back=lambda: entry.handback is not None,
-                        on_attempt=entry.settled.set, hooks=self.hooks)
+                        on_attempt=entry.settled.set, hooks=self.hooks,
+                        resident=self.resident)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.debug("abandoning instance: %s", exc)
@@ -281,7 +285,7 @@ class Scheduler:
                         limit=limit,
                         lease_ttl=self.config.lease_ttl,
                         workflows=self._known,
-                        expected=expected,
+                        expected=None if expected in self.resident else expected,
                     )
                     expected = None
                     self._n.claims += 1

@@ -77,6 +77,12 @@ class Queries:
     start_next_run: str  # (input, started_at, now, iid, owner, epoch)
     select_runs: str  # (iid) -> (run_no, continued_from, started_at, ended_at)
     run_one: str  # (iid) -> the current run as (run_no, input, run_started_at) for lineage
+    select_history_since: str | None = None
+    """(iid, run_no, seq) -> ``select_history``'s columns of the rows from ``seq`` on (a
+    resident state's resume). None: ``select_history``, filtered here."""
+    finish_recording: str | None = None
+    """``finish`` that also inserts one history event (``record``'s params, for the lease's
+    run): one statement. None: ``record`` then ``finish`` in one transaction."""
 
 
 INSTANCE_COLUMNS = (

@@ -20,6 +20,7 @@ from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ..hooks import frozen_map
 from ._db import Database, Row, Tx, WorkerSession
+from ._handover import Finished, Handover
 from ._queries import Queries, WaitQueries
 from ._retention import RetentionQueries, purge_finished, purge_runs
 from ._types import (
@@ -46,6 +47,8 @@ class Store:
         self._retention = retention
         self.topics = topics
         self.waits = WaitStore(db, queries, waits, topics)
+        self.handover = Handover()
+        """Outcomes of runs that end here, for `App.run` callers in this process."""
         self._timeline: str | None = None
         """The database server's timeline at the last `take_over_dead` (PostgreSQL)."""
         self._timeline_trusted_at = -math.inf
@@ -218,6 +221,14 @@ class Store:
         rows = await self.db.fetchall(self.q.select_history, (instance_id, run_no))
         return [_event(r) for r in rows if int(r[0]) >= 0]  # < 0: retired (App.resume)
 
+    async def load_history_since(self, instance_id: str, run_no: int, seq: int
+                                 ) -> list[HistoryEvent]:
+        """The run's history rows from ``seq`` on (a resident state's resume)."""
+        if self.q.select_history_since is None:
+            return [e for e in await self.load_history(instance_id, run_no) if e.seq >= seq]
+        rows = await self.db.fetchall(self.q.select_history_since, (instance_id, run_no, seq))
+        return [_event(r) for r in rows]
+
     def _record_params(self, lease: Lease, run_no: int, event: HistoryEvent) -> dict[str, Any]:
         return {
             **_fence(lease),
@@ -249,26 +260,40 @@ class Store:
         error: ErrorInfo | None = None,
         compensation_errors: tuple[ErrorInfo, ...] = (),
         now: float,
+        record: tuple[int, HistoryEvent] | None = None,
     ) -> None:
-        """Fenced: record the final status (with any failed compensations) and wake waiters."""
+        """Fenced: record the final status (with any failed compensations) and wake waiters.
+        ``record``: (run_no, event) written in the same transaction - one statement where the
+        dialect has ``finish_recording`` (issue #22: the last activity's success and the
+        finish as one durable commit)."""
         error_json: dict[str, Any] | None = dict(error.to_json()) if error is not None else None
         if compensation_errors:
             error_json = error_json or {"type": "cancelled", "message": "", "traceback": ""}
             error_json["compensation_errors"] = [e.to_json() for e in compensation_errors]
-        row = await self.db.fetchone(
-            self.q.finish,
-            {
-                **_fence(lease),
-                "status": status,
-                "now": now,
-                "topic": self.topics.done,
-                "result": dumps(result) if status is WorkflowStatus.COMPLETED else None,
-                "error": dumps(error_json) if error_json is not None else None,
-            },
-        )
+        params = {
+            **_fence(lease),
+            "status": status,
+            "now": now,
+            "topic": self.topics.done,
+            "result": dumps(result) if status is WorkflowStatus.COMPLETED else None,
+            "error": dumps(error_json) if error_json is not None else None,
+        }
+        if record is None:
+            row = await self.db.fetchone(self.q.finish, params)
+        elif self.q.finish_recording is not None:
+            row = await self.db.fetchone(self.q.finish_recording,
+                                         {**self._record_params(lease, *record), **params})
+        else:
+            async with self.db.transaction() as tx:
+                await self.record_event_tx(tx, lease, *record)
+                row = await tx.fetchone(self.q.finish, params)
 
         if row is None:
             raise lease_lost(lease)
+        if self.handover.expected(lease.instance_id):
+            self.handover.offer(lease.instance_id, Finished(
+                status, None if params["result"] is None else loads(params["result"]),
+                None if error_json is None else ErrorInfo.from_json(error_json)))
         self.db.publish_local([(self.topics.done, lease.instance_id)])
 
     async def continue_as_new(

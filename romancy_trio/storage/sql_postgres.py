@@ -13,6 +13,10 @@ from ._retention import RetentionQueries
 from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
+_NOW = "statement_timestamp()"
+"""The clock of a claim's WHERE: stable within the statement, so the planner compares it with
+the partial indexes (``clock_timestamp()`` is volatile: with it the claim read every waiting
+row, ~100 ms at 100,000 of them; issue #22). test_claim_plans asserts the plans."""
 _FENCE = (
     "instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
     "AND status = 'running'"
@@ -22,8 +26,8 @@ _CLAIM = f"""
         WITH c AS (
             SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE ((status IN ('pending', 'running')
-                    AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
-                   OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
+                    AND (lease_expires_at IS NULL OR lease_expires_at < {_NOW}))
+                   OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM {_NOW})))
               AND lease_owner IS DISTINCT FROM %(owner)s
               AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
             ORDER BY created_at
@@ -196,6 +200,23 @@ QUERIES = Queries(
     run_one="""
         SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
         WHERE instance_id = %s""",
+    select_history_since="""
+        SELECT seq, kind, key, payload, created_at, compensation FROM {schema}.workflow_history
+        WHERE instance_id = %s AND run_no = %s AND seq >= %s ORDER BY seq""",
+    # issue #22: the last activity's success and the finish, one statement (one commit)
+    finish_recording=f"""
+        WITH u AS (
+            UPDATE {{schema}}.workflow_instances
+            SET status = %(status)s, result = %(result)s, error = %(error)s,
+                updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
+            WHERE {_FENCE} AND run_no = %(run_no)s
+            RETURNING instance_id, run_no),
+        h AS (
+            INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
+                payload, worker_id, lease_epoch, created_at, compensation)
+            SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
+                %(epoch)s, %(at)s, %(compensation)s FROM u)
+        SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
 )
 
 WAIT_QUERIES = WaitQueries(

@@ -32,17 +32,23 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR workflow_name = ?)
         ORDER BY created_at DESC, instance_id LIMIT ?""",
+    # two halves, one per partial index (an OR of them read the whole table; issue #22)
     claim="""
         UPDATE workflow_instances
         SET status = 'running', lease_owner = :owner, lease_epoch = lease_epoch + 1,
             lease_expires_at = romancy_now() + :ttl
         WHERE instance_id IN (
-            SELECT instance_id FROM workflow_instances
-            WHERE ((status IN ('pending', 'running')
-                    AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now()))
-                   OR (status = 'waiting' AND wake_at <= romancy_now()))
-              AND lease_owner IS NOT :owner
-              AND workflow_name IN (SELECT value FROM json_each(:names))
+            SELECT instance_id FROM (
+                SELECT instance_id, created_at FROM workflow_instances
+                WHERE status IN ('pending', 'running')
+                  AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now())
+                  AND lease_owner IS NOT :owner
+                  AND workflow_name IN (SELECT value FROM json_each(:names))
+                UNION ALL
+                SELECT instance_id, created_at FROM workflow_instances
+                WHERE status = 'waiting' AND wake_at <= romancy_now()
+                  AND lease_owner IS NOT :owner
+                  AND workflow_name IN (SELECT value FROM json_each(:names)))
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
                   cancel_requested, NULL, attributes""",
@@ -77,6 +83,9 @@ QUERIES = Queries(
         SELECT instance_id, run_no, :seq, :kind, :key, :payload, :owner, :epoch, :at,
             :compensation
         FROM workflow_instances WHERE {_FENCE} AND run_no = :run_no""",
+    select_history_since="""
+        SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
+        WHERE instance_id = ? AND run_no = ? AND seq >= ? ORDER BY seq""",
     select_history="""
         SELECT seq, kind, key, payload, created_at, compensation FROM workflow_history
         WHERE instance_id = ? AND run_no = ? ORDER BY seq""",
