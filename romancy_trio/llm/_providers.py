@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from ._config import Resolved, scrub
+from ._responses import responses
 from ._types import (
     LLMConfigError,
     LLMRateLimitError,
@@ -34,7 +35,8 @@ RETRY_AFTER_CAP = 60.0
 
 async def complete(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta = None
                    ) -> dict[str, Any]:
-    call = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini}[cfg.provider]
+    call = {"openai": _openai, "openai_responses": responses, "anthropic": _anthropic,
+            "gemini": _gemini}[cfg.provider]
     try:
         return await call(cfg, request, on_delta)
     except (LLMRateLimitError, LLMServerError, LLMTimeoutError, LLMRequestError,

@@ -17,7 +17,7 @@ import trio
 
 from romancy_trio import ActivityContext, AppConfig, WorkflowContext, llm, open_app, workflow
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 KEYS = {"openai": "sk-test-OPENAI-secret-0123456789",
         "anthropic": "sk-ant-test-ANTHROPIC-secret-0123456789",
         "gemini": "AIza-test-GEMINI-secret-0123456789"}

@@ -1,6 +1,7 @@
 """A fake LLM provider on 127.0.0.1 speaking the HTTP APIs the official SDKs use: OpenAI chat
-completions, Anthropic messages, Gemini generateContent (JSON and SSE streaming, tool calls),
-plus ``POST /tool/{name}`` for tools to report that they ran. It counts what it receives.
+completions and responses, Anthropic messages, Gemini generateContent (JSON and SSE streaming,
+tool calls), plus ``POST /tool/{name}`` for tools to report that they ran. It counts what
+it receives.
 
 A script decides each answer from (provider, request body): a `Reply`."""
 
@@ -82,6 +83,8 @@ class FakeProvider:
             return await _json(send, 200, {"result": body})
         if path == "/v1/chat/completions":
             provider = "openai"
+        elif path == "/v1/responses":
+            provider = "openai_responses"
         elif path == "/v1/messages":
             provider = "anthropic"
         elif ":generateContent" in path or ":streamGenerateContent" in path:
@@ -101,7 +104,7 @@ class FakeProvider:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
         tokens = reply.tokens if reply.tokens is not None else [reply.text]
-        for n, event in enumerate(STREAM[provider](tokens, model)):
+        for n, event in enumerate(STREAM[provider](reply, tokens, model)):
             if reply.before_token is not None and event[1]:
                 await reply.before_token(n - 1)
             await send({"type": "http.response.body", "body": event[0], "more_body": True})
@@ -160,7 +163,29 @@ def _gemini(reply: Reply, model: str) -> dict[str, Any]:
             "modelVersion": model}
 
 
-RENDER = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini}
+def _responses(reply: Reply, model: str, text: str | None = None) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    text = reply.text if text is None else text
+    if text:
+        output.append({"type": "message", "id": "msg_1", "role": "assistant",
+                       "status": "completed", "content": [
+                           {"type": "output_text", "text": text, "annotations": []}]})
+    output += [{"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": n,
+                "arguments": json.dumps(a), "status": "completed"}
+               for i, (n, a) in enumerate(reply.tool_calls)]
+    return {"id": "resp_1", "object": "response", "created_at": 0, "model": model,
+            "status": "completed", "output": output, "error": None,
+            "incomplete_details": None, "instructions": None, "metadata": {},
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": USAGE_IN, "output_tokens": USAGE_OUT,
+                      "total_tokens": USAGE_IN + USAGE_OUT,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+RENDER: dict[str, Callable[[Reply, str], dict[str, Any]]] = {
+    "openai": _openai, "openai_responses": _responses, "anthropic": _anthropic,
+    "gemini": _gemini}
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -218,4 +243,24 @@ def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
     return out
 
 
-STREAM = {"openai": _openai_stream, "anthropic": _anthropic_stream, "gemini": _gemini_stream}
+def _responses_stream(reply: Reply, tokens: list[str], model: str
+                      ) -> list[tuple[bytes, bool]]:
+    """Created, a text delta per token, completed (with the tool calls, if any)."""
+    def event(kind: str, n: int, **data: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": n, **data}, kind)
+    started = {**_responses(Reply(), model), "status": "in_progress", "output": [],
+               "usage": None}
+    out = [(event("response.created", 0, response=started), False)]
+    out += [(event("response.output_text.delta", i + 1, item_id="msg_1", output_index=0,
+                   content_index=0, delta=t, logprobs=[]), True)
+            for i, t in enumerate(tokens)]
+    out.append((event("response.completed", len(tokens) + 1,
+                      response=_responses(reply, model, "".join(tokens))), False))
+    return out
+
+
+STREAM: dict[str, Callable[[Reply, list[str], str], list[tuple[bytes, bool]]]] = {
+    "openai": lambda r, t, m: _openai_stream(t, m),
+    "openai_responses": _responses_stream,
+    "anthropic": lambda r, t, m: _anthropic_stream(t, m),
+    "gemini": lambda r, t, m: _gemini_stream(t, m)}

@@ -24,7 +24,8 @@ FINAL = "Paris: sunny, 21. Rome: rain, 17. Go to Paris."
 def tool_results(provider: str, body: dict[str, Any]) -> list[str]:
     """The tool results the request carries, in each provider's own format."""
     text = json.dumps(body)
-    marker = {"openai": '"role": "tool"', "anthropic": '"tool_result"',
+    marker = {"openai": '"role": "tool"', "openai_responses": '"function_call_output"',
+              "anthropic": '"tool_result"',
               "gemini": '"functionResponse"'}[provider]
     return [part for part in text.split(marker)[1:]]
 

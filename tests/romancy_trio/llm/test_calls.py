@@ -30,7 +30,7 @@ from ._support import all_rows_text, until_status
 from .conftest import KEYS, base_url
 from .fake_provider import USAGE_IN, USAGE_OUT, FakeProvider, Reply
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 FAST = RetryPolicy(max_attempts=4, initial_interval=0.05, max_interval=0.2)
 PROMPT = {"text": "What is the capital of France?"}
 
@@ -81,7 +81,8 @@ async def test_a_call_is_recorded_and_replay_does_not_call_again(
         await send_go(app, iid)
         result = await app.result(iid, timeout=30)
         assert result == {"first": "Paris.", "second": "Rome.", "model": "test-model",
-                          "stop": {"openai": "stop", "anthropic": "end_turn",
+                          "stop": {"openai": "stop", "openai_responses": "completed",
+                                   "anthropic": "end_turn",
                                    "gemini": "STOP"}[provider],
                           "ids": ["llm.call:1", "llm.call:2"], "tokens": [11, 7]}
         seen = fake.calls(provider)

@@ -28,7 +28,7 @@ from ._support import until_status
 from .conftest import KEYS, base_url
 from .fake_provider import FakeProvider, Reply
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 TOKENS = ["Once ", "upon ", "a ", "time, ", "a ", "workflow ", "survived."]
 
 
