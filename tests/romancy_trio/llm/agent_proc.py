@@ -38,6 +38,14 @@ async def weather(ctx: ActivityContext, city: str, unit: str = "C") -> str:
 
 
 @workflow
+async def streamed_trip_agent(ctx: WorkflowContext, provider: str) -> dict[str, Any]:
+    agent = llm.DurableAgent(ctx, tools=[weather], provider=provider, channel="trip",
+                             system="You compare the weather of cities.")
+    answer = await agent.send("Paris or Rome this weekend?")
+    return {"text": answer.text, "turns": agent.turns, "messages": len(agent.messages)}
+
+
+@workflow
 async def trip_agent(ctx: WorkflowContext, provider: str) -> dict[str, Any]:
     agent = llm.DurableAgent(ctx, tools=[weather], provider=provider,
                              system="You compare the weather of cities.")

@@ -193,14 +193,22 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data)}\n\n".encode()
 
 
-def _openai_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _openai_stream(tokens: list[str], model: str,
+                   calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                 "model": model, "choices": [{"index": 0, "delta": delta,
                                              "finish_reason": finish}]}
     out = [(_sse(chunk({"role": "assistant", "content": ""}, None)), False)]
     out += [(_sse(chunk({"content": t}, None)), True) for t in tokens]
-    out.append((_sse(chunk({}, "stop")), False))
+    for i, (name, args) in enumerate(calls):  # a call's arguments arrive in two pieces
+        text = json.dumps(args)
+        first = {"index": i, "id": f"call_{i}", "type": "function",
+                 "function": {"name": name, "arguments": text[:3]}}
+        rest = {"index": i, "function": {"arguments": text[3:]}}
+        out.append((_sse(chunk({"tool_calls": [first]}, None)), False))
+        out.append((_sse(chunk({"tool_calls": [rest]}, None)), False))
+    out.append((_sse(chunk({}, "tool_calls" if calls else "stop")), False))
     out.append((_sse({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                       "model": model, "choices": [],
                       "usage": {"prompt_tokens": USAGE_IN, "completion_tokens": USAGE_OUT,
@@ -209,7 +217,8 @@ def _openai_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
     return out
 
 
-def _anthropic_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _anthropic_stream(tokens: list[str], model: str,
+                      calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     start = {"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
         "stop_reason": None, "stop_sequence": None,
@@ -220,15 +229,26 @@ def _anthropic_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]
     out += [(_sse({"type": "content_block_delta", "index": 0,
                    "delta": {"type": "text_delta", "text": t}}, "content_block_delta"), True)
             for t in tokens]
-    out.append((_sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-                + _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+    out.append((_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"), False))
+    for i, (name, args) in enumerate(calls, start=1):
+        text = json.dumps(args)
+        out.append((_sse({"type": "content_block_start", "index": i, "content_block": {
+            "type": "tool_use", "id": f"toolu_{i}", "name": name, "input": {}}},
+            "content_block_start") + b"".join(
+            _sse({"type": "content_block_delta", "index": i, "delta": {
+                "type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+            for piece in (text[:3], text[3:])) + _sse(
+            {"type": "content_block_stop", "index": i}, "content_block_stop"), False))
+    stop = "tool_use" if calls else "end_turn"
+    out.append((_sse({"type": "message_delta", "delta": {"stop_reason": stop,
                                                            "stop_sequence": None},
                         "usage": {"output_tokens": USAGE_OUT}}, "message_delta")
                 + _sse({"type": "message_stop"}, "message_stop"), False))
     return out
 
 
-def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _gemini_stream(tokens: list[str], model: str,
+                   calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     out = [(b"", False)]
     for i, t in enumerate(tokens):
         data: dict[str, Any] = {"candidates": [{"content": {"role": "model",
@@ -236,6 +256,8 @@ def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
                                                 "index": 0}], "modelVersion": model}
         if i == len(tokens) - 1:
             data["candidates"][0]["finishReason"] = "STOP"
+            data["candidates"][0]["content"]["parts"] += [
+                {"functionCall": {"name": n, "args": a}} for n, a in calls]
             data["usageMetadata"] = {"promptTokenCount": USAGE_IN,
                                      "candidatesTokenCount": USAGE_OUT,
                                      "totalTokenCount": USAGE_IN + USAGE_OUT}
@@ -260,7 +282,7 @@ def _responses_stream(reply: Reply, tokens: list[str], model: str
 
 
 STREAM: dict[str, Callable[[Reply, list[str], str], list[tuple[bytes, bool]]]] = {
-    "openai": lambda r, t, m: _openai_stream(t, m),
+    "openai": lambda r, t, m: _openai_stream(t, m, r.tool_calls),
     "openai_responses": _responses_stream,
-    "anthropic": lambda r, t, m: _anthropic_stream(t, m),
-    "gemini": lambda r, t, m: _gemini_stream(t, m)}
+    "anthropic": lambda r, t, m: _anthropic_stream(t, m, r.tool_calls),
+    "gemini": lambda r, t, m: _gemini_stream(t, m, r.tool_calls)}
