@@ -137,7 +137,7 @@ async def _openai(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta) -> 
         # the end ourselves, through the same client and request.
         parts: list[str] = []
         model, finish, tin, tout = cfg.model, None, 0, 0
-        calls: dict[int, dict[str, Any]] = {}  # tool calls by index, arguments in pieces
+        pieces: dict[int, dict[str, Any]] = {}  # tool calls by index, arguments in pieces
         async with client.chat.completions.with_streaming_response.create(
                 **args, stream=True, stream_options={"include_usage": True}) as raw:
             async for line in raw.iter_lines():
@@ -153,14 +153,14 @@ async def _openai(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta) -> 
                         parts.append(c.delta.content)
                         await on_delta(c.delta.content)
                     for t in c.delta.tool_calls or ():
-                        call = calls.setdefault(t.index, {"id": "", "name": "", "args": ""})
+                        call = pieces.setdefault(t.index, {"id": "", "name": "", "args": ""})
                         call["id"] = t.id or call["id"]
                         if t.function is not None:
                             call["name"] = t.function.name or call["name"]
                             call["args"] += t.function.arguments or ""
         return _result("".join(parts), model, finish, tin, tout, [
             {"id": c["id"], "name": c["name"], "arguments": _json_args(c["args"])}
-            for _, c in sorted(calls.items())])
+            for _, c in sorted(pieces.items())])
 
 
 def _json_args(text: str) -> dict[str, Any]:
