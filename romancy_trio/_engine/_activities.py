@@ -144,6 +144,7 @@ class ActivityRunner:
         # attempts failing again as the last recorded one did (retry_forever) are not recorded
         attempt = max((int(a.get("attempt", 0)) for a in attempts), default=0)
         noted = False  # the instance's row shows an error to clear on success
+        told = False  # this worker has logged that the activity waits (once, per error)
         if attempts:
             await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
         while True:
@@ -164,13 +165,16 @@ class ActivityRunner:
             if retryable and policy.retries_forever(error.type):
                 delay = min(delay, policy.max_interval)
                 last = attempts[-1] if attempts else {}
-                if (last.get("type"), last.get("message")) == (error.type, error.message):
+                same = (last.get("type"), last.get("message")) == (error.type, error.message)
+                if not (same and told):
+                    log.warning("activity %s of instance %s waits for its configuration, "
+                                "retried every %gs at most until it succeeds: %s: %s",
+                                cmd.activity_id, self.lease.instance_id, policy.max_interval,
+                                error.type, error.message)
+                    told = True
+                if same:
                     await trio.sleep(delay)  # the same mistake: recorded and shown already
                     continue
-                log.warning("activity %s of instance %s waits for its configuration, retried "
-                            "every %gs at most until it succeeds: %s: %s", cmd.activity_id,
-                            self.lease.instance_id, policy.max_interval, error.type,
-                            error.message)
                 await self.store.note_error(self.lease, error)
                 noted = True
             elif not retryable or attempt >= policy.max_attempts or (
