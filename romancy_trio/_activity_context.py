@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -129,9 +130,21 @@ class ActivityContext:
     hook_extensions: Callable[[str], Mapping[str, str]] | None = field(
         default=None, repr=False, compare=False)
     """CloudEvents extensions the app's hooks add to each event sent (by type)."""
+    counted: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    """What this attempt counted (`count`); recorded with its result."""
     _sends: Iterator[int] = field(
         default_factory=lambda: itertools.count(1), init=False, repr=False, compare=False
     )
+
+    def count(self, name: str, n: float = 1) -> None:
+        """Add ``n`` to the instance's counter ``name`` (e.g. ``"llm.input_tokens"``). The
+        counts of the attempt that succeeds are recorded with its result, exactly once, and
+        `App.status` shows them summed over every run of the instance (``counters``)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a counter's name is a non-empty str, not {name!r}")
+        if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+            raise ValueError(f"counter {name!r}: add a finite number, not {n!r}")
+        self.counted[name] = self.counted.get(name, 0) + n
 
     @property
     def db(self) -> Session:

@@ -286,6 +286,11 @@ class App:
         return await self.store.waits.send_events(events)
 
     async def status(self, instance_id: str) -> InstanceInfo:
+        """The instance, with its ``counters`` (`ActivityContext.count`, all runs summed)."""
+        info = await self._info(instance_id)
+        return replace(info, counters=await self.store.counters(instance_id))
+
+    async def _info(self, instance_id: str) -> InstanceInfo:
         info = await self.store.get_instance(instance_id)
         if info is None:
             raise InstanceNotFoundError(instance_id)
@@ -304,7 +309,7 @@ class App:
         deadline = None if timeout is None else trio.current_time() + timeout
         with self.hub.watch(self.store.topics.done, instance_id) as watch:
             while True:
-                info = await self.status(instance_id)
+                info = await self._info(instance_id)
                 if info.status.is_terminal:
                     return self._outcome(info)
                 remaining = None if deadline is None else deadline - trio.current_time()

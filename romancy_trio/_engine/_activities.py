@@ -12,6 +12,7 @@ like any other error. Plain ``def`` activities and asyncio ones run through :mod
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -34,6 +35,7 @@ from ._hosts import ActivityHosts
 from ._notes import RunNotes, no_notes
 
 _jitter = random.Random()
+log = logging.getLogger("romancy_trio.activities")
 
 
 class _UserFailure(Exception):
@@ -152,24 +154,45 @@ class ActivityRunner:
         policy = cmd.retry or (act.retry if act is not None else None) or self.default_retry
         attempts = list(cmd.attempts)
         first_at = float(attempts[0]["first_at"]) if attempts else time.time()
+        # attempts failing again as the last recorded one did (retry_forever) are not recorded
+        attempt = max((int(a.get("attempt", 0)) for a in attempts), default=0)
+        noted = False  # the instance's row shows an error to clear on success
+        told = False  # this worker has logged that the activity waits (once, per error)
         if attempts:
             await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
         while True:
-            attempt = len(attempts) + 1
+            attempt += 1
             started_at = self.notes.attempt(cmd, attempt)
             outcome = await self._attempt(act, cmd)
             if isinstance(outcome, HistoryEvent):
                 self.notes.outcome(cmd, attempt, started_at, None)
                 if cmd.name == PUBLISH and isinstance(outcome.payload, int):
                     self.notes.published(str(cmd.args[0]), outcome.payload)
+                if noted or (attempts and policy.retries_forever(attempts[-1]["type"])):
+                    await self.store.note_error(self.lease, None)
                 return outcome
             error = outcome
             now = time.time()
             delay = policy.delay_after(attempt) * (1 + 0.1 * _jitter.random())
             retryable = policy.is_retryable(error.type) and act is not None
-            out_of_time = (policy.max_duration is not None
-                           and now + delay - first_at > policy.max_duration)
-            if not retryable or attempt >= policy.max_attempts or out_of_time:
+            if retryable and policy.retries_forever(error.type):
+                delay = min(delay, policy.max_interval)
+                last = attempts[-1] if attempts else {}
+                same = (last.get("type"), last.get("message")) == (error.type, error.message)
+                if not (same and told):
+                    log.warning("activity %s of instance %s waits for its configuration, "
+                                "retried every %gs at most until it succeeds: %s: %s",
+                                cmd.activity_id, self.lease.instance_id, policy.max_interval,
+                                error.type, error.message)
+                    told = True
+                if same:
+                    await trio.sleep(delay)  # the same mistake: recorded and shown already
+                    continue
+                await self.store.note_error(self.lease, error)
+                noted = True
+            elif not retryable or attempt >= policy.max_attempts or (
+                    policy.max_duration is not None
+                    and now + delay - first_at > policy.max_duration):
                 payload = {**error.to_json(), "attempts": attempt,
                            "exhausted": retryable and attempt > 1}
                 kind = (EventKind.COMPENSATION_FAILED if cmd.compensates
@@ -203,7 +226,6 @@ class ActivityRunner:
         def extensions(type_: str) -> Mapping[str, str]:
             return self.notes.event_extensions(cmd.activity_id, type_)
 
-
         if self._on_attempt is not None:
             self._on_attempt()
         kind = (EventKind.COMPENSATION_COMPLETED if cmd.compensates
@@ -212,22 +234,23 @@ class ActivityRunner:
             if act is None:
                 raise _UserFailure(ConfigurationError(
                     f"activity {cmd.name!r} is not registered with this app"))
-            if act.transactional:
-                async with AsyncExitStack() as stack:
-                    session = _LazySession(self.store.db, stack)
-                    payload = await _call(act, ctx(PortableSession(session)), cmd, self.hosts)
-                    event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
-                                         time.time(), cmd.compensation)
-                    if session.began:
-                        await self.store.record_event_tx(await session.tx(), self.lease,
-                                                         self.run_no, event)
-                        return event
-                return await self._record_or_defer(event)  # no SQL of its own: no BEGIN
-            payload = await _call(act, ctx(None), cmd, self.hosts)
+            async with AsyncExitStack() as stack:
+                session = _LazySession(self.store.db, stack)
+                actx = ctx(PortableSession(session) if act.transactional else None)
+                payload = await _call(act, actx, cmd, self.hosts)
+                event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
+                                     time.time(), cmd.compensation)
+                if session.began or actx.counted:
+                    # its own SQL, or what it counted: recorded with its result, together
+                    tx = await session.tx()
+                    await self.store.record_event_tx(tx, self.lease, self.run_no, event)
+                    if actx.counted:
+                        await self.store.add_counters_tx(tx, self.lease.instance_id,
+                                                         actx.counted)
+                    return event
+            return await self._record_or_defer(event)  # nothing of its own: no BEGIN
         except _UserFailure as failure:
             return ErrorInfo.from_exception(failure.cause)
-        return await self._record_or_defer(HistoryEvent(self.take_seq(), kind, cmd.activity_id,
-                                                        payload, time.time(), cmd.compensation))
 
     async def _record_or_defer(self, event: HistoryEvent) -> HistoryEvent:
         """The success of an activity that wrote nothing of its own: recorded now (one

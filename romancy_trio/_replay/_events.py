@@ -110,6 +110,12 @@ class RetryPolicy:
     """Give up once this many seconds have passed since the first attempt began."""
     non_retryable: tuple[str, ...] = ()
     """Qualified names (or bare class names) of exception types never retried."""
+    retry_forever: tuple[str, ...] = ()
+    """Exception types (qualified or bare names) retried without limit - past
+    ``max_attempts`` and ``max_duration``, at most ``max_interval`` apart: mistakes an operator
+    fixes (a missing key or setting), which must not fail the instance. An attempt failing
+    with one is recorded only when its error differs from the last one recorded (the history
+    stays bounded); meanwhile ``App.status(...).error`` shows it."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -129,6 +135,11 @@ class RetryPolicy:
     def is_retryable(self, error_type: str) -> bool:
         short = error_type.rsplit(".", 1)[-1]
         return error_type not in self.non_retryable and short not in self.non_retryable
+
+    def retries_forever(self, error_type: str) -> bool:
+        short = error_type.rsplit(".", 1)[-1]
+        return (error_type in self.retry_forever or short in self.retry_forever) and (
+            self.is_retryable(error_type))
 
 
 @dataclass(frozen=True, slots=True)

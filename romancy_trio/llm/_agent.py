@@ -94,14 +94,18 @@ class DurableAgent:
     Each `send` loops: a model turn (recorded); each tool it asks for runs as an activity
     (recorded), its result goes back; until the model answers without tools, or
     ``max_turns`` model turns (then `LLMError`). The conversation so far is ``messages``.
+    ``channel``: stream each model turn's text to that channel as it arrives (as `stream`
+    does; the turns are then ``llm.stream:N`` activities), tool calls included.
     """
 
     def __init__(self, ctx: WorkflowContext, *, tools: Sequence[Tool] = (),
                  system: str | None = None, provider: str | None = None,
                  model: str | None = None, max_tokens: int | None = None,
                  temperature: float | None = None, retry: RetryPolicy | None = None,
-                 timeout: float | None = None, max_turns: int = DEFAULT_MAX_TURNS) -> None:
+                 timeout: float | None = None, max_turns: int = DEFAULT_MAX_TURNS,
+                 channel: str | None = None) -> None:
         self.ctx = ctx
+        self.channel = channel
         self.tools = {t.name: t for t in tools}
         if len(self.tools) != len(tools):
             raise LLMConfigError("two tools of one agent have the same name")
@@ -117,7 +121,8 @@ class DurableAgent:
         specs = [t.spec() for t in self.tools.values()]
         for _ in range(self.max_turns):
             request = build_request(self.messages, self.options, tools=specs)
-            response = await run_request(self.ctx, request, self.options)
+            response = await run_request(self.ctx, request, self.options,
+                                         channel=self.channel)
             self.turns += 1
             self.usage += response.usage
             self.messages.append({"role": "assistant", "content": response.text,

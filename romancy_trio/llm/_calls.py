@@ -24,11 +24,14 @@ from romancy_trio import (
 
 from ._config import Resolved, app_of, check_numbers, fingerprint, resolve
 from ._providers import complete
-from ._types import NON_RETRYABLE, RESPONSE_KIND, LLMConfigError, Response
+from ._types import NON_RETRYABLE, RESPONSE_KIND, UNTIL_FIXED, LLMConfigError, Response
 
 DEFAULT_RETRY = RetryPolicy(max_attempts=5, initial_interval=1.0, backoff_coefficient=2.0,
-                            max_interval=30.0, non_retryable=NON_RETRYABLE)
-"""Rate limits, 5xx and timeouts are retried; other 4xx and configuration errors are not."""
+                            max_interval=30.0, non_retryable=NON_RETRYABLE,
+                            retry_forever=UNTIL_FIXED)
+"""Rate limits, 5xx and timeouts are retried, other 4xx are not; a missing key, provider or
+model (`LLMConfigError`) is retried every 30 s at most until it is set, never failing the
+instance."""
 
 STREAM_BUFFER = 256
 """Deltas waiting to be published (a slow database slows the stream, never grows memory)."""
@@ -47,6 +50,9 @@ async def _run_call(actx: ActivityContext, request: dict[str, Any],
         out = await complete(cfg, request)
     else:
         out = await _streamed(app, actx, cfg, request, channel)
+    actx.count("llm.calls")
+    actx.count("llm.input_tokens", out["usage"]["input_tokens"])
+    actx.count("llm.output_tokens", out["usage"]["output_tokens"])
     return {**out, "kind": RESPONSE_KIND, "provider": cfg.provider,
             "call_id": actx.activity_id, "fingerprint": fingerprint(request)}
 
@@ -153,7 +159,8 @@ async def run_request(ctx: WorkflowContext, request: dict[str, Any], opts: Optio
         call = (definition or llm_call)(ctx, request)
     if opts.retry is not None:
         merged = tuple(dict.fromkeys(opts.retry.non_retryable + NON_RETRYABLE))
-        call = call.with_retry(replace(opts.retry, non_retryable=merged))
+        forever = tuple(dict.fromkeys(opts.retry.retry_forever + UNTIL_FIXED))
+        call = call.with_retry(replace(opts.retry, non_retryable=merged, retry_forever=forever))
     if opts.timeout is not None:
         call = call.with_timeout(opts.timeout)
     record: dict[str, Any] = await call

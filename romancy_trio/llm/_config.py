@@ -18,14 +18,18 @@ from romancy_trio import App
 
 from ._types import LLMConfigError
 
-PROVIDERS = ("openai", "anthropic", "gemini")
+PROVIDERS = ("openai", "openai_responses", "anthropic", "gemini")
+_SAME_KEYS = {"openai_responses": "openai"}
+"""Providers that use another's keys and base URL (unless given their own)."""
 
 _ENV_KEYS = {
     "openai": ("OPENAI_API_KEY",),
+    "openai_responses": ("OPENAI_API_KEY",),
     "anthropic": ("ANTHROPIC_API_KEY",),
     "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
 }
-_ENV_URLS = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL",
+_ENV_URLS = {"openai": "OPENAI_BASE_URL", "openai_responses": "OPENAI_BASE_URL",
+             "anthropic": "ANTHROPIC_BASE_URL",
              "gemini": "GEMINI_BASE_URL"}
 
 DEFAULT_MAX_TOKENS = 1024
@@ -118,7 +122,8 @@ def resolve(worker_id: str, request: Mapping[str, Any]) -> Resolved:
     if not model:
         raise LLMConfigError(f"no model for provider {provider!r}: pass model=... or "
                              "llm.set_app_defaults(app, model=...)")
-    key = defaults.api_keys.get(provider) or next(
+    family = _SAME_KEYS.get(provider, provider)
+    key = defaults.api_keys.get(provider) or defaults.api_keys.get(family) or next(
         (os.environ[v] for v in _ENV_KEYS[provider] if os.environ.get(v)), None)
     if not key:
         raise LLMConfigError(f"no API key for provider {provider!r}: set "
@@ -130,7 +135,8 @@ def resolve(worker_id: str, request: Mapping[str, Any]) -> Resolved:
         max_tokens=request.get("max_tokens") or defaults.max_tokens or DEFAULT_MAX_TOKENS,
         temperature=defaults.temperature if temperature is None else temperature,
         timeout=defaults.timeout, api_key=key,
-        base_url=defaults.base_urls.get(provider) or os.environ.get(_ENV_URLS[provider]))
+        base_url=defaults.base_urls.get(provider) or defaults.base_urls.get(family)
+        or os.environ.get(_ENV_URLS[provider]))
 
 
 def fingerprint(request: Mapping[str, Any]) -> str:

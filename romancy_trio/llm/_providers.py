@@ -19,6 +19,7 @@ from typing import Any
 import trio
 
 from ._config import Resolved, scrub
+from ._responses import responses
 from ._types import (
     LLMConfigError,
     LLMRateLimitError,
@@ -34,7 +35,8 @@ RETRY_AFTER_CAP = 60.0
 
 async def complete(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta = None
                    ) -> dict[str, Any]:
-    call = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini}[cfg.provider]
+    call = {"openai": _openai, "openai_responses": responses, "anthropic": _anthropic,
+            "gemini": _gemini}[cfg.provider]
     try:
         return await call(cfg, request, on_delta)
     except (LLMRateLimitError, LLMServerError, LLMTimeoutError, LLMRequestError,
@@ -135,6 +137,7 @@ async def _openai(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta) -> 
         # the end ourselves, through the same client and request.
         parts: list[str] = []
         model, finish, tin, tout = cfg.model, None, 0, 0
+        pieces: dict[int, dict[str, Any]] = {}  # tool calls by index, arguments in pieces
         async with client.chat.completions.with_streaming_response.create(
                 **args, stream=True, stream_options={"include_usage": True}) as raw:
             async for line in raw.iter_lines():
@@ -149,7 +152,15 @@ async def _openai(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta) -> 
                     if c.delta.content:
                         parts.append(c.delta.content)
                         await on_delta(c.delta.content)
-        return _result("".join(parts), model, finish, tin, tout, [])
+                    for t in c.delta.tool_calls or ():
+                        call = pieces.setdefault(t.index, {"id": "", "name": "", "args": ""})
+                        call["id"] = t.id or call["id"]
+                        if t.function is not None:
+                            call["name"] = t.function.name or call["name"]
+                            call["args"] += t.function.arguments or ""
+        return _result("".join(parts), model, finish, tin, tout, [
+            {"id": c["id"], "name": c["name"], "arguments": _json_args(c["args"])}
+            for _, c in sorted(pieces.items())])
 
 
 def _json_args(text: str) -> dict[str, Any]:
@@ -222,16 +233,26 @@ async def _anthropic(cfg: Resolved, request: dict[str, Any], on_delta: OnDelta
         stream = await client.messages.create(**args, stream=True)
         parts: list[str] = []
         model, stop, tin, tout = cfg.model, None, 0, 0
+        uses: dict[int, dict[str, Any]] = {}  # tool_use blocks by index, input JSON in pieces
         async with stream:
             async for event in stream:
                 if event.type == "message_start":
                     model, tin = event.message.model, event.message.usage.input_tokens
+                elif (event.type == "content_block_start"
+                      and event.content_block.type == "tool_use"):
+                    uses[event.index] = {"id": event.content_block.id,
+                                         "name": event.content_block.name, "args": ""}
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
                     await on_delta(event.delta.text)
+                elif (event.type == "content_block_delta"
+                      and event.delta.type == "input_json_delta" and event.index in uses):
+                    uses[event.index]["args"] += event.delta.partial_json
                 elif event.type == "message_delta":
                     stop, tout = event.delta.stop_reason or stop, event.usage.output_tokens
-        return _result("".join(parts), model, stop, tin, tout, [])
+        return _result("".join(parts), model, stop, tin, tout, [
+            {"id": u["id"], "name": u["name"], "arguments": _json_args(u["args"])}
+            for _, u in sorted(uses.items())])
 
 
 # -- Gemini (generateContent), sync client in a worker thread -----------------------------------

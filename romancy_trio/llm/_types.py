@@ -100,4 +100,6 @@ class LLMValidationError(LLMError):
     """``call_parse``: no answer validated; the message shows the last validation problem."""
 
 
-NON_RETRYABLE = ("LLMConfigError", "LLMRequestError")
+NON_RETRYABLE = ("LLMRequestError",)
+UNTIL_FIXED = ("LLMConfigError",)
+"""Retried without limit (at most ``max_interval`` apart) until an operator fixes the setting."""

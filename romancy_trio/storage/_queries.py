@@ -77,6 +77,14 @@ class Queries:
     start_next_run: str  # (input, started_at, now, iid, owner, epoch)
     select_runs: str  # (iid) -> (run_no, continued_from, started_at, ended_at)
     run_one: str  # (iid) -> the current run as (run_no, input, run_started_at) for lineage
+    # counters and the last error of a running instance -----------------------------------
+    add_counter: str
+    """named: iid, name, value. Add ``value`` to the instance's counter ``name`` (upsert),
+    in the transaction that records the activity that counted it."""
+    select_counters: str  # (iid) -> (name, value) of every counter of the instance
+    note_error: str
+    """named: error, iid, owner, epoch. Fenced: set (or clear, NULL) the error column of the
+    running instance: what an activity retried without limit last failed with."""
     select_history_since: str | None = None
     """(iid, run_no, seq) -> ``select_history``'s columns of the rows from ``seq`` on (a
     resident state's resume). None: ``select_history``, filtered here."""

@@ -246,6 +246,23 @@ class Store:
         if not await tx.execute(self.q.record, self._record_params(lease, run_no, event)):
             raise lease_lost(lease)
 
+    async def add_counters_tx(self, tx: Tx, instance_id: str,
+                              counters: Mapping[str, float]) -> None:
+        """Add to the instance's counters, in the caller's (the activity record's) transaction."""
+        for name, value in counters.items():
+            await tx.execute(self.q.add_counter, {"iid": instance_id, "name": name,
+                                                  "value": value})
+
+    async def counters(self, instance_id: str) -> dict[str, float]:
+        rows = await self.db.fetchall(self.q.select_counters, (instance_id,))
+        return {str(name): float(value) for name, value in rows}
+
+    async def note_error(self, lease: Lease, error: ErrorInfo | None) -> None:
+        """Show (None: clear) the error an activity keeps retrying in the instance's row."""
+        text = None if error is None else dumps(error.to_json())
+        if await self.db.fetchone(self.q.note_error, {**_fence(lease), "error": text}) is None:
+            raise lease_lost(lease)
+
     async def record_event(self, lease: Lease, run_no: int, event: HistoryEvent) -> None:
         """Fenced insert of one history event, as its own one-statement transaction."""
         if not await self.db.execute(self.q.record, self._record_params(lease, run_no, event)):

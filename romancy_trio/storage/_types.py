@@ -66,6 +66,9 @@ class InstanceInfo:
     lease_epoch: int
     created_at: datetime
     updated_at: datetime
+    counters: Mapping[str, float] = field(default_factory=dict)
+    """What the instance's activities counted (`ActivityContext.count`), summed over all its
+    runs (``recur`` ones too); filled by `App.status`, empty elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)

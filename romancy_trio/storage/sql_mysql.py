@@ -71,6 +71,16 @@ QUERIES = Queries(
         WHERE @dup = 0 AND %(status)s = 'pending';
         SELECT %(iid)s, NULL, NULL, NULL FROM DUAL WHERE @dup = 0""",
     existing=_EXISTING,
+    add_counter="""
+        INSERT INTO {schema}.instance_counters (instance_id, name, value)
+        VALUES (%(iid)s, %(name)s, %(value)s)
+        ON DUPLICATE KEY UPDATE value = value + VALUES(value)""",
+    select_counters="""
+        SELECT name, value FROM {schema}.instance_counters WHERE instance_id = %s ORDER BY name""",
+    note_error=f"""
+        UPDATE {{schema}}.workflow_instances SET error = %(error)s WHERE {_FENCE};
+        SET @n = ROW_COUNT();
+        SELECT %(iid)s FROM DUAL WHERE @n > 0""",
     target_status="""
         SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(target)s""",
     select_instance=f"""
@@ -328,7 +338,7 @@ RETENTION_QUERIES = RetentionQueries(
         _PICK_FINISHED,
         *(f"DELETE FROM {{schema}}.{table} WHERE instance_id IN {_DOOMED}"
           for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
-                        "workflow_waits", "workflow_inbox")),
+                        "workflow_waits", "workflow_inbox", "instance_counters")),
         f"DELETE FROM {{schema}}.channel_subscriptions WHERE subscriber IN {_DOOMED}",
         f"DELETE FROM {{schema}}.channel_messages WHERE target IN {_DOOMED}",
         f"DELETE FROM {{schema}}.workflow_instances WHERE instance_id IN {_DOOMED}",

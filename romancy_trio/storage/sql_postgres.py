@@ -109,6 +109,16 @@ _EXISTING = """
         WHERE i.instance_id = %(iid)s"""
 
 QUERIES = Queries(
+    add_counter="""
+        INSERT INTO {schema}.instance_counters AS c (instance_id, name, value)
+        VALUES (%(iid)s, %(name)s, %(value)s)
+        ON CONFLICT (instance_id, name) DO UPDATE SET value = c.value + excluded.value""",
+    select_counters="""
+        SELECT name, value FROM {schema}.instance_counters WHERE instance_id = %s
+        ORDER BY name""",
+    note_error=f"""
+        UPDATE {{schema}}.workflow_instances SET error = %(error)s WHERE {_FENCE}
+        RETURNING instance_id""",
     create=f"""
         WITH ins AS (
             INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
@@ -422,6 +432,8 @@ RETENTION_QUERIES = RetentionQueries(
                           WHERE x.subscriber = d.instance_id),
         messages AS (DELETE FROM {schema}.channel_messages x USING doomed d
                      WHERE x.target = d.instance_id),
+        counters AS (DELETE FROM {schema}.instance_counters x USING doomed d
+                     WHERE x.instance_id = d.instance_id),
         instances AS (DELETE FROM {schema}.workflow_instances x USING doomed d
                       WHERE x.instance_id = d.instance_id RETURNING x.instance_id)
         SELECT instance_id FROM instances""",),

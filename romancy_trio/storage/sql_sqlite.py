@@ -14,6 +14,13 @@ _FENCE = (
 )
 
 QUERIES = Queries(
+    add_counter="""
+        INSERT INTO instance_counters (instance_id, name, value) VALUES (:iid, :name, :value)
+        ON CONFLICT (instance_id, name) DO UPDATE SET value = value + excluded.value""",
+    select_counters="""
+        SELECT name, value FROM instance_counters WHERE instance_id = ? ORDER BY name""",
+    note_error=f"""
+        UPDATE workflow_instances SET error = :error WHERE {_FENCE} RETURNING instance_id""",
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
             lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes)
@@ -237,7 +244,7 @@ RETENTION_QUERIES = RetentionQueries(
     purge_finished=(
         *(f"DELETE FROM {table} WHERE instance_id IN ({_DOOMED})"
           for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
-                        "workflow_waits", "workflow_inbox")),
+                        "workflow_waits", "workflow_inbox", "instance_counters")),
         f"DELETE FROM channel_subscriptions WHERE subscriber IN ({_DOOMED})",
         f"DELETE FROM channel_messages WHERE target IN ({_DOOMED})",
         f"DELETE FROM workflow_instances WHERE instance_id IN ({_DOOMED}) RETURNING instance_id",

@@ -118,3 +118,18 @@ def test_importing_starts_no_thread_and_opens_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 
+
+
+def test_counters_and_retry_forever_are_pinned() -> None:
+    """General facilities guests build on: an activity counts numbers that `App.status` sums
+    per instance (llm: tokens), and a policy retries an operator's mistake without limit."""
+    import dataclasses
+
+    assert callable(romancy_trio.ActivityContext.count)
+    assert "counted" in {f.name for f in dataclasses.fields(romancy_trio.ActivityContext)}
+    assert "counters" in {f.name for f in dataclasses.fields(romancy_trio.InstanceInfo)}
+    policy = romancy_trio.RetryPolicy(retry_forever=("KeyMissing",), non_retryable=("Bad",))
+    assert policy.retries_forever("app.errors.KeyMissing")
+    assert not policy.retries_forever("ValueError")
+    assert not romancy_trio.RetryPolicy(retry_forever=("Bad",), non_retryable=("Bad",)
+                                        ).retries_forever("Bad")  # never-retried wins

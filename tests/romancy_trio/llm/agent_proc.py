@@ -17,7 +17,7 @@ import trio
 
 from romancy_trio import ActivityContext, AppConfig, WorkflowContext, llm, open_app, workflow
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 KEYS = {"openai": "sk-test-OPENAI-secret-0123456789",
         "anthropic": "sk-ant-test-ANTHROPIC-secret-0123456789",
         "gemini": "AIza-test-GEMINI-secret-0123456789"}
@@ -35,6 +35,14 @@ async def weather(ctx: ActivityContext, city: str, unit: str = "C") -> str:
         await http.post(f"{os.environ['FAKE_LLM_URL']}/tool/weather",
                         json={"city": city, "unit": unit})
     return {"Paris": "sunny, 21", "Rome": "rain, 17"}.get(city, "unknown")
+
+
+@workflow
+async def streamed_trip_agent(ctx: WorkflowContext, provider: str) -> dict[str, Any]:
+    agent = llm.DurableAgent(ctx, tools=[weather], provider=provider, channel="trip",
+                             system="You compare the weather of cities.")
+    answer = await agent.send("Paris or Rome this weekend?")
+    return {"text": answer.text, "turns": agent.turns, "messages": len(agent.messages)}
 
 
 @workflow

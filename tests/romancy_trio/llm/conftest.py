@@ -10,6 +10,7 @@ import trio
 from .fake_provider import FakeProvider
 
 KEYS = {"openai": "sk-test-OPENAI-secret-0123456789",
+        "openai_responses": "sk-test-RESPONSES-secret-0123456789",
         "anthropic": "sk-ant-test-ANTHROPIC-secret-0123456789",
         "gemini": "AIza-test-GEMINI-secret-0123456789"}
 
@@ -24,4 +25,5 @@ async def fake() -> AsyncIterator[FakeProvider]:
 
 
 def base_url(fake: FakeProvider, provider: str) -> str:
-    return {"openai": f"{fake.url}/v1", "anthropic": fake.url, "gemini": fake.url}[provider]
+    return {"openai": f"{fake.url}/v1", "openai_responses": f"{fake.url}/v1",
+            "anthropic": fake.url, "gemini": fake.url}[provider]

@@ -1,6 +1,7 @@
 """A fake LLM provider on 127.0.0.1 speaking the HTTP APIs the official SDKs use: OpenAI chat
-completions, Anthropic messages, Gemini generateContent (JSON and SSE streaming, tool calls),
-plus ``POST /tool/{name}`` for tools to report that they ran. It counts what it receives.
+completions and responses, Anthropic messages, Gemini generateContent (JSON and SSE streaming,
+tool calls), plus ``POST /tool/{name}`` for tools to report that they ran. It counts what
+it receives.
 
 A script decides each answer from (provider, request body): a `Reply`."""
 
@@ -82,6 +83,8 @@ class FakeProvider:
             return await _json(send, 200, {"result": body})
         if path == "/v1/chat/completions":
             provider = "openai"
+        elif path == "/v1/responses":
+            provider = "openai_responses"
         elif path == "/v1/messages":
             provider = "anthropic"
         elif ":generateContent" in path or ":streamGenerateContent" in path:
@@ -101,7 +104,7 @@ class FakeProvider:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
         tokens = reply.tokens if reply.tokens is not None else [reply.text]
-        for n, event in enumerate(STREAM[provider](tokens, model)):
+        for n, event in enumerate(STREAM[provider](reply, tokens, model)):
             if reply.before_token is not None and event[1]:
                 await reply.before_token(n - 1)
             await send({"type": "http.response.body", "body": event[0], "more_body": True})
@@ -160,7 +163,29 @@ def _gemini(reply: Reply, model: str) -> dict[str, Any]:
             "modelVersion": model}
 
 
-RENDER = {"openai": _openai, "anthropic": _anthropic, "gemini": _gemini}
+def _responses(reply: Reply, model: str, text: str | None = None) -> dict[str, Any]:
+    output: list[dict[str, Any]] = []
+    text = reply.text if text is None else text
+    if text:
+        output.append({"type": "message", "id": "msg_1", "role": "assistant",
+                       "status": "completed", "content": [
+                           {"type": "output_text", "text": text, "annotations": []}]})
+    output += [{"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": n,
+                "arguments": json.dumps(a), "status": "completed"}
+               for i, (n, a) in enumerate(reply.tool_calls)]
+    return {"id": "resp_1", "object": "response", "created_at": 0, "model": model,
+            "status": "completed", "output": output, "error": None,
+            "incomplete_details": None, "instructions": None, "metadata": {},
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+            "usage": {"input_tokens": USAGE_IN, "output_tokens": USAGE_OUT,
+                      "total_tokens": USAGE_IN + USAGE_OUT,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+RENDER: dict[str, Callable[[Reply, str], dict[str, Any]]] = {
+    "openai": _openai, "openai_responses": _responses, "anthropic": _anthropic,
+    "gemini": _gemini}
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -168,14 +193,22 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data)}\n\n".encode()
 
 
-def _openai_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _openai_stream(tokens: list[str], model: str,
+                   calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                 "model": model, "choices": [{"index": 0, "delta": delta,
                                              "finish_reason": finish}]}
     out = [(_sse(chunk({"role": "assistant", "content": ""}, None)), False)]
     out += [(_sse(chunk({"content": t}, None)), True) for t in tokens]
-    out.append((_sse(chunk({}, "stop")), False))
+    for i, (name, args) in enumerate(calls):  # a call's arguments arrive in two pieces
+        text = json.dumps(args)
+        first = {"index": i, "id": f"call_{i}", "type": "function",
+                 "function": {"name": name, "arguments": text[:3]}}
+        rest = {"index": i, "function": {"arguments": text[3:]}}
+        out.append((_sse(chunk({"tool_calls": [first]}, None)), False))
+        out.append((_sse(chunk({"tool_calls": [rest]}, None)), False))
+    out.append((_sse(chunk({}, "tool_calls" if calls else "stop")), False))
     out.append((_sse({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                       "model": model, "choices": [],
                       "usage": {"prompt_tokens": USAGE_IN, "completion_tokens": USAGE_OUT,
@@ -184,7 +217,8 @@ def _openai_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
     return out
 
 
-def _anthropic_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _anthropic_stream(tokens: list[str], model: str,
+                      calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     start = {"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
         "stop_reason": None, "stop_sequence": None,
@@ -195,15 +229,26 @@ def _anthropic_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]
     out += [(_sse({"type": "content_block_delta", "index": 0,
                    "delta": {"type": "text_delta", "text": t}}, "content_block_delta"), True)
             for t in tokens]
-    out.append((_sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-                + _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn",
+    out.append((_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"), False))
+    for i, (name, args) in enumerate(calls, start=1):
+        text = json.dumps(args)
+        out.append((_sse({"type": "content_block_start", "index": i, "content_block": {
+            "type": "tool_use", "id": f"toolu_{i}", "name": name, "input": {}}},
+            "content_block_start") + b"".join(
+            _sse({"type": "content_block_delta", "index": i, "delta": {
+                "type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+            for piece in (text[:3], text[3:])) + _sse(
+            {"type": "content_block_stop", "index": i}, "content_block_stop"), False))
+    stop = "tool_use" if calls else "end_turn"
+    out.append((_sse({"type": "message_delta", "delta": {"stop_reason": stop,
                                                            "stop_sequence": None},
                         "usage": {"output_tokens": USAGE_OUT}}, "message_delta")
                 + _sse({"type": "message_stop"}, "message_stop"), False))
     return out
 
 
-def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
+def _gemini_stream(tokens: list[str], model: str,
+                   calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[bytes, bool]]:
     out = [(b"", False)]
     for i, t in enumerate(tokens):
         data: dict[str, Any] = {"candidates": [{"content": {"role": "model",
@@ -211,6 +256,8 @@ def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
                                                 "index": 0}], "modelVersion": model}
         if i == len(tokens) - 1:
             data["candidates"][0]["finishReason"] = "STOP"
+            data["candidates"][0]["content"]["parts"] += [
+                {"functionCall": {"name": n, "args": a}} for n, a in calls]
             data["usageMetadata"] = {"promptTokenCount": USAGE_IN,
                                      "candidatesTokenCount": USAGE_OUT,
                                      "totalTokenCount": USAGE_IN + USAGE_OUT}
@@ -218,4 +265,24 @@ def _gemini_stream(tokens: list[str], model: str) -> list[tuple[bytes, bool]]:
     return out
 
 
-STREAM = {"openai": _openai_stream, "anthropic": _anthropic_stream, "gemini": _gemini_stream}
+def _responses_stream(reply: Reply, tokens: list[str], model: str
+                      ) -> list[tuple[bytes, bool]]:
+    """Created, a text delta per token, completed (with the tool calls, if any)."""
+    def event(kind: str, n: int, **data: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": n, **data}, kind)
+    started = {**_responses(Reply(), model), "status": "in_progress", "output": [],
+               "usage": None}
+    out = [(event("response.created", 0, response=started), False)]
+    out += [(event("response.output_text.delta", i + 1, item_id="msg_1", output_index=0,
+                   content_index=0, delta=t, logprobs=[]), True)
+            for i, t in enumerate(tokens)]
+    out.append((event("response.completed", len(tokens) + 1,
+                      response=_responses(reply, model, "".join(tokens))), False))
+    return out
+
+
+STREAM: dict[str, Callable[[Reply, list[str], str], list[tuple[bytes, bool]]]] = {
+    "openai": lambda r, t, m: _openai_stream(t, m, r.tool_calls),
+    "openai_responses": _responses_stream,
+    "anthropic": lambda r, t, m: _anthropic_stream(t, m, r.tool_calls),
+    "gemini": lambda r, t, m: _gemini_stream(t, m, r.tool_calls)}

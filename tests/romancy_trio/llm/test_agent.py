@@ -14,8 +14,8 @@ import trio
 from romancy_trio import open_app
 
 from .._procs import start_proc, stop
-from ..conftest import Backend
-from .agent_proc import PROVIDERS, configure, trip_agent
+from ..conftest import Backend, fetch
+from .agent_proc import PROVIDERS, configure, streamed_trip_agent, trip_agent
 from .fake_provider import FakeProvider, Reply
 
 FINAL = "Paris: sunny, 21. Rome: rain, 17. Go to Paris."
@@ -24,7 +24,8 @@ FINAL = "Paris: sunny, 21. Rome: rain, 17. Go to Paris."
 def tool_results(provider: str, body: dict[str, Any]) -> list[str]:
     """The tool results the request carries, in each provider's own format."""
     text = json.dumps(body)
-    marker = {"openai": '"role": "tool"', "anthropic": '"tool_result"',
+    marker = {"openai": '"role": "tool"', "openai_responses": '"function_call_output"',
+              "anthropic": '"tool_result"',
               "gemini": '"functionResponse"'}[provider]
     return [part for part in text.split(marker)[1:]]
 
@@ -64,6 +65,33 @@ async def test_an_agent_runs_tools_as_activities(
                           ("weather", {"city": "Rome", "unit": "C"})]
     first = fake.calls(provider)[0].body
     assert "weather" in json.dumps(first) and "Today's weather in a city." in json.dumps(first)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_an_agent_streams_its_turns_and_runs_the_tools_they_ask_for(
+        backend: Backend, fake: FakeProvider, provider: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_LLM_URL", fake.url)
+    fake.script = agent_script
+    async with open_app(backend.url, config=backend.config,
+                        workflows=[streamed_trip_agent]) as app:
+        configure(app, fake.url)
+        iid = await app.start(streamed_trip_agent, provider)
+        result = await app.result(iid, timeout=60)
+        assert result == {"text": FINAL, "turns": 3, "messages": 6}
+        keys = [e.key for e in await app.history(iid)]
+        assert [k for k in keys if not k.startswith("publish")] == [
+            "llm.stream:1", "llm.tool.weather:1", "llm.stream:2", "llm.tool.weather:2",
+            "llm.stream:3"], keys
+        rows = await fetch(app, "SELECT data FROM channel_messages WHERE channel = ? "
+                                "ORDER BY id", ("trip",))
+        done = [d for d in (json.loads(r[0]) for r in rows) if d.get("done")]
+        assert [d["text"] for d in done] == ["", "Now Rome.", FINAL]
+    seen = fake.calls(provider)
+    assert all(s.body.get("stream") or "streamGenerateContent" in s.path for s in seen)
+    assert turns_seen(fake, provider) == [0, 1, 2]
+    assert fake.tools == [("weather", {"city": "Paris", "unit": "C"}),
+                          ("weather", {"city": "Rome", "unit": "C"})]
 
 
 @pytest.mark.slow

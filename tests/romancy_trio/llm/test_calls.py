@@ -13,6 +13,7 @@ import trio
 
 from romancy_trio import (
     Event,
+    Hooks,
     RetryPolicy,
     WorkflowContext,
     WorkflowFailedError,
@@ -22,13 +23,14 @@ from romancy_trio import (
     wait_event,
     workflow,
 )
+from romancy_trio.hooks import ActivityStarted
 
 from ..conftest import Backend
 from ._support import all_rows_text, until_status
 from .conftest import KEYS, base_url
-from .fake_provider import FakeProvider, Reply
+from .fake_provider import USAGE_IN, USAGE_OUT, FakeProvider, Reply
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 FAST = RetryPolicy(max_attempts=4, initial_interval=0.05, max_interval=0.2)
 PROMPT = {"text": "What is the capital of France?"}
 
@@ -79,7 +81,8 @@ async def test_a_call_is_recorded_and_replay_does_not_call_again(
         await send_go(app, iid)
         result = await app.result(iid, timeout=30)
         assert result == {"first": "Paris.", "second": "Rome.", "model": "test-model",
-                          "stop": {"openai": "stop", "anthropic": "end_turn",
+                          "stop": {"openai": "stop", "openai_responses": "completed",
+                                   "anthropic": "end_turn",
                                    "gemini": "STOP"}[provider],
                           "ids": ["llm.call:1", "llm.call:2"], "tokens": [11, 7]}
         seen = fake.calls(provider)
@@ -168,21 +171,64 @@ async def test_400_fails_at_once_and_no_key_is_written_or_logged(
         assert KEYS[provider] not in logged
 
 
-async def test_missing_key_and_provider_are_clear_errors(
-        backend: Backend, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("OPENAI_API_KEY", "ROMANCY_LLM_PROVIDER"):
+class _Attempts(Hooks):
+    """Counts the attempts the worker starts (every one, recorded or not)."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    async def on_activity_started(self, event: ActivityStarted) -> None:
+        self.started.append(event.attempt)
+
+
+@pytest.mark.parametrize("fix", ["set_app_defaults", "env_in_a_new_worker"])
+async def test_a_missing_key_waits_for_the_operator_then_completes(
+        backend: Backend, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, fix: str) -> None:
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ROMANCY_LLM_PROVIDER"):
         monkeypatch.delenv(var, raising=False)
-    async with open_app(backend.url, config=backend.config, workflows=[one_call]) as app:
+    seen = _Attempts()
+    caplog.set_level(logging.WARNING, "romancy_trio.activities")
+    async with open_app(backend.url, config=backend.config, workflows=[one_call],
+                        hooks=[seen]) as app:
         llm.set_app_defaults(app, model="m")  # no key anywhere
-        with pytest.raises(WorkflowFailedError) as failed:
-            await app.run(one_call, "openai", timeout=30)
-        assert failed.value.error_type.endswith("LLMConfigError")
-        assert "no API key for provider 'openai': set OPENAI_API_KEY" in failed.value.message
-        assert failed.value.attempts is None  # not retried
+        iid = await app.start(one_call, "openai")
+        with trio.fail_after(60):  # FAST allows 4 attempts; a config error is not counted
+            while len(seen.started) < 8:
+                await trio.sleep(0.02)
+        info = await app.status(iid)
+        assert info.status is WorkflowStatus.RUNNING
+        assert info.error is not None and info.error.type.endswith("LLMConfigError")
+        assert "no API key for provider 'openai': set OPENAI_API_KEY" in info.error.message
+        assert seen.started[:8] == list(range(1, 9))
+        failed = [e for e in await app.history(iid) if e.kind == "attempt_failed"]
+        assert [e.key for e in failed] == ["llm.call:1#attempt-1"]  # not one per attempt
+        warned = [r for r in caplog.records if "waits for its configuration" in r.getMessage()]
+        assert len(warned) == 1 and iid in warned[0].getMessage()
+        assert fake.calls() == []
+        if fix == "set_app_defaults":
+            configure(app, fake)
+            assert await app.result(iid, timeout=30) == "ok"
+    if fix == "env_in_a_new_worker":
         monkeypatch.setenv("OPENAI_API_KEY", KEYS["openai"])
         monkeypatch.setenv("OPENAI_BASE_URL", base_url(fake, "openai"))
-        assert await app.run(one_call, "openai", timeout=30) == "ok"  # from the environment
+        async with open_app(backend.url, config=backend.config, workflows=[one_call]) as app:
+            llm.set_app_defaults(app, model="m")
+            assert await app.result(iid, timeout=60) == "ok"
+    async with open_app(backend.url, config=backend.config, workflows=[one_call]) as app:
+        info = await app.status(iid)
+        assert info.status is WorkflowStatus.COMPLETED and info.error is None
+        assert len(fake.calls("openai")) == 1  # the model was asked once
+        events = await app.history(iid)
+        assert [e.key for e in events if e.kind in ("attempt_failed", "activity_completed")
+                ] == ["llm.call:1#attempt-1", "llm.call:1"]
+        assert info.counters == {"llm.calls": 1, "llm.input_tokens": USAGE_IN,
+                                 "llm.output_tokens": USAGE_OUT}
         assert KEYS["openai"] not in await all_rows_text(app)
-    with pytest.raises(llm.LLMConfigError, match="unknown LLM provider 'gpt'"):
-        llm.set_app_defaults(app, provider="gpt")
+
+
+async def test_a_bad_provider_name_is_refused_at_once(backend: Backend) -> None:
+    async with open_app(backend.url, config=backend.config, workflows=[one_call]) as app:
+        with pytest.raises(llm.LLMConfigError, match="unknown LLM provider 'gpt'"):
+            llm.set_app_defaults(app, provider="gpt")
 

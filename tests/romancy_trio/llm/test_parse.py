@@ -17,7 +17,7 @@ from ..conftest import Backend
 from .conftest import KEYS, base_url
 from .fake_provider import FakeProvider, Reply
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 
 
 class City(pydantic.BaseModel):
@@ -60,6 +60,9 @@ def schema_sent(provider: str, body: dict[str, Any]) -> dict[str, Any]:
     if provider == "openai":
         assert body["response_format"]["type"] == "json_schema"
         return dict(body["response_format"]["json_schema"]["schema"])
+    if provider == "openai_responses":
+        assert body["text"]["format"]["type"] == "json_schema"
+        return dict(body["text"]["format"]["schema"])
     if provider == "anthropic":
         assert body["output_config"]["format"]["type"] == "json_schema"
         return dict(body["output_config"]["format"]["schema"])

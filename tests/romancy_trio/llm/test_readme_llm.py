@@ -25,7 +25,8 @@ SECTION = README[README.index("## Durable LLM calls"):]
 SECTION = SECTION[:SECTION.index("\n## ", 1)]
 BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", SECTION, re.S) if "trio.run(" in b]
 EXPECTED = {  # what each example prints, given the fake's answers
-    "review_main": ["'sentiment': 'mixed'", "Usage(input_tokens=22, output_tokens=14, calls=2)"],
+    "review_main": ["'sentiment': 'mixed'", "Usage(input_tokens=22, output_tokens=14, calls=2)",
+                    "{'llm.calls': 2.0, 'llm.input_tokens': 22.0, 'llm.output_tokens': 14.0}"],
     "agent_main": ["Go to Paris: sunny, 21 C."],
     "gemini_main": ["['À demain !', 'À demain !']"],
     "stream_main": ["Once upon a time.\n", "recorded: Once upon a time."],

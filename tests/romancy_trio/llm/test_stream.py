@@ -13,7 +13,6 @@ import trio
 from romancy_trio import (
     Event,
     WorkflowContext,
-    WorkflowFailedError,
     WorkflowStatus,
     llm,
     open_app,
@@ -28,7 +27,7 @@ from ._support import until_status
 from .conftest import KEYS, base_url
 from .fake_provider import FakeProvider, Reply
 
-PROVIDERS = ["openai", "anthropic", "gemini"]
+PROVIDERS = ["openai", "openai_responses", "anthropic", "gemini"]
 TOKENS = ["Once ", "upon ", "a ", "time, ", "a ", "workflow ", "survived."]
 
 
@@ -102,13 +101,22 @@ async def streams_without_defaults(ctx: WorkflowContext) -> str:
     return (await llm.stream(ctx, "hi", channel="c", provider="openai", model="m")).text
 
 
-async def test_stream_without_app_defaults_is_a_clear_error(backend: Backend) -> None:
+async def test_stream_without_app_defaults_waits_with_a_clear_error(
+        backend: Backend, fake: FakeProvider) -> None:
     async with open_app(backend.url, config=backend.config,
                         workflows=[streams_without_defaults]) as app:
-        with pytest.raises(WorkflowFailedError) as failed:
-            await app.run(streams_without_defaults, timeout=30)
-    assert failed.value.error_type.endswith("LLMConfigError")
-    assert "llm.set_app_defaults(app" in failed.value.message
+        iid = await app.start(streams_without_defaults)
+        with trio.fail_after(60):  # a configuration mistake: shown, not failed
+            while (info := await app.status(iid)).error is None:
+                assert not info.status.is_terminal
+                await trio.sleep(0.02)
+        assert info.status is WorkflowStatus.RUNNING
+        assert info.error.type.endswith("LLMConfigError")
+        assert "llm.set_app_defaults(app" in info.error.message
+        llm.set_app_defaults(app, api_keys=KEYS, base_urls={"openai": base_url(fake, "openai")})
+        assert await app.result(iid, timeout=60) == "ok"
+        assert (await app.status(iid)).error is None
+    assert len(fake.calls("openai")) == 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
