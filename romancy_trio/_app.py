@@ -19,6 +19,8 @@ import trio
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
+from ._children import ChildService
+from ._compose_api import ComposeApi
 from ._codec import convert, loads
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
@@ -48,6 +50,7 @@ from .hooks import (
     WorkflowStarted,
     frozen_map,
 )
+from ._schedules import ScheduleService
 from .logs import log_context
 from .storage import (
     DEFAULT_URL,
@@ -120,7 +123,7 @@ def _check_instance_id(instance_id: str) -> str:
     return instance_id
 
 
-class App:
+class App(ComposeApi):
     """A running romancy_trio application. Create it with :func:`open_app`."""
 
     def __init__(
@@ -142,6 +145,9 @@ class App:
         self._scheduler = scheduler
         self.channels = channels
         self._hooks = hooks or HookDispatcher()
+        self._children = ChildService(store, hub)
+        self._schedules = ScheduleService(store, hub, fallback=config.fallback_interval,
+                                          check_workflow=self._workflow)
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
@@ -430,7 +436,7 @@ async def open_app(
                           session_url=listener_url,
                           prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
-        for builtin in channels.activities():
+        for builtin in (*channels.activities(), *ChildService(store, None).activities()):
             registry.add(builtin)
         hub_cm = (
             open_local_hub(store.topics.all(), config=notify_config,
@@ -465,9 +471,13 @@ async def open_app(
                                          topic=store.topics.outbox)
                         await nursery.start(outbox.serve)
 
+                    app = App(store, hub, registry, config, wid, scheduler, channels,
+                              dispatcher)
+                    if run_workers:  # children told of their parents, schedules ticked
+                        await nursery.start(app._children.serve)
+                        await nursery.start(app._schedules.serve)
                     try:
-                        yield App(store, hub, registry, config, wid, scheduler, channels,
-                                  dispatcher)
+                        yield app
                     except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
                         body_error = exc
                     nursery.cancel_scope.cancel()

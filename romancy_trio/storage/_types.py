@@ -66,6 +66,8 @@ class InstanceInfo:
     lease_epoch: int
     created_at: datetime
     updated_at: datetime
+    parent_instance_id: str | None = None
+    """The instance that started this one as a child workflow (None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
