@@ -20,7 +20,11 @@ from ._definitions import workflow as workflow
 from ._errors import ActivityFailedError as ActivityFailedError
 from ._errors import ActivityTimeoutError as ActivityTimeoutError
 from ._errors import ChannelError as ChannelError
+from ._errors import ChildWorkflowFailedError as ChildWorkflowFailedError
 from ._errors import ConfigurationError as ConfigurationError
+from ._replay._children import ChildHandle as ChildHandle
+from ._schedules import ScheduleInfo as ScheduleInfo
+from ._schedules import ScheduleNotFoundError as ScheduleNotFoundError
 from ._errors import EventTimeoutError as EventTimeoutError
 from ._errors import InstanceFinishedError as InstanceFinishedError
 from ._errors import InstanceIdConflictError as InstanceIdConflictError
@@ -67,6 +71,8 @@ __all__ = [
     "Backlog",
     "BlockingSession",
     "ChannelError",
+    "ChildHandle",
+    "ChildWorkflowFailedError",
     "ConfigurationError",
     "Event",
     "EventReceipt",
@@ -88,6 +94,8 @@ __all__ = [
     "RetryPolicy",
     "RomancyError",
     "RunInfo",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "Session",
     "StorageUnavailableError",
     "TimeoutWaitingError",

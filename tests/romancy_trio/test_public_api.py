@@ -18,6 +18,8 @@ EXPECTED = {
     "Backlog",
     "BlockingSession",
     "ChannelError",
+    "ChildHandle",
+    "ChildWorkflowFailedError",
     "ConfigurationError",
     "Event",
     "EventReceipt",
@@ -39,6 +41,8 @@ EXPECTED = {
     "RetryPolicy",
     "RomancyError",
     "RunInfo",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "Session",
     "StorageUnavailableError",
     "TimeoutWaitingError",
@@ -100,6 +104,9 @@ APP_METHODS = {
     "publish_many", "result", "run", "runs", "send_event", "send_events", "send_to", "start",
     "statistics",
     "status", "workflows",
+    # child workflows and schedules (issue 26)
+    "children", "parent", "schedule", "pause_schedule", "resume_schedule", "delete_schedule",
+    "get_schedule", "list_schedules",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
 (llm), ``backlog`` and ``hook_statistics`` (otel) were added for them."""
