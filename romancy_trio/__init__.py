@@ -22,9 +22,6 @@ from ._errors import ActivityTimeoutError as ActivityTimeoutError
 from ._errors import ChannelError as ChannelError
 from ._errors import ChildWorkflowFailedError as ChildWorkflowFailedError
 from ._errors import ConfigurationError as ConfigurationError
-from ._replay._children import ChildHandle as ChildHandle
-from ._schedules import ScheduleInfo as ScheduleInfo
-from ._schedules import ScheduleNotFoundError as ScheduleNotFoundError
 from ._errors import EventTimeoutError as EventTimeoutError
 from ._errors import InstanceFinishedError as InstanceFinishedError
 from ._errors import InstanceIdConflictError as InstanceIdConflictError
@@ -47,6 +44,9 @@ from ._replay import ReceivedEvent as ReceivedEvent
 from ._replay import ReceivedMessage as ReceivedMessage
 from ._replay import RetryPolicy as RetryPolicy
 from ._replay import WorkflowContext as WorkflowContext
+from ._replay._children import ChildHandle as ChildHandle
+from ._schedules import ScheduleInfo as ScheduleInfo
+from ._schedules import ScheduleNotFoundError as ScheduleNotFoundError
 from ._waits import recur as recur
 from ._waits import sleep as sleep
 from ._waits import sleep_until as sleep_until

@@ -20,8 +20,8 @@ from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
 from ._children import ChildService
-from ._compose_api import ComposeApi
 from ._codec import convert, loads
+from ._compose_api import ComposeApi
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._hooks import HookDispatcher
@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
+from ._schedules import ScheduleService
 from .hooks import (
     EventReceived,
     Hooks,
@@ -50,7 +51,6 @@ from .hooks import (
     WorkflowStarted,
     frozen_map,
 )
-from ._schedules import ScheduleService
 from .logs import log_context
 from .storage import (
     DEFAULT_URL,
@@ -146,8 +146,7 @@ class App(ComposeApi):
         self.channels = channels
         self._hooks = hooks or HookDispatcher()
         self._children = ChildService(store, hub)
-        self._schedules = ScheduleService(store, hub, fallback=config.fallback_interval,
-                                          check_workflow=self._workflow)
+        self._schedules = ScheduleService(store, hub, fallback=config.fallback_interval)
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:

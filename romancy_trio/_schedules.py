@@ -129,12 +129,10 @@ def plan(rule: Rule, catchup: str, next_tick: float, now: float) -> tuple[list[f
 
 
 class ScheduleService:
-    def __init__(self, store: Store, hub: Hub, *, fallback: float,
-                 check_workflow: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, hub: Hub, *, fallback: float) -> None:
         self.store = store
         self.hub = hub
         self.fallback = fallback
-        self.check_workflow = check_workflow
         self.q = compose_queries(store.db.dialect, store.db.schema)
         self._changed = trio.Event()
 

@@ -46,8 +46,8 @@ class ComposeQueries:
     schedule_next_due: str
     """The earliest next_tick_at of unpaused schedules (NULL: none)."""
     tick_insert: str
-    """named: iid, name, input, now, attributes. A pending instance for a tick (nothing if it exists);
-    returns the id when inserted."""
+    """named: iid, name, input, now, attributes. A pending instance for a tick (nothing if
+    it exists); returns the id when inserted."""
 
 
 SCHEDULE_COLUMNS = ("schedule_id, workflow_name, input, cron, interval_seconds, timezone, "

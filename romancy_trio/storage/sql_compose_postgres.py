@@ -66,7 +66,8 @@ QUERIES = ComposeQueries(
     tick_insert=f"""
         INSERT INTO {_I} (instance_id, workflow_name, status, input, run_started_at,
             lease_epoch, created_at, updated_at, attributes)
-        VALUES (%(iid)s, %(name)s, 'pending', %(input)s, %(now)s, 0, %(now)s, %(now)s, %(attributes)s)
+        VALUES (%(iid)s, %(name)s, 'pending', %(input)s, %(now)s, 0, %(now)s, %(now)s,
+            %(attributes)s)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id""",
 )

@@ -156,7 +156,8 @@ async def test_parent_worker_killed_while_children_run(backend: Backend) -> None
     async with open_app(b.url, workflows=ALL, config=b.config, run_workers=False) as app:
         for ddl in COMPOSE_DDL:
             await app.store.db.execute(*translate(ddl, (), app.store.db.dialect))
-        first = start_worker(b.url, b.config.schema, "kw1", module="tests.romancy_trio.compose_proc")
+        module = "tests.romancy_trio.compose_proc"
+        first = start_worker(b.url, b.config.schema, "kw1", module=module)
         second = None
         try:
             iid = await app.start(comp_parent, [1, 2, 3])
@@ -168,8 +169,7 @@ async def test_parent_worker_killed_while_children_run(backend: Backend) -> None
             await _until(three_effects, "3 children running")  # each now in its 3 s activity
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
-            second = start_worker(b.url, b.config.schema, "kw2",
-                                  module="tests.romancy_trio.compose_proc")
+            second = start_worker(b.url, b.config.schema, "kw2", module=module)
             assert await app.result(iid, timeout=90) == [10, 20, 30]
             rows = await fetch(app, "SELECT instance_id, worker_id FROM comp_effects")
             assert Counter(r[0] for r in rows) == {f"{iid}/child-{n}": 1 for n in (1, 2, 3)}

@@ -3,6 +3,7 @@ every worker was stopped, pause/resume/update/delete/list, bad input."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -102,7 +103,7 @@ async def test_one_instance_per_tick_and_catch_up(backend: Backend) -> None:
         for policy in POLICIES:
             times = [t[0] for t in ticks[policy]]
             assert times[0] == start.timestamp()
-            steps = [round(b2 - a2, 6) for a2, b2 in zip(times, times[1:], strict=False)]
+            steps = [round(b2 - a2, 6) for a2, b2 in itertools.pairwise(times)]
             gaps = [i for i, s in enumerate(steps) if s != 1.0]
             if policy == "all":  # every tick of the outage caught up: no gap at all
                 assert gaps == [], (policy, steps)
