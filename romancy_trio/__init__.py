@@ -40,6 +40,9 @@ from ._errors import WorkflowCancelledError as WorkflowCancelledError
 from ._errors import WorkflowFailedError as WorkflowFailedError
 from ._event_types import Event as Event
 from ._event_types import EventReceipt as EventReceipt
+from ._queues import DuplicateQueueEntryError as DuplicateQueueEntryError
+from ._queues import QueueNotFoundError as QueueNotFoundError
+from ._queues import QueueStats as QueueStats
 from ._replay import ReceivedEvent as ReceivedEvent
 from ._replay import ReceivedMessage as ReceivedMessage
 from ._replay import RetryPolicy as RetryPolicy
@@ -74,6 +77,7 @@ __all__ = [
     "ChildHandle",
     "ChildWorkflowFailedError",
     "ConfigurationError",
+    "DuplicateQueueEntryError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
@@ -87,6 +91,8 @@ __all__ = [
     "NativeSession",
     "NonDeterminismError",
     "PlaceholderError",
+    "QueueNotFoundError",
+    "QueueStats",
     "ReceiveTimeoutError",
     "ReceivedEvent",
     "ReceivedMessage",

@@ -41,6 +41,7 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
+from ._queues import QueueService
 from ._schedules import ScheduleService
 from .hooks import (
     EventReceived,
@@ -147,6 +148,7 @@ class App(ComposeApi):
         self._hooks = hooks or HookDispatcher()
         self._children = ChildService(store, hub)
         self._schedules = ScheduleService(store, hub, fallback=config.fallback_interval)
+        self._queues = QueueService(store, hub, fallback=config.fallback_interval)
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
@@ -472,9 +474,9 @@ async def open_app(
 
                     app = App(store, hub, registry, config, wid, scheduler, channels,
                               dispatcher)
-                    if run_workers:  # children told of their parents, schedules ticked
-                        await nursery.start(app._children.serve)
-                        await nursery.start(app._schedules.serve)
+                    if run_workers:  # children told, schedules ticked, queues admitted
+                        for service in (app._children, app._schedules, app._queues):
+                            await nursery.start(service.serve)
                     try:
                         yield app
                     except BaseException as exc:  # noqa: BLE001 - re-raised below, outside

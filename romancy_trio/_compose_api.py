@@ -6,18 +6,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidInputError
+from ._queues import QueueStats
 from ._schedules import Catchup, Rule, ScheduleInfo
 from .storage import InstanceInfo
 
 if TYPE_CHECKING:
     from ._children import ChildService
     from ._definitions import Workflow
+    from ._queues import QueueService
     from ._schedules import ScheduleService
 
 
 class ComposeApi:
     _children: ChildService
     _schedules: ScheduleService
+    _queues: QueueService
 
     def _workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
         raise NotImplementedError
@@ -64,3 +67,32 @@ class ComposeApi:
 
     async def list_schedules(self, *, limit: int = 1000) -> list[ScheduleInfo]:
         return await self._schedules.list(limit=limit)
+
+    async def declare_queue(self, name: str, *, concurrency: int | None = None,
+                            partition_concurrency: int | None = None,
+                            rate: tuple[int, float] | None = None) -> None:
+        """Create (or change) queue ``name``: at most ``concurrency`` of its instances
+        admitted and not ended at once across every worker, at most
+        ``partition_concurrency`` per partition key, at most ``rate[0]`` admitted per
+        ``rate[1]`` seconds. None: no such limit."""
+        await self._queues.declare(name, concurrency=concurrency,
+                                   partition_concurrency=partition_concurrency, rate=rate)
+
+    async def enqueue(self, queue: str, workflow: Workflow[Any, Any] | str, /, *args: Any,
+                      instance_id: str | None = None, priority: int = 0,
+                      partition_key: str | None = None, dedup_id: str | None = None,
+                      **kwargs: Any) -> str:
+        """Start ``workflow`` on ``queue``: it is ``queued`` until the queue admits it
+        (highest ``priority`` first, then oldest), then runs like any instance; returns its
+        id (``app.result`` waits for it as usual). ``dedup_id``: refused with
+        ``DuplicateQueueEntryError`` while another instance holding it on this queue is
+        queued or running."""
+        wf = self._workflow(workflow)
+        input_json = wf.input.encode(wf.input.bind(args, kwargs))
+        return await self._queues.enqueue(queue, wf.name, input_json, instance_id=instance_id,
+                                          priority=priority, partition_key=partition_key,
+                                          dedup_id=dedup_id)
+
+    async def queue_statistics(self) -> list[QueueStats]:
+        """Per queue with entries: how many wait (its depth) and how many hold a slot."""
+        return await self._queues.stats()

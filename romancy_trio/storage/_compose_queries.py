@@ -63,3 +63,44 @@ def compose_queries(dialect: str, schema: str) -> ComposeQueries:
     from .sql_compose_sqlite import QUERIES as SQLITE
 
     return SQLITE
+
+
+@dataclass(frozen=True, slots=True)
+class QueueQueries:
+    queue_upsert: str
+    """named: q, conc, pconc, rate, period, now."""
+    queue_lock: str
+    """named: q. (concurrency, partition_concurrency, rate_limit, rate_period), locked."""
+    queue_names: str
+    """Every queue's name."""
+    dedup_live: str
+    """named: q, dedup. The instance holding that dedup id while queued or running."""
+    queued_insert: str
+    """named: iid, name, input, now. A 'queued' instance (nothing if the id exists)."""
+    entry_insert: str
+    """named: iid, q, part, prio, dedup, now."""
+    release_ended: str
+    """named: q, now. Frees the slots of admitted entries whose instance has ended."""
+    running_by_partition: str
+    """named: q. (partition_key, count) of entries holding a slot."""
+    admitted_since: str
+    """named: q, since. (count, earliest admitted_at) admitted after ``since``."""
+    candidates: str
+    """named: q, limit. (instance_id, partition_key) waiting, best first."""
+    admit_entry: str
+    """named: iid, now."""
+    admit_instance: str
+    """named: iid, now. 'queued' -> 'pending'."""
+    depth: str
+    """(queue_name, waiting, running) per queue."""
+
+
+def queue_queries(dialect: str, schema: str) -> QueueQueries:
+    """The dialect's queue statements; PostgreSQL's name ``schema``."""
+    if dialect == "postgres":
+        from .sql_compose_postgres import QUEUE_QUERIES as POSTGRES
+
+        return qualify(POSTGRES, schema)
+    from .sql_compose_sqlite import QUEUE_QUERIES as SQLITE
+
+    return SQLITE

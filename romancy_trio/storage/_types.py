@@ -39,6 +39,8 @@ class Topics:
 
 
 class WorkflowStatus(StrEnum):
+    QUEUED = "queued"
+    """Started on a queue, not admitted yet (see ``App.enqueue``)."""
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._compose_queries import LIVE, SCHEDULE_COLUMNS, TERMINAL, ComposeQueries
+from ._compose_queries import LIVE, SCHEDULE_COLUMNS, TERMINAL, ComposeQueries, QueueQueries
 from ._queries import INSTANCE_COLUMNS
 
 _I = "{schema}.workflow_instances"
@@ -70,4 +70,58 @@ QUERIES = ComposeQueries(
             %(attributes)s)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id""",
+)
+
+_Q = "{schema}.workflow_queues"
+_E = "{schema}.workflow_queue_entries"
+QUEUE_QUERIES = QueueQueries(
+    queue_upsert=f"""
+        INSERT INTO {_Q} (queue_name, concurrency, partition_concurrency, rate_limit,
+            rate_period, updated_at)
+        VALUES (%(q)s, %(conc)s, %(pconc)s, %(rate)s, %(period)s, %(now)s)
+        ON CONFLICT (queue_name) DO UPDATE SET concurrency = excluded.concurrency,
+            partition_concurrency = excluded.partition_concurrency,
+            rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+            updated_at = excluded.updated_at""",
+    queue_lock=f"""
+        SELECT concurrency, partition_concurrency, rate_limit, rate_period FROM {_Q}
+        WHERE queue_name = %(q)s FOR UPDATE""",
+    queue_names=f"SELECT queue_name FROM {_Q} ORDER BY queue_name",
+    dedup_live=f"""
+        SELECT instance_id FROM {_E}
+        WHERE queue_name = %(q)s AND dedup_id = %(dedup)s AND released_at IS NULL""",
+    queued_insert=f"""
+        INSERT INTO {_I} (instance_id, workflow_name, status, input, run_started_at,
+            lease_epoch, created_at, updated_at)
+        VALUES (%(iid)s, %(name)s, 'queued', %(input)s, %(now)s, 0, %(now)s, %(now)s)
+        ON CONFLICT (instance_id) DO NOTHING
+        RETURNING instance_id""",
+    entry_insert=f"""
+        INSERT INTO {_E} (instance_id, queue_name, partition_key, priority, dedup_id,
+            enqueued_at)
+        VALUES (%(iid)s, %(q)s, %(part)s, %(prio)s, %(dedup)s, %(now)s)""",
+    release_ended=f"""
+        UPDATE {_E} e SET released_at = %(now)s
+        FROM {_I} i
+        WHERE e.queue_name = %(q)s AND e.admitted_at IS NOT NULL AND e.released_at IS NULL
+          AND i.instance_id = e.instance_id AND i.status IN {TERMINAL}""",
+    running_by_partition=f"""
+        SELECT partition_key, count(*) FROM {_E}
+        WHERE queue_name = %(q)s AND admitted_at IS NOT NULL AND released_at IS NULL
+        GROUP BY partition_key""",
+    admitted_since=f"""
+        SELECT count(*), min(admitted_at) FROM {_E}
+        WHERE queue_name = %(q)s AND admitted_at IS NOT NULL AND admitted_at > %(since)s""",
+    candidates=f"""
+        SELECT instance_id, partition_key FROM {_E}
+        WHERE queue_name = %(q)s AND admitted_at IS NULL
+        ORDER BY priority DESC, enqueued_at, instance_id LIMIT %(limit)s""",
+    admit_entry=f"UPDATE {_E} SET admitted_at = %(now)s WHERE instance_id = %(iid)s",
+    admit_instance=f"""
+        UPDATE {_I} SET status = 'pending', updated_at = %(now)s
+        WHERE instance_id = %(iid)s AND status = 'queued'""",
+    depth=f"""
+        SELECT queue_name, count(*) FILTER (WHERE admitted_at IS NULL),
+            count(*) FILTER (WHERE admitted_at IS NOT NULL AND released_at IS NULL)
+        FROM {_E} WHERE released_at IS NULL GROUP BY queue_name ORDER BY queue_name""",
 )

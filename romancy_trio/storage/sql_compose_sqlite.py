@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._compose_queries import LIVE, SCHEDULE_COLUMNS, TERMINAL, ComposeQueries
+from ._compose_queries import LIVE, SCHEDULE_COLUMNS, TERMINAL, ComposeQueries, QueueQueries
 from ._queries import INSTANCE_COLUMNS
 
 _I = "workflow_instances"
@@ -69,4 +69,58 @@ QUERIES = ComposeQueries(
         VALUES (:iid, :name, 'pending', :input, :now, 0, :now, :now, :attributes)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id""",
+)
+
+_Q = "workflow_queues"
+_E = "workflow_queue_entries"
+QUEUE_QUERIES = QueueQueries(
+    queue_upsert=f"""
+        INSERT INTO {_Q} (queue_name, concurrency, partition_concurrency, rate_limit,
+            rate_period, updated_at)
+        VALUES (:q, :conc, :pconc, :rate, :period, :now)
+        ON CONFLICT (queue_name) DO UPDATE SET concurrency = excluded.concurrency,
+            partition_concurrency = excluded.partition_concurrency,
+            rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+            updated_at = excluded.updated_at""",
+    queue_lock=f"""
+        SELECT concurrency, partition_concurrency, rate_limit, rate_period FROM {_Q}
+        WHERE queue_name = :q""",
+    queue_names=f"SELECT queue_name FROM {_Q} ORDER BY queue_name",
+    dedup_live=f"""
+        SELECT instance_id FROM {_E}
+        WHERE queue_name = :q AND dedup_id = :dedup AND released_at IS NULL""",
+    queued_insert=f"""
+        INSERT INTO {_I} (instance_id, workflow_name, status, input, run_started_at,
+            lease_epoch, created_at, updated_at)
+        VALUES (:iid, :name, 'queued', :input, :now, 0, :now, :now)
+        ON CONFLICT (instance_id) DO NOTHING
+        RETURNING instance_id""",
+    entry_insert=f"""
+        INSERT INTO {_E} (instance_id, queue_name, partition_key, priority, dedup_id,
+            enqueued_at)
+        VALUES (:iid, :q, :part, :prio, :dedup, :now)""",
+    release_ended=f"""
+        UPDATE {_E} SET released_at = :now
+        WHERE queue_name = :q AND admitted_at IS NOT NULL AND released_at IS NULL
+          AND EXISTS (SELECT 1 FROM {_I} i WHERE i.instance_id = {_E}.instance_id
+                      AND i.status IN {TERMINAL})""",
+    running_by_partition=f"""
+        SELECT partition_key, count(*) FROM {_E}
+        WHERE queue_name = :q AND admitted_at IS NOT NULL AND released_at IS NULL
+        GROUP BY partition_key""",
+    admitted_since=f"""
+        SELECT count(*), min(admitted_at) FROM {_E}
+        WHERE queue_name = :q AND admitted_at IS NOT NULL AND admitted_at > :since""",
+    candidates=f"""
+        SELECT instance_id, partition_key FROM {_E}
+        WHERE queue_name = :q AND admitted_at IS NULL
+        ORDER BY priority DESC, enqueued_at, instance_id LIMIT :limit""",
+    admit_entry=f"UPDATE {_E} SET admitted_at = :now WHERE instance_id = :iid",
+    admit_instance=f"""
+        UPDATE {_I} SET status = 'pending', updated_at = :now
+        WHERE instance_id = :iid AND status = 'queued'""",
+    depth=f"""
+        SELECT queue_name, count(*) FILTER (WHERE admitted_at IS NULL),
+            count(*) FILTER (WHERE admitted_at IS NOT NULL AND released_at IS NULL)
+        FROM {_E} WHERE released_at IS NULL GROUP BY queue_name ORDER BY queue_name""",
 )

@@ -15,6 +15,7 @@ from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, 
 COMPOSE_DDL = [
     "CREATE TABLE IF NOT EXISTS comp_effects (instance_id TEXT, n INTEGER, worker_id TEXT)",
     "CREATE TABLE IF NOT EXISTS comp_ticks (instance_id TEXT, worker_id TEXT, ran_at REAL)",
+    "CREATE TABLE IF NOT EXISTS comp_qlog (instance_id TEXT, what TEXT, at REAL)",
 ]
 
 
@@ -54,7 +55,23 @@ async def comp_ticked(ctx: WorkflowContext, label: str) -> str:
     return label
 
 
-ALL: list[Any] = [comp_effect, comp_slow, comp_child, comp_parent, comp_tick_effect, comp_ticked]
+@activity
+async def comp_qlog(ctx: ActivityContext, what: str) -> None:
+    await ctx.db.execute("INSERT INTO comp_qlog (instance_id, what, at) VALUES (?, ?, ?)",
+                         (ctx.instance_id, what, time.time()))
+
+
+@workflow
+async def comp_queued(ctx: WorkflowContext, hold: float) -> str:
+    await comp_qlog(ctx, "start")
+    if hold:
+        await comp_slow(ctx, hold)
+    await comp_qlog(ctx, "end")
+    return ctx.instance_id
+
+
+ALL: list[Any] = [comp_effect, comp_slow, comp_child, comp_parent, comp_tick_effect, comp_ticked,
+                  comp_qlog, comp_queued]
 
 
 async def main(url: str, schema: str, worker_id: str) -> None:

@@ -21,6 +21,7 @@ EXPECTED = {
     "ChildHandle",
     "ChildWorkflowFailedError",
     "ConfigurationError",
+    "DuplicateQueueEntryError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
@@ -34,6 +35,8 @@ EXPECTED = {
     "NativeSession",
     "NonDeterminismError",
     "PlaceholderError",
+    "QueueNotFoundError",
+    "QueueStats",
     "ReceiveTimeoutError",
     "ReceivedEvent",
     "ReceivedMessage",
@@ -106,7 +109,7 @@ APP_METHODS = {
     "status", "workflows",
     # child workflows and schedules (issue 26)
     "children", "parent", "schedule", "pause_schedule", "resume_schedule", "delete_schedule",
-    "get_schedule", "list_schedules",
+    "get_schedule", "list_schedules", "declare_queue", "enqueue", "queue_statistics",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
 (llm), ``backlog`` and ``hook_statistics`` (otel) were added for them."""
