@@ -68,8 +68,8 @@ async def queue_throughput(run: Run) -> list[Result]:
     for label, secs in times.items():
         median = statistics.median(secs)
         out.append(Result(f"{label}: {n} workflows (median of {REPETITIONS}, range "
-                          f"{min(secs):.2f}-{max(secs):.2f} s)", n, median, [x * 1000 for x in secs],
-                          checked="all completed"))
+                          f"{min(secs):.2f}-{max(secs):.2f} s)", n, median,
+                          [x * 1000 for x in secs], checked="all completed"))
     return out
 
 
