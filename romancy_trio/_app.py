@@ -19,9 +19,8 @@ import trio
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
-from ._children import ChildService
 from ._codec import convert, loads
-from ._compose_api import ComposeApi
+from ._compose_api import ComposeApi, compose_activities
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._hooks import HookDispatcher
@@ -41,8 +40,6 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
-from ._queues import QueueService
-from ._schedules import ScheduleService
 from .hooks import (
     EventReceived,
     Hooks,
@@ -146,9 +143,7 @@ class App(ComposeApi):
         self._scheduler = scheduler
         self.channels = channels
         self._hooks = hooks or HookDispatcher()
-        self._children = ChildService(store, hub)
-        self._schedules = ScheduleService(store, hub, fallback=config.fallback_interval)
-        self._queues = QueueService(store, hub, fallback=config.fallback_interval)
+        self._init_compose(store, hub, config.fallback_interval)
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
@@ -437,7 +432,7 @@ async def open_app(
                           session_url=listener_url,
                           prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
-        for builtin in (*channels.activities(), *ChildService(store, None).activities()):
+        for builtin in (*channels.activities(), *compose_activities(store)):
             registry.add(builtin)
         hub_cm = (
             open_local_hub(store.topics.all(), config=notify_config,
@@ -475,7 +470,7 @@ async def open_app(
                     app = App(store, hub, registry, config, wid, scheduler, channels,
                               dispatcher)
                     if run_workers:  # children told, schedules ticked, queues admitted
-                        for service in (app._children, app._schedules, app._queues):
+                        for service in app._compose_services():
                             await nursery.start(service.serve)
                     try:
                         yield app

@@ -5,22 +5,36 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from romancy_notify import Hub
+
+from ._children import ChildService
 from ._errors import InvalidInputError
-from ._queues import QueueStats
-from ._schedules import Catchup, Rule, ScheduleInfo
-from .storage import InstanceInfo
+from ._queues import QueueService, QueueStats
+from ._schedules import Catchup, Rule, ScheduleInfo, ScheduleService
+from .storage import InstanceInfo, Store
 
 if TYPE_CHECKING:
-    from ._children import ChildService
-    from ._definitions import Workflow
-    from ._queues import QueueService
-    from ._schedules import ScheduleService
+    from ._definitions import Activity, Workflow
+
+
+def compose_activities(store: Store) -> list[Activity[..., Any]]:
+    """The built-in activities of child workflows (the recorded start)."""
+    return ChildService(store, None).activities()
 
 
 class ComposeApi:
     _children: ChildService
     _schedules: ScheduleService
     _queues: QueueService
+
+    def _init_compose(self, store: Store, hub: Hub, fallback: float) -> None:
+        self._children = ChildService(store, hub)
+        self._schedules = ScheduleService(store, hub, fallback=fallback)
+        self._queues = QueueService(store, hub, fallback=fallback)
+
+    def _compose_services(self) -> tuple[ChildService, ScheduleService, QueueService]:
+        """The loops every worker runs: children told, schedules ticked, queues admitted."""
+        return self._children, self._schedules, self._queues
 
     def _workflow(self, workflow: Workflow[Any, Any] | str) -> Workflow[Any, Any]:
         raise NotImplementedError
