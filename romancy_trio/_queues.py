@@ -8,8 +8,9 @@ have ended, counts the slots held (per partition key too) and the admissions wit
 period, and admits the best waiting entries (highest ``priority`` first, then oldest) that
 fit - their instances become ``pending`` and are claimed like any other. An admitted instance
 holds its slot until it ends (waiting included). Every worker runs `QueueService.serve`, woken
-by an enqueue, by any instance ending (a slot may be free), when the rate window lets the next
-one in, and by the fallback timer.
+by the ``done`` topic (any instance ending may free a slot; an enqueue or a queue change is
+announced there too, as ``queue``), when the rate window lets the next one in, and by the
+fallback timer.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import trio
 from romancy_notify import Hub
 
 from ._errors import InstanceIdConflictError, InvalidInputError, RomancyError
-from ._schedules import _then_cancel
 from .storage import Store, Tx
 from .storage._compose_queries import queue_queries
 
@@ -71,7 +71,6 @@ class QueueService:
         self.hub = hub
         self.fallback = fallback
         self.q = queue_queries(store.db.dialect, store.db.schema)
-        self._changed = trio.Event()
 
     async def declare(self, name: str, *, concurrency: int | None,
                       partition_concurrency: int | None, rate: tuple[int, float] | None) -> None:
@@ -119,24 +118,18 @@ class QueueService:
         return [QueueStats(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def _announce(self, tx: Tx) -> None:
-        await tx.notify(self.store.topics.work, QUEUE_HINT)
-        self._changed.set()
+        # on the done topic, which admission loops watch anyway (an ended instance frees a slot)
+        await tx.notify(self.store.topics.done, QUEUE_HINT)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        with self.hub.watch(self.store.topics.work, QUEUE_HINT) as work, \
-                self.hub.watch(self.store.topics.done) as done:
+        with self.hub.watch(self.store.topics.done) as watch:
             task_status.started()
             while True:
-                self._changed = trio.Event()
                 wake_at = math.inf
                 for (name,) in await self.store.db.fetchall(self.q.queue_names):
                     wake_at = min(wake_at, await self.admit(str(name)))
-                wait = min(self.fallback, max(0.0, wake_at - time.time()))
-                with trio.move_on_after(wait):
-                    async with trio.open_nursery() as nursery:
-                        for waiter in (work.wait, done.wait, self._changed.wait):
-                            nursery.start_soon(_then_cancel, waiter, nursery.cancel_scope)
+                await watch.wait(timeout=min(self.fallback, max(0.0, wake_at - time.time())))
 
     async def admit(self, queue: str) -> float:
         """Admit what fits now; when the rate window next lets one in (inf: not limited)."""

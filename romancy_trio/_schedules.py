@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -134,7 +133,6 @@ class ScheduleService:
         self.hub = hub
         self.fallback = fallback
         self.q = compose_queries(store.db.dialect, store.db.schema)
-        self._changed = trio.Event()
 
     # -- the public operations --------------------------------------------------------------
     async def upsert(self, schedule_id: str, workflow_name: str, input_json: str, *,
@@ -187,8 +185,7 @@ class ScheduleService:
         return _info(row)
 
     async def _announce(self, tx: Tx) -> None:
-        await tx.notify(self.store.topics.work, SCHEDULE_HINT)
-        self._changed.set()
+        await tx.notify(self.store.topics.work, SCHEDULE_HINT)  # this process's loop too
 
     # -- the loop every worker runs ---------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -196,17 +193,12 @@ class ScheduleService:
         with self.hub.watch(self.store.topics.work, SCHEDULE_HINT) as watch:
             task_status.started()
             while True:
-                self._changed = trio.Event()
                 while await self.tick() >= BATCH:
                     pass
                 row = await self.store.db.fetchone(self.q.schedule_next_due)
                 due = None if row is None or row[0] is None else float(row[0])
                 wait = self.fallback if due is None else max(0.0, due - time.time())
-                with trio.move_on_after(min(wait, self.fallback)):
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_then_cancel, watch.wait, nursery.cancel_scope)
-                        nursery.start_soon(_then_cancel, self._changed.wait,
-                                           nursery.cancel_scope)
+                await watch.wait(timeout=min(wait, self.fallback))
 
     async def tick(self) -> int:
         """Handle the due schedules (one transaction); how many rows it locked."""
@@ -235,11 +227,6 @@ class ScheduleService:
                     "id": info.schedule_id, "next": nxt, "now": now,
                     "last": starts[-1] if starts else None})
         return len(rows)
-
-
-async def _then_cancel(wait: Callable[[], Any], scope: trio.CancelScope) -> None:
-    await wait()
-    scope.cancel()
 
 
 def _count_between(rule: Rule, first: float, tick: float) -> int:
