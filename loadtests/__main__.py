@@ -23,6 +23,7 @@ import trio
 
 from . import (
     channels_bench,
+    compose,
     db_restart,
     failover,
     http_intake,
@@ -66,6 +67,10 @@ SCENARIOS: dict[str, Scenario] = {
     "wakeup": Scenario(waits.wakeup_latency,
                        "3. event wake-up: producer COMMIT -> waiting workflow resumed (NOTIFY)"),
     "timers": Scenario(waits.timer_lateness, "4. lateness of sleep() wake-ups under load"),
+    "queue": Scenario(compose.queue_throughput,
+                      "queue with concurrency limit 50 vs unthrottled starts (alternating)"),
+    "schedule-lateness": Scenario(compose.schedule_lateness,
+                                  "schedule tick lateness p50/p99 with 3 worker processes"),
     "competing": Scenario(channels_bench.competing,
                           "5. competing channel over worker processes, receive + transactional "
                           "side effect per message, exactly-once check"),

@@ -20,6 +20,7 @@ from ._definitions import workflow as workflow
 from ._errors import ActivityFailedError as ActivityFailedError
 from ._errors import ActivityTimeoutError as ActivityTimeoutError
 from ._errors import ChannelError as ChannelError
+from ._errors import ChildWorkflowFailedError as ChildWorkflowFailedError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import EventTimeoutError as EventTimeoutError
 from ._errors import InstanceFinishedError as InstanceFinishedError
@@ -39,10 +40,16 @@ from ._errors import WorkflowCancelledError as WorkflowCancelledError
 from ._errors import WorkflowFailedError as WorkflowFailedError
 from ._event_types import Event as Event
 from ._event_types import EventReceipt as EventReceipt
+from ._queues import DuplicateQueueEntryError as DuplicateQueueEntryError
+from ._queues import QueueNotFoundError as QueueNotFoundError
+from ._queues import QueueStats as QueueStats
 from ._replay import ReceivedEvent as ReceivedEvent
 from ._replay import ReceivedMessage as ReceivedMessage
 from ._replay import RetryPolicy as RetryPolicy
 from ._replay import WorkflowContext as WorkflowContext
+from ._replay._children import ChildHandle as ChildHandle
+from ._schedules import ScheduleInfo as ScheduleInfo
+from ._schedules import ScheduleNotFoundError as ScheduleNotFoundError
 from ._waits import recur as recur
 from ._waits import sleep as sleep
 from ._waits import sleep_until as sleep_until
@@ -67,7 +74,10 @@ __all__ = [
     "Backlog",
     "BlockingSession",
     "ChannelError",
+    "ChildHandle",
+    "ChildWorkflowFailedError",
     "ConfigurationError",
+    "DuplicateQueueEntryError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
@@ -81,6 +91,8 @@ __all__ = [
     "NativeSession",
     "NonDeterminismError",
     "PlaceholderError",
+    "QueueNotFoundError",
+    "QueueStats",
     "ReceiveTimeoutError",
     "ReceivedEvent",
     "ReceivedMessage",
@@ -88,6 +100,8 @@ __all__ = [
     "RetryPolicy",
     "RomancyError",
     "RunInfo",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "Session",
     "StorageUnavailableError",
     "TimeoutWaitingError",

@@ -21,6 +21,7 @@ from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
 from ._channels import ChannelService
 from ._codec import convert, loads
+from ._compose_api import ComposeApi, compose_activities
 from ._config import AppConfig
 from ._definitions import Activity, Registry, Workflow, default_registry
 from ._engine._hooks import HookDispatcher
@@ -123,7 +124,7 @@ def _check_instance_id(instance_id: str) -> str:
     return instance_id
 
 
-class App:
+class App(ComposeApi):
     """A running romancy_trio application. Create it with :func:`open_app`."""
 
     def __init__(
@@ -145,6 +146,7 @@ class App:
         self._scheduler = scheduler
         self.channels = channels
         self._hooks = hooks or HookDispatcher()
+        self._init_compose(store, hub, config.fallback_interval)
 
     async def publish(self, channel: str, data: Any, *,
                       metadata: dict[str, Any] | None = None) -> int:
@@ -491,7 +493,7 @@ async def open_app(
                           session_url=listener_url,
                           prepared_statements=config.prepared_statements) as store:
         channels = ChannelService(store, default_retry=config.default_retry)
-        for builtin in channels.activities():
+        for builtin in (*channels.activities(), *compose_activities(store)):
             registry.add(builtin)
         hub_cm = (
             open_local_hub(store.topics.all(), config=notify_config,
@@ -530,9 +532,13 @@ async def open_app(
                                          topic=store.topics.outbox)
                         await nursery.start(outbox.serve)
 
+                    app = App(store, hub, registry, config, wid, scheduler, channels,
+                              dispatcher)
+                    if run_workers:  # children told, schedules ticked, queues admitted
+                        for service in app._compose_services():
+                            await nursery.start(service.serve)
                     try:
-                        yield App(store, hub, registry, config, wid, scheduler, channels,
-                                  dispatcher)
+                        yield app
                     except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
                         body_error = exc
                     nursery.cancel_scope.cancel()

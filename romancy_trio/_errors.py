@@ -164,3 +164,21 @@ class ActivityTimeoutError(RomancyError, TimeoutError):
         self.activity_id = activity_id
         self.timeout = timeout
         super().__init__(f"activity {activity_id!r} did not finish within {timeout:g} s")
+
+
+class ChildWorkflowFailedError(RomancyError):
+    """A child workflow ended without a result, raised in its parent by ``child.result()``.
+
+    ``child_instance_id`` / ``workflow_name``: which child. ``error_type`` / ``message``: the
+    child's own error (as :class:`WorkflowFailedError` names it), or ``"cancelled"`` when the
+    child was cancelled (``cancelled`` is then True)."""
+
+    def __init__(self, child_instance_id: str, workflow_name: str, error_type: str,
+                 message: str, *, cancelled: bool = False) -> None:
+        self.child_instance_id = child_instance_id
+        self.workflow_name = workflow_name
+        self.error_type = error_type
+        self.message = message
+        self.cancelled = cancelled
+        how = "was cancelled" if cancelled else f"failed: {error_type}: {message}"
+        super().__init__(f"child workflow {child_instance_id!r} ({workflow_name}) {how}")

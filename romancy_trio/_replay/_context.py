@@ -7,6 +7,7 @@ import uuid as _uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ._children import ChildHandle, ChildWorkflowDef, StartChild, child_id, start_call
 from ._events import WaitKind
 from ._machine import WorkflowMachine
 from ._requests import ActivityCall, GatherRequest, RecurRequest, WaitRequest
@@ -20,7 +21,7 @@ class WorkflowContext:
     the instance id and run number.
     """
 
-    __slots__ = ("_machine", "_rng", "instance_id", "run_no", "workflow_name")
+    __slots__ = ("_children", "_machine", "_rng", "instance_id", "run_no", "workflow_name")
 
     def __init__(self, machine: WorkflowMachine, *, instance_id: str, workflow_name: str,
                  run_no: int) -> None:
@@ -29,6 +30,7 @@ class WorkflowContext:
         self.workflow_name = workflow_name
         self.run_no = run_no
         self._rng = _random.Random(f"{instance_id}/{run_no}")
+        self._children = 0
 
     @property
     def is_replaying(self) -> bool:
@@ -60,6 +62,28 @@ class WorkflowContext:
     def recur(self, new_input: Any = None) -> RecurRequest:
         """Continue as new: end this run, archive its history, start the next run with new_input."""
         return RecurRequest(new_input)
+
+    def start_child(self, workflow: ChildWorkflowDef, /, *args: Any,
+                    instance_id: str | None = None, parent_close_policy: str = "cancel",
+                    **kwargs: Any) -> StartChild[Any]:
+        """Start ``workflow`` as a child of this instance: ``child = await ctx.start_child(wf,
+        arg)``, then ``await child.result()``. The start is recorded (replay never starts it
+        twice). ``instance_id``: default ``<parent id>/child-<n>``. ``parent_close_policy``:
+        ``"cancel"`` (default: the child is cancelled, its compensations run, when this
+        instance ends before it) or ``"abandon"`` (it runs on)."""
+        self._children += 1
+        iid = instance_id if instance_id is not None else child_id(
+            self.instance_id, self.run_no, self._children)
+        call = start_call(workflow, args, kwargs, iid, parent_close_policy)
+        return StartChild(call, ChildHandle(iid, workflow.name, workflow.result_hint))
+
+    async def run_child(self, workflow: ChildWorkflowDef, /, *args: Any,
+                        instance_id: str | None = None, parent_close_policy: str = "cancel",
+                        **kwargs: Any) -> Any:
+        """``start_child`` and wait for its result, in one call."""
+        child = await self.start_child(workflow, *args, instance_id=instance_id,
+                                       parent_close_policy=parent_close_policy, **kwargs)
+        return await child.result()
 
     def _wait(self, kind: WaitKind, key: str, timeout: float | None, data_hint: Any
               ) -> WaitRequest[Any]:

@@ -380,7 +380,8 @@ def _attributes(text: str | None) -> Mapping[str, str]:
 
 
 def _instance(row: Row) -> InstanceInfo:
-    (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated) = row
+    (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated,
+     *rest) = row
     return InstanceInfo(
         instance_id=iid,
         workflow_name=name,
@@ -393,6 +394,7 @@ def _instance(row: Row) -> InstanceInfo:
         lease_epoch=int(epoch),
         created_at=_ts(created),
         updated_at=_ts(updated),
+        parent_instance_id=rest[0] if rest else None,
     )
 
 

@@ -39,6 +39,8 @@ class Topics:
 
 
 class WorkflowStatus(StrEnum):
+    QUEUED = "queued"
+    """Started on a queue, not admitted yet (see ``App.enqueue``)."""
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
@@ -66,6 +68,8 @@ class InstanceInfo:
     lease_epoch: int
     created_at: datetime
     updated_at: datetime
+    parent_instance_id: str | None = None
+    """The instance that started this one as a child workflow (None: none)."""
     counters: Mapping[str, float] = field(default_factory=dict)
     """What the instance's activities counted (`ActivityContext.count`), summed over all its
     runs (``recur`` ones too); filled by `App.status`, empty elsewhere."""

@@ -18,7 +18,10 @@ EXPECTED = {
     "Backlog",
     "BlockingSession",
     "ChannelError",
+    "ChildHandle",
+    "ChildWorkflowFailedError",
     "ConfigurationError",
+    "DuplicateQueueEntryError",
     "Event",
     "EventReceipt",
     "EventTimeoutError",
@@ -32,6 +35,8 @@ EXPECTED = {
     "NativeSession",
     "NonDeterminismError",
     "PlaceholderError",
+    "QueueNotFoundError",
+    "QueueStats",
     "ReceiveTimeoutError",
     "ReceivedEvent",
     "ReceivedMessage",
@@ -39,6 +44,8 @@ EXPECTED = {
     "RetryPolicy",
     "RomancyError",
     "RunInfo",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "Session",
     "StorageUnavailableError",
     "TimeoutWaitingError",
@@ -99,6 +106,9 @@ APP_METHODS = {
     "asgi", "backlog", "cancel", "history", "hook_statistics", "list_instances", "publish",
     "publish_many", "replay", "result", "resume", "run", "runs", "send_event", "send_events",
     "send_to", "start", "statistics", "status", "subscribers", "workflows",
+    # child workflows, schedules and queues (issue 26)
+    "children", "parent", "schedule", "pause_schedule", "resume_schedule", "delete_schedule",
+    "get_schedule", "list_schedules", "declare_queue", "enqueue", "queue_statistics",
 }
 """What integrations (guests: mcp, llm, otel) may build on; ``workflows`` (mcp), ``history``
 (llm), ``backlog`` and ``hook_statistics`` (otel), ``replay`` and ``resume`` (cli),
