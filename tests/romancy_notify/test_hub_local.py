@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import trio
 import trio.testing
@@ -98,15 +100,26 @@ async def test_overflow_reports_gap() -> None:
             assert hub.statistics().overflows == 1
 
 
-async def test_fallback_fires() -> None:
-    async with open_local_hub(TOPICS, FAST) as hub:
-        with hub.watch("romancy_done", "i1") as w:
-            start = trio.current_time()
-            assert await w.wait() == Wakeup(fallback=True)
-            elapsed = trio.current_time() - start
-            assert 0.04 - 0.01 <= elapsed < 1.0
-            assert await w.wait(timeout=10) == Wakeup(fallback=True)
-        assert hub.statistics().fallbacks == 2
+def _on_mock_clock(test: Callable[[], Awaitable[None]]) -> None:
+    """Run pure timer logic on Trio's virtual clock: it jumps ahead whenever every task waits,
+    so a bound on elapsed time is exact and no busy machine can stretch it."""
+    trio.run(test, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_fallback_fires() -> None:
+    async def check() -> None:
+        async with open_local_hub(TOPICS, FAST) as hub:
+            with hub.watch("romancy_done", "i1") as w:
+                start = trio.current_time()
+                assert await w.wait() == Wakeup(fallback=True)
+                # the fallback interval, jittered by +-20 %: neither early nor late
+                assert 0.04 <= trio.current_time() - start <= 0.06
+                start = trio.current_time()
+                assert await w.wait(timeout=10) == Wakeup(fallback=True)  # the nearer one
+                assert 0.04 <= trio.current_time() - start <= 0.06
+            assert hub.statistics().fallbacks == 2
+
+    _on_mock_clock(check)
 
 
 async def test_fallback_intervals_are_jittered() -> None:
@@ -119,18 +132,21 @@ async def test_fallback_intervals_are_jittered() -> None:
     assert min(draws) < 9 and max(draws) > 11
 
 
-async def test_timeout() -> None:
-    async with open_local_hub(TOPICS) as hub:
-        with hub.watch("romancy_done", "i1") as w:
-            start = trio.current_time()
-            assert await w.wait(timeout=0.05) == Wakeup(timed_out=True)
-            assert trio.current_time() - start >= 0.05 - 0.01
-            assert await w.wait(timeout=0) == Wakeup(timed_out=True)
-            hub.publish_local("romancy_done", "i1")
-            assert await w.wait(timeout=0) == Wakeup(keys=frozenset({"i1"}))
-            with pytest.raises(ValueError, match="timeout"):
-                await w.wait(timeout=-1)
-        assert hub.statistics().fallbacks == 0
+def test_timeout() -> None:
+    async def check() -> None:
+        async with open_local_hub(TOPICS) as hub:
+            with hub.watch("romancy_done", "i1") as w:
+                start = trio.current_time()
+                assert await w.wait(timeout=0.05) == Wakeup(timed_out=True)
+                assert trio.current_time() - start == pytest.approx(0.05)  # the timeout, exactly
+                assert await w.wait(timeout=0) == Wakeup(timed_out=True)
+                hub.publish_local("romancy_done", "i1")
+                assert await w.wait(timeout=0) == Wakeup(keys=frozenset({"i1"}))
+                with pytest.raises(ValueError, match="timeout"):
+                    await w.wait(timeout=-1)
+            assert hub.statistics().fallbacks == 0
+
+    _on_mock_clock(check)
 
 
 def test_timeout_with_autojump_clock() -> None:

@@ -54,7 +54,12 @@ async def outage_waits_go(ctx: WorkflowContext) -> Any:
 
 LEDGER_DDL = "CREATE TABLE IF NOT EXISTS ledger (instance_id text, step text)"
 FLOWS: list[Any] = [outage_gated, outage_waits_go, outage_record]
-CONFIG = AppConfig(fallback_interval=60.0)  # the fallback must not be what recovers
+CONFIG = AppConfig(fallback_interval=60.0, lease_ttl=60.0)
+"""Neither the fallback re-check nor a lease's expiry may be what recovers an instance: both
+come after 60 s here, so recovering within half of that shows the fast paths worked, however
+loaded the machine (the times themselves are printed; ``python -m loadtests db-restart``
+measures them)."""
+NOT_THE_SLOW_PATHS = min(CONFIG.fallback_interval, CONFIG.lease_ttl) / 2
 
 
 async def test_open_app_during_an_outage_names_the_server_and_the_cause(
@@ -148,8 +153,14 @@ async def test_restart_immediate_in_flight_and_waiting_instances_recover(
                 listening = time.time() - accepting
             print(f"after the restart: waiting instance done {woken:.3f} s, "
                   f"in-flight instance done {finished:.3f} s, listener back {listening:.3f} s")
-            assert listening < 3.0
-            assert finished < 5.0  # takeover by lease expiry alone would take ~5 s and more
+            # the listener came back by reconnecting (its schedule, close attempts while an
+            # outage is young, is pinned by test_reconnect_delays.py), the waiter was woken by
+            # the event's notification, and the interrupted run was handed back to this worker
+            # at once, not left until its lease expired
+            assert app.hub.statistics().reconnects >= 1
+            assert listening < NOT_THE_SLOW_PATHS
+            assert woken < NOT_THE_SLOW_PATHS
+            assert finished < NOT_THE_SLOW_PATHS, "the in-flight instance waited out its lease"
             assert await _ledger(app) == sorted([(busy, "gated"), (waiting, "woken")])
             kinds = [e.kind for e in await app.store.load_history(busy, 1)]
             assert "attempt_failed" not in kinds  # the database's failure, not the activity's

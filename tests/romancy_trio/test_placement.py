@@ -5,8 +5,10 @@ processes; then a 4th worker joins, then one of the first three is SIGKILLed. Ea
 consumers end up within one of an even split over the live workers, each runs on one worker
 at a time (the ledger records every message once), and consumption never stops for longer
 than the takeover of the killed worker's consumers (the longest gap between two consecutive
-messages of one consumer is printed; the bound asserted is the lease, 2 s, plus 3 s for a
-loaded 2-core machine).
+messages of one consumer is printed: about the lease, 2 s). The bound asserted is half the
+idle claim fallback (30 s): generous for a loaded machine, yet it fails when a consumer that
+was handed back or taken over is picked up only by a worker's fallback claim instead of at
+once (by its hint, or the takeover check/lease expiry).
 """
 
 from __future__ import annotations
@@ -95,4 +97,4 @@ async def test_consumers_spread_evenly_as_workers_join_and_die(pg_backend: Backe
     longest = max(gaps.values())
     print(f"longest gap between two messages of one consumer: {longest:.3f} s "
           f"(median of the consumers' longest gaps {sorted(gaps.values())[len(gaps) // 2]:.3f} s)")
-    assert longest < 2.0 + 3.0
+    assert longest < config(schema).fallback_interval / 2, "a consumer waited for the fallback"
