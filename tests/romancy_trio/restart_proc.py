@@ -37,8 +37,10 @@ from tests.romancy_trio._procs import start_proc
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
               "(instance_id text, step text, worker_id text, at double precision)")
 STEP_SECONDS = 0.05
-CONFIG = AppConfig(fallback_interval=60.0)
-"""Defaults, but a fallback re-check too slow to be what recovers the instances."""
+CONFIG = AppConfig(fallback_interval=60.0, lease_ttl=60.0)
+"""Defaults, but a fallback re-check and a lease too long to be what recovers the instances
+(however long the restart takes on a loaded machine: the instances must be woken by
+notifications and handed back to their own workers, not taken over after lease expiry)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 
