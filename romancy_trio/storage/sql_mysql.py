@@ -61,11 +61,12 @@ QUERIES = Queries(
     create=f"""
         SET @dup = 0;
         INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
-            run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+            run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
+            attributes)
         VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
             CASE WHEN %(ttl)s IS NULL THEN NULL
                  ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
-            %(now)s, %(now)s)
+            %(now)s, %(now)s, %(attributes)s)
         ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
         {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
         WHERE @dup = 0 AND %(status)s = 'pending';
