@@ -199,11 +199,20 @@ class MysqlDatabase:
 
     def open_hub(self, plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
         """An in-process hub fed by this database's signal table, polled per worker."""
+        return self._signal_hub(plan)
+
+    @asynccontextmanager
+    async def _signal_hub(self, plan: HubPlan) -> AsyncIterator[Hub]:
         from ._mysql_signals import SignalReader
 
-        return open_local_hub(plan.topics, config=plan.config,
-                              fetch_elsewhere=SignalReader(self),
-                              poll_interval=plan.signal_interval)
+        reader = SignalReader(self, dedicated=True)
+        try:
+            async with open_local_hub(plan.topics, config=plan.config, fetch_elsewhere=reader,
+                                      poll_interval=plan.signal_interval) as hub:
+                yield hub
+        finally:
+            with trio.CancelScope(shield=True):
+                await reader.aclose()
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
