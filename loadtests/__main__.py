@@ -134,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenarios", nargs="*", metavar="scenario",
                    help="scenarios to run (default: all, in the order listed below)")
+    p.add_argument("--backend", choices=("postgres", "mysql"), default="postgres",
+                   help="mysql: the MySQL/MariaDB scenarios next to PostgreSQL in the same run "
+                        "(python -m loadtests --backend mysql --help)")
     p.add_argument("--dsn", default=DEFAULT_DSN,
                    help="local PostgreSQL only (default: $ROMANCY_BENCH_PG_DSN, "
                         "$ROMANCY_TEST_PG_DSN or postgresql://root@127.0.0.1:5432/test)")
@@ -178,8 +181,15 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--backend", choices=("postgres", "mysql"), default="postgres")
+    known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if known.backend == "mysql":  # MySQL/MariaDB next to PostgreSQL (loadtests.mysql_bench)
+        from . import mysql_bench
+
+        return mysql_bench.run(rest)
     _optional_scenarios()
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(rest)
     if args.list:
         for name, sc in SCENARIOS.items():
             print(f"{name:<15} {sc.about}")

@@ -46,17 +46,17 @@ MY = os.environ.get("ROMANCY_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test"
 
 
 @activity
-async def bench_step(ctx: ActivityContext, n: int) -> int:
+async def mybench_step(ctx: ActivityContext, n: int) -> int:
     return n + 1
 
 
 @workflow
-async def bench_one(ctx: WorkflowContext, n: int) -> int:
-    return await bench_step(ctx, n)
+async def mybench_one(ctx: WorkflowContext, n: int) -> int:
+    return await mybench_step(ctx, n)
 
 
 @workflow
-async def bench_waiter(ctx: WorkflowContext, key: str) -> float:
+async def mybench_waiter(ctx: WorkflowContext, key: str) -> float:
     event = await wait_event(ctx, f"bench.{key}", timeout=120)
     return float(event.data["sent"])
 
@@ -118,13 +118,13 @@ def baseline_pg(n: int) -> float:
 
 async def workflows_per_second(url: str, schema: str, n: int, concurrency: int) -> float:
     config = AppConfig(schema=schema, max_concurrent=max(concurrency, 10))
-    async with open_app(url, workflows=[bench_one, bench_step], config=config) as app:
-        await app.run(bench_one, 0, timeout=60)  # warm
+    async with open_app(url, workflows=[mybench_one, mybench_step], config=config) as app:
+        await app.run(mybench_one, 0, timeout=60)  # warm
         sem = trio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
             async with sem:
-                assert await app.run(bench_one, i, timeout=120) == i + 1
+                assert await app.run(mybench_one, i, timeout=120) == i + 1
 
         t = time.perf_counter()
         async with trio.open_nursery() as nursery:
@@ -137,9 +137,9 @@ def _worker(url: str) -> subprocess.Popen[str]:
     code = (
         "import sys, trio\n"
         "from romancy_trio import AppConfig, open_app\n"
-        "from loadtests.mysql_bench import bench_waiter\n"
+        "from loadtests.mysql_bench import mybench_waiter\n"
         "async def main():\n"
-        "    async with open_app(sys.argv[1], workflows=[bench_waiter],\n"
+        "    async with open_app(sys.argv[1], workflows=[mybench_waiter],\n"
         "                        config=AppConfig(fallback_interval=60.0)):\n"
         "        print('ready', flush=True)\n"
         "        await trio.sleep_forever()\n"
@@ -157,12 +157,12 @@ async def wakeup_latencies(url: str, n: int) -> list[float]:
 
     proc = _worker(url)
     try:
-        async with open_app(url, workflows=[bench_waiter], run_workers=False,
+        async with open_app(url, workflows=[mybench_waiter], run_workers=False,
                             config=AppConfig(fallback_interval=60.0)) as app:
             db: Database = app.store.db
             out = []
             for i in range(n):
-                iid = await app.start(bench_waiter, str(i))
+                iid = await app.start(mybench_waiter, str(i))
                 with trio.fail_after(60):  # wait until it is suspended (status waiting)
                     while (info := await app.status(iid)) is None or info.status != "waiting":
                         await trio.sleep(0.005)
@@ -189,11 +189,11 @@ def server_statements() -> int:
 
 async def idle_queries_per_second(url: str, waiting: int, seconds: float) -> tuple[float, float]:
     """(statements/s with no worker, statements/s with one idle worker) over ``seconds``."""
-    async with open_app(url, workflows=[bench_waiter], run_workers=False) as app:
+    async with open_app(url, workflows=[mybench_waiter], run_workers=False) as app:
         async with app.store.db.transaction() as tx:
             for i in range(0, waiting, 500):
                 values = ", ".join(
-                    f"('w{j}', 'bench_waiter', 'waiting', '[]', 0, 0, 0)"
+                    f"('w{j}', 'mybench_waiter', 'waiting', '[]', 0, 0, 0)"
                     for j in range(i, min(i + 500, waiting)))
                 await tx.execute(
                     "INSERT INTO workflow_instances (instance_id, workflow_name, status, input, "
@@ -211,6 +211,33 @@ async def idle_queries_per_second(url: str, waiting: int, seconds: float) -> tup
         proc.terminate()
         proc.wait(timeout=10)
     return quiet, busy
+
+
+async def idle_statements_counted(url: str, seconds: float) -> float:
+    """Statements/s an idle worker in this process sends (every statement handed to the
+    driver is counted, the server's other clients are not); call after
+    `idle_queries_per_second` filled the database with waiting workflows."""
+    from romancy_trio.storage import _mysql, _mysql_conn, _mysql_signals
+
+    sent = [0]
+    original = _mysql_conn.run_statement
+
+    def counted(raw: Any, query: str, params: Any) -> tuple[int, list[Any]]:
+        sent[0] += 1
+        return original(raw, query, params)
+
+    modules = (_mysql, _mysql_conn, _mysql_signals)
+    for module in modules:
+        module.run_statement = counted  # type: ignore[attr-defined]
+    try:
+        async with open_app(url, workflows=[mybench_waiter]):
+            await trio.sleep(3)  # start-up done
+            sent[0] = 0
+            await trio.sleep(seconds)
+            return sent[0] / seconds
+    finally:
+        for module in modules:
+            module.run_statement = original  # type: ignore[attr-defined]
 
 
 def _fmt(values: list[float]) -> str:
@@ -255,12 +282,18 @@ async def main(args: argparse.Namespace) -> None:
         print(f"idle worker with {args.waiting} waiting workflows: server statements/s "
               f"{busy:.1f} with it, {quiet:.1f} without (shared server: other clients count "
               f"too) -> the worker's own about {busy - quiet:.1f}/s")
+        own = await idle_statements_counted(url, args.idle_seconds)
+        print(f"idle worker with {args.waiting} waiting workflows, its statements counted in "
+              f"the client: {own:.1f}/s")
     finally:
         drop_mysql(url)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run(argv: list[str]) -> int:
+    """``python -m loadtests --backend mysql [options]`` (and ``python -m
+    loadtests.mysql_bench``): the MySQL scenarios next to PostgreSQL."""
+    parser = argparse.ArgumentParser(prog="python -m loadtests --backend mysql",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--baseline", type=int, default=400)
     parser.add_argument("--workflows", type=int, default=300)
@@ -268,4 +301,9 @@ if __name__ == "__main__":
     parser.add_argument("--wakeups", type=int, default=100)
     parser.add_argument("--waiting", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    trio.run(main, parser.parse_args())
+    trio.run(main, parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

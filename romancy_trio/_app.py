@@ -9,15 +9,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import trio
 
-from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
+from romancy_notify import Hub, NotifyConfig
 
 from ._channels import ChannelService
 from ._codec import convert, loads
@@ -58,7 +57,6 @@ from .storage import (
     Existing,
     InstanceInfo,
     RunInfo,
-    SqliteDatabase,
     Store,
     WorkflowStatus,
     check_url,
@@ -67,8 +65,8 @@ from .storage import (
     read_subscribers,
     resume_failed,
 )
-from .storage._pg_url import check_postgres_url, server_address
-from .storage._postgres import unavailable
+from .storage._hubs import HubPlan
+from .storage._pg_url import check_postgres_url
 
 if TYPE_CHECKING:
     from ._replay import ErrorInfo, HistoryEvent
@@ -495,20 +493,10 @@ async def open_app(
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in (*channels.activities(), *compose_activities(store)):
             registry.add(builtin)
-        hub_cm = (
-            open_local_hub(store.topics.all(), config=notify_config,
-                           changed_elsewhere=_other_processes(store, config),
-                           poll_interval=config.sqlite_poll_interval or 1.0)
-            if dialect == "sqlite"
-            else open_local_hub(store.topics.all(), config=notify_config,
-                                fetch_elsewhere=_signal_reader(store),
-                                poll_interval=config.mysql_signal_interval)
-            if dialect == "mysql"
-            else _unavailable_as_error(open_pg_hub(
-                url, store.topics.all(), config=notify_config, listener_dsn=listener_url
-            ), listener_url or url)
-        )
-        async with hub_cm as hub:
+        plan = HubPlan(store.topics.all(), notify_config, url, listener_url,
+                       file_poll_interval=config.sqlite_poll_interval,
+                       signal_interval=config.mysql_signal_interval)
+        async with store.db.open_hub(plan) as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
             # a worker claims at least once per longest fallback wait and learns the next
             # deadline then; twice that leaves room for the claim itself and a slow worker
@@ -549,34 +537,6 @@ async def open_app(
             if body_error is not None:
                 raise one_interrupt(body_error)
 
-
-
-@asynccontextmanager
-async def _unavailable_as_error(hub: AbstractAsyncContextManager[Hub], url: str
-                                ) -> AsyncIterator[Hub]:
-    """``hub``, whose start-up failing to reach the server raises StorageUnavailableError."""
-    async with AsyncExitStack() as stack:
-        try:
-            entered = await stack.enter_async_context(hub)
-        except (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction) as exc:
-            raise unavailable(server_address(url), exc) from exc
-        yield entered
-
-
-def _signal_reader(store: Store) -> Callable[[], Awaitable[Sequence[tuple[str, str]] | None]]:
-    """MySQL: what other processes announced (its signal table; PyMySQL is an extra)."""
-    from .storage._mysql_signals import signal_reader
-
-    return signal_reader(store.db)
-
-
-def _other_processes(store: Store, config: AppConfig) -> Callable[[], Awaitable[bool]] | None:
-    """SQLite: how the hub learns that another process committed (None: not polled)."""
-    db = store.db
-    if (config.sqlite_poll_interval is None or not isinstance(db, SqliteDatabase)
-            or db.path in ("", ":memory:")):
-        return None
-    return db.changed_elsewhere
 
 
 def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:

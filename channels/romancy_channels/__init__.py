@@ -29,6 +29,7 @@ from ._protocol import ChannelTx as ChannelTx
 from ._sql import SCHEMA_TOKEN as SCHEMA_TOKEN
 from ._sql import qualify as qualify
 from ._sql import quote_identifier as quote_identifier
+from ._sql import quote_mysql_identifier as quote_mysql_identifier
 from ._types import ChannelError as ChannelError
 from ._types import ChannelMode as ChannelMode
 from ._types import ChannelModeError as ChannelModeError
@@ -49,4 +50,5 @@ __all__ = [
     "migrations",
     "qualify",
     "quote_identifier",
+    "quote_mysql_identifier",
 ]

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from romancy_channels import quote_identifier, quote_mysql_identifier
+
 from ._db import Database
 from ._placeholders import translate
-from ._schema import SCHEMA_TOKEN, quote_identifier
+from ._schema import SCHEMA_TOKEN
 
 _COUNTS = """
     SELECT
@@ -48,7 +50,8 @@ class Backlog:
 
 
 async def read_backlog(db: Database, *, now: float, limit: int) -> Backlog:
-    schema = quote_identifier(db.schema)
+    quote = quote_mysql_identifier if db.dialect == "mysql" else quote_identifier
+    schema = quote(db.schema)
     counts = await db.fetchone(*translate(_COUNTS.replace(SCHEMA_TOKEN, schema),
                                           {"now": now}, db.dialect))
     rows = await db.fetchall(*translate(_CHANNELS.replace(SCHEMA_TOKEN, schema),

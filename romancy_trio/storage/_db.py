@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._gate import TransactionGate
+
+if TYPE_CHECKING:
+    from romancy_notify import Hub
+
+    from ._hubs import HubPlan
 
 Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
@@ -171,6 +176,11 @@ class Database(Protocol):
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         """Called with the notifications of each committed transaction (in-process fan-out)."""
+        ...
+
+    def open_hub(self, plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
+        """The notify hub through which this driver's wake-ups travel between processes
+        (PostgreSQL: LISTEN; MySQL: its signal table polled; SQLite: the file's changes)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -22,15 +22,18 @@ import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pymysql
 import trio
 
+from romancy_notify import Hub, open_local_hub
+
 from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import LIBRARY_CONNECTIONS, TransactionGate
+from ._hubs import HubPlan
 from ._mysql_conn import (
     DEADLOCK,
     LOCK_WAIT_TIMEOUT,
@@ -193,6 +196,23 @@ class MysqlDatabase:
     def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
                        statement_timeout: float | None = None) -> MysqlWorkerSession:
         return MysqlWorkerSession(self, on_connect, statement_timeout)
+
+    def open_hub(self, plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
+        """An in-process hub fed by this database's signal table, polled per worker."""
+        return self._signal_hub(plan)
+
+    @asynccontextmanager
+    async def _signal_hub(self, plan: HubPlan) -> AsyncIterator[Hub]:
+        from ._mysql_signals import SignalReader
+
+        reader = SignalReader(self, dedicated=True)
+        try:
+            async with open_local_hub(plan.topics, config=plan.config, fetch_elsewhere=reader,
+                                      poll_interval=plan.signal_interval) as hub:
+                yield hub
+        finally:
+            with trio.CancelScope(shield=True):
+                await reader.aclose()
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback

@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
+
+import pymysql
 
 from .._errors import StorageUnavailableError
+from ._db import Params, Row
 from ._mysql import MysqlDatabase
+from ._mysql_conn import MysqlConnection, run_statement
 
 HOLE_TTL = 5.0
 KEEP = 120.0
@@ -39,9 +44,14 @@ class SignalReader:
     """What `open_local_hub`'s ``fetch_elsewhere`` calls: the signals other processes committed
     since the last call (None: cannot tell, a gap)."""
 
-    def __init__(self, db: MysqlDatabase, *, origin: str | None = None) -> None:
-        """``origin``: whose rows to skip (default: ``db``'s own, this process's)."""
+    def __init__(self, db: MysqlDatabase, *, origin: str | None = None,
+                 dedicated: bool = False) -> None:
+        """``origin``: whose rows to skip (default: ``db``'s own, this process's).
+        ``dedicated``: read on a connection of its own in autocommit mode (one statement per
+        poll instead of a SELECT and a COMMIT on a pooled session); `aclose` closes it."""
         self._db = db
+        self._dedicated = dedicated
+        self._conn: MysqlConnection | None = None
         t = f"`{db.schema}`.romancy_signals"
         self._origin = db.origin if origin is None else origin
         self._last: int | None = None
@@ -65,11 +75,11 @@ class SignalReader:
             self._last = None  # so long since the last read that pruning may have passed it
         try:
             if self._last is None:
-                row = await self._db.fetchone(self._start)
-                self._last = int(row[0]) if row else 0
+                rows = await self._fetch(self._start, ())
+                self._last = int(rows[0][0]) if rows else 0
                 self._last_read = time.monotonic()
                 return None  # started (or restarted): whatever came before, re-check
-            rows = await self._db.fetchall(self._read, {
+            rows = await self._fetch(self._read, {
                 "last": self._last, "holes": tuple(self._holes) or (-1,)})
             now = time.monotonic()
             if now >= self._next_prune:
@@ -97,6 +107,29 @@ class SignalReader:
             if now - seen > HOLE_TTL:
                 del self._holes[hole]
         return notes
+
+    async def _fetch(self, query: str, params: Params) -> list[Row]:
+        if not self._dedicated:
+            return await self._db.fetchall(query, params)
+        try:
+            if self._conn is None or self._conn.poisoned:
+                await self.aclose()
+                conn = await self._db.pool.open_connection()
+                self._conn = conn
+                await conn.run(_autocommit_on)
+            return (await self._conn.run(lambda raw: run_statement(raw, query, params)))[1]
+        except pymysql.MySQLError as exc:
+            await self.aclose()  # opened afresh at the next poll
+            raise StorageUnavailableError(f"MySQL at {self._db.address}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
+def _autocommit_on(raw: pymysql.Connection[Any]) -> None:
+    raw.autocommit(True)
 
 
 def signal_reader(db: object) -> SignalReader:

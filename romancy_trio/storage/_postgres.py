@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -30,13 +30,14 @@ import trio
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from romancy_notify import LinkTimeouts, check_notification, notify_tx
+from romancy_notify import Hub, LinkTimeouts, check_notification, notify_tx
 from romancy_notify.pg import TrioConnection
 from romancy_notify.pool import ConnectionPool
 
 from .._errors import LeaseLostError, StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import LIBRARY_CONNECTIONS, TransactionGate
+from ._hubs import HubPlan, postgres_hub
 from ._pg_session import PostgresWorkerSession
 from ._pg_url import connect_timeout as url_connect_timeout
 from ._pg_url import server_address
@@ -284,6 +285,10 @@ class PostgresDatabase:
             self.session_conninfo, on_connect=on_connect,
             connect_timeout=url_connect_timeout(self.session_conninfo, connect_timeout),
             link=self.link, statement_timeout=statement_timeout)
+
+    def open_hub(self, plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
+        """A hub fed by LISTEN on a dedicated connection."""
+        return postgres_hub(plan)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback

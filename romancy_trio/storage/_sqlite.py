@@ -11,14 +11,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import trio
 
+from romancy_notify import Hub, open_local_hub
+
 from .._errors import StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import TransactionGate
+from ._hubs import HubPlan
 
 T = TypeVar("T")
 
@@ -132,6 +135,13 @@ class SqliteDatabase:
         """The one connection serves the worker's own statements too (``on_connect``: none
         on SQLite; its one writer makes every transaction short or serial anyway)."""
         return _SqliteWorkerSession(self)
+
+    def open_hub(self, plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
+        """An in-process hub; a file database's is told when another process wrote."""
+        polled = plan.file_poll_interval is not None and self.path not in ("", ":memory:")
+        return open_local_hub(plan.topics, config=plan.config,
+                              changed_elsewhere=self.changed_elsewhere if polled else None,
+                              poll_interval=plan.file_poll_interval or 1.0)
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback

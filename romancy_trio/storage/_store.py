@@ -187,7 +187,8 @@ class Store:
         trusted = self._timeline if time.monotonic() >= self._timeline_trusted_at else None
         [row] = await self.db.fetchall(self.q.take_over_dead, {
             "owner": owner, "ns": self.db.schema, "grace": grace, "topic": self.topics.work,
-            "suspects": list(suspects), "timeline": trusted})
+            "suspects": list(suspects), "suspects_json": dumps(list(suspects)),
+            "timeline": trusted})
         timeline = row[4] if len(row) > 4 else None  # a dialect without timelines
         if timeline != self._timeline:
             if self._timeline is not None:  # a failover: the promoted standby's workers are
@@ -197,7 +198,11 @@ class Store:
                             "while they reconnect", timeline, self._timeline, grace)
                 self._timeline_trusted_at = time.monotonic() + grace
             self._timeline = timeline
-        return int(row[0]), int(row[1]), list(row[3])
+        if int(row[1]):  # this worker claims them too (a dialect's own signals skip it)
+            self.db.publish_local([(self.topics.work, "")])
+        orphans = row[3]
+        return int(row[0]), int(row[1]), list(loads(orphans) if isinstance(orphans, str | bytes)
+                                              else orphans)
 
     async def release(self, lease: Lease, *, now: float, hint: str = "") -> bool:
         """Give an instance back (graceful shutdown) so another worker takes it at once;

@@ -36,6 +36,43 @@ _NOW_EPOCH = "UNIX_TIMESTAMP(NOW(6))"
 _SIGNAL = "INSERT INTO {schema}.romancy_signals (topic, payload, origin)"
 
 
+def worker_lock_name(owner: str) -> str:
+    """THE name of a worker's ``GET_LOCK`` lock, as SQL (the one place it is derived):
+    ``'romancy:'`` and the MD5 of ``'<schema>:<worker id>'`` (lock names are at most 64
+    characters), ``%(ns)s`` being the database's name. Each live worker holds it on its own
+    session (``MysqlWorkerSession``); the server releases it when that session ends, so a
+    worker that died holds nothing. Two ids that hash alike only make the faster takeover
+    miss: the lease TTL still applies."""
+    return f"CONCAT('romancy:', MD5(CONCAT(%(ns)s, ':', {owner})))"
+
+
+# held until the session ends; waits (10 s) only if a previous session of this worker id is
+# still ending; 0 (timed out) leaves the TTL as the only takeover, as without this lock
+_WORKER_LOCK = f"SELECT GET_LOCK({worker_lock_name('%(owner)s')}, 10)"
+
+_FOREIGN = """status = 'running' AND lease_owner <> %(owner)s AND lease_expires_at > NOW(6)"""
+
+# Other workers' running leases whose worker holds no lock (its session ended) are expired
+# now when the check before found the same (``suspects``, JSON), so they are claimed at once.
+# No timeline (MySQL has none): a restarted server's workers reconnect and take their locks
+# again within the confirmation the suspects give.
+_TAKE_OVER_DEAD = f"""
+        SET @romancy_foreign = (SELECT COUNT(*) FROM {{schema}}.workflow_instances
+                                WHERE {_FOREIGN});
+        SET @romancy_orphans = (
+            SELECT JSON_ARRAYAGG(o) FROM (
+                SELECT DISTINCT lease_owner AS o FROM {{schema}}.workflow_instances
+                WHERE {_FOREIGN}
+                  AND IS_USED_LOCK({worker_lock_name('lease_owner')}) IS NULL) t);
+        UPDATE {{schema}}.workflow_instances SET lease_expires_at = NOW(6)
+        WHERE {_FOREIGN}
+          AND JSON_CONTAINS(COALESCE(@romancy_orphans, '[]'), JSON_QUOTE(lease_owner))
+          AND JSON_CONTAINS(%(suspects_json)s, JSON_QUOTE(lease_owner));
+        SET @n = ROW_COUNT();
+        {_SIGNAL} SELECT %(topic)s, '', @romancy_origin FROM DUAL WHERE @n > 0;
+        SELECT @romancy_foreign, @n, @n > 0, COALESCE(@romancy_orphans, '[]'), NULL"""
+
+
 def qualify_mysql(queries: Q, schema: str) -> Q:
     """``queries`` with ``{schema}`` replaced by the backquoted ``schema``."""
     return qualify(queries, schema, dialect="mysql")
@@ -61,11 +98,12 @@ QUERIES = Queries(
     create=f"""
         SET @dup = 0;
         INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
-            run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at)
+            run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
+            attributes)
         VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
             CASE WHEN %(ttl)s IS NULL THEN NULL
                  ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
-            %(now)s, %(now)s)
+            %(now)s, %(now)s, %(attributes)s)
         ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
         {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
         WHERE @dup = 0 AND %(status)s = 'pending';
@@ -91,8 +129,8 @@ QUERIES = Queries(
         ORDER BY created_at DESC, instance_id LIMIT %s""",
     claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s)",
     claim_and_expiry=None,
-    worker_lock=None,
-    take_over_dead=None,
+    worker_lock=_WORKER_LOCK,
+    take_over_dead=_TAKE_OVER_DEAD,
     renew="""
         SET @ttl = %s, @owner = %s;
         UPDATE {schema}.workflow_instances

@@ -18,11 +18,12 @@ async def all_rows_text(app: App) -> str:
                                                 "type = 'table'")]
         tables = [f'"{n}"' for n in names]
     else:
-        schema = app.config.schema
+        schema = app.store.db.schema  # MySQL: the URL's database
         names = [r[0] for r in await fetch(app, "SELECT table_name FROM "
                                                 "information_schema.tables WHERE "
                                                 "table_schema = ?", (schema,))]
-        tables = [f'"{schema}"."{n}"' for n in names]
+        q = "`" if app.store.db.dialect == "mysql" else '"'
+        tables = [f"{q}{schema}{q}.{q}{n}{q}" for n in names]
     assert len(tables) >= 5, tables
     parts = []
     for table in tables:
