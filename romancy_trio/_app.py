@@ -6,7 +6,6 @@ import json
 import math
 import os
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -18,6 +17,7 @@ import trio
 
 from romancy_notify import Hub, NotifyConfig, open_local_hub, open_pg_hub
 
+from . import _clock
 from ._channels import ChannelService
 from ._codec import convert, loads
 from ._config import AppConfig
@@ -171,7 +171,7 @@ class App:
 
     def _published(self, channel: str, message_id: int) -> int:
         if self._hooks.active:
-            self._hooks.emit(MessagePublished("", "", self.worker_id, time.time(), channel,
+            self._hooks.emit(MessagePublished("", "", self.worker_id, _clock.now(), channel,
                                               message_id))
         return message_id
 
@@ -225,7 +225,7 @@ class App:
         if self._hooks.active:
             attributes = self._hooks.instance_attributes(StartInfo(wf.name, iid, attributes))
         eager = self._scheduler is not None and self._scheduler.try_reserve()
-        now = time.time()
+        now = _clock.now()
         try:
             created = await self.store.create_instance(
                 iid,
@@ -261,7 +261,7 @@ class App:
         same (source, id) again records nothing new (``duplicate=True``)."""
         receipt = await self.store.waits.send_event(event)
         if self._hooks.active and receipt.delivered_to:
-            info, now = event_info(event.body()), time.time()
+            info, now = event_info(event.body()), _clock.now()
             assert info is not None
             for iid in receipt.delivered_to:
                 # the workflow's name is not at hand here: hooks know it from the run
@@ -334,7 +334,7 @@ class App:
         """Cancel a live instance. A running one is stopped promptly on whichever worker runs it
         (told through the notify hub); a waiting one is not claimed just to end it. The
         compensations of its completed activities run, then its status is ``cancelled``."""
-        if await self.store.waits.cancel(instance_id, now=time.time()) is None:
+        if await self.store.waits.cancel(instance_id, now=_clock.now()) is None:
             info = await self.status(instance_id)
             raise InstanceFinishedError(
                 f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
@@ -362,7 +362,7 @@ class App:
         waiting ones, outbox events pending and failed, undelivered messages per channel
         (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
         metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
-        return await read_backlog(self.store.db, now=time.time(), limit=channel_limit)
+        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit)
 
     def hook_statistics(self) -> list[HookStatistics]:
         """Per hook given to ``open_app``: notifications delivered, failed, timed out and
@@ -448,6 +448,7 @@ async def open_app(
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
             wid = worker_id or default_worker_id()
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
+            clock = _clock.install(config.clock)  # the durable clock of every task below
             body_error: BaseException | None = None
             async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
                 await hook_nursery.start(dispatcher.serve)
@@ -475,6 +476,7 @@ async def open_app(
                 await dispatcher.drain(config.hook_timeout)
                 hook_nursery.cancel_scope.cancel()
             log_context.reset(context)
+            _clock.uninstall(clock)
             if body_error is not None:
                 raise one_interrupt(body_error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from romancy_notify import LinkTimeouts
@@ -98,6 +99,11 @@ class AppConfig:
     over the live workers, rounded up) hands the excess, at their next suspension point, to
     the least loaded peers, so a worker that joins takes its share and one that leaves gives
     its share back. None: instances stay where they were claimed."""
+    clock: Callable[[], float] | None = None
+    """The durable clock (seconds since the epoch, callable from any thread): every wake-up
+    time, timeout, retry back-off and timestamp the runtime stores comes from it. None
+    (default): real time, with due wake-ups compared against the database server's clock on
+    PostgreSQL. `romancy_trio.testing` gives a virtual one (time skipping)."""
 
     def link_timeouts(self) -> LinkTimeouts:
         """The keepalives and ``tcp_user_timeout`` given to every PostgreSQL connection (both

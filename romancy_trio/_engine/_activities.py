@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -22,6 +21,7 @@ from typing import Any
 
 import trio
 
+from .. import _clock
 from .._activity_context import ActivityContext, BlockingSession
 from .._channels import PUBLISH
 from .._codec import dumps, loads
@@ -138,9 +138,9 @@ class ActivityRunner:
                else self.activities.get(cmd.name))
         policy = cmd.retry or (act.retry if act is not None else None) or self.default_retry
         attempts = list(cmd.attempts)
-        first_at = float(attempts[0]["first_at"]) if attempts else time.time()
+        first_at = float(attempts[0]["first_at"]) if attempts else _clock.now()
         if attempts:
-            await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
+            await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - _clock.now()))
         while True:
             attempt = len(attempts) + 1
             started_at = self.notes.attempt(cmd, attempt)
@@ -151,7 +151,7 @@ class ActivityRunner:
                     self.notes.published(str(cmd.args[0]), outcome.payload)
                 return outcome
             error = outcome
-            now = time.time()
+            now = _clock.now()
             delay = policy.delay_after(attempt) * (1 + 0.1 * _jitter.random())
             retryable = policy.is_retryable(error.type) and act is not None
             out_of_time = (policy.max_duration is not None
@@ -204,7 +204,7 @@ class ActivityRunner:
                     session = _LazySession(self.store.db, stack)
                     payload = await _call(act, ctx(PortableSession(session)), cmd, self.hosts)
                     event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
-                                         time.time(), cmd.compensation)
+                                         _clock.now(), cmd.compensation)
                     await self.store.record_event_tx(await session.tx(), self.lease,
                                                      self.run_no, event)
                 return event
@@ -212,4 +212,4 @@ class ActivityRunner:
         except _UserFailure as failure:
             return ErrorInfo.from_exception(failure.cause)
         return await self._record(HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
-                                               time.time(), cmd.compensation))
+                                               _clock.now(), cmd.compensation))

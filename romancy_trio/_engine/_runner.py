@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .. import _clock
 from .._codec import convert, dumps, loads
 from .._definitions import Registry
 from .._errors import InvalidInputError, RomancyError, UnknownWorkflowError
@@ -80,7 +80,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
                        handing_back: Callable[[], bool], on_attempt: Callable[[], None] | None,
                        notes: RunNotes) -> bool:
     lease = claimed.lease
-    now = time.time
+    now = _clock.now
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
@@ -179,7 +179,7 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                 return command.wait
 
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
-                                              command.wait, now=time.time(), then=then,
+                                              command.wait, now=_clock.now(), then=then,
                                               next_seq=runner.take_seq)
             notes.waited(found)
             if event is None:

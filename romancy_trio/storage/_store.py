@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import _clock
 from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ..hooks import frozen_map
@@ -135,7 +136,8 @@ class Store:
     async def _claim(self, query: str, owner: str, limit: int, lease_ttl: float,
                      workflows: Sequence[str], *, with_expiry: bool,
                      expected: str | None = None) -> tuple[list[Claimed], float | None]:
-        args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))}
+        args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows)),
+                "now": _clock.sql_now()}
         history: list[Row] = []
         if expected is None:
             rows = await self.db.fetchall(query, args)

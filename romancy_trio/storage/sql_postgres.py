@@ -18,12 +18,16 @@ _FENCE = (
     "AND status = 'running'"
 )
 
+_WAKE_NOW = "coalesce(%(now)s::float8, EXTRACT(EPOCH FROM clock_timestamp())::float8)"
+"""Due wake-ups compare with the app's durable clock when it has one (``now``: see
+``romancy_trio._clock.sql_now``), else with the server's clock as always."""
+
 _CLAIM = f"""
         WITH c AS (
             SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE ((status IN ('pending', 'running')
                     AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp()))
-                   OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM clock_timestamp())))
+                   OR (status = 'waiting' AND wake_at <= {_WAKE_NOW}))
               AND lease_owner IS DISTINCT FROM %(owner)s
               AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
             ORDER BY created_at
@@ -36,13 +40,13 @@ _CLAIM = f"""
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
                   w.run_started_at, w.cancel_requested, c.lease_owner, w.attributes"""
 
-_NEXT_EXPIRY = """
+_NEXT_EXPIRY = f"""
         SELECT least(
             (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
-             FROM {schema}.workflow_instances
+             FROM {{schema}}.workflow_instances
              WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %(owner)s),
-            (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
-             FROM {schema}.workflow_instances WHERE status = 'waiting'))"""
+            (SELECT min(wake_at) - {_WAKE_NOW}
+             FROM {{schema}}.workflow_instances WHERE status = 'waiting'))"""
 
 _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
@@ -154,7 +158,7 @@ QUERIES = Queries(
             WHERE {_FENCE}
             RETURNING instance_id)
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
-    next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s"),
+    next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s").replace("%(now)s", "NULL"),  # unused here
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
             payload, worker_id, lease_epoch, created_at, compensation)
