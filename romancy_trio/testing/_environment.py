@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 import trio.testing
+
 from romancy_notify import LinkTimeouts, NotifyConfig
 
 from .. import Activity, App, AppConfig, InstanceInfo, Workflow, WorkflowStatus, open_app
@@ -141,7 +142,7 @@ class Environment:
 @asynccontextmanager
 async def environment(workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
                       url: str | None = None, *, config: AppConfig | None = None,
-                      start: datetime | None = None, idle: float = 0.02
+                      start: datetime | None = None, idle: float = 0.1
                       ) -> AsyncIterator[Environment]:
     """An `App` whose durable time is virtual, on a temporary SQLite file (or ``url``, e.g. a
     PostgreSQL database: give ``config.schema`` a fresh schema there).

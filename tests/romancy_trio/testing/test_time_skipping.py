@@ -3,6 +3,7 @@ the environment's virtual time, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -11,17 +12,17 @@ import trio
 
 from romancy_trio import (
     ActivityContext,
-    Event,
     AppConfig,
+    Event,
     EventTimeoutError,
     RetryPolicy,
     WorkflowContext,
     activity,
     sleep,
+    testing,
     wait_event,
     workflow,
 )
-from romancy_trio import testing
 
 DAY = 24 * 3600.0
 
@@ -63,9 +64,8 @@ async def test_a_month_of_sleep_and_a_week_of_timeout_in_virtual_time(
         iid = await env.app.start(tsk_invoice, "o-1")
         result = await env.result(iid)
         elapsed = env.time() - t0
-    print(f"\n37 virtual days on {url and 'postgres' or 'sqlite'}: "
+    print(f"\n37 virtual days on {(url and 'postgres') or 'sqlite'}: "
           f"{time.perf_counter() - wall:.3f} s wall time")
-    print(result, elapsed / DAY)
     assert result["outcome"] == "reminder sent"  # the timeout branch
     assert result["slept"] - result["started"] == pytest.approx(30 * DAY, abs=5)
     assert result["ended"] - result["slept"] == pytest.approx(7 * DAY, abs=5)
@@ -98,8 +98,8 @@ def test_the_environment_says_what_clock_it_needs() -> None:
 _attempts: list[float] = []
 
 
-@activity(transactional=False, retry=RetryPolicy(max_attempts=4, initial_interval=3600.0, backoff_coefficient=2.0,
-                            max_interval=4 * 3600.0))
+@activity(transactional=False, retry=RetryPolicy(
+    max_attempts=4, initial_interval=3600.0, backoff_coefficient=2.0, max_interval=4 * 3600.0))
 async def tsk_flaky(ctx: ActivityContext) -> int:
     raise RuntimeError("not yet")
 
@@ -121,7 +121,7 @@ async def test_retry_backoffs_of_hours_run_in_virtual_time() -> None:
         t0 = env.time()
         result = await env.result(await env.app.start(tsk_retrying))
     assert result == 4
-    gaps = [b - a for a, b in zip(_attempts, _attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(_attempts)]
     # 1 h, 2 h, 4 h apart (each with up to 10 % jitter), all in virtual time
     for gap, base in zip(gaps, [3600.0, 7200.0, 4 * 3600.0], strict=True):
         assert base <= gap <= base * 1.1 + 1
