@@ -15,6 +15,7 @@ from .._replay import (
     CancelWorkflow,
     CompleteWorkflow,
     ErrorInfo,
+    EventKind,
     FailWorkflow,
     HistoryEvent,
     Outcome,
@@ -160,6 +161,9 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                  ) -> Outcome | Suspended | HandedBack:
     command = machine.advance()
     while True:
+        for key in machine.take_markers():  # ctx.patched() decisions, before what follows
+            await store.record_event(runner.lease, runner.run_no, HistoryEvent(
+                runner.take_seq(), EventKind.PATCH_MARKER, key, True, machine.clock, None))
         if isinstance(command, Suspend):
             if handing_back():
                 return HandedBack()
@@ -174,8 +178,9 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                 found.append((event, command.wait, machine.clock))  # noqa: B023
                 machine.resolve(event)
                 command = machine.advance()
-                if not isinstance(command, Suspend) or handing_back():
-                    return None  # (handing back: record this one, stop at the next wait)
+                if not isinstance(command, Suspend) or handing_back() or machine.has_markers:
+                    return None  # (handing back: record this one, stop at the next wait;
+                    # patch markers: recorded by the loop before the next wait's events)
                 return command.wait
 
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
