@@ -39,6 +39,7 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
+from ._versions import code_versions
 from .hooks import (
     EventReceived,
     Hooks,
@@ -446,6 +447,7 @@ async def open_app(
             # a worker claims at least once per longest fallback wait and learns the next
             # deadline then; twice that leaves room for the claim itself and a slow worker
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
+            store.code_version, store.code_versions = code_versions(registry, config)
             wid = worker_id or default_worker_id()
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
             clock = _clock.install(config.clock)  # the durable clock of every task below

@@ -81,7 +81,7 @@ class Queries:
 
 INSTANCE_COLUMNS = (
     "instance_id, workflow_name, status, input, result, error, run_no, lease_owner, "
-    "lease_epoch, created_at, updated_at"
+    "lease_epoch, created_at, updated_at, code_version"
 )
 
 

@@ -47,6 +47,12 @@ class Store:
         self._retention = retention
         self.topics = topics
         self.waits = WaitStore(db, queries, waits, topics)
+        self.code_version: dict[str, str] = {}
+        """Workflow name -> the code version recorded on each instance this app starts of it
+        (set by ``open_app``; a name not in it: NULL, any worker)."""
+        self.code_versions: list[str] = []
+        """``'<workflow name>|<version>'`` this app's worker resumes: each workflow's own
+        version and the compatible ones."""
         self._timeline: str | None = None
         """The database server's timeline at the last `take_over_dead` (PostgreSQL)."""
         self._timeline_trusted_at = -math.inf
@@ -84,6 +90,7 @@ class Store:
                 "ttl": lease_ttl if owner else None,
                 "topic": self.topics.work,
                 "attributes": dumps(dict(attributes)) if attributes else None,
+                "version": self.code_version.get(workflow_name),
             },
         )
         if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
@@ -137,7 +144,7 @@ class Store:
                      workflows: Sequence[str], *, with_expiry: bool,
                      expected: str | None = None) -> tuple[list[Claimed], float | None]:
         args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows)),
-                "now": _clock.sql_now()}
+                "now": _clock.sql_now(), "versions": dumps(self.code_versions)}
         history: list[Row] = []
         if expected is None:
             rows = await self.db.fetchall(query, args)
@@ -212,7 +219,8 @@ class Store:
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
-        row = await self.db.fetchone(self.q.next_expiry, (owner,))
+        row = await self.db.fetchone(self.q.next_expiry,
+                                     {"owner": owner, "versions": dumps(self.code_versions)})
         return None if row is None or row[0] is None else float(row[0])
 
     # -- history ----------------------------------------------------------------------------
@@ -340,7 +348,8 @@ def _attributes(text: str | None) -> Mapping[str, str]:
 
 
 def _instance(row: Row) -> InstanceInfo:
-    (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated) = row
+    (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated,
+     version) = row
     return InstanceInfo(
         instance_id=iid,
         workflow_name=name,
@@ -353,6 +362,7 @@ def _instance(row: Row) -> InstanceInfo:
         lease_epoch=int(epoch),
         created_at=_ts(created),
         updated_at=_ts(updated),
+        code_version=version,
     )
 
 

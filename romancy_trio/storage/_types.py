@@ -66,6 +66,9 @@ class InstanceInfo:
     lease_epoch: int
     created_at: datetime
     updated_at: datetime
+    code_version: str | None = None
+    """The code version it started on (`AppConfig.code_version`): only workers of this or a
+    compatible version resume it. None: started before versions were recorded (any worker)."""
 
 
 @dataclass(frozen=True, slots=True)

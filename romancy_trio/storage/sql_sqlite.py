@@ -13,12 +13,18 @@ _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
 )
 
+_VERSIONS = ("(code_version IS NULL OR workflow_name || '|' || code_version IN "
+             "(SELECT value FROM json_each(:versions)))")
+"""A worker resumes instances of its own code version or a compatible one (``:versions``, a
+JSON array of ``'<workflow name>|<version>'``), and those started without one (NULL)."""
+
 QUERIES = Queries(
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
-            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes)
+            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes,
+            code_version)
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
-            :now, :now, :attributes)
+            :now, :now, :attributes, :version)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id, NULL, NULL, NULL""",
     existing="""
@@ -32,7 +38,7 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR workflow_name = ?)
         ORDER BY created_at DESC, instance_id LIMIT ?""",
-    claim="""
+    claim=f"""
         UPDATE workflow_instances
         SET status = 'running', lease_owner = :owner, lease_epoch = lease_epoch + 1,
             lease_expires_at = romancy_now() + :ttl
@@ -43,6 +49,7 @@ QUERIES = Queries(
                    OR (status = 'waiting' AND wake_at <= romancy_now()))
               AND lease_owner IS NOT :owner
               AND workflow_name IN (SELECT value FROM json_each(:names))
+              AND {_VERSIONS}
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
                   cancel_requested, NULL, attributes""",
@@ -64,13 +71,13 @@ QUERIES = Queries(
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
     worker_lock=None,
     take_over_dead=None,  # one process per file as a rule: the lease TTL covers the rest
-    next_expiry="""
+    next_expiry=f"""
         SELECT min(delay) FROM (
             SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances
-            WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?
+            WHERE status IN ('pending', 'running') AND lease_owner IS NOT :owner
             UNION ALL
             SELECT min(wake_at) - romancy_now() FROM workflow_instances
-            WHERE status = 'waiting')""",
+            WHERE status = 'waiting' AND {_VERSIONS})""",
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at, compensation)
