@@ -134,9 +134,13 @@ class Environment:
         finally:
             self._clock.autojump_threshold = threshold
 
-    async def result(self, instance_id: str) -> Any:
-        """The instance's result (or its error raised), skipping virtual time until it ends."""
-        return await self.app.result(instance_id)
+    async def result(self, instance_id: str, *,
+                     timeout: float | timedelta = timedelta(days=3650)) -> Any:
+        """The instance's result (or its error raised), skipping virtual time until it ends;
+        `romancy_trio.TimeoutWaitingError` after ``timeout`` of virtual time (by default ten
+        years: an instance that never ends, e.g. one no worker here may resume)."""
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        return await self.app.result(instance_id, timeout=seconds)
 
 
 @asynccontextmanager
