@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import outcome
 import trio
 
+from . import _clock
 from .storage import Session
 from .storage._db import Params, Row
 
@@ -210,6 +210,6 @@ class ActivityContext:
             subject=subject,
             event_id=event_id,
             extensions=extensions,
-            now=time.time(),
+            now=_clock.now(),
             topic=self.outbox_topic,
         )

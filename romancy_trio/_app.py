@@ -7,7 +7,6 @@ import json
 import math
 import os
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ import trio
 
 from romancy_notify import Hub, NotifyConfig
 
+from . import _clock
 from ._channels import ChannelService
 from ._codec import convert, loads
 from ._compose_api import ComposeApi, compose_activities
@@ -40,6 +40,7 @@ from ._errors import (
 )
 from ._event_types import Event, EventReceipt
 from ._interrupt import interrupt_as_one, one_interrupt
+from ._versions import code_versions
 from .hooks import (
     EventReceived,
     Hooks,
@@ -174,7 +175,7 @@ class App(ComposeApi):
 
     def _published(self, channel: str, message_id: int) -> int:
         if self._hooks.active:
-            self._hooks.emit(MessagePublished("", "", self.worker_id, time.time(), channel,
+            self._hooks.emit(MessagePublished("", "", self.worker_id, _clock.now(), channel,
                                               message_id))
         return message_id
 
@@ -235,7 +236,7 @@ class App(ComposeApi):
         if self._hooks.active:
             attributes = self._hooks.instance_attributes(StartInfo(wf.name, iid, attributes))
         eager = self._scheduler is not None and self._scheduler.try_reserve()
-        now = time.time()
+        now = _clock.now()
         try:
             created = await self.store.create_instance(
                 iid,
@@ -271,7 +272,7 @@ class App(ComposeApi):
         same (source, id) again records nothing new (``duplicate=True``)."""
         receipt = await self.store.waits.send_event(event)
         if self._hooks.active and receipt.delivered_to:
-            info, now = event_info(event.body()), time.time()
+            info, now = event_info(event.body()), _clock.now()
             assert info is not None
             for iid in receipt.delivered_to:
                 # the workflow's name is not at hand here: hooks know it from the run
@@ -366,7 +367,7 @@ class App(ComposeApi):
         """Cancel a live instance. A running one is stopped promptly on whichever worker runs it
         (told through the notify hub); a waiting one is not claimed just to end it. The
         compensations of its completed activities run, then its status is ``cancelled``."""
-        if await self.store.waits.cancel(instance_id, now=time.time()) is None:
+        if await self.store.waits.cancel(instance_id, now=_clock.now()) is None:
             info = await self.status(instance_id)
             raise InstanceFinishedError(
                 f"workflow {instance_id!r} already ended ({info.status}); nothing to cancel"
@@ -378,7 +379,7 @@ class App(ComposeApi):
         runs again with fresh attempts. Raises :class:`InstanceFinishedError` if the instance
         did not fail at an activity (or its compensations already ran)."""
         return await resume_failed(self.store.db, self.store.topics.work, instance_id,
-                                   now=time.time())
+                                   now=_clock.now())
 
     async def list_instances(
         self,
@@ -417,7 +418,7 @@ class App(ComposeApi):
         waiting ones, outbox events pending and failed, undelivered messages per channel
         (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
         metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
-        return await read_backlog(self.store.db, now=time.time(), limit=channel_limit)
+        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit)
 
     async def subscribers(self, *, channel_limit: int = 100) -> dict[str, list[str]]:
         """Per channel (the first ``channel_limit`` by name), the instances subscribed to
@@ -501,8 +502,10 @@ async def open_app(
             # a worker claims at least once per longest fallback wait and learns the next
             # deadline then; twice that leaves room for the claim itself and a slow worker
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
+            store.code_version, store.code_versions = code_versions(registry, config)
             wid = worker_id or default_worker_id()
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
+            clock = _clock.install(config.clock)  # the durable clock of every task below
             body_error: BaseException | None = None
             async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
                 await hook_nursery.start(dispatcher.serve)
@@ -534,6 +537,7 @@ async def open_app(
                 await dispatcher.drain(config.hook_timeout)
                 hook_nursery.cancel_scope.cancel()
             log_context.reset(context)
+            _clock.uninstall(clock)
             if body_error is not None:
                 raise one_interrupt(body_error)
 

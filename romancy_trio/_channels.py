@@ -10,7 +10,6 @@ consumes a second one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal, TypeVar, overload
@@ -18,6 +17,7 @@ from typing import Any, Literal, TypeVar, overload
 from romancy_channels import ChannelEngine, ChannelMode, ChannelModeError, Message
 from romancy_channels import ChannelError as EngineChannelError
 
+from . import _clock
 from ._activity_context import ActivityContext
 from ._codec import dumps
 from ._definitions import Activity
@@ -88,7 +88,7 @@ class ChannelService:
         data = [dumps(d) for d in items]
         mode = await self._mode_tx(tx, channel)
         statements = self.engine.publish_statements(
-            channel, data, metadata_json=dumps(metadata or {}), target=target, now=time.time(),
+            channel, data, metadata_json=dumps(metadata or {}), target=target, now=_clock.now(),
             mode=mode)
         limit = len(data) if mode is ChannelMode.COMPETING or target is not None else None
         waits = self.store.waits
@@ -140,7 +140,7 @@ class ChannelService:
     async def take_tx(self, tx: Tx, channel: str, subscriber: str) -> Found | None:
         """Take the next message for ``subscriber``: what its receive records, or None."""
         try:
-            message = await self.engine.take_next_tx(tx, channel, subscriber, now=time.time())
+            message = await self.engine.take_next_tx(tx, channel, subscriber, now=_clock.now())
         except EngineChannelError as exc:
             return _failed(exc)
         return _received(message)
@@ -149,7 +149,7 @@ class ChannelService:
         """`take_tx` as one statement to send with others (then `taken`); None where the
         dialect takes in several steps, or where the names are bad (`take_tx` says why)."""
         try:
-            return self.engine.take_statement(channel, subscriber, now=time.time())
+            return self.engine.take_statement(channel, subscriber, now=_clock.now())
         except EngineChannelError:
             return None
 
@@ -166,7 +166,7 @@ class ChannelService:
     def activities(self) -> list[Activity[..., Any]]:
         async def subscribe_(ctx: ActivityContext, channel: str, mode: str) -> None:
             await self.engine.subscribe_tx(await _tx(ctx), channel, ctx.instance_id,
-                                           ChannelMode(mode), now=time.time())
+                                           ChannelMode(mode), now=_clock.now())
 
         async def unsubscribe_(ctx: ActivityContext, channel: str) -> bool:
             return await self.engine.unsubscribe_tx(await _tx(ctx), channel, ctx.instance_id)

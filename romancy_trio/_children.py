@@ -17,13 +17,13 @@ never lost to a missed notification or a worker that died between the two transa
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import trio
 
 from romancy_notify import Hub
 
+from . import _clock
 from ._activity_context import ActivityContext
 from ._codec import dumps, loads
 from ._definitions import Activity
@@ -50,7 +50,7 @@ class ChildService:
             tx = await _tx(ctx)
             row = await tx.fetchone(self.q.child_insert, {
                 "iid": instance_id, "name": workflow_name, "input": input_json,
-                "now": time.time(), "parent": ctx.instance_id, "policy": policy})
+                "now": _clock.now(), "parent": ctx.instance_id, "policy": policy})
             if row is not None:
                 await tx.notify(self.store.topics.work, instance_hint(instance_id))
                 return instance_id
@@ -78,7 +78,7 @@ class ChildService:
         told = await self._tell_parents()
         orphans = await self.store.db.fetchall(self.q.orphans, {"limit": BATCH})
         for (iid,) in orphans:
-            await self.store.waits.cancel(iid, now=time.time())
+            await self.store.waits.cancel(iid, now=_clock.now())
         return max(told, len(orphans))
 
     async def _tell_parents(self) -> int:
@@ -97,7 +97,7 @@ class ChildService:
                     data["error"] = {"type": err.get("type"), "message": err.get("message")}
                 event = Event(type=CHILD_EVENT + iid, source=CHILD_SOURCE, id=iid, data=data,
                               target_instance_id=parent)
-                await waits._record_tx(tx, event, dumps(event.body()), time.time())
+                await waits._record_tx(tx, event, dumps(event.body()), _clock.now())
         return len(rows)
 
     async def children(self, parent: str, *, limit: int) -> list[InstanceInfo]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from romancy_notify import LinkTimeouts
 
 from ._replay import RetryPolicy
+from ._versions import check_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,22 @@ class AppConfig:
     over the live workers, rounded up) hands the excess, at their next suspension point, to
     the least loaded peers, so a worker that joins takes its share and one that leaves gives
     its share back. None: instances stay where they were claimed."""
+    clock: Callable[[], float] | None = None
+    """The durable clock (seconds since the epoch, callable from any thread): every wake-up
+    time, timeout, retry back-off and timestamp the runtime stores comes from it. None
+    (default): real time, with due wake-ups compared against the database server's clock on
+    PostgreSQL. `romancy_trio.testing` gives a virtual one (time skipping)."""
+
+    code_version: str | None = None
+    """The version of this worker's workflow code, recorded on every instance it starts; it
+    resumes only instances of this version or of `compatible_versions` (and those from before
+    versions were recorded), so during a rolling deploy old instances finish on old workers.
+    None (default): derived from the source of the registered workflows (any change to them
+    is a new version). Instances no running worker may resume stay visible, with their
+    ``code_version``, in `App.status` and `App.list_instances`."""
+    compatible_versions: tuple[str, ...] = ()
+    """Other versions whose instances this worker resumes too (e.g. its code changed only in
+    ways guarded by ``ctx.patched``)."""
 
     def link_timeouts(self) -> LinkTimeouts:
         """The keepalives and ``tcp_user_timeout`` given to every PostgreSQL connection (both
@@ -113,6 +131,12 @@ class AppConfig:
         return LinkTimeouts.within(self.lease_ttl)
 
     def __post_init__(self) -> None:
+        if self.code_version is not None:
+            check_version(self.code_version, "code_version")
+        if not isinstance(self.compatible_versions, tuple):
+            raise ValueError("compatible_versions must be a tuple of version strings")
+        for v in self.compatible_versions:
+            check_version(v, "each of compatible_versions")
         if self.heartbeat_interval * 2 >= self.lease_ttl:
             raise ValueError("heartbeat_interval must be less than half of lease_ttl")
         if self.claim_batch < 1 or self.max_concurrent < 1 or self.retention_batch < 1:

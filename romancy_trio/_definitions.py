@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -131,6 +131,16 @@ class Workflow(Generic[InputT, R]):
         self.result_hint: Any = self.input.params.hints.get("return", Any)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+
+    def replay(self, history: Sequence[Mapping[str, Any]], *, input: Any = None,
+               started_at: float = 0.0) -> None:
+        """Replay a recorded history (`App.history` steps as JSON: ``seq``, ``kind``, ``key``,
+        ``payload``, ``at``) against this code with no side effects, as a worker resuming
+        the instance would; raise the `NonDeterminismError` that worker would meet.
+        ``input``: the instance's input as JSON. See `romancy_trio.testing.replay`."""
+        from ._replay_check import replay
+
+        replay(self, history, input=input, started_at=started_at)
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}>"

@@ -16,7 +16,6 @@ fallback timer.
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import trio
 
 from romancy_notify import Hub
 
+from . import _clock
 from ._errors import InstanceIdConflictError, InvalidInputError, RomancyError
 from .storage import Store, Tx
 from .storage._compose_queries import queue_queries
@@ -87,7 +87,7 @@ class QueueService:
             await tx.execute(self.q.queue_upsert, {
                 "q": name, "conc": concurrency, "pconc": partition_concurrency,
                 "rate": None if rate is None else rate[0],
-                "period": None if rate is None else float(rate[1]), "now": time.time()})
+                "period": None if rate is None else float(rate[1]), "now": _clock.now()})
             await self._announce(tx)
 
     async def enqueue(self, queue: str, workflow_name: str, input_json: str, *,
@@ -96,7 +96,7 @@ class QueueService:
         if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 2**31:
             raise InvalidInputError(f"priority must be a 32-bit integer, not {priority!r}")
         iid = instance_id or uuid.uuid4().hex
-        now = time.time()
+        now = _clock.now()
         async with self.store.db.transaction() as tx:
             if await tx.fetchone(self.q.queue_lock, {"q": queue}) is None:
                 raise QueueNotFoundError(queue)
@@ -129,7 +129,7 @@ class QueueService:
                 wake_at = math.inf
                 for (name,) in await self.store.db.fetchall(self.q.queue_names):
                     wake_at = min(wake_at, await self.admit(str(name)))
-                await watch.wait(timeout=min(self.fallback, max(0.0, wake_at - time.time())))
+                await watch.wait(timeout=min(self.fallback, max(0.0, wake_at - _clock.now())))
 
     async def admit(self, queue: str) -> float:
         """Admit what fits now; when the rate window next lets one in (inf: not limited)."""
@@ -139,7 +139,7 @@ class QueueService:
             if limits is None:
                 return wake_at
             conc, pconc, rate, period = limits
-            now = time.time()
+            now = _clock.now()
             await tx.execute(q.release_ended, {"q": queue, "now": now})
             held = {str(p): int(n) for p, n in await tx.fetchall(q.running_by_partition,
                                                                   {"q": queue})}

@@ -18,7 +18,6 @@ always started. Cron expressions are evaluated by ``cronsim`` in the schedule's 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from cronsim import CronSim, CronSimError
 
 from romancy_notify import Hub
 
+from . import _clock
 from ._codec import dumps
 from ._errors import InvalidInputError, RomancyError
 from .storage import Store, Tx
@@ -80,7 +80,7 @@ class Rule:
             raise InvalidInputError(f"unknown time zone {self.timezone!r}") from exc
         if self.cron is not None:
             try:
-                CronSim(self.cron, datetime.now(zone))
+                CronSim(self.cron, datetime.fromtimestamp(_clock.now(), zone))
             except CronSimError as exc:
                 raise InvalidInputError(f"bad cron expression {self.cron!r}: {exc}") from None
         elif isinstance(self.interval, bool) or not isinstance(self.interval, int | float) or not (
@@ -141,7 +141,7 @@ class ScheduleService:
         if catchup not in ("skip", "one", "all"):
             raise InvalidInputError(f"catchup must be 'skip', 'one' or 'all', not {catchup!r}")
         rule.check()
-        now = time.time()
+        now = _clock.now()
         async with self.store.db.transaction() as tx:
             await tx.execute(self.q.schedule_upsert, {
                 "id": schedule_id, "name": workflow_name, "input": input_json,
@@ -155,12 +155,12 @@ class ScheduleService:
             if not paused:  # resuming: ticks missed while paused are skipped
                 info = await self._get_tx(tx, schedule_id)
                 rule = Rule(info.cron, info.interval, info.timezone)
-                now, nxt = time.time(), info.next_tick_at.timestamp()
+                now, nxt = _clock.now(), info.next_tick_at.timestamp()
                 while nxt <= now:
                     nxt = rule.after(nxt) if rule.interval is None else (
                         nxt + math.ceil((now - nxt) / rule.interval + 1e-9) * rule.interval)
             row = await tx.fetchone(self.q.schedule_pause, {
-                "id": schedule_id, "paused": paused, "next": nxt, "now": time.time()})
+                "id": schedule_id, "paused": paused, "next": nxt, "now": _clock.now()})
             if row is None:
                 raise ScheduleNotFoundError(schedule_id)
             await self._announce(tx)
@@ -197,14 +197,14 @@ class ScheduleService:
                     pass
                 row = await self.store.db.fetchone(self.q.schedule_next_due)
                 due = None if row is None or row[0] is None else float(row[0])
-                wait = self.fallback if due is None else max(0.0, due - time.time())
+                wait = self.fallback if due is None else max(0.0, due - _clock.now())
                 await watch.wait(timeout=min(wait, self.fallback))
 
     async def tick(self) -> int:
         """Handle the due schedules (one transaction); how many rows it locked."""
         work = self.store.topics.work
         async with self.store.db.transaction() as tx:
-            now = time.time()
+            now = _clock.now()
             rows = await tx.fetchall(self.q.schedules_due, {"now": now, "limit": BATCH})
             for row in rows:
                 info = _info(row)

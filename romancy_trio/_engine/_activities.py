@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -23,6 +22,7 @@ from typing import Any
 
 import trio
 
+from .. import _clock
 from .._activity_context import ActivityContext, BlockingSession
 from .._channels import PUBLISH
 from .._codec import dumps, loads
@@ -153,13 +153,13 @@ class ActivityRunner:
                else self.activities.get(cmd.name))
         policy = cmd.retry or (act.retry if act is not None else None) or self.default_retry
         attempts = list(cmd.attempts)
-        first_at = float(attempts[0]["first_at"]) if attempts else time.time()
+        first_at = float(attempts[0]["first_at"]) if attempts else _clock.now()
         # attempts failing again as the last recorded one did (retry_forever) are not recorded
         attempt = max((int(a.get("attempt", 0)) for a in attempts), default=0)
         noted = False  # the instance's row shows an error to clear on success
         told = False  # this worker has logged that the activity waits (once, per error)
         if attempts:
-            await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - time.time()))
+            await trio.sleep(max(0.0, float(attempts[-1]["next_at"]) - _clock.now()))
         while True:
             attempt += 1
             started_at = self.notes.attempt(cmd, attempt)
@@ -172,7 +172,7 @@ class ActivityRunner:
                     await self.store.note_error(self.lease, None)
                 return outcome
             error = outcome
-            now = time.time()
+            now = _clock.now()
             delay = policy.delay_after(attempt) * (1 + 0.1 * _jitter.random())
             retryable = policy.is_retryable(error.type) and act is not None
             if retryable and policy.retries_forever(error.type):
@@ -239,7 +239,7 @@ class ActivityRunner:
                 actx = ctx(PortableSession(session) if act.transactional else None)
                 payload = await _call(act, actx, cmd, self.hosts)
                 event = HistoryEvent(self.take_seq(), kind, cmd.activity_id, payload,
-                                     time.time(), cmd.compensation)
+                                     _clock.now(), cmd.compensation)
                 if session.began or actx.counted:
                     # its own SQL, or what it counted: recorded with its result, together
                     tx = await session.tx()

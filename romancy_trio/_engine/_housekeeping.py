@@ -6,11 +6,11 @@ None of it touches the runs the scheduler holds; the scheduler's nursery owns th
 from __future__ import annotations
 
 import logging
-import time
 
 import trio
 import trio.lowlevel
 
+from .. import _clock
 from .._channels import ChannelService
 from .._config import AppConfig
 from .._errors import StorageUnavailableError
@@ -37,7 +37,7 @@ async def _purge_old_instances(store: Store, config: AppConfig) -> None:
     retention, batch = config.instance_retention, config.retention_batch
     if retention is None:
         return
-    before = time.time() - retention
+    before = _clock.now() - retention
     while await store.purge_finished(before=before, batch=batch) == batch:
         await trio.lowlevel.checkpoint()
     while await store.purge_runs(before=before, batch=batch) == batch:
@@ -46,10 +46,10 @@ async def _purge_old_instances(store: Store, config: AppConfig) -> None:
 async def channel_sweep_loop(channels: ChannelService, config: AppConfig) -> None:
     """Every fallback interval, re-check suspended receivers of recently published channels:
     a lost wake-up delays a message but never strands it."""
-    since = time.time()
+    since = _clock.now()
     while True:
         await trio.sleep(config.fallback_interval)
-        started = time.time()
+        started = _clock.now()
         try:
             woken = await channels.sweep(since=since - 1.0)
         except StorageUnavailableError as exc:
@@ -62,5 +62,5 @@ async def channel_sweep_loop(channels: ChannelService, config: AppConfig) -> Non
 async def _cleanup_channels(store: Store, channels: ChannelService, config: AppConfig) -> int:
     async with store.db.transaction() as tx:
         return await channels.engine.cleanup_tx(
-            tx, now=time.time(), retention=config.channel_retention
+            tx, now=_clock.now(), retention=config.channel_retention
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
+from .. import _clock
 from .._codec import convert, dumps, loads
 from .._definitions import Registry
 from .._errors import InvalidInputError, RomancyError, UnknownWorkflowError
@@ -15,6 +15,7 @@ from .._replay import (
     CancelWorkflow,
     CompleteWorkflow,
     ErrorInfo,
+    EventKind,
     FailWorkflow,
     HistoryEvent,
     Outcome,
@@ -85,7 +86,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
                        handing_back: Callable[[], bool], on_attempt: Callable[[], None] | None,
                        notes: RunNotes, resident: ResidentStates | None) -> bool:
     lease = claimed.lease
-    now = time.time
+    now = _clock.now
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
@@ -191,6 +192,9 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                  ) -> Outcome | Suspended | HandedBack:
     command = machine.advance()
     while True:
+        for key in machine.take_markers():  # ctx.patched() decisions, before what follows
+            await store.record_event(runner.lease, runner.run_no, HistoryEvent(
+                runner.take_seq(), EventKind.PATCH_MARKER, key, True, machine.clock, None))
         if isinstance(command, Suspend):
             if handing_back():
                 return HandedBack()
@@ -205,12 +209,13 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                 found.append((event, command.wait, machine.clock))  # noqa: B023
                 machine.resolve(event)
                 command = machine.advance()
-                if not isinstance(command, Suspend) or handing_back():
-                    return None  # (handing back: record this one, stop at the next wait)
+                if not isinstance(command, Suspend) or handing_back() or machine.has_markers:
+                    return None  # (handing back: record this one, stop at the next wait;
+                    # patch markers: recorded by the loop before the next wait's events)
                 return command.wait
 
             event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
-                                              command.wait, now=time.time(), then=then,
+                                              command.wait, now=_clock.now(), then=then,
                                               next_seq=runner.take_seq)
             notes.waited(found)
             if event is None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 
 import trio
@@ -30,6 +29,7 @@ import trio.lowlevel
 
 from romancy_notify import Hub, Watch
 
+from .. import _clock
 from .._channels import ChannelService
 from .._config import AppConfig
 from .._definitions import Registry
@@ -251,7 +251,7 @@ class Scheduler:
         restarts at once."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
             try:
-                if not await self.store.release(lease, now=time.time(), hint=hint):
+                if not await self.store.release(lease, now=_clock.now(), hint=hint):
                     self._n.leases_lost += 1  # taken over meanwhile: said once (`LeaseReport`)
                     self._report.lost(lease.instance_id, "write refused")
             except StorageUnavailableError as exc:
@@ -343,7 +343,7 @@ class Scheduler:
                         self._n.deferred += 1
                         deferred_at = trio.current_time() + self.config.peer_claim_delay
                 elif (at := hints.parse_deadline(key)) is not None:
-                    at = trio.current_time() + max(at - time.time(), 0.0) + _DEADLINE_SLACK
+                    at = trio.current_time() + max(at - _clock.now(), 0.0) + _DEADLINE_SLACK
                     expiry_at = at if expiry_at is None else min(expiry_at, at)
                 else:
                     return None  # work for every worker

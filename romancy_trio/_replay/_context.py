@@ -49,6 +49,24 @@ class WorkflowContext:
         """A random UUID that is the same on every replay of this run."""
         return _uuid.UUID(int=self._rng.getrandbits(128), version=4)
 
+    def patched(self, patch_id: str) -> bool:
+        """Versioning: True when this run reaches this point for the first time (new code:
+        the decision is recorded, so replays agree), False when it replays a history that
+        was recorded before the patch (old code). Write the change as
+        ``if ctx.patched("id"): <new> else: <old>``; once no instance from before the patch
+        is left, keep only ``<new>`` and call ``ctx.deprecate_patch("id")`` there instead."""
+        if not patch_id:
+            raise ValueError("patched() needs a non-empty patch id")
+        return self._machine.patched(patch_id)
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """The clean-up step after `patched`: the old branch is deleted; instances that
+        recorded the patch replay on (its marker is skipped). Remove the call once no
+        instance that passed ``patched(patch_id)`` is left."""
+        if not patch_id:
+            raise ValueError("deprecate_patch() needs a non-empty patch id")
+        self._machine.deprecate_patch(patch_id)
+
     def gather(self, *calls: ActivityCall[Any]) -> GatherRequest:
         """Run several activities concurrently; ``await`` returns their results in call order.
 

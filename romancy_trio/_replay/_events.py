@@ -21,6 +21,7 @@ class EventKind(StrEnum):
     TIMER_FIRED = "timer_fired"
     WAIT_TIMED_OUT = "wait_timed_out"
     WAIT_FAILED = "wait_failed"  # e.g. receive on a channel the instance is not subscribed to
+    PATCH_MARKER = "patch_marker"  # key: "patch:<patch id>"; ctx.patched() was True here
 
 
 class WaitKind(StrEnum):
@@ -30,6 +31,7 @@ class WaitKind(StrEnum):
 
 
 COMPENSATE = "compensate:"
+PATCH = "patch:"
 ATTEMPT = "#attempt-"
 
 

@@ -28,6 +28,7 @@ from ._deliver import deliver_activity, deliver_wait
 from ._events import (
     ATTEMPT,
     COMPENSATE,
+    PATCH,
     ActivityCommand,
     Command,
     CompleteWorkflow,
@@ -67,6 +68,8 @@ class WorkflowMachine:
         self._check_determinism = determinism_guard
         self._guard: DeterminismGuard | None = None
         self.clock = started_at
+        self._patches: dict[str, bool] = {}
+        self._markers: list[str] = []
 
     @property
     def is_replaying(self) -> bool:
@@ -76,6 +79,34 @@ class WorkflowMachine:
     @property
     def next_seq(self) -> int:
         return self._history[-1].seq + 1 if self._history else 0
+
+    def patched(self, patch_id: str) -> bool:
+        """True where the code runs past this point for the first time (and then recorded, so
+        it stays True on replay); False while replaying a history recorded without it."""
+        key = PATCH + patch_id
+        if key not in self._patches:
+            if self.is_replaying:
+                self._patches[key] = self._history[self._cursor].key == key
+                if self._patches[key]:
+                    self._consume()
+            else:
+                self._patches[key] = True
+                self._markers.append(key)
+        return self._patches[key]
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """The patch's old branch is gone: skip its marker where history has one."""
+        if self.is_replaying and self._history[self._cursor].key == PATCH + patch_id:
+            self._consume()
+
+    def take_markers(self) -> list[str]:
+        """Patch markers the driver must record (in this order) before the next command."""
+        markers, self._markers = self._markers, []
+        return markers
+
+    @property
+    def has_markers(self) -> bool:
+        return bool(self._markers)
 
     def start(self, coro: Coroutine[Any, Any, Any]) -> None:
         self._coro = coro
@@ -188,7 +219,7 @@ class WorkflowMachine:
             exc = NonDeterminismError(
                 f"replay: history records {leftover.key!r} next, but the workflow "
                 f"{'returned' if isinstance(command, CompleteWorkflow) else 'called recur'} "
-                "without calling it")
+                f"without calling it{_hint(leftover.key)}")
             return FailWorkflow(ErrorInfo.from_exception(exc))
         return command
 
@@ -238,7 +269,7 @@ class WorkflowMachine:
             if event.key != wait_id:
                 raise NonDeterminismError(
                     f"replay: history records {event.key!r} at step {event.seq}, but the "
-                    f"workflow now waits for {wait_id!r} there")
+                    f"workflow now waits for {wait_id!r} there{_hint(event.key)}")
             self._cursor += 1
             self._results[wait_id] = event
             self.clock = max(self.clock, event.at)
@@ -260,7 +291,8 @@ class WorkflowMachine:
             if base not in ids or event.key in self._results:
                 raise NonDeterminismError(
                     f"replay: history records {event.key!r} at step {event.seq}, but the "
-                    f"workflow now calls {', '.join(repr(i) for i in sorted(ids))} there")
+                    f"workflow now calls {', '.join(repr(i) for i in sorted(ids))} there"
+                    f"{_hint(event.key)}")
             self._cursor += 1
             self.clock = max(self.clock, event.at)
             if event.kind is EventKind.ATTEMPT_FAILED:
@@ -316,3 +348,14 @@ class WorkflowMachine:
         return event
 
 
+
+
+def _hint(recorded_key: str) -> str:
+    """What to do about a mismatch, in the error's message."""
+    if recorded_key.startswith(PATCH):
+        patch_id = recorded_key.removeprefix(PATCH)
+        return (f". The history passed ctx.patched({patch_id!r}): keep that call, or replace "
+                f"it with ctx.deprecate_patch({patch_id!r}) once the old branch is removed")
+    return (". If the workflow's code changed, instances started on the old code still "
+            "replay it: guard the change with `if ctx.patched(\"<change id>\"):` (new code) "
+            "`else:` (old code)")

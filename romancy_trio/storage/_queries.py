@@ -95,7 +95,7 @@ class Queries:
 
 INSTANCE_COLUMNS = (
     "instance_id, workflow_name, status, input, result, error, run_no, lease_owner, "
-    "lease_epoch, created_at, updated_at, parent_instance_id"
+    "lease_epoch, created_at, updated_at, parent_instance_id, code_version"
 )
 
 

@@ -9,7 +9,6 @@ in-process after COMMIT; other processes sharing the file learn of this one's co
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import trio
 
 from romancy_notify import Hub, open_local_hub
 
+from .. import _clock
 from .._errors import StorageUnavailableError
 from ._db import AfterCommit, LocalNotes, Params, Row, Statement
 from ._gate import TransactionGate
@@ -108,7 +108,7 @@ class SqliteDatabase:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.create_function("romancy_now", 0, time.time)
+            conn.create_function("romancy_now", 0, _clock.now)  # the app's durable clock
             return conn
 
         try:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import _clock
 from .._codec import dumps, loads
 from .._replay import ErrorInfo, EventKind, HistoryEvent
 from ..hooks import frozen_map
@@ -49,6 +50,12 @@ class Store:
         self.waits = WaitStore(db, queries, waits, topics)
         self.handover = Handover()
         """Outcomes of runs that end here, for `App.run` callers in this process."""
+        self.code_version: dict[str, str] = {}
+        """Workflow name -> the code version recorded on each instance this app starts of it
+        (set by ``open_app``; a name not in it: NULL, any worker)."""
+        self.code_versions: list[str] = []
+        """``'<workflow name>|<version>'`` this app's worker resumes: each workflow's own
+        version and the compatible ones."""
         self._timeline: str | None = None
         """The database server's timeline at the last `take_over_dead` (PostgreSQL)."""
         self._timeline_trusted_at = -math.inf
@@ -86,6 +93,7 @@ class Store:
                 "ttl": lease_ttl if owner else None,
                 "topic": self.topics.work,
                 "attributes": dumps(dict(attributes)) if attributes else None,
+                "version": self.code_version.get(workflow_name),
             },
         )
         if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
@@ -138,7 +146,8 @@ class Store:
     async def _claim(self, query: str, owner: str, limit: int, lease_ttl: float,
                      workflows: Sequence[str], *, with_expiry: bool,
                      expected: str | None = None) -> tuple[list[Claimed], float | None]:
-        args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows))}
+        args = {"limit": limit, "owner": owner, "ttl": lease_ttl, "names": dumps(list(workflows)),
+                "now": _clock.sql_now(), "versions": dumps(self.code_versions)}
         history: list[Row] = []
         if expected is None:
             rows = await self.db.fetchall(query, args)
@@ -218,7 +227,8 @@ class Store:
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
-        row = await self.db.fetchone(self.q.next_expiry, (owner,))
+        row = await self.db.fetchone(self.q.next_expiry,
+                                     {"owner": owner, "versions": dumps(self.code_versions)})
         return None if row is None or row[0] is None else float(row[0])
 
     # -- history ----------------------------------------------------------------------------
@@ -386,7 +396,7 @@ def _attributes(text: str | None) -> Mapping[str, str]:
 
 def _instance(row: Row) -> InstanceInfo:
     (iid, name, status, input_json, result, error, run_no, owner, epoch, created, updated,
-     *rest) = row
+     parent, version) = row
     return InstanceInfo(
         instance_id=iid,
         workflow_name=name,
@@ -399,7 +409,8 @@ def _instance(row: Row) -> InstanceInfo:
         lease_epoch=int(epoch),
         created_at=_ts(created),
         updated_at=_ts(updated),
-        parent_instance_id=rest[0] if rest else None,
+        parent_instance_id=parent,
+        code_version=version,
     )
 
 

@@ -73,6 +73,9 @@ class InstanceInfo:
     counters: Mapping[str, float] = field(default_factory=dict)
     """What the instance's activities counted (`ActivityContext.count`), summed over all its
     runs (``recur`` ones too); filled by `App.status`, empty elsewhere."""
+    code_version: str | None = None
+    """The code version it started on (`AppConfig.code_version`): only workers of this or a
+    compatible version resume it. None: started before versions were recorded (any worker)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,10 @@ looks again after the COMMIT of its suspension, so one of the two sees the other
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from .. import _clock
 from .._codec import dumps, loads
 from .._errors import InstanceNotFoundError
 from .._event_types import Event, EventReceipt
@@ -147,7 +147,7 @@ class WaitStore:
                     _, (taken,) = await tx.commit_and_begin(record, [take])
                 else:
                     *_, taken = await tx.fetch_batch([*record, take])
-                seq, wait, now = next_seq(), following, time.time()
+                seq, wait, now = next_seq(), following, _clock.now()
                 found = self._channels().taken(wait.key, iid, taken)
             params = {**fence, "run_no": run_no, "wait_id": wait.wait_id, "kind": wait.kind,
                       "key": wait.key, "deadline": wait.deadline, "wake_at": wait.deadline,
@@ -222,7 +222,7 @@ class WaitStore:
         """What `wake_waiters_tx` runs, for a caller that sends it on its own terms (e.g.
         after COMMIT); `woken_notes` reads its rows."""
         return self.w.wake_waiters, {"kind": kind, "key": key, "target": target,
-                                     "limit": limit, "now": time.time(),
+                                     "limit": limit, "now": _clock.now(),
                                      "topic": self.topics.work}
 
     def woken_notes(self, rows: list[Row]) -> list[tuple[str, str]]:
@@ -246,7 +246,7 @@ class WaitStore:
         event.validate()
         body = event.body()
         body_json = dumps(body)
-        now = time.time()
+        now = _clock.now()
         if event.target_instance_id is None and self.w.event_broadcast is not None:
             row = await self.db.fetchone(self.w.event_broadcast, {
                 "source": event.source, "event_id": event.id, "type": event.type,
@@ -268,7 +268,7 @@ class WaitStore:
         for event in events:
             event.validate()
             bodies.append(dumps(event.body()))
-        now = time.time()
+        now = _clock.now()
         async with self.db.transaction() as tx:
             return [await self._record_tx(tx, event, body_json, now)
                     for event, body_json in zip(events, bodies, strict=True)]
@@ -328,7 +328,7 @@ class WaitStore:
 
     async def cleanup(self, *, retention: float, batch: int = 1000) -> int:
         """Delete events (and unconsumed inbox entries) older than ``retention`` seconds."""
-        before = time.time() - retention
+        before = _clock.now() - retention
         async with self.db.transaction() as tx:
             await tx.execute(self.w.inbox_cleanup, {"before": before})
             return await tx.execute(self.w.events_cleanup, {"before": before, "limit": batch})

@@ -88,7 +88,7 @@ _NEXT_EXPIRY = f"""
         SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE LEAST(a, b) END FROM (
             SELECT (SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), min(lease_expires_at)) / 1e6
                     FROM {{schema}}.workflow_instances
-                    WHERE status IN ('pending', 'running') AND NOT (lease_owner <=> %s)) AS a,
+                    WHERE status IN ('pending', 'running') AND NOT (lease_owner <=> %(owner)s)) AS a,
                    (SELECT min(wake_at) - {_NOW_EPOCH}
                     FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
 
@@ -99,11 +99,11 @@ QUERIES = Queries(
         SET @dup = 0;
         INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
             run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
-            attributes)
+            attributes, code_version)
         VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
             CASE WHEN %(ttl)s IS NULL THEN NULL
                  ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
-            %(now)s, %(now)s, %(attributes)s)
+            %(now)s, %(now)s, %(attributes)s, %(version)s)
         ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
         {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
         WHERE @dup = 0 AND %(status)s = 'pending';
@@ -127,7 +127,7 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances
         WHERE (%s IS NULL OR status = %s) AND (%s IS NULL OR workflow_name = %s)
         ORDER BY created_at DESC, instance_id LIMIT %s""",
-    claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s)",
+    claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s, %(versions)s)",
     claim_and_expiry=None,
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,

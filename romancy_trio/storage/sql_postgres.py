@@ -22,14 +22,24 @@ _FENCE = (
     "AND status = 'running'"
 )
 
+_WAKE_NOW = f"coalesce(%(now)s::float8, EXTRACT(EPOCH FROM {_NOW})::float8)"
+"""Due wake-ups compare with the app's durable clock when it has one (``now``: see
+``romancy_trio._clock.sql_now``), else with the server's clock as always."""
+
+_VERSIONS = ("(code_version IS NULL OR workflow_name || '|' || code_version IN "
+             "(SELECT jsonb_array_elements_text(%(versions)s::jsonb)))")
+"""A worker resumes instances of its own code version or a compatible one (``versions``: a
+JSON array of ``'<workflow name>|<version>'``), and those started without one (NULL)."""
+
 _CLAIM = f"""
         WITH c AS (
             SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE ((status IN ('pending', 'running')
                     AND (lease_expires_at IS NULL OR lease_expires_at < {_NOW}))
-                   OR (status = 'waiting' AND wake_at <= EXTRACT(EPOCH FROM {_NOW})))
+                   OR (status = 'waiting' AND wake_at <= {_WAKE_NOW}))
               AND lease_owner IS DISTINCT FROM %(owner)s
               AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
+              AND {_VERSIONS}
             ORDER BY created_at
             LIMIT %(limit)s
             FOR UPDATE SKIP LOCKED)
@@ -40,13 +50,13 @@ _CLAIM = f"""
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
                   w.run_started_at, w.cancel_requested, c.lease_owner, w.attributes"""
 
-_NEXT_EXPIRY = """
+_NEXT_EXPIRY = f"""
         SELECT least(
             (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
-             FROM {schema}.workflow_instances
+             FROM {{schema}}.workflow_instances
              WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %(owner)s),
-            (SELECT min(wake_at) - EXTRACT(EPOCH FROM clock_timestamp())::float8
-             FROM {schema}.workflow_instances WHERE status = 'waiting'))"""
+            (SELECT min(wake_at) - {_WAKE_NOW}
+             FROM {{schema}}.workflow_instances WHERE status = 'waiting' AND {_VERSIONS}))"""
 
 _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
@@ -123,9 +133,9 @@ QUERIES = Queries(
         WITH ins AS (
             INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
                 run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
-                attributes)
+                attributes, code_version)
             VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
-                {_TTL}, %(now)s, %(now)s, %(attributes)s)
+                {_TTL}, %(now)s, %(now)s, %(attributes)s, %(version)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
         SELECT instance_id, NULL::text, NULL::text,
@@ -168,7 +178,7 @@ QUERIES = Queries(
             WHERE {_FENCE}
             RETURNING instance_id)
         SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
-    next_expiry=_NEXT_EXPIRY.replace("%(owner)s", "%s"),
+    next_expiry=_NEXT_EXPIRY,  # unused here (claim_and_expiry)
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
             payload, worker_id, lease_epoch, created_at, compensation)

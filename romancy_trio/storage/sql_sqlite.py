@@ -13,6 +13,11 @@ _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
 )
 
+_VERSIONS = ("(code_version IS NULL OR workflow_name || '|' || code_version IN "
+             "(SELECT value FROM json_each(:versions)))")
+"""A worker resumes instances of its own code version or a compatible one (``:versions``, a
+JSON array of ``'<workflow name>|<version>'``), and those started without one (NULL)."""
+
 QUERIES = Queries(
     add_counter="""
         INSERT INTO instance_counters (instance_id, name, value) VALUES (:iid, :name, :value)
@@ -23,9 +28,10 @@ QUERIES = Queries(
         UPDATE workflow_instances SET error = :error WHERE {_FENCE} RETURNING instance_id""",
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
-            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes)
+            lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes,
+            code_version)
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
-            :now, :now, :attributes)
+            :now, :now, :attributes, :version)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id, NULL, NULL, NULL""",
     existing="""
@@ -39,8 +45,7 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM workflow_instances
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR workflow_name = ?)
         ORDER BY created_at DESC, instance_id LIMIT ?""",
-    # two halves, one per partial index (an OR of them read the whole table; issue #22)
-    claim="""
+    claim=f"""
         UPDATE workflow_instances
         SET status = 'running', lease_owner = :owner, lease_epoch = lease_epoch + 1,
             lease_expires_at = romancy_now() + :ttl
@@ -51,11 +56,13 @@ QUERIES = Queries(
                   AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now())
                   AND lease_owner IS NOT :owner
                   AND workflow_name IN (SELECT value FROM json_each(:names))
+                  AND {_VERSIONS}
                 UNION ALL
                 SELECT instance_id, created_at FROM workflow_instances
                 WHERE status = 'waiting' AND wake_at <= romancy_now()
                   AND lease_owner IS NOT :owner
-                  AND workflow_name IN (SELECT value FROM json_each(:names)))
+                  AND workflow_name IN (SELECT value FROM json_each(:names))
+                  AND {_VERSIONS})
             ORDER BY created_at LIMIT :limit)
         RETURNING instance_id, workflow_name, input, run_no, lease_epoch, run_started_at,
                   cancel_requested, NULL, attributes""",
@@ -77,13 +84,13 @@ QUERIES = Queries(
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
     worker_lock=None,
     take_over_dead=None,  # one process per file as a rule: the lease TTL covers the rest
-    next_expiry="""
+    next_expiry=f"""
         SELECT min(delay) FROM (
             SELECT min(lease_expires_at) - romancy_now() AS delay FROM workflow_instances
-            WHERE status IN ('pending', 'running') AND lease_owner IS NOT ?
+            WHERE status IN ('pending', 'running') AND lease_owner IS NOT :owner
             UNION ALL
             SELECT min(wake_at) - romancy_now() FROM workflow_instances
-            WHERE status = 'waiting')""",
+            WHERE status = 'waiting' AND {_VERSIONS})""",
     record=f"""
         INSERT INTO workflow_history (instance_id, run_no, seq, kind, key, payload, worker_id,
             lease_epoch, created_at, compensation)

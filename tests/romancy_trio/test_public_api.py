@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import types
@@ -143,3 +144,14 @@ def test_counters_and_retry_forever_are_pinned() -> None:
     assert not policy.retries_forever("ValueError")
     assert not romancy_trio.RetryPolicy(retry_forever=("Bad",), non_retryable=("Bad",)
                                         ).retries_forever("Bad")  # never-retried wins
+
+
+def test_testing_guest_and_its_hooks_are_pinned() -> None:
+    """romancy_trio.testing's names; the two general hooks added for it: ``AppConfig.clock``
+    (the durable clock) and ``Workflow.replay`` (a recorded history against current code)."""
+    import romancy_trio.testing
+
+    assert set(romancy_trio.testing.__all__) == {
+        "ClockError", "Environment", "environment", "export_history", "replay"}
+    assert {n for n in dir(romancy_trio.Workflow) if not n.startswith("_")} == {"replay"}
+    assert "clock" in {f.name for f in dataclasses.fields(romancy_trio.AppConfig)}
