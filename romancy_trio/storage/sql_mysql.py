@@ -88,7 +88,8 @@ _NEXT_EXPIRY = f"""
         SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE LEAST(a, b) END FROM (
             SELECT (SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), min(lease_expires_at)) / 1e6
                     FROM {{schema}}.workflow_instances
-                    WHERE status IN ('pending', 'running') AND NOT (lease_owner <=> %(owner)s)) AS a,
+                    WHERE status IN ('pending', 'running')
+                      AND NOT (lease_owner <=> %(owner)s)) AS a,
                    (SELECT min(wake_at) - {_NOW_EPOCH}
                     FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
 
