@@ -6,7 +6,6 @@ Importing this package starts nothing; :func:`open_app` does, inside your nurser
 from ._activity_context import ActivityContext as ActivityContext
 from ._activity_context import BlockingSession as BlockingSession
 from ._app import App as App
-from ._app import open_app as open_app
 from ._channels import publish as publish
 from ._channels import receive as receive
 from ._channels import send_to as send_to
@@ -40,6 +39,7 @@ from ._errors import WorkflowCancelledError as WorkflowCancelledError
 from ._errors import WorkflowFailedError as WorkflowFailedError
 from ._event_types import Event as Event
 from ._event_types import EventReceipt as EventReceipt
+from ._open_app import open_app as open_app
 from ._queues import DuplicateQueueEntryError as DuplicateQueueEntryError
 from ._queues import QueueNotFoundError as QueueNotFoundError
 from ._queues import QueueStats as QueueStats

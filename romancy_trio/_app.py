@@ -1,4 +1,5 @@
-"""``open_app``: the database, the notify hub and the scheduler, owned by one nursery."""
+"""`App`: what a program does with workflows (start, status, result, events, channels...);
+`open_app` (in ``_open_app``) makes one."""
 
 from __future__ import annotations
 
@@ -8,27 +9,25 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from romancy_notify import Hub, NotifyConfig
+from romancy_notify import Hub
 
 from . import _clock
 from ._channels import ChannelService
 from ._codec import convert, loads
-from ._compose_api import ComposeApi, compose_activities
+from ._compose_api import ComposeApi
 from ._config import AppConfig
-from ._definitions import Activity, Registry, Workflow, default_registry
+from ._definitions import Registry, Workflow
 from ._engine._hooks import HookDispatcher
 from ._engine._notes import event_info
 from ._engine._scheduler import Scheduler
 from ._engine._stats import SchedulerStatistics
 from ._errors import (
-    ConfigurationError,
     InstanceFinishedError,
     InstanceIdConflictError,
     InstanceNotFoundError,
@@ -39,20 +38,15 @@ from ._errors import (
     WorkflowFailedError,
 )
 from ._event_types import Event, EventReceipt
-from ._interrupt import interrupt_as_one, one_interrupt
-from ._versions import code_versions
 from .hooks import (
     EventReceived,
-    Hooks,
     HookStatistics,
     MessagePublished,
     StartInfo,
     WorkflowStarted,
     frozen_map,
 )
-from .logs import log_context
 from .storage import (
-    DEFAULT_URL,
     Backlog,
     Claimed,
     Existing,
@@ -60,19 +54,14 @@ from .storage import (
     RunInfo,
     Store,
     WorkflowStatus,
-    check_url,
-    open_store,
     read_backlog,
     read_subscribers,
     resume_failed,
 )
-from .storage._hubs import HubPlan
-from .storage._pg_url import check_postgres_url
 
 if TYPE_CHECKING:
     from ._replay import ErrorInfo, HistoryEvent
     from .asgi import AsgiApp
-    from .outbox import RelayerConfig
 
 _MAX_ID = 200
 
@@ -429,120 +418,3 @@ class App(ComposeApi):
         """Per hook given to ``open_app``: notifications delivered, failed, timed out and
         dropped (see :mod:`romancy_trio.hooks`)."""
         return self._hooks.statistics()
-
-
-@asynccontextmanager
-async def open_app(
-    url: str | None = None,
-    *,
-    worker_id: str | None = None,
-    workflows: Iterable[Workflow[Any, Any] | Activity[..., Any]] | None = None,
-    config: AppConfig | None = None,
-    run_workers: bool = True,
-    notify_config: NotifyConfig | None = None,
-    listener_url: str | None = None,
-    relayer: RelayerConfig | None = None,
-    wait_for_database: float = 0.0,
-    hooks: Sequence[Hooks] = (),
-) -> AsyncIterator[App]:
-    """Open the database (migrating it), the notify hub and - unless ``run_workers=False`` - the
-    scheduler that runs workflows in this process. Leaving the block stops everything cleanly and
-    hands unfinished instances back to the database for other workers.
-
-    ``url``: ``sqlite:///path.db``, ``postgresql://user@host/db`` or
-    ``mysql://user:password@host/db`` (MySQL >= 8.0, MariaDB >= 10.6); without it, the
-    ``ROMANCY_TRIO_URL`` environment variable when set, else ``sqlite:///romancy.db``. With a
-    standby: ``postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`` (every
-    connection goes to whichever host is the primary, also after a failover).
-    ``workflows``: the workflows and activities this app knows (default: every decorated one).
-    ``listener_url``: PostgreSQL only - a direct connection to the same database when ``url``
-    goes through a transaction-pooling proxy (PgBouncer): it carries LISTEN and the worker's
-    own session (lease renewal, its advisory lock), which need a server session of their own;
-    without it, the ``ROMANCY_TRIO_LISTENER_URL`` environment variable when set. With it, the
-    pool prepares no server-side statements unless ``config.prepared_statements`` says so.
-    ``relayer``: deliver outbox events (``ctx.send_event`` in activities) to this sink; several
-    processes may run relayers on one database.
-    ``wait_for_database``: PostgreSQL only - seconds to keep trying to reach the server at
-    start (e.g. a container starting alongside it). Unreachable then (default 0: at once),
-    ``open_app`` raises :class:`StorageUnavailableError` naming host, port and the cause.
-    ``hooks``: told what happens (:mod:`romancy_trio.hooks`), in this process, once.
-    """
-    url = url or os.environ.get("ROMANCY_TRIO_URL") or DEFAULT_URL
-    if not (isinstance(wait_for_database, int | float) and 0 <= wait_for_database < math.inf):
-        raise ConfigurationError(
-            f"wait_for_database must be a number of seconds >= 0, not {wait_for_database!r}")
-    config = config or AppConfig()
-    dialect = check_url(url)
-    listener_url = listener_url or os.environ.get("ROMANCY_TRIO_LISTENER_URL") or None
-    if dialect == "sqlite":
-        listener_url = None
-    if listener_url is not None and dialect == "postgres":
-        check_postgres_url(listener_url, "listener_url")
-    registry = Registry.of(workflows) if workflows is not None else default_registry.copy()
-    try:
-        dispatcher = HookDispatcher(hooks, queue=config.hook_queue, timeout=config.hook_timeout)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(str(exc)) from None
-    notify_config = notify_config or NotifyConfig(fallback_interval=config.fallback_interval)
-    link = config.link_timeouts()  # every PostgreSQL connection: a cut link noticed in time
-    if notify_config.link is None:
-        notify_config = replace(notify_config, link=link)
-    async with open_store(url, schema=config.schema, pool_size=config.pool_size,
-                          wait_for_database=wait_for_database, link=link,
-                          session_url=listener_url,
-                          prepared_statements=config.prepared_statements) as store:
-        channels = ChannelService(store, default_retry=config.default_retry)
-        for builtin in (*channels.activities(), *compose_activities(store)):
-            registry.add(builtin)
-        plan = HubPlan(store.topics.all(), notify_config, url, listener_url,
-                       file_poll_interval=config.sqlite_poll_interval,
-                       signal_interval=config.mysql_signal_interval)
-        async with store.db.open_hub(plan) as hub:
-            store.db.set_after_commit(lambda notes: _publish(hub, notes))
-            # a worker claims at least once per longest fallback wait and learns the next
-            # deadline then; twice that leaves room for the claim itself and a slow worker
-            store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
-            store.code_version, store.code_versions = code_versions(registry, config)
-            wid = worker_id or default_worker_id()
-            context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
-            clock = _clock.install(config.clock)  # the durable clock of every task below
-            body_error: BaseException | None = None
-            async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
-                await hook_nursery.start(dispatcher.serve)
-                # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
-                async with interrupt_as_one(), trio.open_nursery() as nursery:
-                    scheduler = None
-                    if run_workers:
-                        scheduler = Scheduler(store, registry, hub, config, wid, channels,
-                                              dispatcher)
-                        await nursery.start(scheduler.serve)
-                    if relayer is not None:
-                        from .outbox import Relayer
-
-                        outbox = Relayer(store.db, hub, relayer, worker_id=wid,
-                                         topic=store.topics.outbox)
-                        await nursery.start(outbox.serve)
-
-                    app = App(store, hub, registry, config, wid, scheduler, channels,
-                              dispatcher)
-                    if run_workers:  # children told, schedules ticked, queues admitted
-                        for service in app._compose_services():
-                            await nursery.start(service.serve)
-                    try:
-                        yield app
-                    except BaseException as exc:  # noqa: BLE001 - re-raised below, outside
-                        body_error = exc
-                    nursery.cancel_scope.cancel()
-                # what the stopped runs told the hooks last is delivered, within hook_timeout
-                await dispatcher.drain(config.hook_timeout)
-                hook_nursery.cancel_scope.cancel()
-            log_context.reset(context)
-            _clock.uninstall(clock)
-            if body_error is not None:
-                raise one_interrupt(body_error)
-
-
-
-def _publish(hub: Hub, notes: Sequence[tuple[str, str]]) -> None:
-    for topic, payload in notes:
-        hub.publish_local(topic, payload)

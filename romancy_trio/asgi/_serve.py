@@ -184,7 +184,7 @@ class LifespanApp:
             await send({"type": "websocket.close", "code": 1013})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        from .._app import open_app  # late: keeps `import romancy_trio.asgi` light
+        from .._open_app import open_app  # late: keeps `import romancy_trio.asgi` light
 
         message = await receive()
         if message["type"] != "lifespan.startup":
