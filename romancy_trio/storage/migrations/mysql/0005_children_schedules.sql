@@ -2,12 +2,14 @@
 -- Child workflows: the parent that started an instance, what happens to it when that parent
 -- ends ('cancel' or 'abandon'), and whether the parent has been told of its outcome.
 -- MySQL has no partial indexes: composite ones serve the same queries (children of a parent
--- in start order; ended children not yet told, oldest first; due unpaused schedules).
+-- in start order; live children to cancel with their ended parent (ordinary instances have
+-- no close policy); ended children not yet told, oldest first; due unpaused schedules).
 ALTER TABLE workflow_instances
     ADD COLUMN parent_instance_id VARCHAR(255),
     ADD COLUMN parent_close_policy VARCHAR(16),
     ADD COLUMN parent_notified BOOLEAN NOT NULL DEFAULT TRUE,
     ADD INDEX workflow_instances_children (parent_instance_id, created_at),
+    ADD INDEX workflow_instances_live_children (parent_close_policy, status, parent_instance_id),
     ADD INDEX workflow_instances_children_to_tell (parent_notified, updated_at);
 
 -- Durable schedules: one row each; next_tick_at is the first tick not yet handled.
@@ -31,6 +33,7 @@ CREATE TABLE workflow_schedules (
 DROP TABLE workflow_schedules;
 ALTER TABLE workflow_instances
     DROP INDEX workflow_instances_children_to_tell,
+    DROP INDEX workflow_instances_live_children,
     DROP INDEX workflow_instances_children,
     DROP COLUMN parent_notified,
     DROP COLUMN parent_close_policy,
