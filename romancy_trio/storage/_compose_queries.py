@@ -1,11 +1,10 @@
 """The statements of child workflows and schedules, named once; one module per dialect fills
-them in (``sql_compose_postgres``, ``sql_compose_sqlite``)."""
+them in (``sql_compose_postgres``, ``sql_compose_sqlite``, ``sql_compose_mysql``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from ._schema import qualify
 
 TERMINAL = "('completed', 'failed', 'cancelled')"
 LIVE = "('pending', 'running', 'waiting')"
@@ -54,17 +53,6 @@ SCHEDULE_COLUMNS = ("schedule_id, workflow_name, input, cron, interval_seconds, 
                     "catchup, paused, next_tick_at, last_tick_at, created_at, updated_at")
 
 
-def compose_queries(dialect: str, schema: str) -> ComposeQueries:
-    """The dialect's statements; PostgreSQL's name ``schema``."""
-    if dialect == "postgres":
-        from .sql_compose_postgres import QUERIES as POSTGRES
-
-        return qualify(POSTGRES, schema)
-    from .sql_compose_sqlite import QUERIES as SQLITE
-
-    return SQLITE
-
-
 @dataclass(frozen=True, slots=True)
 class QueueQueries:
     queue_upsert: str
@@ -95,12 +83,47 @@ class QueueQueries:
     """(queue_name, waiting, running) per queue."""
 
 
+def compose_queries(dialect: str, schema: str) -> ComposeQueries:
+    """The dialect's child and schedule statements; PostgreSQL's and MySQL's name ``schema``."""
+    return _statements(dialect, schema)[0]
+
+
 def queue_queries(dialect: str, schema: str) -> QueueQueries:
-    """The dialect's queue statements; PostgreSQL's name ``schema``."""
-    if dialect == "postgres":
-        from .sql_compose_postgres import QUEUE_QUERIES as POSTGRES
+    """The dialect's queue statements; PostgreSQL's and MySQL's name ``schema``."""
+    return _statements(dialect, schema)[1]
 
-        return qualify(POSTGRES, schema)
-    from .sql_compose_sqlite import QUEUE_QUERIES as SQLITE
 
-    return SQLITE
+Statements = tuple[ComposeQueries, QueueQueries]
+
+
+def _postgres(schema: str) -> Statements:
+    from ._schema import qualify
+    from .sql_compose_postgres import QUERIES, QUEUE_QUERIES
+
+    return qualify(QUERIES, schema), qualify(QUEUE_QUERIES, schema)
+
+
+def _sqlite(schema: str) -> Statements:
+    from .sql_compose_sqlite import QUERIES, QUEUE_QUERIES
+
+    return QUERIES, QUEUE_QUERIES  # one namespace per file
+
+
+def _mysql(schema: str) -> Statements:
+    from .sql_compose_mysql import QUERIES, QUEUE_QUERIES
+    from .sql_mysql import qualify_mysql
+
+    return qualify_mysql(QUERIES, schema), qualify_mysql(QUEUE_QUERIES, schema)
+
+
+_DIALECTS: dict[str, Callable[[str], Statements]] = {
+    "postgres": _postgres, "sqlite": _sqlite, "mysql": _mysql}
+
+
+def _statements(dialect: str, schema: str) -> Statements:
+    try:
+        load = _DIALECTS[dialect]
+    except KeyError:
+        raise ValueError(f"no child/schedule/queue statements for the dialect {dialect!r} "
+                         f"(known: {', '.join(sorted(_DIALECTS))})") from None
+    return load(schema)
