@@ -115,9 +115,11 @@ class AppConfig:
     """The version of this worker's workflow code, recorded on every instance it starts; it
     resumes only instances of this version or of `compatible_versions` (and those from before
     versions were recorded), so during a rolling deploy old instances finish on old workers.
-    None (default): derived from the source of the registered workflows (any change to them
-    is a new version). Instances no running worker may resume stay visible, with their
-    ``code_version``, in `App.status` and `App.list_instances`."""
+    ``"auto"``: derived per workflow from its source (any change to a workflow's code is a new
+    version of it). None (default): no versions: instances record none and any worker without
+    a version resumes them; a changed workflow meets its old histories on replay (use
+    `WorkflowContext.patched`). Instances no running worker may resume stay visible, with
+    their ``code_version``, in `App.status` and `App.list_instances`."""
     compatible_versions: tuple[str, ...] = ()
     """Other versions whose instances this worker resumes too (e.g. its code changed only in
     ways guarded by ``ctx.patched``)."""

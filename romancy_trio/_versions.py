@@ -6,6 +6,9 @@ import hashlib
 import inspect
 from typing import Any
 
+AUTO = "auto"
+"""`AppConfig.code_version` that derives each workflow's version from its source."""
+
 
 def derived_version(fn: Any) -> str:
     """A version of one workflow that changes whenever its function's source does (the
@@ -19,9 +22,14 @@ def derived_version(fn: Any) -> str:
 
 def code_versions(registry: Any, config: Any) -> tuple[dict[str, str], list[str]]:
     """Per workflow the app knows: the version its new instances record (the configured
-    ``code_version``, else derived from that workflow's source), and the
-    ``'<name>|<version>'`` its worker resumes (that one and ``compatible_versions``)."""
-    own = {name: config.code_version or derived_version(wf.fn)
+    ``code_version``; ``"auto"``: derived from that workflow's source; None: none, nothing
+    recorded), and the ``'<name>|<version>'`` its worker resumes (that one and
+    ``compatible_versions``; instances without a version are resumed by every worker)."""
+    if config.code_version is None:
+        return {}, [f"{name}|{v}" for name in registry.workflows
+                    for v in config.compatible_versions]
+    own = {name: (derived_version(wf.fn) if config.code_version == AUTO
+                  else config.code_version)
            for name, wf in registry.workflows.items()}
     accepted = [f"{name}|{v}" for name, version in own.items()
                 for v in dict.fromkeys((version, *config.compatible_versions))]

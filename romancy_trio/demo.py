@@ -35,7 +35,7 @@ class Receipt:
 async def charge_card(ctx: ActivityContext, order: Order) -> str:
     # Transactional: this INSERT commits together with the activity's history record.
     await ctx.db.execute(
-        "CREATE TABLE IF NOT EXISTS demo_charges (order_id TEXT PRIMARY KEY, cents INTEGER)"
+        "CREATE TABLE IF NOT EXISTS demo_charges (order_id VARCHAR(64) PRIMARY KEY, cents INTEGER)"
     )
     await ctx.db.execute(
         "INSERT INTO demo_charges VALUES (?, ?)", (order.order_id, order.amount_cents)

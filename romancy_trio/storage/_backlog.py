@@ -71,7 +71,7 @@ _SUBSCRIBERS = """
 
 async def read_subscribers(db: Database, *, limit: int) -> dict[str, list[str]]:
     """Per channel (the first ``limit`` by name), the instances subscribed to it."""
-    schema = quote_identifier(db.schema)
+    schema = (quote_mysql_identifier if db.dialect == "mysql" else quote_identifier)(db.schema)
     rows = await db.fetchall(*translate(_SUBSCRIBERS.replace(SCHEMA_TOKEN, schema),
                                         {"limit": limit}, db.dialect))
     found: dict[str, list[str]] = {}

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from romancy_channels import quote_mysql_identifier
+
 from .._errors import InstanceFinishedError, InstanceNotFoundError
 from ._db import Database
 from ._placeholders import translate
@@ -35,8 +37,23 @@ _REOPEN = """UPDATE {schema}.workflow_instances
              WHERE instance_id = :iid AND status = 'failed' AND run_no = :run"""
 
 
+_RETIRE_MYSQL = """UPDATE {schema}.workflow_history
+             SET kind = CONCAT(:retired, kind), seq = -(seq + 1),
+                 `key` = CONCAT(:retired, CAST(seq AS CHAR), ':', `key`)
+             WHERE instance_id = :iid AND run_no = :run AND seq >= 0
+               AND (seq = :seq OR (kind = 'attempt_failed'
+                                   AND substr(`key`, 1, :n) = :prefix))"""
+"""MySQL: ``||`` is OR there, and a column named ``key`` must be quoted."""
+
+
 def _q(db: Database, sql: str, params: Mapping[str, Any]
        ) -> tuple[str, Sequence[Any] | Mapping[str, Any]]:
+    if db.dialect == "mysql":
+        if sql is _RETIRE:
+            sql = _RETIRE_MYSQL
+        sql = sql.replace(" key FROM", " `key` FROM")
+        return translate(sql.replace(SCHEMA_TOKEN, quote_mysql_identifier(db.schema)), params,
+                         db.dialect)
     return translate(sql.replace(SCHEMA_TOKEN, quote_identifier(db.schema)), params,
                      db.dialect)
 

@@ -227,8 +227,8 @@ class Store:
 
     async def next_expiry(self, owner: str) -> float | None:
         """Seconds until the earliest lease held by another worker expires (None: none)."""
-        row = await self.db.fetchone(self.q.next_expiry,
-                                     {"owner": owner, "versions": dumps(self.code_versions)})
+        row = await self.db.fetchone(self.q.next_expiry, {
+            "owner": owner, "versions": dumps(self.code_versions), "now": _clock.sql_now()})
         return None if row is None or row[0] is None else float(row[0])
 
     # -- history ----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ def test_public_surface() -> None:
             "migrations",
             "qualify",
             "quote_identifier",
+            "quote_mysql_identifier",
         ]
     )
     assert issubclass(ChannelError, ValueError)

@@ -53,10 +53,11 @@ async def _fill(store: Store, dialect: str) -> None:
 
 def _statements(store: Store) -> list[tuple[str, str, Any]]:
     q, w = store.q, store.waits.w
-    claim = dict(owner="plan-worker", names=json.dumps(["plan_wf"]), limit=10, ttl=30.0)
+    claim = dict(owner="plan-worker", names=json.dumps(["plan_wf"]), limit=10, ttl=30.0,
+                 now=None, versions="[]")
     found: list[tuple[str, str, Any]] = [
         ("claim", q.claim, claim),
-        ("next_expiry", q.next_expiry, ("plan-worker",)),
+        ("next_expiry", q.next_expiry, dict(owner="plan-worker", versions="[]", now=None)),
         ("event_waiters", w.event_waiters, dict(type="plan.ev.77")),
         ("wake_waiters", w.wake_waiters,
          dict(now=1.0, kind="event", key="plan.ev.77", target=None, limit=100, topic="t")),
@@ -127,7 +128,8 @@ async def test_claim_and_wake_queries_use_an_index_under_a_large_backlog(
             if dialect == "sqlite" else
             f"UPDATE {schema_of(store)}.workflow_instances SET wake_at = 1 "
             "WHERE instance_id = 'w3'")
-        claim = dict(owner="plan-worker", names=json.dumps(["plan_wf"]), limit=10, ttl=30.0)
+        claim = dict(owner="plan-worker", names=json.dumps(["plan_wf"]), limit=10, ttl=30.0,
+                     now=None, versions="[]")
         claimed = await store.db.fetchall(store.q.claim, claim)
         assert [row[0] for row in claimed] == ["w3"]
 

