@@ -111,9 +111,10 @@ async def open_app(
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
             clock = _clock.install(config.clock)  # the durable clock of every task below
             body_error: BaseException | None = None
-            async with trio.open_nursery() as hook_nursery:  # outlives the others: drains
-                await hook_nursery.start(dispatcher.serve)
-                # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
+            # Ctrl+C reaching any of the app's tasks leaves as one plain KeyboardInterrupt
+            # (from the inner nursery, and from this one, which would wrap it in a group again)
+            async with interrupt_as_one(), trio.open_nursery() as hook_nursery:  # outlives
+                await hook_nursery.start(dispatcher.serve)  # the others: it drains the hooks
                 async with interrupt_as_one(), trio.open_nursery() as nursery:
                     scheduler = None
                     if run_workers:
