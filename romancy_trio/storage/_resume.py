@@ -46,16 +46,19 @@ _RETIRE_MYSQL = """UPDATE {schema}.workflow_history
 """MySQL: ``||`` is OR there, and a column named ``key`` must be quoted."""
 
 
+_LAST_MYSQL = _LAST.replace(" key FROM", " `key` FROM")
+_MYSQL = {_RETIRE: _RETIRE_MYSQL, _LAST: _LAST_MYSQL}
+"""The statements MySQL needs in its own words (by the portable statement they replace)."""
+_QUOTE = {"mysql": quote_mysql_identifier}
+"""How each dialect quotes the schema (PostgreSQL's and SQLite's way unless named here)."""
+
+
 def _q(db: Database, sql: str, params: Mapping[str, Any]
        ) -> tuple[str, Sequence[Any] | Mapping[str, Any]]:
     if db.dialect == "mysql":
-        if sql is _RETIRE:
-            sql = _RETIRE_MYSQL
-        sql = sql.replace(" key FROM", " `key` FROM")
-        return translate(sql.replace(SCHEMA_TOKEN, quote_mysql_identifier(db.schema)), params,
-                         db.dialect)
-    return translate(sql.replace(SCHEMA_TOKEN, quote_identifier(db.schema)), params,
-                     db.dialect)
+        sql = _MYSQL.get(sql, sql)
+    quote = _QUOTE.get(db.dialect, quote_identifier)
+    return translate(sql.replace(SCHEMA_TOKEN, quote(db.schema)), params, db.dialect)
 
 
 async def resume_failed(db: Database, work_topic: str, instance_id: str, *, now: float
