@@ -13,6 +13,7 @@ import trio
 
 from loadtests._common import percentile
 from loadtests.takeover import kill_loop
+from romancy_notify.pg import connect
 from romancy_trio import AppConfig, open_app
 
 from ._procs import start_worker
@@ -49,14 +50,25 @@ async def test_long_transactions_cost_no_lease_and_use_the_pool_fully(
             peak = 0
 
             async def sample_open_transactions() -> None:
+                # On its own connection straight to the server: behind PgBouncer the
+                # activities hold every server connection of the pool (20) at the peak, so a
+                # sampler queued behind them could only ever see fewer.
                 nonlocal peak
-                while True:
-                    row = await app.store.db.fetchone(
-                        "SELECT count(DISTINCT pid) FROM pg_locks "
-                        "WHERE relation = to_regclass('ledger') AND granted")
-                    assert row is not None
-                    peak = max(peak, row[0])
-                    await trio.sleep(0.05)
+                found = await app.store.db.fetchone("SELECT to_regclass('ledger')::oid")
+                assert found is not None and found[0] is not None
+                sampler = await connect(pg_backend.direct_url or url, autocommit=True)
+                try:
+                    while True:
+                        cur = await sampler.execute(
+                            "SELECT count(DISTINCT pid) FROM pg_locks "
+                            "WHERE relation = %s AND granted", (found[0],))
+                        row = await cur.fetchone()
+                        assert row is not None
+                        peak = max(peak, row[0])
+                        await trio.sleep(0.05)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await sampler.close()
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sample_open_transactions)
