@@ -354,8 +354,9 @@ class App(ComposeApi):
 
     async def cancel(self, instance_id: str) -> None:
         """Cancel a live instance. A running one is stopped promptly on whichever worker runs it
-        (told through the notify hub); a waiting one is not claimed just to end it. The
-        compensations of its completed activities run, then its status is ``cancelled``."""
+        (told through the notify hub); a waiting one is not claimed just to end it; a
+        ``queued`` one leaves its queue (it never runs and holds no slot). The compensations
+        of its completed activities run, then its status is ``cancelled``."""
         if await self.store.waits.cancel(instance_id, now=_clock.now()) is None:
             info = await self.status(instance_id)
             raise InstanceFinishedError(
