@@ -260,12 +260,7 @@ class App(ComposeApi):
         ``target_instance_id``, to that instance's inbox). Returns once committed; sending the
         same (source, id) again records nothing new (``duplicate=True``)."""
         receipt = await self.store.waits.send_event(event)
-        if self._hooks.active and receipt.delivered_to:
-            info, now = event_info(event.body()), _clock.now()
-            assert info is not None
-            for iid in receipt.delivered_to:
-                # the workflow's name is not at hand here: hooks know it from the run
-                self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
+        self._received(event, receipt)
         return receipt
 
     async def send_events(self, events: Sequence[Event]) -> list[EventReceipt]:
@@ -273,7 +268,19 @@ class App(ComposeApi):
         :meth:`send_event` does; one receipt per event, in order. All or nothing: if one is
         invalid (`InvalidInputError`) or targets an instance that does not exist
         (`InstanceNotFoundError`), nothing is stored."""
-        return await self.store.waits.send_events(events)
+        receipts = await self.store.waits.send_events(events)
+        for event, receipt in zip(events, receipts, strict=True):
+            self._received(event, receipt)
+        return receipts
+
+    def _received(self, event: Event, receipt: EventReceipt) -> None:
+        """`EventReceived` for each instance the committed ``event`` was delivered to."""
+        if self._hooks.active and receipt.delivered_to:
+            info, now = event_info(event.body()), _clock.now()
+            assert info is not None
+            for iid in receipt.delivered_to:
+                # the workflow's name is not at hand here: hooks know it from the run
+                self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
 
     async def status(self, instance_id: str) -> InstanceInfo:
         """The instance, with its ``counters`` (`ActivityContext.count`, all runs summed)."""
