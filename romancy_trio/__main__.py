@@ -15,6 +15,7 @@ import trio
 
 from ._config import AppConfig
 from ._errors import ConfigurationError, RomancyError, StorageUnavailableError
+from ._redact import redact_url
 from .storage import open_store
 
 
@@ -23,7 +24,7 @@ async def _migrate(url: str, schema: str) -> None:
     async with open_store(url, schema=schema, migrate=True,
                           link=AppConfig(schema=schema).link_timeouts()):
         pass
-    print(f"migrations applied to {url}")
+    print(f"migrations applied to {redact_url(url)}")
 
 
 class _DidNotStart(Exception):
