@@ -47,6 +47,7 @@ CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 LEGACY_TASKS_VERSION: Final = "2025-11-25"
 
 _TASK_STATUS: Final = {
+    WorkflowStatus.QUEUED: "working",  # waiting for its queue to admit it
     WorkflowStatus.PENDING: "working", WorkflowStatus.RUNNING: "working",
     WorkflowStatus.WAITING: "working", WorkflowStatus.COMPLETED: "completed",
     WorkflowStatus.FAILED: "failed", WorkflowStatus.CANCELLED: "cancelled",
