@@ -413,9 +413,13 @@ class App(ComposeApi):
     async def backlog(self, *, channel_limit: int = 100) -> Backlog:
         """How much work waits in the database (for every worker): runnable instances,
         waiting ones, outbox events pending and failed, undelivered messages per channel
-        (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
-        metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
-        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit)
+        (the first ``channel_limit`` channels by name), and the instances of this app's
+        workflows whose code version none of its workers may resume (``stranded``). A few
+        counts: sample it, e.g. for metrics (`romancy_trio.otel.record_backlog`), not in a
+        loop."""
+        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit,
+                                  workflows=set(self.registry.workflows),
+                                  resumable=self.store.code_versions)
 
     async def subscribers(self, *, channel_limit: int = 100) -> dict[str, list[str]]:
         """Per channel (the first ``channel_limit`` by name), the instances subscribed to
