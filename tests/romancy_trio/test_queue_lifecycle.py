@@ -9,12 +9,14 @@ import pytest
 import trio
 
 from romancy_trio import (
+    ActivityContext,
     Event,
     InstanceFinishedError,
     InstanceNotFoundError,
     WorkflowCancelledError,
     WorkflowContext,
     WorkflowStatus,
+    activity,
     open_app,
     wait_event,
     workflow,
@@ -29,6 +31,16 @@ from .conftest import Backend, fetch
 async def ql_gate(ctx: WorkflowContext, n: int) -> int:
     await wait_event(ctx, "ql.gate")
     return n
+
+
+@activity
+async def ql_step(ctx: ActivityContext, n: int) -> int:
+    return n
+
+
+@workflow
+async def ql_quick(ctx: WorkflowContext, n: int) -> int:
+    return await ql_step(ctx, n)
 
 
 async def _depth(app: App, queue: str) -> tuple[int, int]:
@@ -106,3 +118,51 @@ async def test_retention_deletes_the_queue_entries_of_purged_instances(
         assert await fetch(app, entries) == [("ql-live",)]
         assert (await app.status(live)).status is WorkflowStatus.WAITING
 
+
+
+async def test_cancels_racing_admissions_leave_no_entry_behind(backend: Backend) -> None:
+    """Cancels of queued instances while the queue admits and runs the others: no error but
+    "already ended", every cancelled one that never ran left its queue, the rest complete."""
+    async with open_app(backend.url, workflows=[ql_quick, ql_step, ql_gate],
+                        config=backend.config) as app:
+        await app.declare_queue("ql-race", concurrency=2)
+        gates = [await app.enqueue("ql-race", ql_gate, n) for n in (-1, -2)]
+        for iid in gates:  # the two slots are held: what follows stays queued
+            await _until_status(app, iid, WorkflowStatus.WAITING)
+        iids = [await app.enqueue("ql-race", ql_quick, n) for n in range(24)]
+        doomed = iids[1::2]
+
+        async def cancel(iid: str) -> None:
+            try:
+                await app.cancel(iid)
+            except InstanceFinishedError:
+                pass  # it completed first
+
+        async with trio.open_nursery() as nursery:  # the slots free up amid the cancels
+            for iid in doomed[:4]:
+                nursery.start_soon(cancel, iid)
+            nursery.start_soon(app.send_event, Event(type="ql.gate", source="test", id="r1"))
+            for iid in doomed[4:]:
+                nursery.start_soon(cancel, iid)
+        with trio.fail_after(120):
+            for iid in iids:
+                while not (await app.status(iid)).status.is_terminal:
+                    await trio.sleep(0.05)
+            while await _depth(app, "ql-race") != (0, 0):
+                await trio.sleep(0.05)
+        for n, iid in enumerate(iids):
+            if iid not in doomed:
+                assert await app.result(iid, timeout=10) == n
+        ran = {str(r[0]) for r in await fetch(app, "SELECT DISTINCT instance_id "
+                                                   "FROM workflow_history")}
+        entries = {str(r[0]): r[1] for r in await fetch(
+            app, "SELECT instance_id, admitted_at FROM workflow_queue_entries")}
+        assert all(admitted is not None for admitted in entries.values())  # none left waiting
+        for iid in doomed:
+            status = (await app.status(iid)).status
+            assert status in (WorkflowStatus.CANCELLED, WorkflowStatus.COMPLETED)
+            if iid not in ran:  # cancelled before it ran: while queued (its entry went)
+                assert status is WorkflowStatus.CANCELLED  # or once admitted (it held a slot)
+        queued_cancels = [i for i in doomed if i not in ran and i not in entries]
+        assert queued_cancels  # 12 cancels against 2 slots: some hit queued instances
+        assert [await app.result(i, timeout=10) for i in gates] == [-1, -2]
