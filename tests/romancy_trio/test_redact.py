@@ -110,3 +110,16 @@ async def test_a_url_in_an_error_is_shown_without_its_password(url: str) -> None
     code, out, err = await _migrate(url, "romancy")
     assert code == 2 and err.startswith("error:")
     assert SECRET not in out + err and "app:***@" in err
+
+
+def test_values_holding_a_url_do_not_show_its_password() -> None:
+    from romancy_notify import NotifyConfig
+    from romancy_trio.storage._hubs import HubPlan
+    from romancy_trio.storage._mysql_url import parse_url
+
+    params = parse_url(f"mysql://app:{SECRET}@127.0.0.1:3306/db")
+    plan = HubPlan((), NotifyConfig(), f"postgresql://app:{SECRET}@h/db",
+                   f"postgresql://app:{SECRET}@direct/db")
+    for value in (params, plan):
+        assert SECRET not in repr(value)
+    assert params.password == SECRET  # still there for the driver
