@@ -15,6 +15,7 @@ import trio
 
 from ._config import AppConfig
 from ._errors import ConfigurationError, RomancyError, StorageUnavailableError
+from ._redact import redact_url
 from .storage import open_store
 
 
@@ -23,15 +24,16 @@ async def _migrate(url: str, schema: str) -> None:
     async with open_store(url, schema=schema, migrate=True,
                           link=AppConfig(schema=schema).link_timeouts()):
         pass
-    print(f"migrations applied to {url}")
+    print(f"migrations applied to {redact_url(url)}")
 
 
 class _DidNotStart(Exception):
     pass
 
 
-async def _serve(bind: str) -> None:
-    """hypercorn's Trio server in this process, on the app ``app_from_env()`` describes.
+async def _serve(bind: str, mcp_path: str | None = None) -> None:
+    """hypercorn's Trio server in this process, on the app ``app_from_env()`` describes, with
+    MCP (streamable HTTP) mounted at ``mcp_path`` if given.
 
     Unlike ``hypercorn -k trio`` (whose parent process exits 0 when its worker process fails,
     in hypercorn 0.18), a failed start is this process's own error; SIGINT and SIGTERM shut
@@ -41,7 +43,18 @@ async def _serve(bind: str) -> None:
     from .asgi import app_from_env
     from .asgi._serve import server_config
 
-    app = app_from_env()
+    open_mounts = None
+    if mcp_path is not None:
+        if not mcp_path.startswith("/") or mcp_path.endswith("/") or "?" in mcp_path:
+            raise ConfigurationError(f"--mcp {mcp_path!r}: give a path such as /mcp")
+        try:
+            from .mcp import http_mounts
+        except ImportError as exc:
+            raise ConfigurationError(f"--mcp needs the mcp extra: pip install "
+                                     f"'romancy-trio[mcp]' ({exc})") from None
+        open_mounts = http_mounts(mcp_path, host=bind.rpartition(":")[0],
+                                  bearer_token=os.environ.get("ROMANCY_TRIO_TOKEN") or None)
+    app = app_from_env(open_mounts)
     config = server_config(bind)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
@@ -73,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by the ROMANCY_TRIO_* variables of romancy_trio.asgi.app_from_env",
     )
     serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT (default: %(default)s)")
+    serve.add_argument("--mcp", nargs="?", const="/mcp", metavar="PATH",
+                       help="also serve the workflows as MCP tools (streamable HTTP) at PATH "
+                       "(default: /mcp), behind $ROMANCY_TRIO_TOKEN like the rest; needs "
+                       "romancy-trio[mcp]")
     mcp = sub.add_parser(
         "mcp",
         help="serve the workflows as MCP tools: over stdio (default), or with --bind over HTTP "
@@ -97,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             trio.run(_migrate, args.url, args.schema)
         elif args.command == "serve":
-            trio.run(_serve, args.bind)
+            trio.run(_serve, args.bind, args.mcp)
         elif args.command == "mcp":
             return _mcp(args)
         else:

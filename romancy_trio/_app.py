@@ -260,12 +260,7 @@ class App(ComposeApi):
         ``target_instance_id``, to that instance's inbox). Returns once committed; sending the
         same (source, id) again records nothing new (``duplicate=True``)."""
         receipt = await self.store.waits.send_event(event)
-        if self._hooks.active and receipt.delivered_to:
-            info, now = event_info(event.body()), _clock.now()
-            assert info is not None
-            for iid in receipt.delivered_to:
-                # the workflow's name is not at hand here: hooks know it from the run
-                self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
+        self._received(event, receipt)
         return receipt
 
     async def send_events(self, events: Sequence[Event]) -> list[EventReceipt]:
@@ -273,7 +268,19 @@ class App(ComposeApi):
         :meth:`send_event` does; one receipt per event, in order. All or nothing: if one is
         invalid (`InvalidInputError`) or targets an instance that does not exist
         (`InstanceNotFoundError`), nothing is stored."""
-        return await self.store.waits.send_events(events)
+        receipts = await self.store.waits.send_events(events)
+        for event, receipt in zip(events, receipts, strict=True):
+            self._received(event, receipt)
+        return receipts
+
+    def _received(self, event: Event, receipt: EventReceipt) -> None:
+        """`EventReceived` for each instance the committed ``event`` was delivered to."""
+        if self._hooks.active and receipt.delivered_to:
+            info, now = event_info(event.body()), _clock.now()
+            assert info is not None
+            for iid in receipt.delivered_to:
+                # the workflow's name is not at hand here: hooks know it from the run
+                self._hooks.emit(EventReceived(iid, "", self.worker_id, now, info))
 
     async def status(self, instance_id: str) -> InstanceInfo:
         """The instance, with its ``counters`` (`ActivityContext.count`, all runs summed)."""
@@ -354,8 +361,9 @@ class App(ComposeApi):
 
     async def cancel(self, instance_id: str) -> None:
         """Cancel a live instance. A running one is stopped promptly on whichever worker runs it
-        (told through the notify hub); a waiting one is not claimed just to end it. The
-        compensations of its completed activities run, then its status is ``cancelled``."""
+        (told through the notify hub); a waiting one is not claimed just to end it; a
+        ``queued`` one leaves its queue (it never runs and holds no slot). The compensations
+        of its completed activities run, then its status is ``cancelled``."""
         if await self.store.waits.cancel(instance_id, now=_clock.now()) is None:
             info = await self.status(instance_id)
             raise InstanceFinishedError(
@@ -405,9 +413,13 @@ class App(ComposeApi):
     async def backlog(self, *, channel_limit: int = 100) -> Backlog:
         """How much work waits in the database (for every worker): runnable instances,
         waiting ones, outbox events pending and failed, undelivered messages per channel
-        (the first ``channel_limit`` channels by name). A few counts: sample it, e.g. for
-        metrics (`romancy_trio.otel.record_backlog`), not in a loop."""
-        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit)
+        (the first ``channel_limit`` channels by name), and the instances of this app's
+        workflows whose code version none of its workers may resume (``stranded``). A few
+        counts: sample it, e.g. for metrics (`romancy_trio.otel.record_backlog`), not in a
+        loop."""
+        return await read_backlog(self.store.db, now=_clock.now(), limit=channel_limit,
+                                  workflows=set(self.registry.workflows),
+                                  resumable=self.store.code_versions)
 
     async def subscribers(self, *, channel_limit: int = 100) -> dict[str, list[str]]:
         """Per channel (the first ``channel_limit`` by name), the instances subscribed to

@@ -34,6 +34,8 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from ._redact import redact_url
+
 __all__ = ["ChannelMessage", "Feed", "FeedClosed", "subscribe"]
 
 PERMANENT_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
@@ -169,10 +171,11 @@ class Feed:
                 text = f"the server refused the websocket handshake: HTTP {exc.status_code}"
                 raise FeedClosed(None, text) from None
             except ssl.SSLCertVerificationError as exc:
-                raise FeedClosed(None, f"cannot verify {self._url}: {exc}") from None
+                raise FeedClosed(None, f"cannot verify {redact_url(self._url)}: {exc}") from None
             except (OSError, trio.TooSlowError) as exc:  # unreachable, or no handshake in time
                 if not self._reconnect:
-                    raise FeedClosed(None, f"cannot connect to {self._url}: {exc!r}") from None
+                    raise FeedClosed(
+                        None, f"cannot connect to {redact_url(self._url)}: {exc!r}") from None
             await trio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, maximum)
 
@@ -214,7 +217,7 @@ async def _open_websocket(
     """
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+        raise ValueError(f"not a ws:// or wss:// URL: {redact_url(url)!r}")
     tls = parts.scheme == "wss"
     port = parts.port or (443 if tls else 80)
     host_header = parts.netloc.rpartition("@")[2]

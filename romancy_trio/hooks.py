@@ -172,8 +172,9 @@ class CompensationRun(ActivityEvent):
 @dataclass(frozen=True, slots=True)
 class EventReceived(HookEvent):
     """An event was recorded in the instance's history (by the process that delivered it:
-    ``send_event``, the HTTP intake, or the worker taking it from the inbox). Delivered by
-    ``send_event``, ``workflow`` is empty: that process does not look the instance up."""
+    ``send_event``, ``send_events``, the HTTP intake, or the worker taking it from the
+    inbox). Delivered by ``send_event``/``send_events``, ``workflow`` is empty: that process
+    does not look the instance up."""
 
     event: EventInfo
 

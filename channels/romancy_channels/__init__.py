@@ -34,7 +34,6 @@ from ._types import ChannelError as ChannelError
 from ._types import ChannelMode as ChannelMode
 from ._types import ChannelModeError as ChannelModeError
 from ._types import Message as Message
-from ._types import NotSubscribedError as NotSubscribedError
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -46,7 +45,6 @@ __all__ = [
     "ChannelModeError",
     "ChannelTx",
     "Message",
-    "NotSubscribedError",
     "migrations",
     "qualify",
     "quote_identifier",

@@ -68,16 +68,3 @@ class ChannelModeError(ChannelError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.channel, self.locked, self.requested))
-
-
-class NotSubscribedError(ChannelError):
-    """A subscriber read from a channel it is not subscribed to. (The engine no longer raises
-    it: a subscriber that is not subscribed takes its direct messages only.)"""
-
-    def __init__(self, channel: str, subscriber: str) -> None:
-        super().__init__(f"{subscriber!r} is not subscribed to channel {channel!r}")
-        self.channel = channel
-        self.subscriber = subscriber
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.channel, self.subscriber))

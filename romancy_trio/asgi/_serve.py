@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import trio
 from .._config import AppConfig
 from .._errors import ConfigurationError
 from .._interrupt import interrupt_as_one
-from ._app import AsgiApp
+from ._app import AsgiApp, AsgiCallable
 from ._http import DEFAULT_MAX_BODY, Receive, Response, Scope, Send, send_json
 
 if TYPE_CHECKING:
@@ -145,6 +146,10 @@ class LifespanApp:
     the server's whole life, so the App's nursery (scheduler, notify hub) lives in it.
 
     Requests that arrive before startup finished (or after shutdown began) get 503.
+
+    ``open_mounts``: called with the open App at startup; the context manager it returns
+    yields other ASGI apps by path prefix (`create_asgi_app`'s ``mounts``) and stays open
+    until shutdown, closed before the App (e.g. ``romancy_trio.mcp.http_mounts(...)``: MCP).
     """
 
     def __init__(
@@ -158,8 +163,11 @@ class LifespanApp:
         max_body_bytes: int = DEFAULT_MAX_BODY,
         bearer_token: str | None = None,
         allowed_origins: Sequence[str] | None = None,
+        open_mounts: Callable[[App], AbstractAsyncContextManager[Mapping[str, AsgiCallable]]]
+        | None = None,
     ) -> None:
         self.url = url
+        self.open_mounts = open_mounts
         self.allowed_origins = None if allowed_origins is None else list(allowed_origins)
         self.workflows = None if workflows is None else list(workflows)
         modules = [workflows_module] if isinstance(workflows_module, str) else workflows_module
@@ -196,12 +204,14 @@ class LifespanApp:
                 importlib.import_module(name)  # its @workflow decorators register the workflows
             async with open_app(
                 self.url, workflows=self.workflows, config=self.config, run_workers=self.run_workers
-            ) as app:
+            ) as app, (nullcontext({}) if self.open_mounts is None
+                       else self.open_mounts(app)) as mounts:
                 self.asgi = AsgiApp(
                     app,
                     max_body_bytes=self.max_body_bytes,
                     bearer_token=self.bearer_token,
                     allowed_origins=self.allowed_origins,
+                    mounts=mounts,
                 )
                 await send({"type": "lifespan.startup.complete"})
                 started = True
@@ -217,7 +227,10 @@ class LifespanApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def app_from_env() -> LifespanApp:
+def app_from_env(
+    open_mounts: Callable[[App], AbstractAsyncContextManager[Mapping[str, AsgiCallable]]]
+    | None = None,
+) -> LifespanApp:
     """A :class:`LifespanApp` configured from the environment, for the command line::
 
         ROMANCY_TRIO_URL=postgresql://... ROMANCY_TRIO_WORKFLOWS=myapp.workflows \\
@@ -234,6 +247,7 @@ def app_from_env() -> LifespanApp:
     parent process exits 0 when its worker process failed (only ``--workers 0`` keeps the
     failure in the exit status, and then SIGTERM is not graceful). ``python -m romancy_trio
     serve`` runs this app in one process and exits 3 with one ``error:`` line instead.
+    ``open_mounts``: see `LifespanApp` (``serve --mcp`` mounts MCP with it).
     """
     url = os.environ.get("ROMANCY_TRIO_URL")
     if not url:
@@ -250,6 +264,7 @@ def app_from_env() -> LifespanApp:
         max_body_bytes=int(os.environ.get("ROMANCY_TRIO_MAX_BODY", DEFAULT_MAX_BODY)),
         bearer_token=os.environ.get("ROMANCY_TRIO_TOKEN") or None,
         allowed_origins=[o.strip() for o in origins.split(",") if o.strip()] or None,
+        open_mounts=open_mounts,
     )
 
 

@@ -16,10 +16,10 @@ from typing import Any, Final
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticInvalidForJsonSchema, PydanticUserError
 
-from .. import Workflow
+from .. import Workflow, WorkflowStatus
 
 MAX_INSTANCE_ID: Final = 200
-STATUSES: Final = ("pending", "running", "waiting", "completed", "failed", "cancelled")
+STATUSES: Final = tuple(str(s) for s in WorkflowStatus)  # every one an instance can report
 
 
 def type_schema(hint: Any, defs: dict[str, Any], mode: str = "validation") -> dict[str, Any]:

@@ -8,7 +8,11 @@ has no task support of its own. Two protocol generations:
   ``tasks/get`` (status), ``tasks/result`` (blocks until the workflow ends, then answers what
   ``{wf}_result`` answers, with the related-task ``_meta``), ``tasks/cancel`` (cancels and
   waits, bounded, for the instance to end). Capability ``tasks.requests.tools.call`` and
-  ``tasks.cancel``; no ``tasks/list`` and no status notifications.
+  ``tasks.cancel``. No ``tasks/list``: one bearer token (or none) cannot tell requestors
+  apart, so a list could not be limited to the requestor's own tasks, and the spec says a
+  receiver that cannot identify requestors SHOULD NOT declare ``tasks.list`` (2026-07-28
+  removed the method). No ``notifications/tasks/status`` (a MAY; requestors poll anyway):
+  sending them would need a watcher per open task and session, for no new information.
 * 2026-07-28 extension ``io.modelcontextprotocol/tasks``: when the request declares the
   extension, ``{wf}_start`` answers ``resultType: "task"``; ``tasks/get`` carries the final
   ``result``; ``tasks/cancel`` and ``tasks/update`` acknowledge (a workflow never asks for
@@ -47,6 +51,7 @@ CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 LEGACY_TASKS_VERSION: Final = "2025-11-25"
 
 _TASK_STATUS: Final = {
+    WorkflowStatus.QUEUED: "working",  # waiting for its queue to admit it
     WorkflowStatus.PENDING: "working", WorkflowStatus.RUNNING: "working",
     WorkflowStatus.WAITING: "working", WorkflowStatus.COMPLETED: "completed",
     WorkflowStatus.FAILED: "failed", WorkflowStatus.CANCELLED: "cancelled",

@@ -194,8 +194,11 @@ async def record_backlog(app: App, *, interval: float = 15.0,
     """Sample ``app.backlog()`` every ``interval`` seconds (until cancelled: run it in your
     nursery) into observable gauges: ``romancy.backlog.runnable``, ``romancy.backlog.waiting``,
     ``romancy.outbox.pending``, ``romancy.outbox.failed`` (delivery failures: rows that used
-    their last attempt) and ``romancy.channel.depth`` (per channel). Counts are for the whole
-    database, so one process recording them is enough."""
+    their last attempt), ``romancy.channel.depth`` (per channel) and
+    ``romancy.backlog.stranded`` (instances of this app's workflows whose code version none
+    of its workers resumes, per ``version``: ``'<workflow>|<version>'``). Counts are for the
+    whole database, so one process recording them is enough (``stranded``: one per
+    deployed version)."""
     meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
     last: list[Backlog] = []
 
@@ -215,6 +218,16 @@ async def record_backlog(app: App, *, interval: float = 15.0,
 
     meter.create_observable_gauge("romancy.channel.depth", [depth],
                                   description="Messages not yet delivered, per channel")
+
+    def stranded(options: CallbackOptions) -> Iterable[Observation]:
+        if not last:
+            return []
+        per = last[-1].stranded_versions
+        return [Observation(n, {"version": v}) for v, n in per.items()] or [Observation(0)]
+
+    meter.create_observable_gauge(
+        "romancy.backlog.stranded", [stranded],
+        description="Instances no worker of this app may resume (their code version)")
     while True:
         sample = await app.backlog()
         last[:] = [sample]

@@ -26,6 +26,7 @@ import trio
 from romancy_notify import Hub, Watch
 
 from .._errors import StorageUnavailableError
+from .._redact import redact_url
 from ..storage import Database
 from ._store import TOPIC_OUTBOX, ClaimedEvent, OutboxEvent, OutboxStatus, OutboxStore
 
@@ -77,10 +78,11 @@ class RelayerConfig:
         try:
             url = httpx.URL(self.sink_url)
         except httpx.InvalidURL as exc:
-            raise ValueError(f"RelayerConfig.sink_url {self.sink_url!r}: {exc}") from None
+            shown = redact_url(self.sink_url)
+            raise ValueError(f"RelayerConfig.sink_url {shown!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
-                f"RelayerConfig.sink_url must be an http(s) URL, not {self.sink_url!r}"
+                f"RelayerConfig.sink_url must be an http(s) URL, not {redact_url(self.sink_url)!r}"
             )
         for name in ("batch_size", "max_attempts", "concurrency", "cleanup_batch"):
             value = getattr(self, name)

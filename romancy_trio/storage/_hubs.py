@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -24,9 +24,9 @@ class HubPlan:
 
     topics: Collection[str]
     config: NotifyConfig
-    url: str
+    url: str = field(repr=False)  # URLs may carry a password: never in a repr
     """The database URL the app was opened with (PostgreSQL's LISTEN connects to it)."""
-    listener_url: str | None = None
+    listener_url: str | None = field(default=None, repr=False)
     """PostgreSQL: a direct URL for the LISTEN connection (behind a pooler)."""
     file_poll_interval: float | None = 1.0
     """SQLite: how often to check whether another process wrote (None: never)."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +14,7 @@ class MysqlParams:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
     database: str
     connect_timeout: float
     origin: str = ""
@@ -37,30 +38,21 @@ def parse_url(url: str) -> MysqlParams:
     (seconds) as a query parameter."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("mysql", "mariadb"):
-        raise ConfigurationError(f"not a MySQL URL: {url!r}")
+        raise ConfigurationError(f"not a MySQL URL: {redact_url(url)!r}")
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise ConfigurationError(
-            f"MySQL URL {_safe(url)!r} names no database: use mysql://user:password@host:port/db")
+            f"MySQL URL {redact_url(url)!r} names no database: use mysql://user:password@host:port/db")
     query = parse_qs(parts.query)
     unknown = sorted(set(query) - {"connect_timeout"})
     if unknown:
         raise ConfigurationError(
-            f"MySQL URL {_safe(url)!r}: unknown parameter(s) {', '.join(unknown)} "
+            f"MySQL URL {redact_url(url)!r}: unknown parameter(s) {', '.join(unknown)} "
             "(known: connect_timeout)")
     try:
         port = parts.port or 3306
         timeout = float(query.get("connect_timeout", ["10"])[-1])
     except ValueError as exc:
-        raise ConfigurationError(f"MySQL URL {_safe(url)!r}: {exc}") from None
+        raise ConfigurationError(f"MySQL URL {redact_url(url)!r}: {exc}") from None
     return MysqlParams(parts.hostname or "127.0.0.1", port, unquote(parts.username or "root"),
                        unquote(parts.password or ""), database, timeout)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password (for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()

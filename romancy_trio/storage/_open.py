@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 from romancy_notify import LinkTimeouts
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 from ._migrate import migrate_postgres, migrate_sqlite
 from ._pg_url import check_postgres_url
 from ._postgres import PostgresDatabase, ensure_schema
@@ -26,7 +27,7 @@ def sqlite_path(url: str) -> str:
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or rest == "/":
         raise ConfigurationError(
-            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            f"bad SQLite URL {redact_url(url)!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     return unquote(rest[1:])
 
@@ -46,7 +47,7 @@ def check_url(url: str) -> str:
         parse_url(url)
         return "mysql"
     raise ConfigurationError(
-        f"database URL {url!r} has unknown scheme {scheme!r}; "
+        f"database URL {redact_url(url)!r} has unknown scheme {scheme!r}; "
         "expected sqlite:///path.db, postgresql://user@host/dbname or mysql://user@host/dbname"
     )
 
@@ -116,7 +117,7 @@ async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
         import pymysql  # noqa: F401
     except ImportError:
         raise ConfigurationError(
-            f"database URL {url!r}: MySQL/MariaDB needs the PyMySQL driver: "
+            f"database URL {redact_url(url)!r}: MySQL/MariaDB needs the PyMySQL driver: "
             "pip install 'romancy-trio[mysql]'") from None
     from ._migrate import migrate_mysql
     from ._mysql import MysqlDatabase, check_server
@@ -131,7 +132,7 @@ async def _open_mysql(url: str, *, schema: str, pool_size: int, migrate: bool
     try:
         queries = qualify_mysql(MYSQL, schema)
     except ValueError as exc:
-        raise ConfigurationError(f"MySQL URL {url!r}: {exc}") from None
+        raise ConfigurationError(f"MySQL URL {redact_url(url)!r}: {exc}") from None
     await check_server(params)
     db = MysqlDatabase(params, schema=schema, max_size=pool_size)
     try:

@@ -16,6 +16,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .._errors import ConfigurationError
+from .._redact import redact_url
 
 __all__ = ["check_postgres_url", "connect_timeout", "server_address", "server_addresses"]
 
@@ -66,8 +67,8 @@ def check_postgres_url(url: str, what: str = "database URL") -> None:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         detail = " ".join(str(exc).split())
-        raise ConfigurationError(f"{what} {_redacted(url)!r} cannot be parsed: {detail}") from None
-    shown = _redacted(url)
+        raise ConfigurationError(f"{what} {redact_url(url)!r} cannot be parsed: {detail}") from None
+    shown = redact_url(url)
     hosts, ports = _split(params.get("host")), _split(params.get("port"))
     addrs = _split(params.get("hostaddr"))
     count = max(len(hosts), len(addrs), 1)
@@ -101,13 +102,3 @@ def check_postgres_url(url: str, what: str = "database URL") -> None:
             f"{'no target_session_attrs' if not attrs else 'target_session_attrs=' + attrs}: "
             "add ?target_session_attrs=read-write (or primary), so that every connection goes "
             "to the primary and, after a failover, to the promoted standby")
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password (errors are logged and printed)."""
-    scheme, sep, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].split("?", 1)[0]
-    userinfo, at, hosts = authority.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{rest[len(authority):]}"

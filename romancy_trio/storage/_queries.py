@@ -142,6 +142,10 @@ class WaitQueries:
     """iid, now -> (status,): cancel_requested set; an instance no worker holds and with nothing
     to compensate becomes cancelled at once, one with compensations becomes pending (claimed,
     replayed, compensated); a running one keeps running until its worker stops it."""
+    unqueue: str
+    """iid: removes the instance's queue entry if the queue has not admitted it (a cancel of
+    a ``queued`` instance; run before ``cancel``: the entry is locked before the instance, in
+    the order admission locks them)."""
     wake_waiters: str
     """kind, key, target, limit, now, topic -> (iid,) of waiting instances made
     pending: those waiting on (kind, key), only ``target`` if given, at most ``limit`` (NULL:

@@ -3,10 +3,10 @@
 Opt-in (``AppConfig.instance_retention``). The scheduler's maintenance loop calls these in
 bounded batches, one transaction per batch. An instance is deleted only once it is finished
 (completed, failed or cancelled) and has not changed for the retention; everything keyed by it
-goes in the same transaction: its history, archived history, runs, waits, inbox, channel
-subscriptions and the direct messages addressed to it that nobody took. Archived runs of any
-instance (a live one included) whose run ended before the retention go with their history;
-the current run never has an end, so it is never touched.
+goes in the same transaction: its history, archived history, runs, waits, inbox, queue entry,
+channel subscriptions and the direct messages addressed to it that nobody took. Archived runs
+of any instance (a live one included) whose run ended before the retention go with their
+history; the current run never has an end, so it is never touched.
 """
 
 from __future__ import annotations

@@ -311,8 +311,11 @@ class WaitStore:
         await tx.execute(self.w.wake, {"iid": iid, "now": now})
 
     async def cancel(self, instance_id: str, *, now: float) -> WorkflowStatus | None:
-        """Request cancellation; returns the status it left (None: already ended)."""
+        """Request cancellation; returns the status it left (None: already ended). A
+        ``queued`` instance leaves its queue in the same transaction: it never runs and never
+        holds a slot."""
         async with self.db.transaction() as tx:
+            await tx.execute(self.w.unqueue, {"iid": instance_id})
             row = await tx.fetchone(self.w.cancel, {"iid": instance_id, "now": now})
             if row is None:
                 return None

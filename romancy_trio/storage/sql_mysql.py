@@ -297,10 +297,13 @@ WAIT_QUERIES = WaitQueries(
                              WHERE h.instance_id = i.instance_id AND h.run_no = i.run_no
                                AND h.compensation IS NOT NULL) THEN 'pending'
                 ELSE 'cancelled' END
-        WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting');
+        WHERE instance_id = %(iid)s AND status IN ('queued', 'pending', 'running', 'waiting');
         SET @n = ROW_COUNT();
         SELECT status FROM {schema}.workflow_instances
         WHERE @n > 0 AND instance_id = %(iid)s""",
+    unqueue="""
+        DELETE FROM {schema}.workflow_queue_entries
+        WHERE instance_id = %(iid)s AND admitted_at IS NULL""",
     # The candidates (at most limit, oldest first) read into @woken, then woken by primary key
     # with their status checked again under the row lock (READ COMMITTED re-reads a row an
     # UPDATE waited for); those this statement woke carry its own updated_at.
@@ -377,7 +380,8 @@ RETENTION_QUERIES = RetentionQueries(
         _PICK_FINISHED,
         *(f"DELETE FROM {{schema}}.{table} WHERE instance_id IN {_DOOMED}"
           for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
-                        "workflow_waits", "workflow_inbox", "instance_counters")),
+                        "workflow_waits", "workflow_inbox", "instance_counters",
+                        "workflow_queue_entries")),
         f"DELETE FROM {{schema}}.channel_subscriptions WHERE subscriber IN {_DOOMED}",
         f"DELETE FROM {{schema}}.channel_messages WHERE target IN {_DOOMED}",
         f"DELETE FROM {{schema}}.workflow_instances WHERE instance_id IN {_DOOMED}",

@@ -363,8 +363,11 @@ WAIT_QUERIES = WaitQueries(
                                AND h.run_no = workflow_instances.run_no
                                AND h.compensation IS NOT NULL) THEN 'pending'
                 ELSE 'cancelled' END
-        WHERE instance_id = %(iid)s AND status IN ('pending', 'running', 'waiting')
+        WHERE instance_id = %(iid)s AND status IN ('queued', 'pending', 'running', 'waiting')
         RETURNING status""",
+    unqueue="""
+        DELETE FROM {schema}.workflow_queue_entries
+        WHERE instance_id = %(iid)s AND admitted_at IS NULL""",
     wake_waiters=f"""
         WITH u AS (
             UPDATE {{schema}}.workflow_instances SET status = 'pending', wake_at = NULL,
@@ -444,6 +447,8 @@ RETENTION_QUERIES = RetentionQueries(
                      WHERE x.target = d.instance_id),
         counters AS (DELETE FROM {schema}.instance_counters x USING doomed d
                      WHERE x.instance_id = d.instance_id),
+        queued AS (DELETE FROM {schema}.workflow_queue_entries x USING doomed d
+                   WHERE x.instance_id = d.instance_id),
         instances AS (DELETE FROM {schema}.workflow_instances x USING doomed d
                       WHERE x.instance_id = d.instance_id RETURNING x.instance_id)
         SELECT instance_id FROM instances""",),

@@ -198,8 +198,11 @@ WAIT_QUERIES = WaitQueries(
                                AND h.run_no = workflow_instances.run_no
                                AND h.compensation IS NOT NULL) THEN 'pending'
                 ELSE 'cancelled' END
-        WHERE instance_id = :iid AND status IN ('pending', 'running', 'waiting')
+        WHERE instance_id = :iid AND status IN ('queued', 'pending', 'running', 'waiting')
         RETURNING status""",
+    unqueue="""
+        DELETE FROM workflow_queue_entries
+        WHERE instance_id = :iid AND admitted_at IS NULL""",
     wake_waiters="""
         UPDATE workflow_instances SET status = 'pending', wake_at = NULL, updated_at = :now
         WHERE instance_id IN (
@@ -251,7 +254,8 @@ RETENTION_QUERIES = RetentionQueries(
     purge_finished=(
         *(f"DELETE FROM {table} WHERE instance_id IN ({_DOOMED})"
           for table in ("workflow_history", "workflow_history_archive", "workflow_runs",
-                        "workflow_waits", "workflow_inbox", "instance_counters")),
+                        "workflow_waits", "workflow_inbox", "instance_counters",
+                        "workflow_queue_entries")),
         f"DELETE FROM channel_subscriptions WHERE subscriber IN ({_DOOMED})",
         f"DELETE FROM channel_messages WHERE target IN ({_DOOMED})",
         f"DELETE FROM workflow_instances WHERE instance_id IN ({_DOOMED}) RETURNING instance_id",

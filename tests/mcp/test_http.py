@@ -58,9 +58,10 @@ async def http_server(db: Db, log: IO[str], token: str | None = TOKEN) -> AsyncI
 
 
 @asynccontextmanager
-async def http_session(port: int, headers: dict[str, str]) -> AsyncIterator[ClientSession]:
+async def http_session(port: int, headers: dict[str, str], path: str = "/mcp"
+                       ) -> AsyncIterator[ClientSession]:
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
-        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp",
+        async with streamable_http_client(f"http://127.0.0.1:{port}{path}",
                                           http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()

@@ -67,4 +67,5 @@ def test_an_annotation_pydantic_cannot_describe_is_any() -> None:
 
 
 def test_public_surface() -> None:
-    assert set(romancy_trio.mcp.__all__) == {"McpServer", "TASKS_EXTENSION", "parse_line", "run"}
+    assert set(romancy_trio.mcp.__all__) == {"McpServer", "TASKS_EXTENSION", "http_mounts",
+                                            "parse_line", "run"}

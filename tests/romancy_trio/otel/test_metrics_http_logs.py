@@ -182,6 +182,8 @@ async def test_backlog_gauges_count_what_waits(backend: Backend) -> None:
     assert _sum(points, "romancy.backlog.waiting") == 2
     assert _sum(points, "romancy.channel.depth", channel="jobs") == 3
     assert _sum(points, "romancy.outbox.pending") == _sum(points, "romancy.outbox.failed") == 0
+    assert "romancy.backlog.stranded" in points  # no code versions here: nothing stranded
+    assert _sum(points, "romancy.backlog.stranded") == 0
 
 
 async def _is_waiting(app: Any, iid: str) -> bool:
