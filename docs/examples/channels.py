@@ -1,16 +1,7 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
-from romancy_trio import (
-    ReceiveTimeoutError,
-    WorkflowContext,
-    open_app,
-    publish,
-    receive,
-    subscribe,
-    workflow,
-)
-
+from romancy_trio import (ReceiveTimeoutError, WorkflowContext, open_app, publish, receive,
+                          subscribe, workflow)
 
 @workflow
 async def worker(ctx: WorkflowContext, name: str) -> list[str]:

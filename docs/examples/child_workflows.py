@@ -1,15 +1,7 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
-from romancy_trio import (
-    ActivityContext,
-    ChildWorkflowFailedError,
-    WorkflowContext,
-    activity,
-    open_app,
-    workflow,
-)
-
+from romancy_trio import (ActivityContext, ChildWorkflowFailedError, WorkflowContext, activity,
+                          open_app, workflow)
 
 @activity
 async def resize(ctx: ActivityContext, image: str) -> str:

@@ -2,9 +2,8 @@
 import os
 
 import trio
-
-from romancy_trio import ActivityContext, RetryPolicy, WorkflowContext, activity, open_app, workflow
-
+from romancy_trio import (ActivityContext, RetryPolicy, WorkflowContext, activity, open_app,
+                          workflow)
 
 class MissingSetting(Exception):
     pass

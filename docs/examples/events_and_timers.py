@@ -2,17 +2,8 @@
 import uuid
 
 import trio
-
-from romancy_trio import (
-    Event,
-    EventTimeoutError,
-    WorkflowContext,
-    open_app,
-    sleep,
-    wait_event,
-    workflow,
-)
-
+from romancy_trio import (Event, EventTimeoutError, WorkflowContext, open_app, sleep,
+                          wait_event, workflow)
 
 @workflow
 async def awaits_payment(ctx: WorkflowContext, order_id: str) -> str:

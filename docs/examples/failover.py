@@ -2,7 +2,6 @@
 import os
 
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
 
 URL = os.environ.get(

@@ -3,10 +3,8 @@ import uuid
 
 import httpx
 import trio
-
 from romancy_trio import WorkflowContext, open_app, wait_event, workflow
 from romancy_trio.asgi import serve_http
-
 
 @workflow
 async def shipment(ctx: WorkflowContext, parcel: str) -> str:

@@ -5,7 +5,6 @@ from functools import partial
 
 import httpx
 import trio
-
 from romancy_trio import open_app
 from romancy_trio.asgi import HttpTimeouts, serve_http
 

@@ -3,8 +3,8 @@ import asyncio
 import hashlib
 
 import trio
-
-from romancy_trio import ActivityContext, RetryPolicy, WorkflowContext, activity, open_app, workflow
+from romancy_trio import (ActivityContext, RetryPolicy, WorkflowContext, activity, open_app,
+                          workflow)
 
 hung = {"n": 0}
 

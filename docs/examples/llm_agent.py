@@ -1,8 +1,6 @@
 # tested by: tests/romancy_trio/llm/test_readme_llm.py
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, llm, open_app, workflow
-
 
 @llm.tool
 async def weather(ctx: ActivityContext, city: str) -> str:

@@ -1,8 +1,6 @@
 # tested by: tests/romancy_trio/llm/test_readme_llm.py
 import trio
-
 from romancy_trio import WorkflowContext, llm, open_app, workflow
-
 
 @llm.durable_call(name="translate", system="You translate into French.", max_tokens=200)
 def translate(text: str) -> str:

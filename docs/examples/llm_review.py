@@ -3,9 +3,7 @@ import os
 
 import trio
 from pydantic import BaseModel
-
 from romancy_trio import WorkflowContext, llm, open_app, workflow
-
 
 class Verdict(BaseModel):
     sentiment: str

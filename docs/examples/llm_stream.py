@@ -2,11 +2,9 @@
 import os
 
 import trio
-
 from romancy_trio import WorkflowContext, llm, open_app, workflow
 from romancy_trio.asgi import serve_http
 from romancy_trio.client import subscribe
-
 
 @workflow
 async def story(ctx: WorkflowContext, topic: str) -> str:

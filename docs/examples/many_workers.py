@@ -2,9 +2,7 @@
 import sys
 
 import trio
-
 from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, open_app, workflow
-
 
 @activity
 async def square(ctx: ActivityContext, n: int) -> int:

@@ -3,7 +3,6 @@ import httpx2
 import trio
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-
 from romancy_trio import WorkflowContext, open_app, workflow
 from romancy_trio.asgi import create_asgi_app, serve_asgi
 from romancy_trio.mcp import McpServer

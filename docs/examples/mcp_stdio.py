@@ -5,7 +5,6 @@ import sys
 import trio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-
 async def main() -> None:
     server = StdioServerParameters(
         command=sys.executable, env=dict(os.environ),  # ROMANCY_TRIO_URL, if set, is used

@@ -8,16 +8,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-from romancy_trio import (
-    ActivityContext,
-    Hooks,
-    RetryPolicy,
-    WorkflowContext,
-    activity,
-    open_app,
-    sleep,
-    workflow,
-)
+from romancy_trio import (ActivityContext, Hooks, RetryPolicy, WorkflowContext, activity,
+                          open_app, sleep, workflow)
 from romancy_trio.hooks import ActivityRetried
 from romancy_trio.logs import ContextFilter, JsonFormatter
 from romancy_trio.otel import OpenTelemetryHooks

@@ -3,7 +3,6 @@ import json
 import uuid
 
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
 from romancy_trio.asgi import serve_asgi
 from romancy_trio.outbox import RelayerConfig

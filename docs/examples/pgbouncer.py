@@ -1,8 +1,6 @@
 # tested on: sqlite, postgres
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
-
 
 @activity
 async def reserve(ctx: ActivityContext, order_id: str) -> int:

@@ -1,8 +1,6 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
-
 
 @activity(transactional=False)
 async def call_partner_api(ctx: ActivityContext, customer: str) -> str:

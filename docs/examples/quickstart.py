@@ -1,10 +1,7 @@
 # tested on: sqlite, postgres, mysql
-from dataclasses import dataclass
-
 import trio
-
+from dataclasses import dataclass
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
-
 
 @dataclass
 class Order:

@@ -1,8 +1,6 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, recur, workflow
-
 
 @activity
 async def step(ctx: ActivityContext, n: int) -> int:

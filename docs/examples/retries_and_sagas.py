@@ -1,15 +1,7 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
-from romancy_trio import (
-    ActivityContext,
-    RetryPolicy,
-    WorkflowContext,
-    WorkflowFailedError,
-    activity,
-    open_app,
-    workflow,
-)
+from romancy_trio import (ActivityContext, RetryPolicy, WorkflowContext, WorkflowFailedError,
+                          activity, open_app, workflow)
 
 attempts = {"n": 0}
 

@@ -2,9 +2,7 @@
 from datetime import UTC, datetime
 
 import trio
-
 from romancy_trio import WorkflowContext, open_app, workflow
-
 
 @workflow
 async def report(ctx: WorkflowContext, team: str) -> str:

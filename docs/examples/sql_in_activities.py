@@ -1,8 +1,6 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
-
 
 @activity
 async def stock(ctx: ActivityContext, sku: str, qty: int) -> int:

@@ -4,17 +4,8 @@ from datetime import timedelta
 import trio
 from trio.testing import MockClock
 
-from romancy_trio import (
-    ActivityContext,
-    Event,
-    EventTimeoutError,
-    WorkflowContext,
-    activity,
-    sleep,
-    testing,
-    wait_event,
-    workflow,
-)
+from romancy_trio import (ActivityContext, Event, EventTimeoutError, WorkflowContext, activity,
+                          sleep, testing, wait_event, workflow)
 
 
 @activity(transactional=False)

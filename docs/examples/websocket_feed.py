@@ -1,10 +1,8 @@
 # tested on: sqlite, postgres, mysql
 import trio
-
 from romancy_trio import open_app
 from romancy_trio.asgi import serve_http
 from romancy_trio.client import subscribe
-
 
 async def main() -> None:
     async with open_app() as app, trio.open_nursery() as nursery:
