@@ -1,11 +1,11 @@
-"""nox sessions: tests, lint, typecheck, tests-pgbouncer (``.ci/run`` runs these four), demo,
-loadtest."""
+"""nox sessions: tests, lint, typecheck, tests-pgbouncer, docs (``.ci/run`` runs these five),
+demo, loadtest."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "tests-pgbouncer"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "tests-pgbouncer"]
 nox.options.reuse_existing_virtualenvs = True
 PACKAGES = ["romancy_trio", "notify/romancy_notify", "channels/romancy_channels"]
 
@@ -35,7 +35,7 @@ def tests_pgbouncer(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
-    session.run("ruff", "check", *PACKAGES, "tests", "loadtests", "noxfile.py")
+    session.run("ruff", "check", *PACKAGES, "tests", "loadtests", "docs/examples", "noxfile.py")
     session.run("lint-imports")
 
 
@@ -43,6 +43,16 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[typecheck]")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, ``mkdocs build --strict`` into ``site/``: a broken link, a missing
+    snippet file or an API reference that does not resolve fails it. (Its examples are run by
+    tests/test_docs_examples.py in ``tests``.)"""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs,
+                env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

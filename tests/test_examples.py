@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests._paths import PYTHONPATH
-from tests.test_readme import fresh_pg_url
+from tests.test_docs_examples import fresh_pg_url
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["fresh_pg_url"]  # a fixture, used by name

@@ -4,7 +4,6 @@ values winning - checked on the real sockets (client) and in the server's settin
 from __future__ import annotations
 
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -74,11 +73,10 @@ def test_the_conninfo_wins() -> None:
 
 
 def test_the_readme_example_runs() -> None:
-    """The README's *Network partitions* example (not run by test_readme: no trio.run)."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("\n## Network partitions\n", 1)[1].split("\n## ", 1)[0]
-    [block] = re.findall(r"```python\n(.*?)```", section, re.S)
-    exec(compile(block, "README.md (Network partitions)", "exec"), {})
+    """The docs' *Network partitions* example, in this process (tests/test_docs_examples.py
+    also runs it as a program)."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / "link_timeouts.py"
+    exec(compile(path.read_text(), str(path), "exec"), {})
 
 
 async def test_both_ends_of_a_connection_get_them(pg_dsn: str) -> None:

@@ -245,7 +245,7 @@ async def _ledger(app: Any, iid: str) -> list[str]:
 
 async def test_asynchronous_standby_loses_unreplicated_transactions_whole(
         pg_async_standby_pair: StandbyPair) -> None:
-    """What the README says asynchronous replication can lose: transactions the primary
+    """What the docs say asynchronous replication can lose: transactions the primary
     acknowledged but had not sent yet - here an event, the activity it let run (its effect and
     its history record together) and the instance's completion, and a start. The new primary
     has the state before them, consistent: the instance waits again, the event is unknown (sent
@@ -278,12 +278,8 @@ async def test_asynchronous_standby_loses_unreplicated_transactions_whole(
 
 
 def _readme_example() -> str:
-    """The example of the README's "Failover to a standby" section."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Failover to a standby"):]
-    section = section[:section.index("\n## ")]
-    [code] = section.split("```python\n")[1:]
-    return code.split("```")[0]
+    """The example of the docs' "Failover to a standby" page: docs/examples/failover.py."""
+    return (ROOT / "docs" / "examples" / "failover.py").read_text()
 
 
 async def test_readme_failover_example_runs_before_and_after_a_failover(

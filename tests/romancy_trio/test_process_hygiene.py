@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from tests._paths import PYTHONPATH
-from tests.test_readme import RUNNABLE, fresh_pg_url
+from tests.test_docs_examples import example, fresh_pg_url
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS_EXAMPLE = next(b for b in RUNNABLE if '"--serve" in sys.argv' in b)
+WORKERS_EXAMPLE = example("many_workers").code
 UNREACHABLE_PG = "postgresql://root@127.0.0.1:1/x"
 UNREACHABLE_LINE = "error: PostgreSQL at 127.0.0.1:1 is unavailable: connection failed: "
 BAD_SQLITE = "sqlite:////nonexistent/dir/x.db"
@@ -96,7 +96,7 @@ def assert_plain_interrupt(code: int, stderr: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_ctrl_c_on_the_readme_worker_example(
+async def test_ctrl_c_on_the_docs_worker_example(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     (tmp_path / "workers.py").write_text(WORKERS_EXAMPLE)

@@ -4,7 +4,7 @@ at ``/login`` (session cookie), the list shows a started instance, a status chan
 without a reload (Server-Sent Events), the instance page draws its timeline once it completes,
 its Cancel button cancels a waiting instance, and its Resume button retries a failed one.
 Screenshots go to ``tmp_path`` and, when
-``ROMANCY_TRIO_SCREENSHOTS`` names a directory, there too (the README's are made so:
+``ROMANCY_TRIO_SCREENSHOTS`` names a directory, there too (the docs' are made so:
 ``ROMANCY_TRIO_SCREENSHOTS=docs/images``)."""
 
 from __future__ import annotations

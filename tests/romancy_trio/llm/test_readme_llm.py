@@ -1,6 +1,7 @@
-"""The README's "Durable LLM calls" examples run as written, each in its own process, twice on
-SQLite and once on PostgreSQL, with the providers' URLs and keys in the environment pointing
-at the fake provider (tests/test_readme.py runs only examples that need nothing else)."""
+"""The "Durable LLM calls" page's examples (docs/examples/llm_*.py) run as written, each in
+its own process, twice on SQLite and once on PostgreSQL, with the providers' URLs and keys
+in the environment pointing at the fake provider (tests/test_docs_examples.py runs only
+examples that need nothing else)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ import pytest
 import trio
 
 from tests._paths import PYTHONPATH, ROOT
-from tests.test_readme import fresh_pg_url  # noqa: F401 - a fixture
+from tests.test_docs_examples import fresh_pg_url  # noqa: F401 - a fixture
 
 from .conftest import KEYS
 from .fake_provider import FakeProvider, Reply
 
-README = (ROOT / "README.md").read_text()
-SECTION = README[README.index("## Durable LLM calls"):]
-SECTION = SECTION[:SECTION.index("\n## ", 1)]
-BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", SECTION, re.S) if "trio.run(" in b]
+EXAMPLES = ["llm_review.py", "llm_agent.py", "llm_gemini.py", "llm_stream.py"]
+BLOCKS = [(ROOT / "docs" / "examples" / name).read_text() for name in EXAMPLES]
 EXPECTED = {  # what each example prints, given the fake's answers
     "review_main": ["'sentiment': 'mixed'", "Usage(input_tokens=22, output_tokens=14, calls=2)",
                     "{'llm.calls': 2.0, 'llm.input_tokens': 22.0, 'llm.output_tokens': 14.0}"],
@@ -54,7 +53,7 @@ def example_name(code: str) -> str:
 
 def test_the_section_has_an_example_per_provider() -> None:
     assert sorted(example_name(b) for b in BLOCKS) == sorted(EXPECTED)
-    assert not [b for b in BLOCKS if "trio.run(main)" in b], "tests/test_readme.py would run it"
+    assert not [b for b in BLOCKS if "trio.run(main)" in b], "test_docs_examples would run it"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

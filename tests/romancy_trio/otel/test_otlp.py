@@ -1,11 +1,10 @@
-"""The README's OTLP set-up, run as written in a separate process, exports to a collector-like
-OTLP/HTTP (protobuf) receiver served by hypercorn on 127.0.0.1: the workflow's spans (one
-trace) and its metrics arrive there, under the configured service name."""
+"""The docs' OTLP set-up (docs/examples/otlp_setup.py), run as written in a separate process,
+exports to a collector-like OTLP/HTTP (protobuf) receiver served by hypercorn on 127.0.0.1:
+the workflow's spans (one trace) and its metrics arrive there, under the configured service name."""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,12 +35,10 @@ except ImportError:  # pragma: no cover - the test extra installs it
     pytest.skip("opentelemetry-exporter-otlp-proto-http is not installed",
                 allow_module_level=True)
 
-README = (ROOT / "README.md").read_text()
-_SETUP = re.search(r"To send them to an OpenTelemetry collector instead.*?\n```\n(.*?)```",
-                   README, re.S)
-assert _SETUP is not None, "the README's OTLP set-up block is gone"
+SETUP = (ROOT / "docs" / "examples" / "otlp_setup.py").read_text()  # the docs' OTLP set-up
+assert "OTLPSpanExporter()" in SETUP, "the docs' OTLP set-up no longer uses the OTLP exporter"
 
-PROGRAM = _SETUP.group(1) + '''
+PROGRAM = SETUP + '''
 import sys
 import trio
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
