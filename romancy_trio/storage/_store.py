@@ -35,7 +35,7 @@ from ._types import (
     lease_lost,
 )
 from ._waits import WaitStore
-from .hints import instance_hint
+from .hints import CHILD_HINT, QUEUE_HINT, instance_hint
 
 log = logging.getLogger("romancy_trio.storage")
 
@@ -326,7 +326,15 @@ class Store:
             self.handover.offer(lease.instance_id, Finished(
                 status, None if params["result"] is None else loads(params["result"]),
                 None if error_json is None else ErrorInfo.from_json(error_json)))
-        self.db.publish_local([(self.topics.done, lease.instance_id)])
+        done = self.topics.done
+        notes = [(done, lease.instance_id)]
+        # the work this end gives the child sweep / queue admission (``ended_flags``): told to
+        # this process only - their fallback sweeps cover a crash before it acts on it
+        if row[1]:
+            notes.append((done, CHILD_HINT))
+        if row[2]:
+            notes.append((done, QUEUE_HINT))
+        self.db.publish_local(notes)
 
     async def continue_as_new(
         self, lease: Lease, run_no: int, input_json: str, *, now: float
