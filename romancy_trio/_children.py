@@ -35,7 +35,7 @@ from ._definitions import Activity
 from ._errors import InstanceIdConflictError
 from ._event_types import Event
 from ._replay._children import CHILD_EVENT, CHILD_SOURCE, CHILD_START
-from ._wake import wait_any
+from ._wake import Wakeups
 from .storage import InstanceInfo, Store, Tx, WorkflowStatus
 from .storage._compose_queries import compose_queries
 from .storage._store import _instance
@@ -73,14 +73,18 @@ class ChildService:
                     ) -> None:
         assert self.hub is not None, "a ChildService made without a hub cannot serve"
         topics = self.store.topics
+        wakeups = Wakeups()
         with self.hub.watch(topics.done, CHILD_HINT) as ended, \
                 self.hub.watch(topics.cancel) as cancelled:
-            task_status.started()
-            while True:
-                while await self.sweep() >= BATCH:
-                    pass
-                # an orphan cancelled by the sweep wakes it again (its own children next)
-                await wait_any((ended, cancelled))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wakeups.relay, ended)
+                nursery.start_soon(wakeups.relay, cancelled)
+                task_status.started()
+                while True:
+                    while await self.sweep() >= BATCH:
+                        pass
+                    # an orphan cancelled by the sweep wakes it again (its children next)
+                    await wakeups.wait()
 
     async def sweep(self) -> int:
         """Tell the parents of ended children, cancel orphans; how many rows it handled."""

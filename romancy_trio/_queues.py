@@ -27,7 +27,7 @@ from romancy_notify import Hub
 
 from . import _clock
 from ._errors import InstanceIdConflictError, InvalidInputError, RomancyError
-from ._wake import wait_any
+from ._wake import Wakeups
 from .storage import Store, Tx
 from .storage._compose_queries import queue_queries
 from .storage.hints import QUEUE_HINT
@@ -127,15 +127,19 @@ class QueueService:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         topics = self.store.topics
+        wakeups = Wakeups()
         with self.hub.watch(topics.done, QUEUE_HINT) as hinted, \
                 self.hub.watch(topics.cancel) as cancelled:
-            task_status.started()
-            while True:
-                wake_at = math.inf
-                for (name,) in await self.store.db.fetchall(self.q.queue_names):
-                    wake_at = min(wake_at, await self.admit(str(name)))
-                await wait_any((hinted, cancelled),
-                               timeout=min(self.fallback, max(0.0, wake_at - _clock.now())))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wakeups.relay, hinted)
+                nursery.start_soon(wakeups.relay, cancelled)
+                task_status.started()
+                while True:
+                    wake_at = math.inf
+                    for (name,) in await self.store.db.fetchall(self.q.queue_names):
+                        wake_at = min(wake_at, await self.admit(str(name)))
+                    await wakeups.wait(min(self.fallback,
+                                           max(0.0, wake_at - _clock.now())))
 
     async def admit(self, queue: str) -> float:
         """Admit what fits now; when the rate window next lets one in (inf: not limited)."""

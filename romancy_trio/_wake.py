@@ -1,26 +1,32 @@
-"""Waiting on several notify watches at once (the sweeps that more than one topic wakes)."""
+"""Several notify watches waking one loop (the sweeps that more than one topic wakes).
+
+One relay task per watch, for the loop's lifetime (the task count stays flat), sets a flag
+that the loop's `Wakeups.wait` takes: every wakeup of any watch (a notification, a gap, its
+fallback timer) that arrives before a `wait` - during the loop's sweep too - makes that
+`wait` return at once; several of them, once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 
 import trio
 
 from romancy_notify import Watch
 
 
-async def wait_any(watches: Sequence[Watch], timeout: float | None = None) -> None:
-    """Return when any of ``watches`` wakes (a notification, a gap or its fallback timer) or
-    after ``timeout`` seconds. What was pending on each is taken: the caller re-reads the
-    rows either way, so one look serves every wakeup that arrived before it."""
-    if [w for w in watches if w.wait_nowait() is not None]:
-        await trio.lowlevel.checkpoint()
-        return
-    async with trio.open_nursery() as nursery:
+class Wakeups:
+    def __init__(self) -> None:
+        self._woken = trio.Event()
 
-        async def one(watch: Watch) -> None:
-            await watch.wait(timeout)
-            nursery.cancel_scope.cancel()
+    async def relay(self, watch: Watch) -> None:
+        """Run in a task of the loop's nursery: feed ``watch``'s wakeups to `wait`."""
+        while True:
+            await watch.wait()
+            self._woken.set()
 
-        for watch in watches:
-            nursery.start_soon(one, watch)
+    async def wait(self, timeout: float | None = None) -> None:
+        """Return once a watch woke since the previous `wait`, or after ``timeout`` s."""
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await self._woken.wait()
+        if self._woken.is_set():
+            self._woken = trio.Event()
