@@ -158,9 +158,13 @@ class Store:
         if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
             expiry = None if extra[9] is None else float(extra[9])
+        # lease epoch 1: its first lease ever (instances are created at epoch 0, or leased
+        # at 1 by a creator that runs them itself), so no run of it has written history yet
+        # (what others write - a delivered event, a message - goes only to a waiting
+        # instance, which has run): nothing to load (issue #22)
         claimed = [
             Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
-                    cancel_requested=bool(r[6]),
+                    cancel_requested=bool(r[6]), fresh=int(r[4]) == 1,
                     history=_history(history, int(r[3])) if r[0] == expected else None,
                     previous_owner=r[7], attributes=_attributes(r[8]))
             for r in rows
