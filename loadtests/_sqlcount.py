@@ -45,12 +45,22 @@ class Counts:
 
 @contextlib.contextmanager
 def counting(*, keep: bool = False) -> Iterator[Counts]:
+    """Count from now on. The end of a transaction that began before (its BEGIN not counted:
+    a background loop's, on its own connection) is left out, so a block counts only what
+    began in it."""
     counts = Counts(sent=[] if keep else None)
     execute, pipeline = TrioConnection.execute, TrioConnection.pipeline
+    begun: set[int] = set()  # the connections whose open transaction began in the block
 
     async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         text = str(query) if isinstance(query, str) else query.as_string(self)
         word = text.split(None, 1)[0].upper() if text.strip() else ""
+        if word == "BEGIN":
+            begun.add(id(self))
+        elif word in ("COMMIT", "ROLLBACK"):
+            if id(self) not in begun:
+                return await execute(self, query, *args, **kwargs)
+            begun.discard(id(self))
         counts.statements += 1
         if counts.sent is not None:
             counts.sent.append((text, args[0] if args else kwargs.get("params")))

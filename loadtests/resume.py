@@ -5,13 +5,22 @@
    alternating; latency = the producer's COMMIT returned -> the activity after the wait runs.
    Done with the worker's resident states (the default) and with them off (every resume
    replays the whole history). Target: 1,000 events <= 2x 10 events, with resident states.
-2. One instance suspends at each of ``STEPS`` steps (3,000 at scale 1); the per-step time of the
-   first and the last 10 % is printed (linear: the same)."""
+2. One instance suspends at each of ``STEPS`` steps (3,000 at scale 1), on PostgreSQL (the
+   event sent by a second App: the wake-up travels over NOTIFY) and on SQLite (a temporary
+   file; the event sent by the worker's own App: the in-process wake-up); the per-step time of
+   the first and the last 10 % is printed (linear: the same).
+
+Standalone: ``python -m loadtests.resume [--steps N] [--long-only] [--backends postgres,sqlite]``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -28,7 +37,7 @@ from romancy_trio import (
 )
 from romancy_trio._engine._resident import ResidentStates
 
-from ._common import Result, Run, drop_schema, new_schema, require
+from ._common import DEFAULT_DSN, Result, Run, check_local, drop_schema, new_schema, require
 
 RESUMES = 40
 STEPS = 3000
@@ -102,31 +111,51 @@ async def _resume_cost(run: Run, resident: bool) -> tuple[dict[int, list[float]]
     return got, {"hits": stats.hits, "invalidated": stats.invalidated, "misses": stats.misses}
 
 
-async def _long_run(run: Run, steps: int) -> tuple[list[float], float]:
+async def _long_run(run: Run, steps: int, backend: str) -> tuple[list[float], float]:
+    """Seconds per step (ms) of one instance suspending ``steps`` times, and the total."""
     schema = new_schema()
     config = AppConfig(schema=schema)
     per_step: list[float] = []
-    try:
-        async with open_app(run.dsn, workflows=WFS, config=config) as worker, \
-                open_app(run.dsn, workflows=WFS, config=config, run_workers=False) as producer:
-            iid = await worker.start(bench_ticker, 0)
-            await _wait_status(worker, iid, "waiting")
-            bar = run.progress(f"{steps}-step suspending workflow", steps)
-            t0 = time.perf_counter()
-            for n in range(steps):
-                t = time.perf_counter()
-                await _tick(producer, iid, n)
-                per_step.append((time.perf_counter() - t) * 1000)
-                bar.advance()
-            seconds = time.perf_counter() - t0
-            bar.close()
-            await _wait_status(worker, iid, "waiting")  # the last step's record written
-            history = await worker.history(iid)
-            require(len(history) == 2 * steps, f"{len(history)} history events, "
-                    f"expected {2 * steps}")
-    finally:
-        drop_schema(run.dsn, schema)
+    with tempfile.TemporaryDirectory(prefix="romancy-resume-") as folder:
+        url = run.dsn if backend == "postgres" else f"sqlite:///{Path(folder) / 'long.db'}"
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                worker = await stack.enter_async_context(
+                    open_app(url, workflows=WFS, config=config))
+                # SQLite: another App would hear of a commit by polling the file (50 ms); the
+                # worker's own App wakes it in process
+                producer = worker if backend == "sqlite" else await stack.enter_async_context(
+                    open_app(url, workflows=WFS, config=config, run_workers=False))
+                iid = await worker.start(bench_ticker, 0)
+                await _wait_status(worker, iid, "waiting")
+                bar = run.progress(f"{steps}-step suspending workflow ({backend})", steps)
+                t0 = time.perf_counter()
+                for n in range(steps):
+                    t = time.perf_counter()
+                    await _tick(producer, iid, n)
+                    per_step.append((time.perf_counter() - t) * 1000)
+                    bar.advance()
+                seconds = time.perf_counter() - t0
+                bar.close()
+                await _wait_status(worker, iid, "waiting")  # the last step's record written
+                history = await worker.history(iid)
+                require(len(history) == 2 * steps, f"{len(history)} history events, "
+                        f"expected {2 * steps}")
+        finally:
+            if backend == "postgres":
+                drop_schema(run.dsn, schema)
     return per_step, seconds
+
+
+def _long_result(backend: str, steps: int, per_step: list[float], seconds: float) -> Result:
+    tenth = max(1, steps // 10)
+    first, last = statistics.mean(per_step[:tenth]), statistics.mean(per_step[-tenth:])
+    return Result(f"{steps}-step suspending workflow, {backend}", steps, seconds, per_step,
+                  {"first_10pct_ms": round(first, 3), "last_10pct_ms": round(last, 3),
+                   "last_over_first": round(last / first, 2),
+                   "first_10pct_p50_ms": round(statistics.median(per_step[:tenth]), 3),
+                   "last_10pct_p50_ms": round(statistics.median(per_step[-tenth:]), 3)},
+                  checked=f"{2 * steps} history events")
 
 
 async def scenario(run: Run) -> list[Result]:
@@ -146,11 +175,43 @@ async def scenario(run: Run) -> list[Result]:
             require(stats["hits"] >= 2 * RESUMES and not stats["invalidated"],
                     f"resident states: {stats}")
     steps = max(100, int(STEPS * run.sizes.sequential / 1000))
-    per_step, seconds = await _long_run(run, steps)
-    tenth = max(1, steps // 10)
-    first, last = statistics.mean(per_step[:tenth]), statistics.mean(per_step[-tenth:])
-    results.append(Result(f"{steps}-step suspending workflow", steps, seconds, per_step,
-                          {"first_10pct_ms": round(first, 3), "last_10pct_ms": round(last, 3),
-                           "last_over_first": round(last / first, 2)},
-                          checked=f"{2 * steps} history events"))
+    return results + await long_runs(run, steps, BACKENDS)
+
+
+BACKENDS = ("postgres", "sqlite")
+
+
+async def long_runs(run: Run, steps: int, backends: tuple[str, ...]) -> list[Result]:
+    results = []
+    for backend in backends:
+        per_step, seconds = await _long_run(run, steps, backend)
+        results.append(_long_result(backend, steps, per_step, seconds))
     return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.resume",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--long-only", action="store_true",
+                        help="only the long suspending workflow(s)")
+    args = parser.parse_args()
+    check_local(args.dsn)
+    backends = tuple(b for b in args.backends.split(",") if b)
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise SystemExit(f"unknown backends {sorted(unknown)}: {', '.join(BACKENDS)}")
+    run = Run(args.dsn)
+
+    async def go() -> list[Result]:
+        return await long_runs(run, args.steps, backends) if args.long_only else (
+            await scenario(run))
+
+    for r in trio.run(go):
+        print(r.scenario, r.row(None))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,12 @@
 
 ``ctx.start_child`` records a built-in transactional activity that inserts the child as a
 pending instance (``parent_instance_id``, ``parent_close_policy``, ``parent_notified = false``)
-in the activity's own transaction. When an instance ends, the ``done`` notification wakes
-`ChildService.serve` in every worker, which (in bounded batches, rows locked with SKIP LOCKED)
+in the activity's own transaction. When an instance with a parent or live children ends, the
+worker that ended it runs `ChildService.sweep` (its finishing statement says so: `Store.finish`
+publishes ``CHILD_HINT`` in process; an instance with neither costs no sweep, issue #22); a
+cancellation wakes the sweep in every worker (the cancel notification: a pending or waiting
+instance ends in the cancelling transaction). The sweep (in bounded batches, rows locked with
+SKIP LOCKED)
 
 * tells each ended child's parent: an event targeted at the parent, type
   ``romancy.child:<child id>``, carrying the child's status, result or error (recorded once per
@@ -11,8 +15,9 @@ in the activity's own transaction. When an instance ends, the ``done`` notificat
 * cancels the live children (policy ``cancel``) of parents that have ended: their
   compensations run as for any cancelled instance.
 
-The notification is a hint: the same sweep runs on the hub's fallback timer, so an outcome is
-never lost to a missed notification or a worker that died between the two transactions.
+The notification is a hint: the same sweep runs on the hub's fallback timer in every worker,
+so an outcome is never lost to a missed notification or a worker that died between the
+finishing statement and its sweep.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from ._definitions import Activity
 from ._errors import InstanceIdConflictError
 from ._event_types import Event
 from ._replay._children import CHILD_EVENT, CHILD_SOURCE, CHILD_START
+from ._wake import Wakeups
 from .storage import InstanceInfo, Store, Tx, WorkflowStatus
 from .storage._compose_queries import compose_queries
 from .storage._store import _instance
-from .storage.hints import instance_hint
+from .storage.hints import CHILD_HINT, instance_hint
 
 BATCH = 200
 
@@ -66,12 +72,19 @@ class ChildService:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         assert self.hub is not None, "a ChildService made without a hub cannot serve"
-        with self.hub.watch(self.store.topics.done) as watch:
-            task_status.started()
-            while True:
-                while await self.sweep() >= BATCH:
-                    pass
-                await watch.wait()
+        topics = self.store.topics
+        wakeups = Wakeups()
+        with self.hub.watch(topics.done, CHILD_HINT) as ended, \
+                self.hub.watch(topics.cancel) as cancelled:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wakeups.relay, ended)
+                nursery.start_soon(wakeups.relay, cancelled)
+                task_status.started()
+                while True:
+                    while await self.sweep() >= BATCH:
+                        pass
+                    # an orphan cancelled by the sweep wakes it again (its children next)
+                    await wakeups.wait()
 
     async def sweep(self) -> int:
         """Tell the parents of ended children, cancel orphans; how many rows it handled."""

@@ -8,9 +8,11 @@ have ended, counts the slots held (per partition key too) and the admissions wit
 period, and admits the best waiting entries (highest ``priority`` first, then oldest) that
 fit - their instances become ``pending`` and are claimed like any other. An admitted instance
 holds its slot until it ends (waiting included). Every worker runs `QueueService.serve`, woken
-by the ``done`` topic (any instance ending may free a slot; an enqueue or a queue change is
-announced there too, as ``queue``), when the rate window lets the next one in, and by the
-fallback timer.
+by ``QUEUE_HINT`` on the ``done`` topic - published in process by the worker that ended an
+instance holding a slot (its finishing statement says so; other ends cost no admission round,
+issue #22), and to every worker by an enqueue or a queue change - by any cancellation (a
+waiting instance ends in the cancelling transaction), when the rate window lets the next one
+in, and by the fallback timer (which also covers a worker that died before its round).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from romancy_notify import Hub
 
 from . import _clock
 from ._errors import InstanceIdConflictError, InvalidInputError, RomancyError
+from ._wake import Wakeups
 from .storage import Store, Tx
 from .storage._compose_queries import queue_queries
+from .storage.hints import QUEUE_HINT
 
-QUEUE_HINT = "queue"
 CANDIDATES = 500
 
 
@@ -123,13 +126,20 @@ class QueueService:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
-        with self.hub.watch(self.store.topics.done) as watch:
-            task_status.started()
-            while True:
-                wake_at = math.inf
-                for (name,) in await self.store.db.fetchall(self.q.queue_names):
-                    wake_at = min(wake_at, await self.admit(str(name)))
-                await watch.wait(timeout=min(self.fallback, max(0.0, wake_at - _clock.now())))
+        topics = self.store.topics
+        wakeups = Wakeups()
+        with self.hub.watch(topics.done, QUEUE_HINT) as hinted, \
+                self.hub.watch(topics.cancel) as cancelled:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wakeups.relay, hinted)
+                nursery.start_soon(wakeups.relay, cancelled)
+                task_status.started()
+                while True:
+                    wake_at = math.inf
+                    for (name,) in await self.store.db.fetchall(self.q.queue_names):
+                        wake_at = min(wake_at, await self.admit(str(name)))
+                    await wakeups.wait(min(self.fallback,
+                                           max(0.0, wake_at - _clock.now())))
 
     async def admit(self, queue: str) -> float:
         """Admit what fits now; when the rate window next lets one in (inf: not limited)."""

@@ -37,7 +37,8 @@ class Queries:
     """named: now, iid, owner, epoch, topic. Hand a leased instance back; announces work."""
     finish: str
     """named: status, result, error, now, iid, owner, epoch, topic. Fenced final status;
-    announces done."""
+    announces done. -> (iid, tell, slot): ``ended_flags`` (issue #22: which sweeps the end
+    gives work to, known from the finishing statement itself)."""
     next_expiry: str
     """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
     earliest waiting instance falls due (NULL: nothing scheduled)."""
@@ -91,6 +92,20 @@ class Queries:
     finish_recording: str | None = None
     """``finish`` that also inserts one history event (``record``'s params, for the lease's
     run): one statement. None: ``record`` then ``finish`` in one transaction."""
+
+
+def ended_flags(instances: str, entries: str, row: str) -> str:
+    """Two columns a finishing statement returns for the instance ``row`` (an alias or table
+    name) that just ended: *tell* - it has a parent, or live children (the child sweep has
+    work: tell the parent, cancel orphans); *slot* - it held a queue slot (admission has
+    work). ``instances``/``entries``: the (qualified) instance and queue-entry tables. Two
+    index probes; an instance with neither costs no sweep (``Store.finish``)."""
+    return f"""
+        {row}.parent_instance_id IS NOT NULL OR EXISTS (
+            SELECT 1 FROM {instances} c WHERE c.parent_instance_id = {row}.instance_id
+              AND c.status IN ('pending', 'running', 'waiting')),
+        EXISTS (SELECT 1 FROM {entries} e WHERE e.instance_id = {row}.instance_id
+              AND e.released_at IS NULL)"""
 
 
 INSTANCE_COLUMNS = (

@@ -35,7 +35,7 @@ from ._types import (
     lease_lost,
 )
 from ._waits import WaitStore
-from .hints import instance_hint
+from .hints import CHILD_HINT, QUEUE_HINT, instance_hint
 
 log = logging.getLogger("romancy_trio.storage")
 
@@ -158,9 +158,13 @@ class Store:
         if with_expiry:  # claim_and_expiry: one more row, without an instance
             [extra] = [r for r in rows if r[0] is None]
             expiry = None if extra[9] is None else float(extra[9])
+        # lease epoch 1: its first lease ever (instances are created at epoch 0, or leased
+        # at 1 by a creator that runs them itself), so no run of it has written history yet
+        # (what others write - a delivered event, a message - goes only to a waiting
+        # instance, which has run): nothing to load (issue #22)
         claimed = [
             Claimed(Lease(r[0], owner, int(r[4])), r[1], r[2], int(r[3]), float(r[5]),
-                    cancel_requested=bool(r[6]),
+                    cancel_requested=bool(r[6]), fresh=int(r[4]) == 1,
                     history=_history(history, int(r[3])) if r[0] == expected else None,
                     previous_owner=r[7], attributes=_attributes(r[8]))
             for r in rows
@@ -326,7 +330,15 @@ class Store:
             self.handover.offer(lease.instance_id, Finished(
                 status, None if params["result"] is None else loads(params["result"]),
                 None if error_json is None else ErrorInfo.from_json(error_json)))
-        self.db.publish_local([(self.topics.done, lease.instance_id)])
+        done = self.topics.done
+        notes = [(done, lease.instance_id)]
+        # the work this end gives the child sweep / queue admission (``ended_flags``): told to
+        # this process only - their fallback sweeps cover a crash before it acts on it
+        if row[1]:
+            notes.append((done, CHILD_HINT))
+        if row[2]:
+            notes.append((done, QUEUE_HINT))
+        self.db.publish_local(notes)
 
     async def continue_as_new(
         self, lease: Lease, run_no: int, input_json: str, *, now: float

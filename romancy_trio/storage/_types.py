@@ -105,7 +105,8 @@ class Claimed:
     run_started_at: float
     cancel_requested: bool = False
     fresh: bool = False
-    """Created by this process a moment ago: it has no history to load."""
+    """Created by this process a moment ago, or claimed for the first time ever (lease epoch
+    1): it has no history to load."""
     history: tuple[HistoryEvent, ...] | None = None
     """Its current run's history, when the claim brought it along (else load it)."""
     previous_owner: str | None = None

@@ -62,3 +62,13 @@ def parse_placed(payload: str) -> tuple[str, str] | None:
     if not colon or not size.isdigit() or int(size) > len(rest):
         return None
     return rest[int(size):], rest[:int(size)]
+
+
+# Payloads of the done notification besides an instance id (issue #22: a finished instance
+# wakes the child sweep and queue admission only when it gives them work):
+CHILD_HINT = "child"
+"""An instance with a parent or live children ended: the child sweep has work (published in
+the finishing process only; a sweep on the fallback timer covers a worker that died first)."""
+QUEUE_HINT = "queue"
+"""A queue slot may have freed (an instance holding one ended: in the finishing process), or
+an entry was enqueued or a queue declared (to every process)."""

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from romancy_channels import qualify
 
-from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries, ended_flags
 from ._retention import RetentionQueries
 from .hints import DEADLINE, INSTANCE
 
@@ -33,6 +33,7 @@ _FENCE = (
     "AND status = 'running'"
 )
 _NOW_EPOCH = "UNIX_TIMESTAMP(NOW(6))"
+_ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "i")
 _SIGNAL = "INSERT INTO {schema}.romancy_signals (topic, payload, origin)"
 
 
@@ -154,7 +155,8 @@ QUERIES = Queries(
         WHERE {_FENCE};
         SET @n = ROW_COUNT();
         {_SIGNAL} SELECT %(topic)s, %(iid)s, @romancy_origin FROM DUAL WHERE @n > 0;
-        SELECT %(iid)s FROM DUAL WHERE @n > 0""",
+        SELECT i.instance_id, {_ENDED}
+        FROM {{schema}}.workflow_instances i WHERE i.instance_id = %(iid)s AND @n > 0""",
     next_expiry=_NEXT_EXPIRY,
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, `key`,

@@ -8,7 +8,7 @@ once per store, so pooled connections need no ``search_path``. New statements fo
 
 from __future__ import annotations
 
-from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries, ended_flags
 from ._retention import RetentionQueries
 from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
 
@@ -21,6 +21,8 @@ _FENCE = (
     "instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
     "AND status = 'running'"
 )
+
+_ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "u")
 
 _WAKE_NOW = f"coalesce(%(now)s::float8, EXTRACT(EPOCH FROM {_NOW})::float8)"
 """Due wake-ups compare with the app's durable clock when it has one (``now``: see
@@ -176,8 +178,8 @@ QUERIES = Queries(
             SET status = %(status)s, result = %(result)s, error = %(error)s,
                 updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
             WHERE {_FENCE}
-            RETURNING instance_id)
-        SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
+            RETURNING instance_id, parent_instance_id)
+        SELECT instance_id, {_ENDED}, pg_notify(%(topic)s, instance_id) FROM u""",
     next_expiry=_NEXT_EXPIRY,  # unused here (claim_and_expiry)
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
@@ -230,13 +232,13 @@ QUERIES = Queries(
             SET status = %(status)s, result = %(result)s, error = %(error)s,
                 updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
             WHERE {_FENCE} AND run_no = %(run_no)s
-            RETURNING instance_id, run_no),
+            RETURNING instance_id, run_no, parent_instance_id),
         h AS (
             INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
                 payload, worker_id, lease_epoch, created_at, compensation)
             SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
                 %(epoch)s, %(at)s, %(compensation)s FROM u)
-        SELECT instance_id, pg_notify(%(topic)s, instance_id) FROM u""",
+        SELECT instance_id, {_ENDED}, pg_notify(%(topic)s, instance_id) FROM u""",
 )
 
 WAIT_QUERIES = WaitQueries(

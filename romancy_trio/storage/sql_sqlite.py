@@ -6,12 +6,14 @@ SQLite has one namespace per database file (see ``sql_postgres`` for the Postgre
 
 from __future__ import annotations
 
-from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries
+from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries, ended_flags
 from ._retention import RetentionQueries
 
 _FENCE = (
     "instance_id = :iid AND lease_owner = :owner AND lease_epoch = :epoch AND status = 'running'"
 )
+
+_ENDED = ended_flags("workflow_instances", "workflow_queue_entries", "workflow_instances")
 
 _VERSIONS = ("(code_version IS NULL OR workflow_name || '|' || code_version IN "
              "(SELECT value FROM json_each(:versions)))")
@@ -80,7 +82,7 @@ QUERIES = Queries(
         SET status = :status, result = :result, error = :error, updated_at = :now,
             lease_owner = NULL, lease_expires_at = NULL
         WHERE {_FENCE}
-        RETURNING instance_id""",
+        RETURNING instance_id, {_ENDED}""",
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
     worker_lock=None,
     take_over_dead=None,  # one process per file as a rule: the lease TTL covers the rest

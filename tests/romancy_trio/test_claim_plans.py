@@ -63,6 +63,9 @@ def _statements(store: Store) -> list[tuple[str, str, Any]]:
          dict(now=1.0, kind="event", key="plan.ev.77", target=None, limit=100, topic="t")),
         ("wake_if_ready", w.wake_if_ready.replace("{ready}", "NULL"),
          dict(now=1.0, iid="w77", wait_id="w0", topic="t")),
+        # what the end gives the child sweep / queue admission: probes, not scans
+        ("finish", q.finish, dict(status="completed", result="1", error=None, now=1.0,
+                                  iid="w77", owner="plan-worker", epoch=1, topic="t")),
     ]
     if q.claim_and_expiry is not None:
         found.append(("claim_and_expiry", q.claim_and_expiry, claim))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from loadtests._sqlcount import counting
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
 
@@ -69,10 +67,6 @@ async def _count(pg_backend: Backend, wf: Any) -> tuple[list[int], int, list[str
     return results, counts.commits, ours
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #22 (open): since child workflows and queues landed, every worker sweeps for ended "
-    "children (a BEGIN/children_to_tell/COMMIT transaction) and queue admissions after each "
-    "'done' notification, so a finished workflow costs 3+ statements more than this counts"))
 async def test_one_activity_workflow_costs_two_statements(pg_backend: Backend) -> None:
     results, commits, ours = await _count(pg_backend, stmt_one)
     assert results == list(range(1, RUNS + 1))
@@ -82,20 +76,12 @@ async def test_one_activity_workflow_costs_two_statements(pg_backend: Backend) -
     assert "SELECT" not in ours  # no status SELECT, no history SELECT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #22 (open): since child workflows and queues landed, every worker sweeps for ended "
-    "children (a BEGIN/children_to_tell/COMMIT transaction) and queue admissions after each "
-    "'done' notification, so a finished workflow costs 3+ statements more than this counts"))
 async def test_a_second_activity_is_recorded_before_the_next_runs(pg_backend: Backend) -> None:
     results, _, ours = await _count(pg_backend, stmt_two)
     assert results == list(range(2, RUNS + 2))
     assert len(ours) == 3 * RUNS, ours  # start, first record, record + finish
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue #22 (open): since child workflows and queues landed, every worker sweeps for ended "
-    "children (a BEGIN/children_to_tell/COMMIT transaction) and queue admissions after each "
-    "'done' notification, so a finished workflow costs 3+ statements more than this counts"))
 async def test_an_activity_with_sql_records_in_its_own_transaction(pg_backend: Backend) -> None:
     results, commits, ours = await _count(pg_backend, stmt_sql)
     assert results == list(range(1, RUNS + 1))
