@@ -214,10 +214,10 @@ class MysqlDatabase:
     async def _signal_hub(self, plan: HubPlan) -> AsyncIterator[Hub]:
         from ._mysql_signals import SignalReader
 
-        reader = SignalReader(self, dedicated=True)
+        reader = SignalReader(self, dedicated=True, idle_interval=plan.signal_interval)
         try:
             async with open_local_hub(plan.topics, config=plan.config, fetch_elsewhere=reader,
-                                      poll_interval=plan.signal_interval) as hub:
+                                      poll_interval=reader.tick(plan.signal_interval)) as hub:
                 yield hub
         finally:
             with trio.CancelScope(shield=True):
