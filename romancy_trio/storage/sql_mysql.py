@@ -123,7 +123,7 @@ _NEXT_EXPIRY = f"""
                     FROM {{schema}}.workflow_instances
                     WHERE status IN ('pending', 'running')
                       AND NOT (lease_owner <=> %(owner)s)) AS a,
-                   (SELECT min(wake_at) - {_NOW_EPOCH}
+                   (SELECT min(wake_at) - coalesce(%(now)s, {_NOW_EPOCH})
                     FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
 
 QUERIES = Queries(
@@ -161,7 +161,8 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances
         WHERE (%s IS NULL OR status = %s) AND (%s IS NULL OR workflow_name = %s)
         ORDER BY created_at DESC, instance_id LIMIT %s""",
-    claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s, %(versions)s)",
+    claim="""CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s,
+                                       %(versions)s, %(now)s)""",
     claim_and_expiry=None,
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,

@@ -157,3 +157,27 @@ async def test_a_transaction_that_may_not_run_again_raises_and_is_counted(
         assert "rolled back" in str(failures[0])
     finally:
         await db.aclose()
+
+
+@workflow
+async def dl_naps_an_hour(ctx: WorkflowContext) -> str:
+    await sleep(ctx, 3600)
+    return "rested"
+
+
+async def test_due_wake_ups_follow_the_apps_clock(backend: Backend) -> None:
+    """A sleep of an hour on the app's clock (AppConfig.clock, as a time-skipping test sets
+    it) ends when that clock has moved an hour on, whatever the server's clock says - on
+    every backend (the MySQL claim took the server's time)."""
+    import dataclasses
+    import time
+
+    offset = [0.0]
+    config = dataclasses.replace(backend.config, clock=lambda: time.time() + offset[0])
+    async with open_app(backend.url, config=config, workflows=[dl_naps_an_hour]) as app:
+        iid = await app.start(dl_naps_an_hour)
+        with trio.fail_after(30):
+            while (info := await app.status(iid)) is None or info.status != "waiting":
+                await trio.sleep(0.01)
+        offset[0] = 3601.0
+        assert await app.result(iid, timeout=60) == "rested"
