@@ -28,6 +28,12 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "")
 
 def check_local(dsn: str) -> None:
     """Benchmarks only ever target this machine: 127.0.0.1, localhost or a unix socket."""
+    if dsn.startswith(("mysql://", "mariadb://")):
+        from romancy_trio.storage._mysql_url import parse_url
+
+        if parse_url(dsn).host not in LOCAL_HOSTS:
+            raise SystemExit(f"refusing to benchmark against non-local host in {dsn!r}")
+        return
     try:
         info = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:

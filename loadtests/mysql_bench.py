@@ -6,6 +6,9 @@ Prints (medians over alternating repetitions, with ranges):
 - one-activity workflows, ``--concurrency`` clients at once, on each server (workflows/s);
 - cross-process wake-up on MySQL: a workflow waiting for an event in a worker process, the
   event sent from this process -> the workflow's next step recorded (p50/p99, ms);
+- a competing channel over ``--channel-workers`` worker processes (``mysql_channels``):
+  messages taken exactly once with a transactional side effect, on each server (messages/s,
+  publish -> taken p50/p99);
 - the idle cost of a worker process with ``--waiting`` workflows waiting: statements per
   second it sends (MySQL: ``Com_*`` counters of the server, this database's sessions only
   counted by a private server; here the whole server's counters minus a quiet baseline).
@@ -250,6 +253,8 @@ async def main(args: argparse.Namespace) -> None:
     for _ in range(args.repetitions):  # alternating: MySQL, PostgreSQL
         base_my.append(await trio.to_thread.run_sync(baseline_mysql, args.baseline))
         base_pg.append(await trio.to_thread.run_sync(baseline_pg, args.baseline))
+        if args.only:
+            continue
         url = fresh_mysql()
         try:
             wf_my.append(await workflows_per_second(url, "unused", args.workflows,
@@ -263,19 +268,34 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             drop_pg(schema)
     print(f"baseline INSERT+COMMIT/s   MySQL {_fmt(base_my)}   PostgreSQL {_fmt(base_pg)}")
-    ratio = statistics.median(wf_my) / statistics.median(wf_pg)
-    print(f"one-activity workflows/s at {args.concurrency} concurrent   MySQL {_fmt(wf_my)}   "
-          f"PostgreSQL {_fmt(wf_pg)}   ratio {ratio:.0%}")
-    url = fresh_mysql()
-    try:
-        lat = await wakeup_latencies(url, args.wakeups)
-        lat.sort()
-        p50 = lat[len(lat) // 2]
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"cross-process wake-up (MySQL, event COMMIT -> workflow done in another process)"
-              f"   n={len(lat)} p50 {p50:.1f} ms  p99 {p99:.1f} ms  max {lat[-1]:.1f} ms")
-    finally:
-        drop_mysql(url)
+    if not args.only:
+        ratio = statistics.median(wf_my) / statistics.median(wf_pg)
+        print(f"one-activity workflows/s at {args.concurrency} concurrent   MySQL "
+              f"{_fmt(wf_my)}   PostgreSQL {_fmt(wf_pg)}   ratio {ratio:.0%}")
+    if args.only in (None, "wakeup"):
+        await wakeups(args)
+    if args.only in (None, "competing"):
+        await competing_both(args)
+    if args.only is None:
+        await idle_cost(args)
+
+
+async def wakeups(args: argparse.Namespace) -> None:
+    """Cross-process wake-up latency, ``--repetitions`` runs of ``--wakeups`` each."""
+    p50s, p99s = [], []
+    for _ in range(args.repetitions):
+        url = fresh_mysql()
+        try:
+            lat = sorted(await wakeup_latencies(url, args.wakeups))
+        finally:
+            drop_mysql(url)
+        p50s.append(lat[len(lat) // 2])
+        p99s.append(lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+    print(f"cross-process wake-up (MySQL, event COMMIT -> workflow done in another process, "
+          f"{args.wakeups} per run)   p50 ms {_fmt(p50s)}   p99 ms {_fmt(p99s)}")
+
+
+async def idle_cost(args: argparse.Namespace) -> None:
     url = fresh_mysql()
     try:
         quiet, busy = await idle_queries_per_second(url, args.waiting, args.idle_seconds)
@@ -287,6 +307,33 @@ async def main(args: argparse.Namespace) -> None:
               f"the client: {own:.1f}/s")
     finally:
         drop_mysql(url)
+
+
+async def competing_both(args: argparse.Namespace) -> None:
+    """The competing-channel scenario, alternating MySQL and PostgreSQL."""
+    from ._common import with_search_path
+    from .mysql_channels import Competing, competing
+
+    sizes = dict(messages=args.messages, consumers=args.consumers,
+                 workers=args.channel_workers)
+    mine: list[Competing] = []
+    theirs: list[Competing] = []
+    for _ in range(args.repetitions):
+        url = fresh_mysql()
+        try:
+            mine.append(await competing(url, url.rsplit("/", 1)[1], **sizes))
+        finally:
+            drop_mysql(url)
+        dsn, schema = fresh_pg()
+        try:
+            theirs.append(await competing(with_search_path(dsn, schema), schema, **sizes))
+        finally:
+            drop_pg(schema)
+    for name, got in (("MySQL", mine), ("PostgreSQL", theirs)):
+        print(f"competing channel ({args.messages} msgs exactly once + tx effect, "
+              f"{args.channel_workers} procs x {args.consumers} consumers) {name}: "
+              f"msgs/s {_fmt([c.per_s for c in got])}   "
+              f"p50 ms {_fmt([c.p50_ms for c in got])}   p99 ms {_fmt([c.p99_ms for c in got])}")
 
 
 def run(argv: list[str]) -> int:
@@ -301,6 +348,14 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--wakeups", type=int, default=100)
     parser.add_argument("--waiting", type=int, default=10_000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--messages", type=int, default=2000,
+                        help="competing channel: messages published")
+    parser.add_argument("--consumers", type=int, default=8,
+                        help="competing channel: consumer workflows")
+    parser.add_argument("--channel-workers", type=int, default=3,
+                        help="competing channel: worker processes")
+    parser.add_argument("--only", choices=("competing", "wakeup"),
+                        help="run only this scenario (with its baseline)")
     trio.run(main, parser.parse_args(argv))
     return 0
 

@@ -407,8 +407,9 @@ class App(ComposeApi):
     def statistics(self) -> SchedulerStatistics | None:
         if self._scheduler is None:
             return None
-        return dataclasses.replace(self._scheduler.statistics(),
-                                   storage_retries=self.store.db.retries)
+        db = self.store.db
+        return dataclasses.replace(self._scheduler.statistics(), storage_retries=db.retries,
+                                   storage_rolled_back=db.rolled_back)
 
     async def backlog(self, *, channel_limit: int = 100) -> Backlog:
         """How much work waits in the database (for every worker): runnable instances,

@@ -60,7 +60,5 @@ async def channel_sweep_loop(channels: ChannelService, config: AppConfig) -> Non
         since = started
 
 async def _cleanup_channels(store: Store, channels: ChannelService, config: AppConfig) -> int:
-    async with store.db.transaction() as tx:
-        return await channels.engine.cleanup_tx(
-            tx, now=_clock.now(), retention=config.channel_retention
-        )
+    return await store.db.run_transaction(lambda tx: channels.engine.cleanup_tx(
+        tx, now=_clock.now(), retention=config.channel_retention))

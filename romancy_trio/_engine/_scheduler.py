@@ -375,9 +375,9 @@ class Scheduler:
 
     async def _announce(self, *, joining: bool) -> None:
         try:
-            async with self.store.db.transaction() as tx:
-                await tx.notify(self.store.topics.members,
-                                self.peers.announcement(joining=joining, load=self._load()))
+            note = self.peers.announcement(joining=joining, load=self._load())
+            await self.store.db.run_transaction(
+                lambda tx: tx.notify(self.store.topics.members, note))
         except StorageUnavailableError as exc:
             log.warning("could not announce this worker (%s); will try again", exc)
 

@@ -21,8 +21,13 @@ class SchedulerStatistics:
     peers: int
     """Live workers running the same workflows, this one included."""
     storage_retries: int = 0
-    """Statements the database driver ran again after the database rolled them back (MySQL:
-    InnoDB deadlocks 1213 and lock-wait timeouts 1205, retried where safe); 0 elsewhere."""
+    """Statements and transactions the database driver ran again after the database rolled
+    them back (MySQL: InnoDB deadlocks 1213 and lock-wait timeouts 1205, retried where safe);
+    0 elsewhere."""
+    storage_rolled_back: int = 0
+    """Transactions the database rolled back that the driver could not run again (MySQL:
+    one whose code had already acted on what it read, e.g. an activity's own transaction):
+    each interrupted what was running and was recovered by replaying it; 0 elsewhere."""
 
 
 @dataclass(slots=True)

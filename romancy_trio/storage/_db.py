@@ -8,9 +8,9 @@ wakes re-reads the rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._gate import TransactionGate
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ._hubs import HubPlan
 
+T = TypeVar("T")
 Row = tuple[Any, ...]
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
@@ -159,12 +160,29 @@ class Database(Protocol):
         """A transaction: commits on normal exit, rolls back on any exception or cancellation."""
         ...
 
+    async def run_transaction(self, body: Callable[[Tx], Awaitable[T]], *,
+                              again: Callable[[], bool] | None = None) -> T:
+        """``body`` in a transaction, committed; what it returned. Where the database rolls a
+        transaction back for a reason that running it again cures (MySQL: a deadlock or a
+        lock-wait timeout), the driver runs ``body`` again from the start in a new
+        transaction (a bounded number of times, each counted in `retries`). So ``body`` must
+        do nothing outside the transaction that may not happen twice - or ``again()``, asked
+        before each new run, says whether it may still run again. When it gives up, the
+        transaction's failure is raised (`StorageUnavailableError`) and counted in
+        `rolled_back`."""
+        ...
+
     gate: TransactionGate
     """Bounds the transactions activities hold open at once (see ``_gate``)."""
 
     retries: int
-    """Statements run again after the database rolled them back (MySQL: deadlocks and
-    lock-wait timeouts); 0 where the driver never needs to."""
+    """Statements and transactions run again after the database rolled them back (MySQL:
+    deadlocks and lock-wait timeouts); 0 where the driver never needs to."""
+
+    rolled_back: int
+    """Transactions the database rolled back that were not run again: their callers got
+    `StorageUnavailableError` (MySQL; the scheduler then replays the instance); 0 where the
+    driver never needs to."""
 
     def worker_session(self, *, on_connect: Statement | None, connect_timeout: float,
                        statement_timeout: float | None = None) -> WorkerSession:

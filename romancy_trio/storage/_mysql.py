@@ -6,12 +6,15 @@ it is handed to this process's waiters; other processes learn of commits from th
 (``_mysql_signals``), written in the same transaction when the store opened with one.
 
 InnoDB gives up on a transaction with a deadlock (1213) or a lock-wait timeout (1205). A
-statement run on its own (`MysqlDatabase.execute`/``fetchall``/``fetch_batch``) is retried
-transparently - nothing of it committed, so running it again is safe - up to
-`DEADLOCK_RETRIES` times with a short random pause; each retry counts in `retries`. Inside an
-explicit transaction the block's own code would have to run again, which only its owner can
-do: the transaction is rolled back and `StorageUnavailableError` raised (the scheduler then
-replays the instance from its history; a client call may simply be repeated).
+statement run on its own (`MysqlDatabase.execute`/``fetchall``/``fetch_batch``, the worker
+session's) is retried transparently - nothing of it committed, so running it again is safe -
+up to `DEADLOCK_RETRIES` times with a short random pause; each retry counts in `retries`. So
+is a transaction given as a function (`MysqlDatabase.run_transaction`): the driver runs the
+whole function again in a new transaction. Inside a plain ``async with transaction()`` the
+block's own code would have to run again, which only its owner can do: the transaction is
+rolled back and `RolledBack` (a `StorageUnavailableError`) raised, counted in
+`rolled_back` (the scheduler then replays the instance from its history; a client call may
+simply be repeated). The SQL avoids the deadlocks in the first place (see ``sql_mysql``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pymysql
 import trio
@@ -50,6 +53,7 @@ from ._mysql_conn import (
 )
 
 log = logging.getLogger("romancy_trio.storage")
+T = TypeVar("T")
 
 DEADLOCK_RETRIES = 5
 FENCED_OUT = 31001
@@ -61,6 +65,11 @@ class Retry(Exception):
     """InnoDB rolled the transaction back (deadlock / lock-wait timeout)."""
 
 
+class RolledBack(StorageUnavailableError):
+    """InnoDB rolled this transaction back (deadlock / lock-wait timeout): nothing of it
+    committed, and running it again may well succeed."""
+
+
 def _translate(address: str, exc: pymysql.MySQLError) -> BaseException:
     code = errno(exc)
     if is_lost(exc):
@@ -68,7 +77,7 @@ def _translate(address: str, exc: pymysql.MySQLError) -> BaseException:
     if code == FENCED_OUT:
         return LeaseLostError(str(exc.args[-1]))
     if code in (DEADLOCK, LOCK_WAIT_TIMEOUT):
-        return StorageUnavailableError(
+        return RolledBack(
             f"MySQL at {address}: the transaction was rolled back ({exc.args[-1]}); "
             "it can be retried")
     return exc
@@ -179,7 +188,7 @@ class MysqlDatabase:
         self.retries = 0
         """Statements run again after InnoDB rolled them back (deadlock, lock-wait timeout)."""
         self.rolled_back = 0
-        """Explicit transactions InnoDB rolled back (raised as `StorageUnavailableError`)."""
+        """Transactions InnoDB rolled back that were not run again (raised as `RolledBack`)."""
         self.gate = TransactionGate(max_size)
         self.pool = MysqlPool(params, max_size + LIBRARY_CONNECTIONS)
 
@@ -205,10 +214,10 @@ class MysqlDatabase:
     async def _signal_hub(self, plan: HubPlan) -> AsyncIterator[Hub]:
         from ._mysql_signals import SignalReader
 
-        reader = SignalReader(self, dedicated=True)
+        reader = SignalReader(self, dedicated=True, idle_interval=plan.signal_interval)
         try:
             async with open_local_hub(plan.topics, config=plan.config, fetch_elsewhere=reader,
-                                      poll_interval=plan.signal_interval) as hub:
+                                      poll_interval=reader.tick(plan.signal_interval)) as hub:
                 yield hub
         finally:
             with trio.CancelScope(shield=True):
@@ -223,6 +232,32 @@ class MysqlDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MysqlTx]:
+        try:
+            async with self._transaction() as tx:
+                yield tx
+        except RolledBack:
+            self.rolled_back += 1
+            raise
+
+    async def run_transaction(self, body: Callable[[MysqlTx], Awaitable[T]], *,
+                              again: Callable[[], bool] | None = None) -> T:
+        """`Database.run_transaction`: after InnoDB rolled it back (deadlock, lock-wait
+        timeout), ``body`` runs again in a new transaction, up to `DEADLOCK_RETRIES` times
+        (each counted in `retries`) while ``again()`` allows."""
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                async with self._transaction() as tx:
+                    return await body(tx)
+            except RolledBack:
+                if attempt == DEADLOCK_RETRIES or (again is not None and not again()):
+                    self.rolled_back += 1
+                    raise
+                self.retries += 1
+                await trio.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[MysqlTx]:
         self.transactions += 1
         try:
             async with self.pool.connection() as conn:
@@ -339,12 +374,18 @@ class MysqlWorkerSession:
                 return rows
 
             with trio.move_on_after(self._statement_timeout):
-                try:
-                    return await conn.run(run)
-                except pymysql.MySQLError as exc:
-                    if is_lost(exc):
-                        await self._drop()
-                    raise _translate(self._db.address, exc) from exc
+                for attempt in range(DEADLOCK_RETRIES + 1):
+                    try:
+                        return await conn.run(run)
+                    except pymysql.MySQLError as exc:
+                        if is_lost(exc):
+                            await self._drop()
+                        elif (errno(exc) in (DEADLOCK, LOCK_WAIT_TIMEOUT)
+                              and attempt < DEADLOCK_RETRIES):
+                            self._db.retries += 1  # rolled back whole: safe to run again
+                            await trio.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
+                            continue
+                        raise _translate(self._db.address, exc) from exc
             await self._drop()
             raise StorageUnavailableError(
                 f"MySQL (worker session): no answer within {self._statement_timeout:g} s")

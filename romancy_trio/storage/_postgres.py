@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import trio
@@ -41,6 +41,8 @@ from ._hubs import HubPlan, postgres_hub
 from ._pg_session import PostgresWorkerSession
 from ._pg_url import connect_timeout as url_connect_timeout
 from ._pg_url import server_address
+
+T = TypeVar("T")
 
 log = logging.getLogger("romancy_trio.storage")
 
@@ -247,6 +249,7 @@ async def _rows(cur: psycopg.AsyncCursor[Row]) -> list[Row]:
 class PostgresDatabase:
     dialect = "postgres"
     retries = 0  # nothing to retry: see Database.retries
+    rolled_back = 0
 
     def __init__(self, conninfo: str, *, schema: str, max_size: int = 10,
                  link: LinkTimeouts | None = None, session_conninfo: str | None = None,
@@ -292,6 +295,12 @@ class PostgresDatabase:
 
     def set_after_commit(self, callback: AfterCommit) -> None:
         self._after_commit = callback
+
+    async def run_transaction(self, body: Callable[[PostgresTx], Awaitable[T]], *,
+                              again: Callable[[], bool] | None = None) -> T:
+        """`Database.run_transaction`: runs ``body`` once (nothing here is run again)."""
+        async with self.transaction() as tx:
+            return await body(tx)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:

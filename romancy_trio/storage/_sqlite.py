@@ -9,7 +9,7 @@ in-process after COMMIT; other processes sharing the file learn of this one's co
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -90,6 +90,7 @@ class SqliteTx:
 class SqliteDatabase:
     dialect = "sqlite"
     retries = 0  # nothing to retry: see Database.retries
+    rolled_back = 0
     schema = "main"
 
     def __init__(self, path: str) -> None:
@@ -151,6 +152,12 @@ class SqliteDatabase:
         if conn is None:
             raise RuntimeError("the SQLite database is not open")
         return await trio.to_thread.run_sync(lambda: fn(conn), limiter=self._limiter)
+
+    async def run_transaction(self, body: Callable[[SqliteTx], Awaitable[T]], *,
+                              again: Callable[[], bool] | None = None) -> T:
+        """`Database.run_transaction`: runs ``body`` once (nothing here is run again)."""
+        async with self.transaction() as tx:
+            return await body(tx)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:

@@ -320,9 +320,11 @@ class Store:
             row = await self.db.fetchone(self.q.finish_recording,
                                          {**self._record_params(lease, *record), **params})
         else:
-            async with self.db.transaction() as tx:
+            async def record_and_finish(tx: Tx) -> Row | None:
                 await self.record_event_tx(tx, lease, *record)
-                row = await tx.fetchone(self.q.finish, params)
+                return await tx.fetchone(self.q.finish, params)
+
+            row = await self.db.run_transaction(record_and_finish)
 
         if row is None:
             raise lease_lost(lease)
@@ -345,7 +347,8 @@ class Store:
     ) -> int:
         """Fenced ``recur``: archive the run's history, start the next run. Returns its number."""
         iid = lease.instance_id
-        async with self.db.transaction() as tx:
+
+        async def next_run(tx: Tx) -> None:
             row = await tx.fetchone(self.q.fence, (iid, lease.worker_id, lease.epoch))
             if row is None or int(row[0]) != run_no:
                 raise lease_lost(lease)
@@ -360,6 +363,8 @@ class Store:
             await tx.execute(
                 self.q.start_next_run, (input_json, now, now, iid, lease.worker_id, lease.epoch)
             )
+
+        await self.db.run_transaction(next_run)
         return run_no + 1
 
     # -- data lifecycle ----------------------------------------------------------------------

@@ -97,7 +97,12 @@ class WaitStore:
         found."""
         fence = {"iid": lease.instance_id, "owner": lease.worker_id, "epoch": lease.epoch}
         iid = lease.instance_id
-        async with self.db.transaction() as tx:
+        handed = False  # `then` has seen an event: the run cannot be repeated after that
+        wait_now, seq_now, now_now = wait, seq, now
+
+        async def body(tx: Tx) -> HistoryEvent | tuple[list[Row], WaitCommand]:
+            nonlocal handed
+            wait, seq, now = wait_now, seq_now, now_now
             # First look without locks (the common case: something is there; the fenced
             # record below still guards the lease).
             _, found = await self._take_tx(tx, iid, wait)
@@ -124,6 +129,7 @@ class WaitStore:
                           "key": event.key, "payload": dumps(event.payload), "at": now,
                           "compensation": None}
                 record = [(q, params) for q in self.w.resolve]
+                handed = then is not None
                 following = None if then is None else then(event)
                 take = None
                 if (following is not None and following.kind is WaitKind.CHANNEL
@@ -167,6 +173,12 @@ class WaitStore:
                                             then_commit=True)
             if not last:  # fenced: the lease, or the run, is no longer ours
                 raise lease_lost(lease)
+            return last, wait
+
+        done = await self.db.run_transaction(body, again=lambda: not handed)
+        if isinstance(done, HistoryEvent):
+            return done
+        last, wait = done
         if last[0][0] == WorkflowStatus.PENDING:  # a cancel arrived: claim it
             self.db.publish_local([(self.topics.work, "")])
         elif wait.deadline is not None:  # re-arm timers
@@ -257,9 +269,8 @@ class WaitStore:
             if woken:
                 self.db.publish_local([(self.topics.work, "")])
             return EventReceipt(event.id, event.source, not row[0], woken)
-        async with self.db.transaction() as tx:
-            receipt = await self._record_tx(tx, event, body_json, now)
-        return receipt
+        return await self.db.run_transaction(
+            lambda tx: self._record_tx(tx, event, body_json, now))
 
     async def send_events(self, events: Sequence[Event]) -> list[EventReceipt]:
         """Record several events in one transaction: all of them or none (an invalid event
@@ -269,9 +280,12 @@ class WaitStore:
             event.validate()
             bodies.append(dumps(event.body()))
         now = _clock.now()
-        async with self.db.transaction() as tx:
+
+        async def record_all(tx: Tx) -> list[EventReceipt]:
             return [await self._record_tx(tx, event, body_json, now)
                     for event, body_json in zip(events, bodies, strict=True)]
+
+        return await self.db.run_transaction(record_all)
 
     async def _record_tx(self, tx: Tx, event: Event, body_json: str, now: float
                          ) -> EventReceipt:
@@ -314,7 +328,7 @@ class WaitStore:
         """Request cancellation; returns the status it left (None: already ended). A
         ``queued`` instance leaves its queue in the same transaction: it never runs and never
         holds a slot."""
-        async with self.db.transaction() as tx:
+        async def request(tx: Tx) -> WorkflowStatus | None:
             await tx.execute(self.w.unqueue, {"iid": instance_id})
             row = await tx.fetchone(self.w.cancel, {"iid": instance_id, "now": now})
             if row is None:
@@ -327,12 +341,17 @@ class WaitStore:
                 await tx.notify(self.topics.done, instance_id)
             elif status is WorkflowStatus.PENDING:
                 await tx.notify(self.topics.work, "")
-        return status
+            return status
+
+        return await self.db.run_transaction(request)
 
     async def cleanup(self, *, retention: float, batch: int = 1000) -> int:
         """Delete events (and unconsumed inbox entries) older than ``retention`` seconds."""
         before = _clock.now() - retention
-        async with self.db.transaction() as tx:
+
+        async def clean(tx: Tx) -> int:
             await tx.execute(self.w.inbox_cleanup, {"before": before})
             return await tx.execute(self.w.events_cleanup, {"before": before, "limit": batch})
+
+        return await self.db.run_transaction(clean)
 

@@ -12,6 +12,19 @@ Where PostgreSQL sends ``pg_notify`` from a statement, these scripts append the 
 (``_mysql_signals``). Statements woken through the store's ``tx.notify`` get theirs from the
 driver at COMMIT.
 
+Locks (InnoDB, READ COMMITTED). A statement that changes an indexed column of
+``workflow_instances`` (status, lease, wake-up) locks the row's primary key first, then its
+entries in the secondary indexes. A locking scan through a secondary index takes them the other
+way round, so it deadlocks with those writes. Statements that lock several instances therefore
+first read their ids without locks (a plain SELECT ... INTO, a consistent read), then lock or
+update them through the primary key in id order, their conditions checked again under the lock
+(`_ids_into`, `_by_ids`). ``SET @v = (SELECT ...)`` and multi-table UPDATE/DELETE would take
+shared locks on every row they read: plain ``SELECT ... INTO`` instead. Fences lock the row
+FOR UPDATE, never in share mode: a transaction that went on to update the row it share-locked
+would deadlock with any other waiting to update it (renewal). A locking range scan that
+does not end at an exact key prefix (``instance_id = %s AND wait_id <> %s``) also locks the
+first row past its end - another instance's: such deletes use the prefix alone.
+
 Lease times use the server's clock (``NOW(6)``, sessions in UTC). ``{schema}`` is filled in
 with the backquoted database of the library's tables (`qualify_mysql`).
 """
@@ -35,6 +48,24 @@ _FENCE = (
 _NOW_EPOCH = "UNIX_TIMESTAMP(NOW(6))"
 _ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "i")
 _SIGNAL = "INSERT INTO {schema}.romancy_signals (topic, payload, origin)"
+_ALL = 18446744073709551615
+"""``LIMIT`` of an ordered derived table: without one, the server drops its ``ORDER BY``."""
+
+
+def _ids_into(var: str, where: str) -> str:
+    """A plain (non-locking) read of the ids of ``workflow_instances`` that match ``where``
+    (alias ``i``), in primary-key order, into ``@var`` (a JSON array)."""
+    return f"""SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @{var} FROM (
+            SELECT i.instance_id FROM {{schema}}.workflow_instances i WHERE {where}
+            ORDER BY i.instance_id LIMIT {_ALL}) ids"""
+
+
+def _by_ids(var: str) -> str:
+    """``workflow_instances i`` reached through the ids in ``@var``, one primary-key lookup
+    each, in their order: the table to write (or lock) after `_ids_into`."""
+    return (f"JSON_TABLE(@{var}, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j "
+            "STRAIGHT_JOIN {schema}.workflow_instances i FORCE INDEX (PRIMARY) "
+            "ON i.instance_id = j.id")
 
 
 def worker_lock_name(owner: str) -> str:
@@ -51,24 +82,26 @@ def worker_lock_name(owner: str) -> str:
 # still ending; 0 (timed out) leaves the TTL as the only takeover, as without this lock
 _WORKER_LOCK = f"SELECT GET_LOCK({worker_lock_name('%(owner)s')}, 10)"
 
-_FOREIGN = """status = 'running' AND lease_owner <> %(owner)s AND lease_expires_at > NOW(6)"""
+_FOREIGN = """i.status = 'running' AND i.lease_owner <> %(owner)s AND i.lease_expires_at > NOW(6)"""
+_ORPHANED = f"""{_FOREIGN}
+          AND JSON_CONTAINS(COALESCE(@romancy_orphans, '[]'), JSON_QUOTE(i.lease_owner))
+          AND JSON_CONTAINS(%(suspects_json)s, JSON_QUOTE(i.lease_owner))"""
 
 # Other workers' running leases whose worker holds no lock (its session ended) are expired
 # now when the check before found the same (``suspects``, JSON), so they are claimed at once.
 # No timeline (MySQL has none): a restarted server's workers reconnect and take their locks
-# again within the confirmation the suspects give.
+# again within the confirmation the suspects give. Reads without locks, then writes by
+# primary key (see "Locks" in the module's docstring).
 _TAKE_OVER_DEAD = f"""
-        SET @romancy_foreign = (SELECT COUNT(*) FROM {{schema}}.workflow_instances
-                                WHERE {_FOREIGN});
-        SET @romancy_orphans = (
-            SELECT JSON_ARRAYAGG(o) FROM (
-                SELECT DISTINCT lease_owner AS o FROM {{schema}}.workflow_instances
-                WHERE {_FOREIGN}
-                  AND IS_USED_LOCK({worker_lock_name('lease_owner')}) IS NULL) t);
-        UPDATE {{schema}}.workflow_instances SET lease_expires_at = NOW(6)
-        WHERE {_FOREIGN}
-          AND JSON_CONTAINS(COALESCE(@romancy_orphans, '[]'), JSON_QUOTE(lease_owner))
-          AND JSON_CONTAINS(%(suspects_json)s, JSON_QUOTE(lease_owner));
+        SELECT COUNT(*) INTO @romancy_foreign FROM {{schema}}.workflow_instances i
+        WHERE {_FOREIGN};
+        SELECT JSON_ARRAYAGG(o) INTO @romancy_orphans FROM (
+            SELECT DISTINCT i.lease_owner AS o FROM {{schema}}.workflow_instances i
+            WHERE {_FOREIGN}
+              AND IS_USED_LOCK({worker_lock_name('i.lease_owner')}) IS NULL) t;
+        {_ids_into('romancy_doomed', _ORPHANED)};
+        UPDATE {_by_ids('romancy_doomed')} SET i.lease_expires_at = NOW(6)
+        WHERE {_ORPHANED};
         SET @n = ROW_COUNT();
         {_SIGNAL} SELECT %(topic)s, '', @romancy_origin FROM DUAL WHERE @n > 0;
         SELECT @romancy_foreign, @n, @n > 0, COALESCE(@romancy_orphans, '[]'), NULL"""
@@ -91,7 +124,7 @@ _NEXT_EXPIRY = f"""
                     FROM {{schema}}.workflow_instances
                     WHERE status IN ('pending', 'running')
                       AND NOT (lease_owner <=> %(owner)s)) AS a,
-                   (SELECT min(wake_at) - {_NOW_EPOCH}
+                   (SELECT min(wake_at) - coalesce(%(now)s, {_NOW_EPOCH})
                     FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
 
 QUERIES = Queries(
@@ -129,16 +162,18 @@ QUERIES = Queries(
         SELECT {INSTANCE_COLUMNS} FROM {{schema}}.workflow_instances
         WHERE (%s IS NULL OR status = %s) AND (%s IS NULL OR workflow_name = %s)
         ORDER BY created_at DESC, instance_id LIMIT %s""",
-    claim="CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s, %(versions)s)",
+    claim="""CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s,
+                                       %(versions)s, %(now)s)""",
     claim_and_expiry=None,
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,
-    renew="""
+    renew=f"""
         SET @ttl = %s, @owner = %s;
-        UPDATE {schema}.workflow_instances
-        SET lease_expires_at = NOW(6) + INTERVAL ROUND(@ttl * 1000000) MICROSECOND
-        WHERE lease_owner = @owner AND status = 'running';
-        SELECT instance_id, lease_epoch FROM {schema}.workflow_instances
+        {_ids_into('romancy_mine', "i.lease_owner = @owner AND i.status = 'running'")};
+        UPDATE {_by_ids('romancy_mine')}
+        SET i.lease_expires_at = NOW(6) + INTERVAL ROUND(@ttl * 1000000) MICROSECOND
+        WHERE i.lease_owner = @owner AND i.status = 'running';
+        SELECT instance_id, lease_epoch FROM {{schema}}.workflow_instances
         WHERE lease_owner = @owner AND status = 'running'""",
     release=f"""
         UPDATE {{schema}}.workflow_instances
@@ -164,7 +199,7 @@ QUERIES = Queries(
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
             %(epoch)s, %(at)s, %(compensation)s
         FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-        LOCK IN SHARE MODE""",
+        FOR UPDATE""",
     select_history="""
         SELECT seq, kind, `key`, payload, created_at, compensation FROM {schema}.workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
@@ -176,7 +211,7 @@ QUERIES = Queries(
     fence="""
         SELECT run_no, input, run_started_at FROM {schema}.workflow_instances
         WHERE instance_id = %s AND lease_owner = %s AND lease_epoch = %s AND status = 'running'
-        LOCK IN SHARE MODE""",
+        FOR UPDATE""",
     archive_history="""
         INSERT INTO {schema}.workflow_history_archive
         SELECT * FROM {schema}.workflow_history WHERE instance_id = %s AND run_no = %s""",
@@ -207,7 +242,7 @@ _RECORD_FENCED = f"""
         SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
             %(epoch)s, %(at)s, %(compensation)s
         FROM {{schema}}.workflow_instances WHERE {_FENCE} AND run_no = %(run_no)s
-        LOCK IN SHARE MODE"""
+        FOR UPDATE"""
 
 WAIT_QUERIES = WaitQueries(
     lock_fenced=f"""
@@ -242,16 +277,15 @@ WAIT_QUERIES = WaitQueries(
             updated_at = %(now)s
         WHERE {_FENCE} AND run_no = %(run_no)s;
         SET @n = ROW_COUNT();
-        DELETE FROM {{schema}}.workflow_waits
-        WHERE @n > 0 AND instance_id = %(iid)s AND wait_id <> %(wait_id)s;
+        DELETE FROM {{schema}}.workflow_waits WHERE @n > 0 AND instance_id = %(iid)s;
         INSERT INTO {{schema}}.workflow_waits (instance_id, wait_id, kind, `key`, deadline,
             created_at)
         SELECT %(iid)s, %(wait_id)s, %(kind)s, %(key)s, %(deadline)s, %(now)s FROM DUAL
         WHERE @n > 0
         ON DUPLICATE KEY UPDATE kind = VALUES(kind), `key` = VALUES(`key`),
             deadline = VALUES(deadline), created_at = VALUES(created_at);
-        SET @status = (SELECT status FROM {{schema}}.workflow_instances
-                       WHERE @n > 0 AND instance_id = %(iid)s);
+        SELECT max(status) INTO @status FROM {{schema}}.workflow_instances
+        WHERE @n > 0 AND instance_id = %(iid)s;
         {_SIGNAL}
         SELECT %(topic)s, CASE WHEN @status = 'pending' THEN ''
                                ELSE CONCAT('{DEADLINE}', %(wake_at)s) END,
@@ -277,11 +311,16 @@ WAIT_QUERIES = WaitQueries(
     lock_instance="""
         SELECT status FROM {schema}.workflow_instances WHERE instance_id = %(iid)s
         FOR UPDATE""",
-    event_waiters="""
-        SELECT w.instance_id, w.wait_id FROM {schema}.workflow_waits w
-        JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
+    # read without locks, then lock each instance (and then its wait) by primary key
+    event_waiters=f"""
+        SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @romancy_waiting FROM (
+            SELECT w.instance_id FROM {{schema}}.workflow_waits w
+            JOIN {{schema}}.workflow_instances i ON i.instance_id = w.instance_id
+            WHERE w.kind = 'event' AND w.`key` = %(type)s AND i.status = 'waiting'
+            ORDER BY w.instance_id LIMIT {_ALL}) ids;
+        SELECT i.instance_id, w.wait_id FROM {_by_ids('romancy_waiting')}
+        STRAIGHT_JOIN {{schema}}.workflow_waits w ON w.instance_id = i.instance_id
         WHERE w.kind = 'event' AND w.`key` = %(type)s AND i.status = 'waiting'
-        ORDER BY w.instance_id
         FOR UPDATE""",
     instance_wait="""
         SELECT wait_id FROM {schema}.workflow_waits
@@ -307,23 +346,23 @@ WAIT_QUERIES = WaitQueries(
         DELETE FROM {schema}.workflow_queue_entries
         WHERE instance_id = %(iid)s AND admitted_at IS NULL""",
     # The candidates (at most limit, oldest first) read into @woken, then woken by primary key
-    # with their status checked again under the row lock (READ COMMITTED re-reads a row an
-    # UPDATE waited for); those this statement woke carry its own updated_at.
-    wake_waiters="""
+    # in id order with their status checked again under the row lock (READ COMMITTED re-reads
+    # a row an UPDATE waited for); those this statement woke carry its own updated_at.
+    wake_waiters=f"""
         SELECT coalesce(JSON_ARRAYAGG(instance_id), '[]') INTO @woken FROM (
-            SELECT w.instance_id,
-                   ROW_NUMBER() OVER (ORDER BY w.created_at, w.instance_id) AS rn
-            FROM {schema}.workflow_waits w
-            JOIN {schema}.workflow_instances i ON i.instance_id = w.instance_id
-            WHERE w.kind = %(kind)s AND w.`key` = %(key)s AND i.status = 'waiting'
-              AND (%(target)s IS NULL OR w.instance_id = %(target)s)) c
-        WHERE rn <= coalesce(%(limit)s, rn);
-        UPDATE {schema}.workflow_instances i
-        JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
-          ON i.instance_id = j.id
+            SELECT instance_id FROM (
+                SELECT w.instance_id,
+                       ROW_NUMBER() OVER (ORDER BY w.created_at, w.instance_id) AS rn
+                FROM {{schema}}.workflow_waits w
+                JOIN {{schema}}.workflow_instances i ON i.instance_id = w.instance_id
+                WHERE w.kind = %(kind)s AND w.`key` = %(key)s AND i.status = 'waiting'
+                  AND (%(target)s IS NULL OR w.instance_id = %(target)s)) c
+            WHERE rn <= coalesce(%(limit)s, rn)
+            ORDER BY instance_id LIMIT {_ALL}) ids;
+        UPDATE {_by_ids('woken')}
         SET i.status = 'pending', i.wake_at = NULL, i.updated_at = %(now)s
         WHERE i.status = 'waiting';
-        SELECT i.instance_id FROM {schema}.workflow_instances i
+        SELECT i.instance_id FROM {{schema}}.workflow_instances i
         JOIN JSON_TABLE(@woken, '$[*]' COLUMNS (id VARCHAR(255) PATH '$')) j
           ON i.instance_id = j.id
         WHERE i.status = 'pending' AND i.updated_at = %(now)s""",

@@ -105,3 +105,18 @@ async def test_the_cost_of_a_poll_does_not_depend_on_the_waiters(
             assert queries <= polls + 2  # +: a prune, and a poll that was under way
             for watch in watches:
                 watch.close()
+
+
+async def test_a_quiet_reader_polls_slowly_and_a_busy_one_at_every_tick(
+        mysql_dsn: str, mysql_db: str) -> None:
+    """Idle, the reader queries once per ``idle_interval`` however often the hub calls it;
+    once signals come from elsewhere, every call queries (the hub's fast tick)."""
+    async with two_processes(mysql_dsn, mysql_db) as (a, b):
+        reader = SignalReader(b, idle_interval=2.0)
+        assert await reader() is None  # started: one query
+        await _announce(a, "i:1")
+        assert await reader() == [] and reader.polls == 1  # quiet: not asked yet
+        await trio.sleep(2.0)
+        assert await reader() == [(TOPIC, "i:1")] and reader.polls == 2
+        await _announce(a, "i:2")  # busy now: asked at the next call
+        assert await reader() == [(TOPIC, "i:2")] and reader.polls == 3
