@@ -7,9 +7,9 @@ Inside the image this file is ``/app/app.py``, so:
     python -m app --help
 
 The HTTP front (``python -m romancy_trio serve``, i.e. ``romancy_trio.asgi:app_from_env()``
-under hypercorn, with ``ROMANCY_TRIO_WORKFLOWS=app``) imports this module for the same workflows. Configuration comes
-from the environment names ``app_from_env()`` reads: ``ROMANCY_TRIO_URL`` (required) and
-``ROMANCY_TRIO_SCHEMA`` (optional, default ``romancy``).
+under hypercorn, with ``ROMANCY_TRIO_WORKFLOWS=app``) imports this module for the same
+workflows. Configuration comes from the environment names ``app_from_env()`` reads:
+``ROMANCY_TRIO_URL`` (required) and ``ROMANCY_TRIO_SCHEMA`` (optional, default ``romancy``).
 """
 
 from __future__ import annotations
