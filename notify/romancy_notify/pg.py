@@ -211,8 +211,9 @@ class _BatchingPipeline(psycopg.AsyncPipeline):
 
     async def __aexit__(self, *exc: Any) -> None:
         if exc[1] is not None and self._conn.closed:
-            # interrupted, and closed for it (`TrioConnection._abort_interrupted`): there is
-            # nothing to end on the server, and psycopg's would log a warning that it could not
+            # the block failed on a closed connection (closed for an interruption by
+            # `TrioConnection._abort_interrupted`, or lost): there is nothing to end on the
+            # server, and psycopg's would log a warning that it could not; the error propagates
             self._exit(exc[1])
             return
         self._holding = False  # leaving a block sends everything, then Sync
