@@ -20,11 +20,11 @@ import trio
 
 from romancy_trio import open_app
 from tests.pgcluster import private_cluster
+from tests.romancy_trio._drills import LEDGER_DDL
 from tests.romancy_trio._procs import stop
 from tests.romancy_trio.restart_proc import (
     CONFIG,
     FLOWS,
-    LEDGER_DDL,
     Round,
     restart_round,
     start_worker,

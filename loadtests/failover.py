@@ -28,11 +28,11 @@ import trio
 
 from romancy_trio import open_app
 from tests.pgcluster import private_standby_pair
+from tests.romancy_trio._drills import LEDGER_DDL
 from tests.romancy_trio._procs import stop
 from tests.romancy_trio.failover_proc import (
     CONFIG,
     FLOWS,
-    LEDGER_DDL,
     Round,
     failover_round,
     start_worker,

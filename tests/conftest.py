@@ -11,6 +11,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+from tests._prereq import missing
+
 pytest_plugins = ["tests.pgcluster", "tests.pgbouncer"]  # private servers: pg_cluster, pgbouncer_*
 
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
@@ -35,10 +37,7 @@ def pg_dsn() -> str:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is unreachable at {dsn!r} (set ROMANCY_TEST_PG_DSN): {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"PostgreSQL is unreachable at {dsn!r} (set ROMANCY_TEST_PG_DSN): {exc}")
     return dsn
 
 
@@ -115,10 +114,7 @@ def mysql_dsn() -> str:
     try:
         _mysql_connect(dsn).close()
     except pymysql.MySQLError as exc:
-        message = f"MySQL is unreachable at {dsn!r} (set ROMANCY_TEST_MYSQL_DSN): {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing(f"MySQL is unreachable at {dsn!r} (set ROMANCY_TEST_MYSQL_DSN): {exc}")
     return dsn
 
 

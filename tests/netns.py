@@ -41,15 +41,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._prereq import missing
 from tests.pgcluster import PgCluster, find_bindir
 
 __all__ = ["Netns", "Partition", "PartitionCluster", "partition"]
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -173,7 +168,7 @@ def _check_tools() -> str | None:
 def open_partition() -> Iterator[Partition]:
     """A namespace with its veth pair and a started cluster; all removed afterwards."""
     if (reason := _check_tools()) is not None:
-        _missing(reason)
+        missing(reason)
     netns = Netns(os.getpid())
     atexit.register(netns.destroy)
     try:
@@ -182,7 +177,7 @@ def open_partition() -> Iterator[Partition]:
             netns.cut()  # probes that the blackhole qdisc exists here
             netns.restore()
         except RuntimeError as exc:
-            _missing(f"cannot make a network namespace with a veth pair here: {exc}")
+            missing(f"cannot make a network namespace with a veth pair here: {exc}")
         bindir = find_bindir()
         assert bindir is not None
         cluster = PartitionCluster(bindir, Path(tempfile.mkdtemp(prefix="romancy_part_")),

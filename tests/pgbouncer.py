@@ -48,6 +48,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from tests._prereq import missing
+from tests.romancy_trio._procs import stop
+
 __all__ = ["PgBouncer", "find_pgbouncer", "pgbouncer_session", "pgbouncer_transaction",
            "private_pgbouncer"]
 
@@ -192,13 +195,8 @@ class PgBouncer:
     def destroy(self) -> None:
         """Stop (SIGTERM, then SIGKILL) and remove every file. Idempotent."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        if proc is not None:
+            stop(proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -233,11 +231,8 @@ def private_pgbouncer(target: str, mode: PoolMode) -> Iterator[PgBouncer]:
 
 def _fixture(mode: PoolMode, request: pytest.FixtureRequest) -> Iterator[PgBouncer]:
     if find_pgbouncer() is None:
-        message = ("pgbouncer not found: run .ci/pgbouncer.sh (apt-get install pgbouncer) "
-                   "or set ROMANCY_PGBOUNCER")
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("pgbouncer not found: run .ci/pgbouncer.sh (apt-get install pgbouncer) "
+                "or set ROMANCY_PGBOUNCER")
     target: str = request.getfixturevalue("pg_dsn")
     with private_pgbouncer(target, mode) as bouncer:
         yield bouncer

@@ -65,6 +65,8 @@ from typing import Literal
 import psycopg
 import pytest
 
+from tests._prereq import missing
+
 __all__ = [
     "PgCluster",
     "StandbyPair",
@@ -326,12 +328,6 @@ def private_standby_pair(*, synchronous: bool = True) -> Iterator[StandbyPair]:
             atexit.unregister(cluster.destroy)
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @contextlib.contextmanager
 def private_cluster() -> Iterator[PgCluster]:
     """A started private cluster for the block; stopped and removed afterwards."""
@@ -349,7 +345,7 @@ def private_cluster() -> Iterator[PgCluster]:
 def pg_cluster() -> Iterator[PgCluster]:
     """A private PostgreSQL server for one test (see the module docstring)."""
     if find_bindir() is None:
-        _missing("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql "
+        missing("PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql "
                  "(e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
     with private_cluster() as cluster:
         yield cluster
@@ -357,7 +353,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 def _pair(synchronous: bool) -> Iterator[StandbyPair]:
     if find_bindir() is None:
-        _missing("PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: install "
+        missing("PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found: install "
                  "postgresql (e.g. apt-get install postgresql) or set ROMANCY_PG_BINDIR")
     with private_standby_pair(synchronous=synchronous) as pair:
         yield pair

@@ -8,7 +8,8 @@ both waits in a nursery. A ``pipeline()`` block writes its statements together w
 
 Cancellation (or Ctrl-C) is never swallowed. Landing while a query is in flight (ACTIVE), it
 cancels the query on the server and drains it, shielded, within `CANCEL_DRAIN_TIMEOUT` s; if that
-fails, or in pipeline mode, the connection is closed. So it then either works or is `closed`.
+fails, or in pipeline mode, the connection is closed (quietly: an interrupted query is expected,
+logged at DEBUG). So it then either works or is `closed`.
 
 One task at a time: ``conn.lock`` raises `psycopg.InterfaceError` when held (by another task, or a
 `notifies()` left open: aclose() it after a break) instead of waiting (asyncio's would crash).
@@ -209,6 +210,12 @@ class _BatchingPipeline(psycopg.AsyncPipeline):
             self._holding = True
 
     async def __aexit__(self, *exc: Any) -> None:
+        if exc[1] is not None and self._conn.closed:
+            # the block failed on a closed connection (closed for an interruption by
+            # `TrioConnection._abort_interrupted`, or lost): there is nothing to end on the
+            # server, and psycopg's would log a warning that it could not; the error propagates
+            self._exit(exc[1])
+            return
         self._holding = False  # leaving a block sends everything, then Sync
         try:
             await super().__aexit__(*exc)
@@ -330,8 +337,14 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
                         logger.debug("draining an interrupted query", exc_info=True)
         finally:
             if pgconn.status == _OK and (in_pipeline or pgconn.transaction_status == _ACTIVE):
-                # a pipeline cut between its results cannot go on either (results pending)
-                logger.warning("interrupted query not terminated: closing the connection")
+                # a pipeline cut between its results cannot go on either (results pending).
+                # Closing is the designed outcome of an interruption (a pool replaces the
+                # connection; the server ends the backend), not a fault to warn about: a
+                # Ctrl+C during shutdown lands here routinely.
+                logger.debug(
+                    "interrupted query %s: closing the connection",
+                    "in a pipeline" if in_pipeline else "not ended by its cancel in time",
+                )
                 self._finish()
 
     async def cancel_safe(self, *, timeout: float = 30.0) -> None:

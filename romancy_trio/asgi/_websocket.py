@@ -24,6 +24,10 @@ client sends nothing. The server closes with:
 - 1001 (going away): the app is shutting down; reconnect later, with ``after``.
 - 1003 (unsupported data): the client sent a data frame.
 
+A close frame reaches only a client that reads: one that reads nothing at all for about 30 s
+while the server has frames for it (`SEND_STALL_TIMEOUT_MS`) has its connection cut by the
+server's kernel, and sees 1006 (abnormal closure). Treat that as 1013.
+
 A missing or wrong bearer token (when the app has one) refuses the handshake: HTTP 403.
 Messages deleted by retention (``AppConfig.channel_retention``) cannot be resumed.
 

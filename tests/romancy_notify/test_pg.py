@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -338,9 +339,12 @@ async def test_check_alive_nowait_detects_terminated_backend(pg_dsn: str) -> Non
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.001, 0.005, 0.02, 0.06, 0.12])
-async def test_cancelling_a_query_mid_pipeline_ends_it_cleanly(pg_dsn: str, delay: float) -> None:
+async def test_cancelling_a_query_mid_pipeline_ends_it_cleanly(
+    pg_dsn: str, delay: float, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cancelled while a pipeline waits for results (some already in, one still running):
-    the connection is closed (a pipeline cut mid-flight cannot go on), and psycopg's protocol
+    the connection is closed quietly (a pipeline cut mid-flight cannot go on; nothing is
+    logged a user would see, as on Ctrl+C during a shutdown), and psycopg's protocol
     generators are finished by then - not left suspended for the garbage collector to close
     later, when the pipeline's ``finally`` would talk to the server ("RuntimeError: generator
     ignored GeneratorExit")."""
@@ -353,6 +357,7 @@ async def test_cancelling_a_query_mid_pipeline_ends_it_cleanly(pg_dsn: str, dela
         return await wait(gen, *args, **kwargs)
 
     conn.wait = recording_wait  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG, logger="romancy_notify")
     try:
         with trio.move_on_after(delay) as scope:
             async with conn.pipeline() as pipeline:
@@ -364,6 +369,7 @@ async def test_cancelling_a_query_mid_pipeline_ends_it_cleanly(pg_dsn: str, dela
                 await conn.execute("SELECT %s::int", (2,))
         assert scope.cancelled_caught
         assert conn.closed
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
         suspended = [g for g in seen if inspect.getgeneratorstate(g) == inspect.GEN_SUSPENDED]
         assert suspended == []  # (one never started holds no `finally` to run: harmless)
     finally:

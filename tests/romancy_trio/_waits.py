@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from romancy_trio import App
@@ -13,3 +15,15 @@ async def until_idle(app: App, timeout: float = 20) -> None:
     with trio.fail_after(timeout):
         while (stats := app.statistics()) is not None and stats.running:
             await trio.sleep(0.01)
+
+
+class LogSeen(logging.Handler):
+    """Added to a logger: ``seen`` once a record containing ``text`` was logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen = self.seen or self.text in record.getMessage()

@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,6 @@ import trio
 from romancy_trio import (
     ActivityContext,
     AppConfig,
-    Event,
-    StorageUnavailableError,
     WorkflowContext,
     activity,
     open_app,
@@ -34,25 +30,24 @@ from romancy_trio import (
     workflow,
 )
 from tests.pgcluster import StandbyPair
+from tests.romancy_trio._drills import (
+    assert_each_effect_once,
+    listeners_back,
+    note_reconnects,
+    record_effect,
+    retrying,
+    send_go,
+    until,
+)
 from tests.romancy_trio._procs import start_proc
 
-LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
-              "(instance_id text, step text, worker_id text, at double precision)")
-"""The effect ledger, written by transactional activities (in the transaction that records the
-activity's result). No unique key: a doubled effect is counted and reported, not an error."""
 CONFIG = AppConfig(fallback_interval=60.0)
 """Defaults, but a fallback re-check too slow to be what recovers the instances."""
 
 
-async def _effect(ctx: ActivityContext, step: str) -> None:
-    await ctx.db.execute(
-        "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
-        (ctx.instance_id, step, ctx.worker_id, time.time()))
-
-
 @activity
 async def fo_resumed(ctx: ActivityContext, step: str) -> None:
-    await _effect(ctx, step)
+    await record_effect(ctx, step)
 
 
 @workflow
@@ -74,7 +69,7 @@ async def fo_step(ctx: ActivityContext, n: int, hold: float) -> int:
     """A pause that holds no connection, then an effect, then its transaction stays open for
     ``hold`` s (inside one statement, so a crash of the primary can find it in the middle)."""
     await trio.sleep(PAUSE_SECONDS)
-    await _effect(ctx, f"step{n}")
+    await record_effect(ctx, f"step{n}")
     await ctx.db.execute("SELECT pg_sleep(?)", (hold,))
     return n
 
@@ -99,24 +94,12 @@ to finish, which measures the load, not the failover."""
 FLOWS: list[Any] = [fo_waiter, fo_sleeper, fo_resumed, fo_runner, fo_step]
 
 
-async def _note_reconnects(app: Any, worker_id: str) -> None:
-    seen = app.hub.statistics().reconnects
-    while True:
-        await trio.sleep(0.005)
-        stats = app.hub.statistics()
-        if stats.reconnects > seen and stats.listening:
-            seen, at = stats.reconnects, time.time()
-            await _retrying(app.store.db.execute,
-                            "INSERT INTO ledger (instance_id, step, worker_id, at) "
-                            "VALUES (%s, 'listening', %s, %s)", (worker_id, worker_id, at))
-
-
 async def main(url: str, worker_id: str, log_file: str) -> None:
     logging.basicConfig(level=logging.INFO, filename=log_file,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     async with open_app(url, worker_id=worker_id, workflows=FLOWS, config=CONFIG,
                         wait_for_database=30) as app, trio.open_nursery() as nursery:
-        nursery.start_soon(_note_reconnects, app, worker_id)
+        nursery.start_soon(note_reconnects, app, worker_id)
         print("ready", flush=True)
 
 
@@ -143,19 +126,8 @@ class Round:
     """Sleeping instances whose timer had not fired yet when the primary crashed."""
 
 
-async def _until(what: str, check: Any, seconds: float = 90.0) -> None:
-    with trio.fail_after(seconds):
-        while not await check():
-            await trio.sleep(0.02)
-
-
-async def _retrying(fn: Any, *args: Any) -> Any:
-    """As an application would: a call that meets the outage is tried again."""
-    while True:
-        try:
-            return await fn(*args)
-        except StorageUnavailableError:
-            await trio.sleep(0.01)
+WAIT_SECONDS = 90.0
+"""How long a round waits for each state it sets up (and for the listeners to be back)."""
 
 
 async def failover_round(app: Any, pair: StandbyPair, workers: list[str], *,
@@ -177,18 +149,18 @@ async def failover_round(app: Any, pair: StandbyPair, workers: list[str], *,
     db, schema = app.store.db, app.config.schema
 
     async def count_status(prefix: str, status: str) -> int:
-        row = await _retrying(db.fetchone,
-                              f"SELECT count(*) FROM {schema}.workflow_instances "
-                              "WHERE instance_id LIKE %s AND status = %s",
-                              (prefix + "%", status))
+        row = await retrying(db.fetchone,
+                             f"SELECT count(*) FROM {schema}.workflow_instances "
+                             "WHERE instance_id LIKE %s AND status = %s",
+                             (prefix + "%", status))
         return int(row[0])
 
     for iid in waiters:
         await app.start(fo_waiter, instance_id=iid)
     for iid in sleepers:
         await app.start(fo_sleeper, sleep_seconds, instance_id=iid)
-    await _until("waiting", lambda: _equals(count_status(f"w{tag}-", "waiting"), waiting))
-    await _until("sleeping", lambda: _equals(count_status(f"s{tag}-", "waiting"), sleeping))
+    await until(lambda: _equals(count_status(f"w{tag}-", "waiting"), waiting), WAIT_SECONDS)
+    await until(lambda: _equals(count_status(f"s{tag}-", "waiting"), sleeping), WAIT_SECONDS)
     for iid in runners:
         await app.start(fo_runner, *plans[iid], instance_id=iid)
 
@@ -197,7 +169,7 @@ async def failover_round(app: Any, pair: StandbyPair, workers: list[str], *,
                                 "WHERE instance_id LIKE %s", (f"r{tag}-%",))
         return row is not None and row[0] == running
 
-    await _until("running", all_running)
+    await until(all_running, WAIT_SECONDS)
     sleeping_at_crash = await count_status(f"s{tag}-", "waiting")
     [(sync,)] = pair.primary.query("SELECT string_agg(sync_state, ',') FROM pg_stat_replication")
     assert sync == ("sync" if synchronous else "async"), f"the standby's sync_state: {sync}"
@@ -207,47 +179,26 @@ async def failover_round(app: Any, pair: StandbyPair, workers: list[str], *,
             pair.primary.query, "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND "
             "query LIKE 'SELECT pg_sleep%' AND wait_event = 'PgSleep'"))
 
-    await _until("in flight", lambda: _at_least(in_flight_now(), 1))
+    await until(lambda: _at_least(in_flight_now(), 1), WAIT_SECONDS)
     in_flight = await in_flight_now()
     promoted = await trio.to_thread.run_sync(
         lambda: pair.fail_over(promote_after=promote_after))
 
-    async def send(iid: str) -> None:
-        await _retrying(app.send_event, Event(type="go", source="failover", id=iid, data=iid,
-                                              target_instance_id=iid))
-
-    async with trio.open_nursery() as nursery:
-        for iid in waiters:
-            nursery.start_soon(send, iid)
-    sent = time.time()
-
+    sent = await send_go(app, waiters, "failover")
     for prefix, count in ((f"w{tag}-", waiting), (f"s{tag}-", sleeping),
                           (f"r{tag}-", running)):
-        await _until(f"{prefix} completed",
-                     lambda p=prefix, c=count: _equals(count_status(p, "completed"), c), 120)
-
-    async def listeners_back() -> bool:
-        row = await db.fetchone("SELECT count(DISTINCT worker_id) FROM ledger WHERE "
-                                "step = 'listening' AND at >= %s", (promoted - 1,))
-        return row is not None and row[0] == len(workers)
-
-    await _until("listeners", listeners_back)
+        await until(lambda p=prefix, c=count: _equals(count_status(p, "completed"), c), 120)
+    listeners_last = await listeners_back(app, workers, promoted - 1, WAIT_SECONDS)
     rows = await db.fetchall("SELECT instance_id, step, at FROM ledger WHERE instance_id LIKE "
                              "%s OR instance_id LIKE %s OR instance_id LIKE %s",
                              (f"w{tag}-%", f"r{tag}-%", f"s{tag}-%"))
-    effects = Counter((iid, s) for iid, s, _ in rows)
-    expected = ({(iid, "resumed") for iid in waiters} | {(iid, "woke") for iid in sleepers}
-                | {(iid, f"step{n}") for iid in runners for n in range(plans[iid][0])})
-    assert set(effects) == expected, (
-        f"effects lost: {sorted(expected - set(effects))[:10]}, "
-        f"unexpected: {sorted(set(effects) - expected)[:10]}")
-    doubled = {k: v for k, v in effects.items() if v != 1}
-    assert not doubled, f"effects recorded more than once: {doubled}"
-    listening = await db.fetchall("SELECT max(at) FROM ledger WHERE step = 'listening' "
-                                  "AND at >= %s GROUP BY worker_id", (promoted - 1,))
+    assert_each_effect_once(rows, {(iid, "resumed") for iid in waiters}
+                            | {(iid, "woke") for iid in sleepers}
+                            | {(iid, f"step{n}") for iid in runners
+                               for n in range(plans[iid][0])})
     return Round(
         woken_last=max(at for _, s, at in rows if s == "resumed") - promoted,
-        listeners_last=max(r[0] for r in listening) - promoted,
+        listeners_last=listeners_last - promoted,
         sent_last=sent - promoted,
         runners_resumed=max(min((at for i, _, at in rows if i == iid and at > promoted),
                                 default=promoted) for iid in runners) - promoted,

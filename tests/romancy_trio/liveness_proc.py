@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 import trio
 
-from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, open_app, workflow
+from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, workflow
+from tests.romancy_trio._drills import serve_until_sigterm
 
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger (instance_id TEXT, step INTEGER, "
               "worker_id TEXT, PRIMARY KEY (instance_id, step))")
@@ -57,15 +57,7 @@ async def main(url: str, schema: str, worker_id: str) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = AppConfig(schema=schema)  # the defaults: what a new user gets
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with open_app(url, worker_id=worker_id, workflows=[held, hold],
-                            config=config) as app:
-            print("ready", flush=True)
-            async for _ in signals:
-                break
-            stats = app.statistics()
-            assert stats is not None
-            print(f"stats leases_lost={stats.leases_lost} started={stats.started}", flush=True)
+    await serve_until_sigterm(url, worker_id, [held, hold], config)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 import trio
 
-from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, open_app, workflow
+from romancy_trio import ActivityContext, AppConfig, WorkflowContext, activity, workflow
+from tests.romancy_trio._drills import serve_until_sigterm
 
 LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger (instance_id TEXT, step INTEGER, "
               "worker_id TEXT, PRIMARY KEY (instance_id, step))")
@@ -51,15 +51,7 @@ async def main(url: str, schema: str, worker_id: str) -> None:
     lease = os.environ.get("LEASE_TTL")
     config = AppConfig(schema=schema) if lease is None else AppConfig(
         schema=schema, lease_ttl=float(lease))
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with open_app(url, worker_id=worker_id, workflows=[cut_steps, cut_step],
-                            config=config) as app:
-            print("ready", flush=True)
-            async for _ in signals:
-                break
-            stats = app.statistics()
-            assert stats is not None
-            print(f"stats leases_lost={stats.leases_lost} started={stats.started}", flush=True)
+    await serve_until_sigterm(url, worker_id, [cut_steps, cut_step], config)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,6 @@ import trio
 from romancy_trio import (
     ActivityContext,
     AppConfig,
-    Event,
-    StorageUnavailableError,
     WorkflowContext,
     activity,
     open_app,
@@ -32,10 +28,17 @@ from romancy_trio import (
     workflow,
 )
 from tests.pgcluster import PgCluster
+from tests.romancy_trio._drills import (
+    assert_each_effect_once,
+    listeners_back,
+    note_reconnects,
+    record_effect,
+    retrying,
+    send_go,
+    until,
+)
 from tests.romancy_trio._procs import start_proc
 
-LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ledger "
-              "(instance_id text, step text, worker_id text, at double precision)")
 STEP_SECONDS = 0.05
 CONFIG = AppConfig(fallback_interval=60.0, lease_ttl=60.0)
 """Defaults, but a fallback re-check and a lease too long to be what recovers the instances
@@ -46,9 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @activity
 async def drill_resumed(ctx: ActivityContext, data: str) -> None:
-    await ctx.db.execute(
-        "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
-        (ctx.instance_id, "resumed", ctx.worker_id, time.time()))
+    await record_effect(ctx, "resumed")
 
 
 @workflow
@@ -61,9 +62,7 @@ async def drill_waiter(ctx: WorkflowContext) -> str:
 @activity
 async def drill_step(ctx: ActivityContext, n: int) -> int:
     await trio.sleep(STEP_SECONDS)  # before the first statement: holds no connection
-    await ctx.db.execute(
-        "INSERT INTO ledger (instance_id, step, worker_id, at) VALUES (?, ?, ?, ?)",
-        (ctx.instance_id, f"step{n}", ctx.worker_id, time.time()))
+    await record_effect(ctx, f"step{n}")
     return n
 
 
@@ -77,27 +76,10 @@ async def drill_runner(ctx: WorkflowContext, steps: int) -> int:
 FLOWS: list[Any] = [drill_waiter, drill_resumed, drill_runner, drill_step]
 
 
-async def _note_reconnects(app: Any, worker_id: str) -> None:
-    seen = app.hub.statistics().reconnects
-    while True:
-        await trio.sleep(0.005)
-        stats = app.hub.statistics()
-        if stats.reconnects > seen and stats.listening:
-            seen, at = stats.reconnects, time.time()
-            while True:  # the pool may hand out one connection the restart killed
-                try:
-                    await app.store.db.execute(
-                        "INSERT INTO ledger (instance_id, step, worker_id, at) "
-                        "VALUES (%s, 'listening', %s, %s)", (worker_id, worker_id, at))
-                    break
-                except StorageUnavailableError:
-                    await trio.sleep(0.01)
-
-
 async def main(url: str, worker_id: str) -> None:
     async with open_app(url, worker_id=worker_id, workflows=FLOWS, config=CONFIG,
                         wait_for_database=30) as app, trio.open_nursery() as nursery:
-        nursery.start_soon(_note_reconnects, app, worker_id)
+        nursery.start_soon(note_reconnects, app, worker_id)
         print("ready", flush=True)
 
 
@@ -121,19 +103,8 @@ class Round:
     lease expired)."""
 
 
-async def _until(what: str, check: Any, seconds: float = 60.0) -> None:
-    with trio.fail_after(seconds):
-        while not await check():
-            await trio.sleep(0.02)
-
-
-async def _retrying(fn: Any, *args: Any) -> Any:
-    """As an application would: a call that meets the outage is tried again."""
-    while True:
-        try:
-            return await fn(*args)
-        except StorageUnavailableError:
-            await trio.sleep(0.01)
+WAIT_SECONDS = 60.0
+"""How long a round waits for each state it sets up (and for the listeners to be back)."""
 
 
 async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
@@ -161,50 +132,31 @@ async def restart_round(app: Any, cluster: PgCluster, workers: list[str], *,
                                 "WHERE instance_id LIKE %s", (f"r{tag}-%",))
         return row is not None and row[0] == running
 
-    await _until("waiting", all_waiting)
-    await _until("running", all_running)
+    await until(all_waiting, WAIT_SECONDS)
+    await until(all_running, WAIT_SECONDS)
     accepting = await trio.to_thread.run_sync(cluster.restart)
 
-    async def send(iid: str) -> None:
-        await _retrying(app.send_event, Event(type="go", source="drill", id=iid, data=iid,
-                                              target_instance_id=iid))
-
-    async with trio.open_nursery() as nursery:
-        for iid in waiters:
-            nursery.start_soon(send, iid)
-    sent = time.time()
+    sent = await send_go(app, waiters, "drill")
 
     async def ended(prefix: str, count: int) -> bool:
-        row = await _retrying(db.fetchone,
-                              f"SELECT count(*) FROM {app.config.schema}.workflow_instances "
-                              "WHERE instance_id LIKE %s AND status = 'completed'",
-                              (prefix + "%",))
+        row = await retrying(db.fetchone,
+                             f"SELECT count(*) FROM {app.config.schema}.workflow_instances "
+                             "WHERE instance_id LIKE %s AND status = 'completed'",
+                             (prefix + "%",))
         return row is not None and row[0] == count
 
-    await _until("woken", lambda: ended(f"w{tag}-", waiting))
-    await _until("finished", lambda: ended(f"r{tag}-", running), 120)
-
-    async def listeners_back() -> bool:
-        row = await db.fetchone("SELECT count(DISTINCT worker_id) FROM ledger WHERE "
-                                "step = 'listening' AND at >= %s", (accepting - 1,))
-        return row is not None and row[0] == len(workers)
-
-    await _until("listeners", listeners_back)
+    await until(lambda: ended(f"w{tag}-", waiting), WAIT_SECONDS)
+    await until(lambda: ended(f"r{tag}-", running), 120)
+    listeners_last = await listeners_back(app, workers, accepting - 1, WAIT_SECONDS)
     rows_w = await db.fetchall("SELECT instance_id, step, at, worker_id FROM ledger WHERE "
                                "instance_id LIKE %s OR instance_id LIKE %s",
                                (f"w{tag}-%", f"r{tag}-%"))
     rows = [(iid, s, at) for iid, s, at, _ in rows_w]
-    effects = Counter((iid, s) for iid, s, _ in rows)
-    expected = {(iid, "resumed") for iid in waiters} | {
-        (iid, f"step{n}") for iid in runners for n in range(steps)}
-    assert set(effects) == expected, "effects lost or unexpected"
-    doubled = {k: v for k, v in effects.items() if v != 1}
-    assert not doubled, f"effects recorded more than once: {doubled}"
-    listening = await db.fetchall("SELECT max(at) FROM ledger WHERE step = 'listening' "
-                                  "AND at >= %s GROUP BY worker_id", (accepting - 1,))
+    assert_each_effect_once(rows, {(iid, "resumed") for iid in waiters} | {
+        (iid, f"step{n}") for iid in runners for n in range(steps)})
     return Round(
         woken_last=max(at for iid, s, at in rows if s == "resumed") - accepting,
-        listeners_last=max(r[0] for r in listening) - accepting,
+        listeners_last=listeners_last - accepting,
         sent_last=sent - accepting,
         runners_resumed=max(min(at for i, s, at in rows if i == iid and at > accepting)
                             for iid in runners) - accepting,

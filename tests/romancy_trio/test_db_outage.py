@@ -25,6 +25,8 @@ from romancy_trio import (
 )
 from tests.pgcluster import PgCluster
 
+from ._waits import LogSeen
+
 pytestmark = pytest.mark.slow
 
 _gate: dict[str, trio.Event] = {}
@@ -73,19 +75,9 @@ async def test_open_app_during_an_outage_names_the_server_and_the_cause(
     assert "refused" in message.lower(), message
 
 
-class _Seen(logging.Handler):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen = self.seen or self.text in record.getMessage()
-
-
 async def test_open_app_waits_for_the_database_when_asked(pg_cluster: PgCluster) -> None:
     pg_cluster.stop()
-    seen = _Seen("waiting up to 60 s")
+    seen = LogSeen("waiting up to 60 s")
     logger = logging.getLogger("romancy_trio.storage")
     logger.addHandler(seen)
     try:

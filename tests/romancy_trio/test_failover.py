@@ -35,11 +35,12 @@ from romancy_trio import (
 from tests._paths import PYTHONPATH
 from tests.pgcluster import PgCluster, StandbyPair
 
+from ._drills import LEDGER_DDL, retrying
 from ._procs import ROOT, stop
+from ._waits import LogSeen
 from .failover_proc import (
     CONFIG,
     FLOWS,
-    LEDGER_DDL,
     failover_round,
     fo_resumed,
     fo_waiter,
@@ -57,23 +58,9 @@ async def fo_two_steps(ctx: WorkflowContext) -> int:
     return data
 
 
-class _Seen(logging.Handler):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-        self.seen = False
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen = self.seen or self.text in record.getMessage()
-
-
 async def _retrying(fn: Any, *args: Any) -> Any:
     with trio.fail_after(60):
-        while True:
-            try:
-                return await fn(*args)
-            except StorageUnavailableError:
-                await trio.sleep(0.01)
+        return await retrying(fn, *args)
 
 
 @pytest.mark.parametrize("promote_after", [0.0, 1.0])
@@ -115,7 +102,7 @@ async def test_in_process_worker_session_listener_and_pool_follow_the_promotion(
     worker session (the advisory lock other workers check) are on the new primary, and a
     waiting instance is woken by an event sent there."""
     pair = pg_standby_pair
-    seen = _Seen("is now on timeline")
+    seen = LogSeen("is now on timeline")
     logging.getLogger("romancy_trio.storage").addHandler(seen)
     try:
         async with open_app(pair.url, workflows=FLOWS, config=CONFIG) as app:
@@ -159,7 +146,7 @@ async def test_a_standby_is_not_kept_and_is_used_once_promoted(
     with pytest.raises(StorageUnavailableError, match="standby"):
         async with open_app(standby_only, workflows=FLOWS, config=CONFIG):
             pytest.fail("open_app entered on a standby")
-    seen = _Seen("waiting up to 60 s")
+    seen = LogSeen("waiting up to 60 s")
     logging.getLogger("romancy_trio.storage").addHandler(seen)
     try:
         async with trio.open_nursery() as nursery:

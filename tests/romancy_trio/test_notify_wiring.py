@@ -87,9 +87,12 @@ async def test_committed_wake_up_resumes_and_a_rolled_back_one_does_not(
 
 @pytest.fixture
 def listener_role(pg_dsn: str) -> Iterator[str]:
+    """A login of its own (the test can lock it out) with the app's privileges: the listener
+    URL also carries the worker's session, whose lease renewals write the app's tables."""
     role = f"rt_listener_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)))
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN IN ROLE CURRENT_USER").format(
+            psycopg.sql.Identifier(role)))
     yield role
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",

@@ -20,8 +20,9 @@ import pytest
 from romancy_trio import open_app
 from tests.pgcluster import PgCluster
 
+from ._drills import LEDGER_DDL
 from ._procs import stop
-from .restart_proc import CONFIG, FLOWS, LEDGER_DDL, restart_round, start_worker
+from .restart_proc import CONFIG, FLOWS, restart_round, start_worker
 
 pytestmark = pytest.mark.slow
 
