@@ -1,7 +1,10 @@
 """OpenTelemetry overhead: one-activity workflows, N concurrent clients, with tracing and
 metrics on (the SDK, a batch span processor and a no-op exporter; a metric reader) beside the
-same run with them off, in alternating repetitions on fresh schemas. Prints both throughputs
-(median and range over the repetitions) and the overhead of the medians."""
+same run with them off, and with tracing sampled (``ParentBased(TraceIdRatioBased(r))``: the
+workflows left out cost their metrics and little else), in rotating repetitions on fresh
+schemas. Prints the throughputs and this process's CPU per workflow (median and range over
+the repetitions; CPU time is the steadier figure on a busy machine) and the overheads of the
+medians."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 from romancy_trio import AppConfig, open_app
 from romancy_trio import hooks as h
@@ -25,7 +29,11 @@ from ._common import Result, Run, drop_schema, new_schema, require
 from .workflows import WARMUP, WORKFLOWS, bench_one
 
 REPETITIONS = int(os.environ.get("LOADTEST_OTEL_REPS", "4"))
-"""Alternating off/on pairs (more of them for a steadier median on a busy machine)."""
+"""Repetitions of the three set-ups, in rotating order (more for a steadier median on a busy
+machine)."""
+RATIO = float(os.environ.get("LOADTEST_OTEL_RATIO", "0.1"))
+"""The sampled set-up's trace id ratio."""
+ARMS = ("off", "on", "sampled")
 
 
 class NoOpExporter(SpanExporter):
@@ -37,7 +45,16 @@ class NoOpExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
+def _tracer_provider(arm: str) -> tuple[TracerProvider, NoOpExporter]:
+    sampler: Sampler | None = ParentBased(TraceIdRatioBased(RATIO)) if arm == "sampled" else None
+    provider = TracerProvider(sampler=sampler)
+    exporter = NoOpExporter()
+    # a queue that holds a burst (the default 2048 drops spans at this rate)
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 16))
+    return provider, exporter
+
+
+async def _one_run(run: Run, *, arm: str, total: int, concurrency: int
                    ) -> tuple[float, float, list[float], int]:
     """Seconds for ``total`` workflows, this process's CPU seconds (every thread: the batch
     processor's too) for them, their latencies (ms), spans exported."""
@@ -50,11 +67,8 @@ async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
         async with AsyncExitStack() as stack:
             hooks = []
             tracer_provider = meter_provider = None
-            if otel:
-                tracer_provider = TracerProvider()
-                # a queue that holds a burst (the default 2048 drops spans at this rate)
-                tracer_provider.add_span_processor(
-                    BatchSpanProcessor(exporter, max_queue_size=1 << 16))
+            if arm != "off":
+                tracer_provider, exporter = _tracer_provider(arm)
                 stack.callback(tracer_provider.shutdown)
                 meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
                 stack.callback(meter_provider.shutdown)
@@ -62,7 +76,7 @@ async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
                                                 meter_provider=meter_provider))
             app = await stack.enter_async_context(
                 open_app(run.dsn, workflows=WORKFLOWS, config=config, hooks=hooks))
-            if otel:
+            if meter_provider is not None:
                 observe_app(app, meter_provider=meter_provider)
             for i in range(WARMUP):
                 await app.run(bench_one, i, timeout=30)
@@ -90,13 +104,11 @@ async def _one_run(run: Run, *, otel: bool, total: int, concurrency: int
     return seconds, cpu, latencies, exporter.spans
 
 
-async def _hook_work_us(n: int = 3000) -> float:
+async def _hook_work_us(arm: str, n: int = 3000) -> float:
     """CPU microseconds per workflow of `OpenTelemetryHooks` alone (no database, no
     dispatcher): the supplier at start and the notifications of a one-activity workflow, with
     the same SDK set-up. Steadier than the end-to-end figures on a busy machine."""
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(NoOpExporter(),
-                                                          max_queue_size=1 << 16))
+    tracer_provider, _ = _tracer_provider(arm)
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     hook = OpenTelemetryHooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
     try:
@@ -119,50 +131,62 @@ async def _hook_work_us(n: int = 3000) -> float:
         meter_provider.shutdown()
 
 
+def _median_range(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} (range {min(values):.0f}-{max(values):.0f})"
+
+
 async def scenario(run: Run) -> list[Result]:
     total = max(run.sizes.concurrent // 4, 50)
     c = run.sizes.concurrency
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    latencies: dict[bool, list[float]] = {False: [], True: []}
-    seconds: dict[bool, float] = {False: 0.0, True: 0.0}
-    cpu_us: dict[bool, list[float]] = {False: [], True: []}
-    spans = 0
-    bar = run.progress("otel overhead", 2 * REPETITIONS)
+    rates: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    latencies: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    seconds = dict.fromkeys(ARMS, 0.0)
+    cpu_us: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    spans = dict.fromkeys(ARMS, 0)
+    bar = run.progress("otel overhead", len(ARMS) * REPETITIONS)
     for rep in range(REPETITIONS):
-        for otel in ((False, True) if rep % 2 == 0 else (True, False)):
-            took, cpu, lat, exported = await _one_run(run, otel=otel, total=total,
+        k = rep % len(ARMS)
+        for arm in ARMS[k:] + ARMS[:k]:  # each set-up in turn first, middle and last
+            took, cpu_s, lat, exported = await _one_run(run, arm=arm, total=total,
                                                       concurrency=c)
-            rates[otel].append(total / took)
-            cpu_us[otel].append(cpu / total * 1e6)
-            latencies[otel].extend(lat)
-            seconds[otel] += took
-            spans += exported
+            rates[arm].append(total / took)
+            cpu_us[arm].append(cpu_s / total * 1e6)
+            latencies[arm].extend(lat)
+            seconds[arm] += took
+            spans[arm] += exported
             bar.advance()
     bar.close()
-    alone = statistics.median([await _hook_work_us() for _ in range(5)])
-    # each workflow: run + activity spans at least (and a start span)
-    require(spans >= REPETITIONS * total * 3, f"otel overhead: only {spans} spans exported")
-    off, on = statistics.median(rates[False]), statistics.median(rates[True])
-    overhead = (off - on) / off * 100
-    cpu_off, cpu_on = statistics.median(cpu_us[False]), statistics.median(cpu_us[True])
-    print(f"otel overhead: off {off:.0f} wf/s (range {min(rates[False]):.0f}-"
-          f"{max(rates[False]):.0f}), on {on:.0f} wf/s (range {min(rates[True]):.0f}-"
-          f"{max(rates[True]):.0f}), overhead {overhead:.1f}% of throughput (medians of "
-          f"{REPETITIONS} alternating repetitions, {total} workflows each, {c} clients); "
-          f"CPU of this process per workflow: off {cpu_off:.0f} us (range "
-          f"{min(cpu_us[False]):.0f}-{max(cpu_us[False]):.0f}), on {cpu_on:.0f} us (range "
-          f"{min(cpu_us[True]):.0f}-{max(cpu_us[True]):.0f}), +{cpu_on - cpu_off:.0f} us = "
-          f"{(cpu_on - cpu_off) / cpu_off * 100:.1f}%; OpenTelemetryHooks' own work alone "
-          f"(no database, median of 5): {alone:.0f} us per workflow = "
-          f"{alone / cpu_off * 100:.1f}% of the off CPU per workflow")
+    alone = {arm: statistics.median([await _hook_work_us(arm) for _ in range(5)])
+             for arm in ("on", "sampled")}
+    # each workflow: start, run and activity spans
+    require(spans["on"] >= REPETITIONS * total * 3,
+            f"otel overhead: only {spans['on']} spans exported")
+    rate = {arm: statistics.median(rates[arm]) for arm in ARMS}
+    cpu = {arm: statistics.median(cpu_us[arm]) for arm in ARMS}
+    overhead = {arm: (rate["off"] - rate[arm]) / rate["off"] * 100 for arm in ARMS}
+    cpu_pct = {arm: (cpu[arm] - cpu["off"]) / cpu["off"] * 100 for arm in ARMS}
+    print(f"otel overhead (medians of {REPETITIONS} rotating repetitions, {total} workflows "
+          f"each, {c} clients; sampled = ParentBased(TraceIdRatioBased({RATIO}))): "
+          f"throughput wf/s off {_median_range(rates['off'])}, on "
+          f"{_median_range(rates['on'])} ({overhead['on']:.1f}% less), sampled "
+          f"{_median_range(rates['sampled'])} ({overhead['sampled']:.1f}% less); CPU of this "
+          f"process per workflow (us) off {_median_range(cpu_us['off'])}, on "
+          f"{_median_range(cpu_us['on'])} ({cpu_pct['on']:+.1f}%), sampled "
+          f"{_median_range(cpu_us['sampled'])} ({cpu_pct['sampled']:+.1f}%); "
+          f"OpenTelemetryHooks' own work alone (no database, median of 5): on "
+          f"{alone['on']:.0f} us per workflow = {alone['on'] / cpu['off'] * 100:.1f}% of the "
+          f"off CPU, sampled {alone['sampled']:.0f} us = "
+          f"{alone['sampled'] / cpu['off'] * 100:.1f}%")
+    label = {"off": "otel off", "on": "otel on", "sampled": f"otel on, {RATIO:.0%} sampled"}
     return [
-        Result(f"1-activity wf, {c} concurrent, otel off", REPETITIONS * total, seconds[False],
-               latencies[False], {"median_wf_s": round(off), "reps": REPETITIONS,
-                                  "cpu_us_per_wf": round(cpu_off)},
-               checked="all completed"),
-        Result(f"1-activity wf, {c} concurrent, otel on", REPETITIONS * total, seconds[True],
-               latencies[True], {"median_wf_s": round(on), "overhead_pct": round(overhead, 1),
-                                 "cpu_us_per_wf": round(cpu_on), "spans": spans,
-                                 "hook_work_us_per_wf": round(alone)},
-               checked="all completed, spans exported"),
+        Result(f"1-activity wf, {c} concurrent, {label[arm]}", REPETITIONS * total,
+               seconds[arm], latencies[arm],
+               {"median_wf_s": round(rate[arm]), "reps": REPETITIONS,
+                "cpu_us_per_wf": round(cpu[arm]),
+                **({} if arm == "off" else {
+                    "overhead_pct": round(overhead[arm], 1),
+                    "cpu_overhead_pct": round(cpu_pct[arm], 1), "spans": spans[arm],
+                    "hook_work_us_per_wf": round(alone[arm])})},
+               checked="all completed" + (", spans exported" if arm == "on" else ""))
+        for arm in ARMS
     ]

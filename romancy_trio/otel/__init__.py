@@ -25,53 +25,44 @@ from opentelemetry.trace import TracerProvider
 from romancy_trio import App, Backlog
 from romancy_trio import hooks as h
 
+from ._counts import counters
 from ._tracing import Tracing, carrier_of, context_of
 
 _SCOPE = "romancy_trio"
 _MAX_LABELS = 4096
-"""Distinct metric attribute sets kept for reuse (past it the cache starts over)."""
+"""Distinct histogram attribute sets kept for reuse (past it the cache starts over)."""
 _SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
-_KEYS: dict[str, tuple[str, ...]] = {
-    "w": ("workflow",), "ws": ("workflow", "status"),
-    "wao": ("workflow", "activity", "outcome"), "cd": ("channel", "direction"),
-    "t": ("type",)}
+_KEYS: dict[str, tuple[str, ...]] = {"w": ("workflow",),
+                                     "wao": ("workflow", "activity", "outcome")}
 
 
 class OpenTelemetryHooks(h.Hooks):
     """Spans (see `romancy_trio.otel._tracing`) and metrics for every instance this process
-    starts or runs. ``tracer_provider``/``meter_provider``: default, the global ones."""
+    starts or runs. ``tracer_provider``/``meter_provider``: default, the global ones.
+
+    The counters are observable counters over totals kept here (see `._counts`: the SDK
+    reads them at each collection); the durations are histograms."""
 
     def __init__(self, *, tracer_provider: TracerProvider | None = None,
                  meter_provider: MeterProvider | None = None) -> None:
         self.tracing = Tracing(trace.get_tracer(_SCOPE, tracer_provider=tracer_provider))
+        self.counts = counters(_SCOPE, meter_provider)
         meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
-        self.starts = meter.create_counter(
-            "romancy.workflow.starts", description="Workflow instances started")
-        self.ends = meter.create_counter(
-            "romancy.workflow.ends", description="Workflow instances ended, by status")
         self.activity_duration = meter.create_histogram(
             "romancy.activity.duration", unit="s", description="Activity attempt duration",
             explicit_bucket_boundaries_advisory=_SECONDS)
-        self.attempts = meter.create_counter(
-            "romancy.activity.attempts", description="Activity attempts, by outcome")
         self.wakeup_latency = meter.create_histogram(
             "romancy.wakeup.latency", unit="s",
             description="From becoming runnable (commit of the waking event, a timer's "
                         "deadline, creation) to running on a worker",
             explicit_bucket_boundaries_advisory=_SECONDS)
-        self.lease_losses = meter.create_counter(
-            "romancy.lease.losses", description="Claims this worker lost to another")
-        self.messages = meter.create_counter(
-            "romancy.channel.messages", description="Channel messages published and received")
-        self.events = meter.create_counter(
-            "romancy.events.received", description="Events recorded in instance histories")
         self._labels: dict[tuple[str, ...], dict[str, str]] = {}
 
     def _label(self, *values: str) -> dict[str, str]:
-        """The attribute set of a measurement, made once per distinct set (no dict per
-        measurement); keyed by the values, in the positions the callers below use."""
+        """The attribute set of a histogram measurement, made once per distinct set (no dict
+        per measurement); keyed by the values, in the positions the callers below use."""
         labels = self._labels.get(values)
         if labels is None:
             if len(self._labels) >= _MAX_LABELS:
@@ -89,7 +80,7 @@ class OpenTelemetryHooks(h.Hooks):
 
     # -- notifications ------------------------------------------------------------------
     async def on_workflow_started(self, event: h.WorkflowStarted) -> None:
-        self.starts.add(1, self._label("w", event.workflow))
+        self.counts.starts.add(event.workflow)
 
     async def on_workflow_resumed(self, event: h.WorkflowResumed) -> None:
         self.tracing.resumed(event)
@@ -99,15 +90,15 @@ class OpenTelemetryHooks(h.Hooks):
 
     async def on_workflow_completed(self, event: h.WorkflowCompleted) -> None:
         self.tracing.ended(event, outcome="completed")
-        self.ends.add(1, self._label("ws", event.workflow, "completed"))
+        self.counts.ends.add(event.workflow, "completed")
 
     async def on_workflow_failed(self, event: h.WorkflowFailed) -> None:
         self.tracing.ended(event, (event.error_type, event.message), outcome="failed")
-        self.ends.add(1, self._label("ws", event.workflow, "failed"))
+        self.counts.ends.add(event.workflow, "failed")
 
     async def on_workflow_cancelled(self, event: h.WorkflowCancelled) -> None:
         self.tracing.ended(event, outcome="cancelled")
-        self.ends.add(1, self._label("ws", event.workflow, "cancelled"))
+        self.counts.ends.add(event.workflow, "cancelled")
 
     async def on_workflow_suspended(self, event: h.WorkflowSuspended) -> None:
         self.tracing.ended(event, outcome=event.reason)
@@ -115,7 +106,7 @@ class OpenTelemetryHooks(h.Hooks):
     async def on_lease_lost(self, event: h.LeaseLost) -> None:
         self.tracing.ended(event, ("LeaseLost", "another worker took the instance over"),
                            outcome="lease lost")
-        self.lease_losses.add(1, self._label("w", event.workflow))
+        self.counts.lease_losses.add(event.workflow)
 
     async def on_activity_completed(self, event: h.ActivityCompleted) -> None:
         self._attempt(event, "completed")
@@ -129,9 +120,9 @@ class OpenTelemetryHooks(h.Hooks):
     def _attempt(self, event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried,
                  outcome: str) -> None:
         self.tracing.activity_ended(event)
-        labels = self._label("wao", event.workflow, event.activity, outcome)
-        self.attempts.add(1, labels)
-        self.activity_duration.record(max(event.at - event.started_at, 0.0), labels)
+        self.counts.attempts.add(event.workflow, event.activity, outcome)
+        self.activity_duration.record(max(event.at - event.started_at, 0.0),
+                                      self._label("wao", event.workflow, event.activity, outcome))
 
     async def on_compensation_run(self, event: h.CompensationRun) -> None:
         self.tracing.compensation(event)
@@ -142,13 +133,13 @@ class OpenTelemetryHooks(h.Hooks):
 
     async def on_message_received(self, event: h.MessageReceived) -> None:
         self.tracing.waited(event)
-        self.messages.add(1, self._label("cd", event.channel, "received"))
+        self.counts.messages.add(event.channel, "received")
 
     async def on_message_published(self, event: h.MessagePublished) -> None:
-        self.messages.add(1, self._label("cd", event.channel, "published"))
+        self.counts.messages.add(event.channel, "published")
 
     async def on_event_received(self, event: h.EventReceived) -> None:
-        self.events.add(1, self._label("t", event.event.type))
+        self.counts.events.add(event.event.type)
 
 
 def observe_app(app: App, *, meter_provider: MeterProvider | None = None) -> None:

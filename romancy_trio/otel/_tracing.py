@@ -13,6 +13,12 @@ that carries ``traceparent`` links to it. Events sent through the outbox carry t
 
 Spans are made from the notifications after the fact, with the times they carry, so a span
 never waits in memory across a suspension: the context is what travels.
+
+Sampling is the SDK's (its sampler decides at the ``start`` span; the stored context carries
+the decision to every run, as the default ``ParentBased`` sampler reads it). A span whose
+parent is not sampled gets its attributes only if it records anyway, and a run that does not
+record makes no activity, compensation or wait spans: an unsampled workflow builds no
+attributes and costs little more than its metrics.
 """
 
 from __future__ import annotations
@@ -84,6 +90,11 @@ def _remember(carrier: Mapping[str, str], span: Span) -> None:
         Context())
 
 
+def _sampled(parent: Context | None) -> bool:
+    """Whether ``parent`` is sampled (no parent: a root, the sampler decides)."""
+    return parent is None or trace.get_current_span(parent).get_span_context().trace_flags.sampled
+
+
 def _ids(event: h.HookEvent) -> dict[str, str | int]:
     out: dict[str, str | int] = {"romancy.instance_id": event.instance_id,
                                  "romancy.worker_id": event.worker_id}
@@ -109,7 +120,17 @@ class _Wait:
 class _Run:
     span: Span
     parent: Context | None
+    """The instance's context (the parent of the run and of its waits)."""
+    recording: bool
+    """Whether the run's span records (sampled): if not, it makes no child spans."""
     wait: _Wait | None = None
+    context: Context | None = None
+    """The run's span as a parent (made at its first child)."""
+
+    def as_parent(self) -> Context:
+        if self.context is None:
+            self.context = trace.set_span_in_context(self.span)
+        return self.context
 
 
 class Tracing:
@@ -134,13 +155,13 @@ class Tracing:
         return carrier
 
     def send_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
+        parent = context_of(send.attributes)
+        sampled = _sampled(parent)
         span = self.tracer.start_span(
-            f"send {send.type}", context=context_of(send.attributes), kind=SpanKind.PRODUCER,
-            attributes={"romancy.instance_id": send.instance_id,
-                        "romancy.workflow": send.workflow,
-                        "romancy.worker_id": send.worker_id,
-                        "romancy.activity_id": send.activity_id,
-                        "cloudevents.event_type": send.type})
+            f"send {send.type}", context=parent, kind=SpanKind.PRODUCER,
+            attributes=_send_attributes(send) if sampled else None)
+        if not sampled and span.is_recording():
+            span.set_attributes(_send_attributes(send))
         span.end()
         return carrier_of(span)
 
@@ -153,14 +174,17 @@ class Tracing:
             links.append(Link(trace.get_current_span(remote).get_span_context(),
                               {"cloudevents.event_id": woken.id,
                                "cloudevents.event_type": woken.type}))
+        sampled = _sampled(parent)
         span = self.tracer.start_span(
             f"run {event.workflow}", context=parent, kind=SpanKind.CONSUMER, links=links,
-            start_time=_ns(event.at),
-            attributes={**_ids(event), "romancy.replayed": event.replayed})
+            start_time=_ns(event.at), attributes=_run_attributes(event) if sampled else None)
+        recording = span.is_recording()
+        if recording and not sampled:
+            span.set_attributes(_run_attributes(event))
         if len(self._runs) >= _MAX_RUNS:
             self._runs.pop(next(iter(self._runs)))
-        run = self._runs[event.instance_id, event.epoch] = _Run(span, parent)
-        if woken is not None and event.waited_since is not None:
+        run = self._runs[event.instance_id, event.epoch] = _Run(span, parent, recording)
+        if recording and woken is not None and event.waited_since is not None:
             # told once this run records a step: a run that dies first (and the one that
             # takes over, woken by the same event) must not tell it twice
             run.wait = _Wait(f"wait event {woken.type}", links, event.waited_since,
@@ -179,7 +203,7 @@ class Tracing:
     def ended(self, event: h.RunEvent, error: tuple[str, str] | None = None,
               outcome: str = "") -> None:
         run = self._runs.pop((event.instance_id, event.epoch), None)
-        if run is None:
+        if run is None or not run.recording:
             return
         if outcome not in ("stopped", "lease lost"):
             self._progressed(run)
@@ -192,6 +216,8 @@ class Tracing:
     def waited(self, event: h.TimerFired | h.MessageReceived) -> None:
         run = self._runs.get((event.instance_id, event.epoch))
         if run is not None:
+            if not run.recording:
+                return
             self._progressed(run)
         if isinstance(event, h.TimerFired):
             name, kind = ("wait timeout" if event.timed_out else "wait timer"), "timer"
@@ -208,11 +234,11 @@ class Tracing:
         """The attempt's span, made once its outcome is recorded (an attempt cut short by a
         crash or a lost lease makes none)."""
         run = self._runs.get((event.instance_id, event.epoch))
-        if run is None:
+        if run is None or not run.recording:
             return
         self._progressed(run)
         span = self.tracer.start_span(
-            f"activity {event.activity}", context=trace.set_span_in_context(run.span),
+            f"activity {event.activity}", context=run.as_parent(),
             start_time=_ns(event.started_at),
             attributes={**_ids(event), "romancy.activity_id": event.activity_id,
                         "romancy.activity": event.activity,
@@ -226,16 +252,27 @@ class Tracing:
     def compensation(self, event: h.CompensationRun) -> None:
         run = self._runs.get((event.instance_id, event.epoch))
         if run is not None:
+            if not run.recording:
+                return
             self._progressed(run)
         span = self.tracer.start_span(
-            f"compensate {event.activity}",
-            context=None if run is None else trace.set_span_in_context(run.span),
+            f"compensate {event.activity}", context=None if run is None else run.as_parent(),
             start_time=_ns(event.started_at),
             attributes={**_ids(event), "romancy.activity_id": event.activity_id,
                         "romancy.activity": event.activity})
         if not event.ok:
             _fail(span, event.error_type or "", "compensation failed", at=event.at)
         span.end(end_time=_ns(event.at))
+
+
+def _run_attributes(event: h.WorkflowResumed) -> dict[str, str | int]:
+    return {**_ids(event), "romancy.replayed": event.replayed}
+
+
+def _send_attributes(send: h.SendInfo) -> dict[str, str]:
+    return {"romancy.instance_id": send.instance_id, "romancy.workflow": send.workflow,
+            "romancy.worker_id": send.worker_id, "romancy.activity_id": send.activity_id,
+            "cloudevents.event_type": send.type}
 
 
 def _fail(span: Span, error_type: str, message: str, *, at: float) -> None:
