@@ -17,12 +17,13 @@ SKIP LOCKED)
 
 The notification is a hint: the same sweep runs on the hub's fallback timer in every worker,
 so an outcome is never lost to a missed notification or a worker that died between the
-finishing statement and its sweep.
+finishing statement and its sweep. A database outage interrupts the sweep, which waits for
+the database and goes on (`Outages`); what it had committed stays told.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -40,6 +41,9 @@ from .storage import InstanceInfo, Store, Tx, WorkflowStatus
 from .storage._compose_queries import compose_queries
 from .storage._store import _instance
 from .storage.hints import CHILD_HINT, instance_hint
+
+if TYPE_CHECKING:
+    from ._engine._outages import Outages
 
 BATCH = 200
 
@@ -69,8 +73,8 @@ class ChildService:
 
         return [Activity(start_child_, name=CHILD_START, transactional=True)]
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(self, outages: Outages, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         assert self.hub is not None, "a ChildService made without a hub cannot serve"
         topics = self.store.topics
         wakeups = Wakeups()
@@ -81,10 +85,13 @@ class ChildService:
                 nursery.start_soon(wakeups.relay, cancelled)
                 task_status.started()
                 while True:
-                    while await self.sweep() >= BATCH:
-                        pass
+                    await outages.ride_out("child sweep", self._sweep_all)
                     # an orphan cancelled by the sweep wakes it again (its children next)
                     await wakeups.wait()
+
+    async def _sweep_all(self) -> None:
+        while await self.sweep() >= BATCH:
+            pass
 
     async def sweep(self) -> int:
         """Tell the parents of ended children, cancel orphans; how many rows it handled."""

@@ -130,9 +130,9 @@ async def open_app(
 
                     app = App(store, hub, registry, config, wid, scheduler, channels,
                               dispatcher)
-                    if run_workers:  # children told, schedules ticked, queues admitted
-                        for service in app._compose_services():
-                            await nursery.start(service.serve)
+                    if scheduler is not None:  # children told, schedules ticked, queues
+                        for service in app._compose_services():  # admitted, outages ridden out
+                            await nursery.start(service.serve, scheduler.outages)
                     try:
                         yield app
                     except BaseException as exc:  # noqa: BLE001 - re-raised below, outside

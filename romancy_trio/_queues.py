@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,6 +32,9 @@ from ._wake import Wakeups
 from .storage import Store, Tx
 from .storage._compose_queries import queue_queries
 from .storage.hints import QUEUE_HINT
+
+if TYPE_CHECKING:
+    from ._engine._outages import Outages
 
 CANDIDATES = 500
 
@@ -124,8 +128,8 @@ class QueueService:
         # on the done topic, which admission loops watch anyway (an ended instance frees a slot)
         await tx.notify(self.store.topics.done, QUEUE_HINT)
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(self, outages: Outages, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         topics = self.store.topics
         wakeups = Wakeups()
         with self.hub.watch(topics.done, QUEUE_HINT) as hinted, \
@@ -135,11 +139,16 @@ class QueueService:
                 nursery.start_soon(wakeups.relay, cancelled)
                 task_status.started()
                 while True:
-                    wake_at = math.inf
-                    for (name,) in await self.store.db.fetchall(self.q.queue_names):
-                        wake_at = min(wake_at, await self.admit(str(name)))
+                    wake_at = await outages.ride_out("queue admission", self._admit_all)
                     await wakeups.wait(min(self.fallback,
                                            max(0.0, wake_at - _clock.now())))
+
+    async def _admit_all(self) -> float:
+        """Admit what fits in every queue; when a rate window next lets one in."""
+        wake_at = math.inf
+        for (name,) in await self.store.db.fetchall(self.q.queue_names):
+            wake_at = min(wake_at, await self.admit(str(name)))
+        return wake_at
 
     async def admit(self, queue: str) -> float:
         """Admit what fits now; when the rate window next lets one in (inf: not limited)."""

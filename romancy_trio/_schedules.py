@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import trio
@@ -33,6 +33,9 @@ from ._codec import dumps
 from ._errors import InvalidInputError, RomancyError
 from .storage import Store, Tx
 from .storage._compose_queries import compose_queries
+
+if TYPE_CHECKING:
+    from ._engine._outages import Outages
 
 Catchup = Literal["skip", "one", "all"]
 SCHEDULE_HINT = "schedule"
@@ -188,17 +191,21 @@ class ScheduleService:
         await tx.notify(self.store.topics.work, SCHEDULE_HINT)  # this process's loop too
 
     # -- the loop every worker runs ---------------------------------------------------------
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(self, outages: Outages, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         with self.hub.watch(self.store.topics.work, SCHEDULE_HINT) as watch:
             task_status.started()
             while True:
-                while await self.tick() >= BATCH:
-                    pass
-                row = await self.store.db.fetchone(self.q.schedule_next_due)
-                due = None if row is None or row[0] is None else float(row[0])
+                due = await outages.ride_out("schedules", self._tick_all)
                 wait = self.fallback if due is None else max(0.0, due - _clock.now())
                 await watch.wait(timeout=min(wait, self.fallback))
+
+    async def _tick_all(self) -> float | None:
+        """Handle every due schedule; when the next one is due (None: none is)."""
+        while await self.tick() >= BATCH:
+            pass
+        row = await self.store.db.fetchone(self.q.schedule_next_due)
+        return None if row is None or row[0] is None else float(row[0])
 
     async def tick(self) -> int:
         """Handle the due schedules (one transaction); how many rows it locked."""

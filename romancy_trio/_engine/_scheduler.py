@@ -41,6 +41,7 @@ from ._hosts import ActivityHosts, open_activity_hosts
 from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._leases import LeaseReport
 from ._notes import lease_lost
+from ._outages import Outages
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._resident import ResidentStates
@@ -110,6 +111,9 @@ class Scheduler:
         self._rng = random.Random()
         self._db_probe = DatabaseProbe(lambda: self.store.db.fetchone("SELECT 1"),
                                        lambda: hub.config.reconnect_delays(self._rng))
+        self.outages = Outages(self.wait_for_database, rng=self._rng,
+                               longest_backoff=hub.config.longest_fallback)
+        """How this worker's other loops (compose services, housekeeping) ride out an outage."""
         self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
         self._report = LeaseReport(worker_id, config.lease_ttl, trio.current_time())
 
@@ -135,8 +139,9 @@ class Scheduler:
         nursery.start_soon(self._heartbeat_loop, session)
         nursery.start_soon(self._takeover_loop)
         nursery.start_soon(self._cancel_loop)
-        nursery.start_soon(maintenance_loop, self.store, self.channels, self.config)
-        nursery.start_soon(channel_sweep_loop, self.channels, self.config)
+        nursery.start_soon(maintenance_loop, self.store, self.channels, self.config,
+                           self.outages)
+        nursery.start_soon(channel_sweep_loop, self.channels, self.config, self.outages)
         if self.config.rebalance_after is not None:
             nursery.start_soon(
                 place_long_lived, self.peers, lambda: self._running.values(),
@@ -173,6 +178,7 @@ class Scheduler:
             self._n.claims,
             self._n.deferred,
             self.peers.count,
+            storage_outages=self.outages.count,
         )
 
     # -- internals ----------------------------------------------------------------------

@@ -20,6 +20,9 @@ class SchedulerStatistics:
     """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
     peers: int
     """Live workers running the same workflows, this one included."""
+    storage_outages: int = 0
+    """Database outages this worker's loops rode out (or are riding out): the child sweep,
+    queue admission, schedules and housekeeping waited for the database and went on."""
     storage_retries: int = 0
     """Statements and transactions the database driver ran again after the database rolled
     them back (MySQL: InnoDB deadlocks 1213 and lock-wait timeouts 1205, retried where safe);

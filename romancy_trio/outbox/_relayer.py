@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 
 import httpx
@@ -25,6 +26,8 @@ import trio
 
 from romancy_notify import Hub, Watch
 
+from .._engine._dbprobe import DatabaseProbe
+from .._engine._outages import Outages
 from .._errors import StorageUnavailableError
 from .._redact import redact_url
 from ..storage import Database
@@ -129,6 +132,8 @@ class RelayerStatistics:
     lost_claims: int
     claims: int
     purged: int
+    storage_outages: int = 0
+    """Database outages the claim loop rode out (waited for the database, then went on)."""
 
 
 @dataclass(slots=True)
@@ -164,11 +169,16 @@ class Relayer:
         self._changed = trio.Event()
         self._next_cleanup = -math.inf
         self._n = _Counters()
+        self._wait_for_database: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint
+        """Returns once the database answers again (a probe in the claim loop's nursery)."""
+        self._outages = Outages(lambda: self._wait_for_database(), rng=self._rng, logger=log,
+                                longest_backoff=config.fallback_interval)
 
     def statistics(self) -> RelayerStatistics:
         n = self._n
         return RelayerStatistics(
-            self._in_flight, n.delivered, n.retried, n.failed, n.lost_claims, n.claims, n.purged
+            self._in_flight, n.delivered, n.retried, n.failed, n.lost_claims, n.claims, n.purged,
+            storage_outages=self._outages.count,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -193,18 +203,17 @@ class Relayer:
     async def _claim_loop(
         self, watch: Watch, nursery: trio.Nursery, client: httpx.AsyncClient
     ) -> None:
-        backoff = 0.05
+        probe = DatabaseProbe(lambda: self.store.db.fetchone("SELECT 1"),
+                              lambda: self.hub.config.reconnect_delays(self._rng))
+        self._wait_for_database = partial(probe.wait, nursery)
+
+        async def claim() -> float:
+            await self._maybe_cleanup()
+            return await self._claim_due(nursery, client)
+
         while True:
             changed = self._changed  # a delivery ending from now on ends the next wait
-            try:
-                await self._maybe_cleanup()
-                timeout = await self._claim_due(nursery, client)
-            except StorageUnavailableError as exc:
-                log.warning("outbox claim failed (%s); retrying in %.2fs", exc, backoff)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, self.config.fallback_interval)
-                continue
-            backoff = 0.05
+            timeout = await self._outages.ride_out("outbox relayer", claim)
             if timeout > 0:
                 await self._wait(watch, changed, timeout)
 
