@@ -15,6 +15,7 @@ import-linter contract keeps it so.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 import trio
@@ -22,11 +23,13 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import TracerProvider
 
-from romancy_trio import App, Backlog
+from romancy_trio import App, Backlog, StorageUnavailableError
 from romancy_trio import hooks as h
 
 from ._counts import counters
 from ._tracing import Tracing, carrier_of, context_of
+
+_log = logging.getLogger("romancy_trio.otel")
 
 _SCOPE = "romancy_trio"
 _MAX_LABELS = 4096
@@ -189,7 +192,9 @@ async def record_backlog(app: App, *, interval: float = 15.0,
     ``romancy.backlog.stranded`` (instances of this app's workflows whose code version none
     of its workers resumes, per ``version``: ``'<workflow>|<version>'``). Counts are for the
     whole database, so one process recording them is enough (``stranded``: one per
-    deployed version)."""
+    deployed version). A database outage does not end it: the gauges report nothing while
+    the database cannot be read (one WARNING on the ``romancy_trio.otel`` logger when it
+    starts, one when sampling works again); any other error propagates."""
     meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
     last: list[Backlog] = []
 
@@ -219,9 +224,22 @@ async def record_backlog(app: App, *, interval: float = 15.0,
     meter.create_observable_gauge(
         "romancy.backlog.stranded", [stranded],
         description="Instances no worker of this app may resume (their code version)")
+    down_since: float | None = None
     while True:
-        sample = await app.backlog()
-        last[:] = [sample]
+        try:
+            sample = await app.backlog()
+        except StorageUnavailableError as exc:  # an outage: the sampling goes on after it
+            last.clear()  # no stale figures while the database cannot be read
+            if down_since is None:
+                down_since = trio.current_time()
+                _log.warning("backlog not sampled: %s; the gauges report nothing until the "
+                             "database answers (tried every %s s)", exc, interval)
+        else:
+            last[:] = [sample]
+            if down_since is not None:
+                _log.warning("backlog sampled again after %.1f s",
+                             trio.current_time() - down_since)
+                down_since = None
         await trio.sleep(interval)
 
 

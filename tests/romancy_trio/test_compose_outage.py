@@ -206,3 +206,49 @@ async def test_the_outbox_relayer_rides_out_a_server_stop(pg_cluster: PgCluster)
     assert [r.event["id"] for r in sink.ok()] == ids
     assert len([w for w in seen.warnings if "the loops wait for it" in w]) >= 1
     assert len([w for w in seen.warnings if "loops went on after" in w]) >= 1
+
+
+async def test_backlog_gauges_go_blank_in_an_outage_and_come_back(pg_cluster: PgCluster) -> None:
+    """`record_backlog` in the user's nursery outlives a server stop: while the database
+    cannot be read its gauges report nothing (no stale figures), one WARNING says so, and the
+    figures return once it answers - the user's nursery is never torn down by the outage."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from romancy_trio.otel import record_backlog
+
+    def waiting() -> list[Any]:
+        data = reader.get_metrics_data()
+        return [p.value for rm in (data.resource_metrics if data else [])
+                for sm in rm.scope_metrics for m in sm.metrics
+                if m.name == "romancy.backlog.waiting" for p in m.data.data_points]
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    seen = Interrupted()
+    logger = logging.getLogger("romancy_trio.otel")
+    logger.addHandler(seen)
+    try:
+        async with open_app(pg_cluster.dsn, workflows=FLOWS, config=CONFIG) as app, \
+                trio.open_nursery() as nursery:
+            kid = await app.start(ride_child)
+            await _until_waiting(app, kid)
+            nursery.start_soon(lambda: record_backlog(app, interval=0.05,
+                                                      meter_provider=meters))
+            with trio.fail_after(30):
+                while waiting() != [1]:
+                    await trio.sleep(0.02)
+            await trio.to_thread.run_sync(pg_cluster.stop)
+            with trio.fail_after(60):
+                while not any(w.startswith("backlog not sampled") for w in seen.warnings):
+                    await trio.sleep(0.02)
+            assert waiting() == []
+            await trio.to_thread.run_sync(pg_cluster.start)
+            with trio.fail_after(60):
+                while waiting() != [1]:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    finally:
+        logger.removeHandler(seen)
+    assert len([w for w in seen.warnings if w.startswith("backlog not sampled")]) == 1
+    assert len([w for w in seen.warnings if w.startswith("backlog sampled again")]) == 1
