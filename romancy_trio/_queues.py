@@ -40,6 +40,9 @@ CANDIDATES = 500
 
 
 class QueueNotFoundError(RomancyError):
+    """No queue of this name (``queue``) has been declared: `App.enqueue` needs
+    `App.declare_queue` first (declaring is idempotent, so do it at start)."""
+
     def __init__(self, queue: str) -> None:
         self.queue = queue
         super().__init__(f"no queue named {queue!r}: declare it with app.declare_queue first")

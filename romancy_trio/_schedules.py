@@ -47,6 +47,10 @@ _MAX_ID = 150
 
 
 class ScheduleNotFoundError(RomancyError):
+    """No schedule with this id (``schedule_id``): never created, or deleted. Raised by
+    `App.pause_schedule`, `App.resume_schedule`, `App.delete_schedule` and
+    `App.get_schedule`."""
+
     def __init__(self, schedule_id: str) -> None:
         self.schedule_id = schedule_id
         super().__init__(f"no schedule with id {schedule_id!r}")
