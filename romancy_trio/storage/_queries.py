@@ -66,6 +66,9 @@ class Queries:
     run_no (and on PostgreSQL share-locks the instance row until commit, which blocks a
     takeover)."""
     select_history: str  # (iid, run_no) -> (seq, kind, key, payload, created_at, compensation)
+    select_history_since: str
+    """(iid, run_no, seq) -> ``select_history``'s columns of the rows from ``seq`` on (a
+    resident state's resume reads only what it has not seen)."""
     select_current_history: str
     """(iid,) -> (run_no, seq, kind, key, payload, created_at, compensation) of the
     instance's current run, in order."""
@@ -86,9 +89,6 @@ class Queries:
     note_error: str
     """named: error, iid, owner, epoch. Fenced: set (or clear, NULL) the error column of the
     running instance: what an activity retried without limit last failed with."""
-    select_history_since: str | None = None
-    """(iid, run_no, seq) -> ``select_history``'s columns of the rows from ``seq`` on (a
-    resident state's resume). None: ``select_history``, filtered here."""
     finish_recording: str | None = None
     """``finish`` that also inserts one history event (``record``'s params, for the lease's
     run): one statement. None: ``record`` then ``finish`` in one transaction."""

@@ -243,8 +243,6 @@ class Store:
     async def load_history_since(self, instance_id: str, run_no: int, seq: int
                                  ) -> list[HistoryEvent]:
         """The run's history rows from ``seq`` on (a resident state's resume)."""
-        if self.q.select_history_since is None:
-            return [e for e in await self.load_history(instance_id, run_no) if e.seq >= seq]
         rows = await self.db.fetchall(self.q.select_history_since, (instance_id, run_no, seq))
         return [_event(r) for r in rows]
 

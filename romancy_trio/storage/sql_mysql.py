@@ -203,6 +203,9 @@ QUERIES = Queries(
     select_history="""
         SELECT seq, kind, `key`, payload, created_at, compensation FROM {schema}.workflow_history
         WHERE instance_id = %s AND run_no = %s ORDER BY seq""",
+    select_history_since="""
+        SELECT seq, kind, `key`, payload, created_at, compensation FROM {schema}.workflow_history
+        WHERE instance_id = %s AND run_no = %s AND seq >= %s ORDER BY seq""",
     select_current_history="""
         SELECT h.run_no, h.seq, h.kind, h.`key`, h.payload, h.created_at, h.compensation
         FROM {schema}.workflow_history h
