@@ -30,6 +30,7 @@ from ._sql import SCHEMA_TOKEN as SCHEMA_TOKEN
 from ._sql import qualify as qualify
 from ._sql import quote_identifier as quote_identifier
 from ._sql import quote_mysql_identifier as quote_mysql_identifier
+from ._sql import quote_schema as quote_schema
 from ._types import ChannelError as ChannelError
 from ._types import ChannelMode as ChannelMode
 from ._types import ChannelModeError as ChannelModeError
@@ -49,4 +50,5 @@ __all__ = [
     "qualify",
     "quote_identifier",
     "quote_mysql_identifier",
+    "quote_schema",
 ]

@@ -47,6 +47,19 @@ def quote_mysql_identifier(name: str) -> str:
     return f"`{name}`"
 
 
+_QUOTERS = {"postgres": quote_identifier, "sqlite": quote_identifier,
+            "mysql": quote_mysql_identifier}
+
+
+def quote_schema(schema: str, dialect: str) -> str:
+    """``schema`` quoted the way ``dialect`` (postgres, sqlite or mysql) quotes a name."""
+    try:
+        quote = _QUOTERS[dialect]
+    except KeyError:
+        raise ValueError(f"unknown SQL dialect {dialect!r}: one of {sorted(_QUOTERS)}") from None
+    return quote(schema)
+
+
 def qualify(queries: Q, schema: str, *, dialect: str = "postgres") -> Q:
     """A copy of the frozen dataclass ``queries`` with ``{schema}`` replaced by the quoted
     ``schema`` (``dialect``'s quoting: postgres or mysql) in every string field and in the
@@ -56,7 +69,7 @@ def qualify(queries: Q, schema: str, *, dialect: str = "postgres") -> Q:
 
 @functools.lru_cache(maxsize=64)
 def _qualify(queries: Any, schema: str, dialect: str) -> Any:
-    quoted = (quote_mysql_identifier if dialect == "mysql" else quote_identifier)(schema)
+    quoted = quote_schema(schema, dialect)
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):

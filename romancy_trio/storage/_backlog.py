@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from romancy_channels import quote_identifier, quote_mysql_identifier
+from romancy_channels import quote_schema
 
 from ._db import Database
 from ._placeholders import translate
@@ -69,8 +69,7 @@ async def read_backlog(db: Database, *, now: float, limit: int,
     """``workflows``: the names this app runs; ``resumable``: the ``'<workflow>|<version>'``
     its workers resume (`Store.code_versions`): an instance of one of ``workflows`` with a
     version not in ``resumable`` is stranded."""
-    quote = quote_mysql_identifier if db.dialect == "mysql" else quote_identifier
-    schema = quote(db.schema)
+    schema = quote_schema(db.schema, db.dialect)
     counts = await db.fetchone(*translate(_COUNTS.replace(SCHEMA_TOKEN, schema),
                                           {"now": now}, db.dialect))
     rows = await db.fetchall(*translate(_CHANNELS.replace(SCHEMA_TOKEN, schema),
@@ -99,7 +98,7 @@ _SUBSCRIBERS = """
 
 async def read_subscribers(db: Database, *, limit: int) -> dict[str, list[str]]:
     """Per channel (the first ``limit`` by name), the instances subscribed to it."""
-    schema = (quote_mysql_identifier if db.dialect == "mysql" else quote_identifier)(db.schema)
+    schema = quote_schema(db.schema, db.dialect)
     rows = await db.fetchall(*translate(_SUBSCRIBERS.replace(SCHEMA_TOKEN, schema),
                                         {"limit": limit}, db.dialect))
     found: dict[str, list[str]] = {}

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from romancy_channels import quote_mysql_identifier
+from romancy_channels import quote_schema
 
 from .._errors import InstanceFinishedError, InstanceNotFoundError
 from ._db import Database
 from ._placeholders import translate
-from ._schema import SCHEMA_TOKEN, quote_identifier
+from ._schema import SCHEMA_TOKEN
 
 _INSTANCE = "SELECT status, run_no FROM {schema}.workflow_instances WHERE instance_id = :iid"
 _LAST = """SELECT seq, kind, key FROM {schema}.workflow_history
@@ -47,18 +47,16 @@ _RETIRE_MYSQL = """UPDATE {schema}.workflow_history
 
 
 _LAST_MYSQL = _LAST.replace(" key FROM", " `key` FROM")
-_MYSQL = {_RETIRE: _RETIRE_MYSQL, _LAST: _LAST_MYSQL}
-"""The statements MySQL needs in its own words (by the portable statement they replace)."""
-_QUOTE = {"mysql": quote_mysql_identifier}
-"""How each dialect quotes the schema (PostgreSQL's and SQLite's way unless named here)."""
+_OWN_WORDS = {"mysql": {_RETIRE: _RETIRE_MYSQL, _LAST: _LAST_MYSQL}}
+"""Per dialect, the statements it needs in its own words (by the portable statement they
+replace); the portable one everywhere else."""
 
 
 def _q(db: Database, sql: str, params: Mapping[str, Any]
        ) -> tuple[str, Sequence[Any] | Mapping[str, Any]]:
-    if db.dialect == "mysql":
-        sql = _MYSQL.get(sql, sql)
-    quote = _QUOTE.get(db.dialect, quote_identifier)
-    return translate(sql.replace(SCHEMA_TOKEN, quote(db.schema)), params, db.dialect)
+    sql = _OWN_WORDS.get(db.dialect, {}).get(sql, sql)
+    return translate(sql.replace(SCHEMA_TOKEN, quote_schema(db.schema, db.dialect)), params,
+                     db.dialect)
 
 
 async def resume_failed(db: Database, work_topic: str, instance_id: str, *, now: float

@@ -42,6 +42,7 @@ def test_public_surface() -> None:
             "qualify",
             "quote_identifier",
             "quote_mysql_identifier",
+            "quote_schema",
         ]
     )
     assert issubclass(ChannelError, ValueError)
@@ -220,3 +221,13 @@ async def test_postgres_sends_the_notify_itself(pg_env: Env, pg_dsn: str) -> Non
             raise AssertionError("no notification")
 
         assert await trio.to_thread.run_sync(first) == (NOTIFY_TOPIC, "orders")
+
+
+def test_quote_schema_quotes_per_dialect_and_names_an_unknown_one() -> None:
+    from romancy_channels import quote_schema
+
+    assert quote_schema('we"ird', "postgres") == '"we""ird"'
+    assert quote_schema("main", "sqlite") == '"main"'
+    assert quote_schema("app", "mysql") == "`app`"
+    with pytest.raises(ValueError, match="unknown SQL dialect 'oracle'"):
+        quote_schema("app", "oracle")
