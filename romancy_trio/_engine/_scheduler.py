@@ -63,6 +63,11 @@ _DEADLINE_SLACK = 0.005
 """Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
 clock has passed it too; a claim that is still early only costs another look."""
 
+_SKIPPED_MAX = 0.5
+"""Longest wait between claims that take nothing although an instance is claimable (the
+claim skipped it: another transaction held it locked, for milliseconds as a rule). The first
+look again is `_DEADLINE_SLACK` later, doubled while it stays so."""
+
 
 @dataclass(slots=True)
 class _Running:
@@ -271,6 +276,7 @@ class Scheduler:
     ) -> None:
         expected: str | None = None  # the instance the last wake-up named for this worker
         backoff = 0.0  # between claims that fail although the database answers a probe
+        skipped = 0.0  # between claims that take nothing although something is claimable
         with self.hub.watch(self.store.topics.work) as watch:
             task_status.started()
             while True:
@@ -309,6 +315,11 @@ class Scheduler:
                     backoff = min(max(2 * backoff, 0.05), self.config.lease_ttl)
                     continue
                 backoff = 0.0
+                if claimed or expiry is None or expiry > 0:
+                    skipped = 0.0
+                else:  # claimable but locked when the claim looked (`Queries.next_expiry`)
+                    skipped = min(max(2 * skipped, _DEADLINE_SLACK), _SKIPPED_MAX)
+                    expiry = skipped
                 expiry_at = None if expiry is None else (
                     trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
                 expected = await self._until_claim_is_due(watch, expiry_at)

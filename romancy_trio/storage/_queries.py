@@ -40,8 +40,11 @@ class Queries:
     announces done. -> (iid, tell, slot): ``ended_flags`` (issue #22: which sweeps the end
     gives work to, known from the finishing statement itself)."""
     next_expiry: str
-    """(owner, owner) -> seconds until the earliest lease not held by owner expires or the
-    earliest waiting instance falls due (NULL: nothing scheduled)."""
+    """named: owner, versions, now, names -> seconds until the earliest lease not held by
+    owner expires or the earliest waiting instance falls due (NULL: nothing scheduled); 0
+    where an instance of ``names`` is claimable now (a claim that skipped it, locked by
+    another transaction, must look again: its notification came already). SQLite, whose
+    claim skips nothing, may leave that out."""
     claim_and_expiry: str | None
     """``claim``'s params -> ``claim``'s rows, each with a 10th column NULL, then one row of
     NULLs whose 10th column is what ``next_expiry`` answers (seen before this claim): both in

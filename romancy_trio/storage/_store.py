@@ -139,7 +139,7 @@ class Store:
         if self.q.claim_and_expiry is None:
             claimed = await self.claim(owner, limit=limit, lease_ttl=lease_ttl,
                                        workflows=workflows)
-            return claimed, await self.next_expiry(owner)
+            return claimed, await self.next_expiry(owner, workflows=workflows)
         return await self._claim(self.q.claim_and_expiry, owner, limit, lease_ttl, workflows,
                                  with_expiry=True, expected=expected)
 
@@ -229,10 +229,13 @@ class Store:
             self.db.publish_local([(self.topics.work, hint)])
         return row is not None
 
-    async def next_expiry(self, owner: str) -> float | None:
-        """Seconds until the earliest lease held by another worker expires (None: none)."""
+    async def next_expiry(self, owner: str, *, workflows: Sequence[str]) -> float | None:
+        """Seconds until the earliest lease held by another worker expires or a wait is due
+        (None: none); 0 where an instance of ``workflows`` is claimable now but was not
+        claimed (locked by another transaction when the claim looked: ``SKIP LOCKED``)."""
         row = await self.db.fetchone(self.q.next_expiry, {
-            "owner": owner, "versions": dumps(self.code_versions), "now": _clock.sql_now()})
+            "owner": owner, "versions": dumps(self.code_versions), "now": _clock.sql_now(),
+            "names": dumps(list(workflows))})
         return None if row is None or row[0] is None else float(row[0])
 
     # -- history ----------------------------------------------------------------------------

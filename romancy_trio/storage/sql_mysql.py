@@ -119,13 +119,26 @@ _EXISTING = """
         WHERE i.instance_id = %(iid)s"""
 
 _NEXT_EXPIRY = f"""
-        SELECT CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE LEAST(a, b) END FROM (
+        SELECT LEAST(COALESCE(a, b, c), COALESCE(b, c, a), COALESCE(c, a, b)) FROM (
             SELECT (SELECT TIMESTAMPDIFF(MICROSECOND, NOW(6), min(lease_expires_at)) / 1e6
                     FROM {{schema}}.workflow_instances
                     WHERE status IN ('pending', 'running')
                       AND NOT (lease_owner <=> %(owner)s)) AS a,
                    (SELECT min(wake_at) - coalesce(%(now)s, {_NOW_EPOCH})
-                    FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b) t"""
+                    FROM {{schema}}.workflow_instances WHERE status = 'waiting') AS b,
+                   (SELECT 0 FROM {{schema}}.workflow_instances
+                    WHERE status IN ('pending', 'running') AND lease_expires_at IS NULL
+                      AND NOT (lease_owner <=> %(owner)s)
+                      AND workflow_name IN (SELECT j.name FROM JSON_TABLE(%(names)s, '$[*]'
+                                            COLUMNS (name VARCHAR(255) PATH '$')) j)
+                      AND (code_version IS NULL OR CONCAT(workflow_name, '|', code_version) IN (
+                            SELECT v.x FROM JSON_TABLE(%(versions)s, '$[*]'
+                                                       COLUMNS (x VARCHAR(600) PATH '$')) v))
+                    LIMIT 1) AS c) t"""
+"""When to claim again (asked right after a claim): the earliest foreign lease expiry or
+wake-up, and 0 if an instance is claimable now (``c``): the claim skips the rows another
+transaction holds locked (SKIP LOCKED), and whoever made such a row claimable has already
+signalled, so without this answer the worker would sleep until the fallback re-check."""
 
 QUERIES = Queries(
     # the id exists: ON DUPLICATE KEY changes nothing but @dup (a plain INSERT would fail on a

@@ -52,19 +52,37 @@ _CLAIM = f"""
         RETURNING w.instance_id, w.workflow_name, w.input, w.run_no, w.lease_epoch,
                   w.run_started_at, w.cancel_requested, c.lease_owner, w.attributes"""
 
-_NEXT_EXPIRY = f"""
+
+def _next_expiry(unclaimed: str = "") -> str:
+    """When to claim again: the earliest foreign lease expiry or wake-up, and 0 if an
+    instance that a claim could take now is there (``unclaimed``: one the claim sent with
+    this did not take). A claim skips the rows another transaction holds locked (``SKIP
+    LOCKED``), e.g. a publish's wake-up that locked a receiver another write had just made
+    pending; whoever made it claimable has already notified, so without this answer the
+    worker would sleep until the fallback re-check."""
+    return f"""
         SELECT least(
             (SELECT EXTRACT(EPOCH FROM (min(lease_expires_at) - clock_timestamp()))::float8
              FROM {{schema}}.workflow_instances
              WHERE status IN ('pending', 'running') AND lease_owner IS DISTINCT FROM %(owner)s),
             (SELECT min(wake_at) - {_WAKE_NOW}
-             FROM {{schema}}.workflow_instances WHERE status = 'waiting' AND {_VERSIONS}))"""
+             FROM {{schema}}.workflow_instances WHERE status = 'waiting' AND {_VERSIONS}),
+            (SELECT 0::float8 FROM {{schema}}.workflow_instances
+             WHERE status IN ('pending', 'running') AND lease_expires_at IS NULL
+               AND lease_owner IS DISTINCT FROM %(owner)s
+               AND workflow_name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb))
+               AND {_VERSIONS}{unclaimed}
+             LIMIT 1))"""
+
+
+_NEXT_EXPIRY = _next_expiry()
 
 _CLAIM_AND_EXPIRY = f"""
         WITH claimed AS ({_CLAIM})
         SELECT claimed.*, NULL::float8 FROM claimed
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_NEXT_EXPIRY})"""
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ({_next_expiry(
+            " AND instance_id NOT IN (SELECT instance_id FROM claimed)")})"""
 
 
 def worker_lock_key(owner: str) -> str:

@@ -57,7 +57,8 @@ def _statements(store: Store) -> list[tuple[str, str, Any]]:
                  now=None, versions="[]")
     found: list[tuple[str, str, Any]] = [
         ("claim", q.claim, claim),
-        ("next_expiry", q.next_expiry, dict(owner="plan-worker", versions="[]", now=None)),
+        ("next_expiry", q.next_expiry, dict(owner="plan-worker", versions="[]", now=None,
+                                            names=json.dumps(["plan_wf"]))),
         ("event_waiters", w.event_waiters, dict(type="plan.ev.77")),
         ("wake_waiters", w.wake_waiters,
          dict(now=1.0, kind="event", key="plan.ev.77", target=None, limit=100, topic="t")),
