@@ -163,7 +163,7 @@ class App(ComposeApi):
             channel, data, metadata=metadata, target=instance_id))
 
     def _published(self, channel: str, message_id: int) -> int:
-        if self._hooks.active:
+        if MessagePublished in self._hooks.wanted:
             self._hooks.emit(MessagePublished("", "", self.worker_id, _clock.now(), channel,
                                               message_id))
         return message_id
@@ -222,7 +222,7 @@ class App(ComposeApi):
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
         attributes = _check_attributes(instance_attributes)
-        if self._hooks.active:
+        if self._hooks.supplies_attributes:
             attributes = self._hooks.instance_attributes(StartInfo(wf.name, iid, attributes))
         eager = self._scheduler is not None and self._scheduler.try_reserve()
         now = _clock.now()
@@ -247,7 +247,7 @@ class App(ComposeApi):
                 self._scheduler.unreserve()
             _check_same_start(iid, created, wf.name, input_json)
             return iid, False
-        if self._hooks.active:
+        if WorkflowStarted in self._hooks.wanted:
             self._hooks.emit(WorkflowStarted(iid, wf.name, self.worker_id, now, attributes))
         if eager:
             assert self._scheduler is not None
@@ -275,7 +275,7 @@ class App(ComposeApi):
 
     def _received(self, event: Event, receipt: EventReceipt) -> None:
         """`EventReceived` for each instance the committed ``event`` was delivered to."""
-        if self._hooks.active and receipt.delivered_to:
+        if EventReceived in self._hooks.wanted and receipt.delivered_to:
             info, now = event_info(event.body()), _clock.now()
             assert info is not None
             for iid in receipt.delivered_to:

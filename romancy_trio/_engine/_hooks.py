@@ -26,10 +26,14 @@ _BATCH = 64
 """Notifications a hook's task hands over in a row before it lets other tasks run."""
 
 
+def _overrides(hook: Hooks, name: str) -> bool:
+    """Whether ``hook`` has its own ``name`` (the base's is a no-op, not worth calling)."""
+    return getattr(getattr(hook, name), "__func__", None) is not getattr(Hooks, name)
+
+
 def _wanted(hook: Hooks) -> frozenset[type[HookEvent]]:
     """The notifications ``hook`` overrides a method for (the others are not queued)."""
-    return frozenset(kind for kind, name in METHODS.items()
-                     if getattr(getattr(hook, name), "__func__", None) is not getattr(Hooks, name))
+    return frozenset(kind for kind, name in METHODS.items() if _overrides(hook, name))
 
 
 @dataclass(slots=True)
@@ -74,12 +78,16 @@ class HookDispatcher:
                                      _wanted(hook)))
         self._done = trio.Event()
         """Set when every hook's task has ended (its channel drained)."""
-        self.active = bool(self._slots)
-        """Whether any hook is registered (callers skip building notifications otherwise)."""
         self.wanted: frozenset[type[HookEvent]] = frozenset().union(
             *(slot.wants for slot in self._slots))
         """The notifications some hook overrides a method for: only these are worth building
         (`emit` drops the others anyway)."""
+        self._attributes = [s for s in self._slots if _overrides(s.hook, "instance_attributes")]
+        self._extensions = [s for s in self._slots if _overrides(s.hook, "event_extensions")]
+        self.supplies_attributes = bool(self._attributes)
+        """Whether some hook overrides `Hooks.instance_attributes` (else it is not asked)."""
+        self.supplies_extensions = bool(self._extensions)
+        """Whether some hook overrides `Hooks.event_extensions` (else it is not asked)."""
 
     def emit(self, event: HookEvent) -> None:
         for slot in self._slots:
@@ -96,13 +104,13 @@ class HookDispatcher:
     def instance_attributes(self, start: StartInfo) -> Mapping[str, str]:
         """The caller's attributes, completed by every hook's (the caller's keys win)."""
         found: dict[str, str] = {}
-        for slot in self._slots:
+        for slot in self._attributes:
             found.update(self._supply(slot, slot.hook.instance_attributes, start))
         return frozen_map({**found, **start.attributes})
 
     def event_extensions(self, send: SendInfo) -> Mapping[str, str]:
         found: dict[str, str] = {}
-        for slot in self._slots:
+        for slot in self._extensions:
             found.update(self._supply(slot, slot.hook.event_extensions, send))
         return frozen_map(found)
 

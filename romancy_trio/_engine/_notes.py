@@ -52,7 +52,8 @@ class RunNotes:
     def __init__(self, hooks: HookDispatcher, lease: Lease, workflow: str, run_no: int,
                  attributes: Mapping[str, str]) -> None:
         self.hooks = hooks
-        self.on = hooks.active
+        self.on = hooks.supplies_extensions
+        """Whether some hook adds extensions to the events an activity sends."""
         self.wanted = hooks.wanted
         """Kinds some hook listens to: a notification nobody wants is never built."""
         self.lease = lease
