@@ -88,8 +88,9 @@ QUEUE_QUERIES = QueueQueries(
         WHERE queue_name = %(q)s FOR UPDATE""",
     queue_names=f"SELECT queue_name FROM {_Q} ORDER BY queue_name",
     dedup_live=f"""
-        SELECT instance_id FROM {_E}
-        WHERE queue_name = %(q)s AND dedup_id = %(dedup)s AND released_at IS NULL""",
+        SELECT e.instance_id FROM {_E} e JOIN {_I} i ON i.instance_id = e.instance_id
+        WHERE e.queue_name = %(q)s AND e.dedup_id = %(dedup)s AND e.released_at IS NULL
+          AND i.status NOT IN ('completed', 'failed', 'cancelled')""",
     queued_insert=f"""
         INSERT INTO {_I} (instance_id, workflow_name, status, input, run_started_at,
             lease_epoch, created_at, updated_at)

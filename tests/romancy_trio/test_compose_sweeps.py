@@ -92,3 +92,18 @@ async def test_a_slot_freed_without_an_admission_round_is_filled(backend: Backen
         assert (await app.status(third)).status == WorkflowStatus.QUEUED
         await app.cancel(second)  # ends in the cancelling transaction: the slot frees at once
         await _until_status(app, third, "waiting")
+
+
+async def test_an_ended_instance_frees_its_dedup_id_before_any_admission_round(
+        backend: Backend) -> None:
+    """A dedup id is held while its instance is queued or running - not until an admission
+    round notices the end: an instance that ended behind the rounds (its worker died at once;
+    or a short program exited right after its result) no longer refuses the id."""
+    async with open_app(backend.url, workflows=[sw_queued], config=backend.config) as app:
+        await app.declare_queue("sw-dedup", concurrency=1)
+        first = await app.enqueue("sw-dedup", sw_queued, 1, dedup_id="nightly")
+        await _until_status(app, first, "waiting")
+        await _end_behind_the_sweeps(app, first, "1")
+        again = await app.enqueue("sw-dedup", sw_queued, 2, dedup_id="nightly")
+        assert again != first
+        await _until_status(app, again, "waiting")  # and it runs once the slot is freed
