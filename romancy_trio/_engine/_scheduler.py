@@ -63,6 +63,9 @@ _DEADLINE_SLACK = 0.005
 """Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
 clock has passed it too; a claim that is still early only costs another look."""
 
+_RELEASE_RETRY_FIRST, _RELEASE_RETRY_MAX = 0.05, 0.25
+"""Pauses between attempts of a release the database could not take (doubling, capped)."""
+
 _SKIPPED_MAX = 0.5
 """Longest wait between claims that take nothing although an instance is claimable (the
 claim skipped it: another transaction held it locked, for milliseconds as a rule). The first
@@ -259,17 +262,26 @@ class Scheduler:
 
     async def _release(self, lease: Lease, hint: str = "") -> None:
         """Hand an unfinished instance back (shutdown, database hiccup, placement) so it
-        restarts at once."""
+        restarts at once. A release the database cannot take yet (a failover: no writable
+        server for a moment) is tried again, a little later each time, within
+        ``release_timeout``: given up, the instance would wait for its lease to expire and be
+        taken over by another worker although this one lives."""
+        failed: StorageUnavailableError | None = None
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.release_timeout):
-            try:
-                if not await self.store.release(lease, now=_clock.now(), hint=hint):
-                    self._n.leases_lost += 1  # taken over meanwhile: said once (`LeaseReport`)
-                    self._report.lost(lease.instance_id, "write refused")
-            except StorageUnavailableError as exc:
-                # Nothing is lost: the lease expires after lease_ttl and the instance is claimed.
-                log.warning(
-                    "could not release %s (%s); its lease will expire", lease.instance_id, exc
-                )
+            pause = _RELEASE_RETRY_FIRST
+            while True:
+                try:
+                    if not await self.store.release(lease, now=_clock.now(), hint=hint):
+                        self._n.leases_lost += 1  # taken over meanwhile (`LeaseReport`)
+                        self._report.lost(lease.instance_id, "write refused")
+                    return
+                except StorageUnavailableError as exc:
+                    failed = exc
+                    await trio.sleep(pause)
+                    pause = min(2 * pause, _RELEASE_RETRY_MAX)
+        if failed is not None:  # nothing is lost: the lease expires, the instance is claimed
+            log.warning("could not release %s (%s); its lease will expire",
+                        lease.instance_id, failed)
 
     async def _claim_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
