@@ -12,6 +12,8 @@ workflow (every thread of the process; the database server's not)::
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from contextlib import AsyncExitStack
 
@@ -47,6 +49,15 @@ class _Nothing(h.Hooks):
         pass
 
 
+def _callgrind(switch: str) -> None:
+    """With ``OTEL_COST_CALLGRIND=1`` (run under ``valgrind --tool=callgrind
+    --instr-atstart=no``), count only the measured workflows: no start-up, compiling,
+    warm-up or shutdown."""
+    if os.environ.get("OTEL_COST_CALLGRIND") == "1":
+        subprocess.run(["callgrind_control", "-i", switch, str(os.getpid())], check=True,
+                       capture_output=True)
+
+
 async def main(arm: str, total: int, clients: int) -> None:
     schema = new_schema()
     try:
@@ -73,6 +84,7 @@ async def main(arm: str, total: int, clients: int) -> None:
             for i in range(WARMUP):
                 await app.run(bench_one, i, timeout=60)
             remaining = total
+            _callgrind("on")
 
             async def client() -> None:
                 nonlocal remaining
@@ -83,6 +95,7 @@ async def main(arm: str, total: int, clients: int) -> None:
             async with trio.open_nursery() as nursery:
                 for _ in range(clients):
                     nursery.start_soon(client)
+            _callgrind("off")
     finally:
         drop_schema(DEFAULT_DSN, schema)
 
