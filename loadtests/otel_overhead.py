@@ -165,11 +165,18 @@ async def scenario(run: Run) -> list[Result]:
     cpu = {arm: statistics.median(cpu_us[arm]) for arm in ARMS}
     overhead = {arm: (rate["off"] - rate[arm]) / rate["off"] * 100 for arm in ARMS}
     cpu_pct = {arm: (cpu[arm] - cpu["off"]) / cpu["off"] * 100 for arm in ARMS}
+    # each rotation's set-ups ran back to back: their ratio is steadier than the ratio of
+    # medians when the machine's load drifts between rotations
+    paired = {arm: statistics.median((o - r) / o * 100 for o, r in zip(rates["off"], rates[arm],
+                                                                      strict=True))
+              for arm in ARMS}
     print(f"otel overhead (medians of {REPETITIONS} rotating repetitions, {total} workflows "
           f"each, {c} clients; sampled = ParentBased(TraceIdRatioBased({RATIO}))): "
           f"throughput wf/s off {_median_range(rates['off'])}, on "
-          f"{_median_range(rates['on'])} ({overhead['on']:.1f}% less), sampled "
-          f"{_median_range(rates['sampled'])} ({overhead['sampled']:.1f}% less); CPU of this "
+          f"{_median_range(rates['on'])} ({overhead['on']:.1f}% less; "
+          f"paired by rotation {paired['on']:.1f}%), sampled "
+          f"{_median_range(rates['sampled'])} ({overhead['sampled']:.1f}% less; "
+          f"paired {paired['sampled']:.1f}%); CPU of this "
           f"process per workflow (us) off {_median_range(cpu_us['off'])}, on "
           f"{_median_range(cpu_us['on'])} ({cpu_pct['on']:+.1f}%), sampled "
           f"{_median_range(cpu_us['sampled'])} ({cpu_pct['sampled']:+.1f}%); "
@@ -185,6 +192,7 @@ async def scenario(run: Run) -> list[Result]:
                 "cpu_us_per_wf": round(cpu[arm]),
                 **({} if arm == "off" else {
                     "overhead_pct": round(overhead[arm], 1),
+                    "paired_overhead_pct": round(paired[arm], 1),
                     "cpu_overhead_pct": round(cpu_pct[arm], 1), "spans": spans[arm],
                     "hook_work_us_per_wf": round(alone[arm])})},
                checked="all completed" + (", spans exported" if arm == "on" else ""))

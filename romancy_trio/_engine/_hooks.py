@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -40,9 +41,14 @@ def _wanted(hook: Hooks) -> frozenset[type[HookEvent]]:
 class _Slot:
     hook: Hooks
     name: str
-    send: trio.MemorySendChannel[HookEvent]
-    receive: trio.MemoryReceiveChannel[HookEvent]
+    limit: int
+    """Notifications queued at most (``hook_queue``)."""
     wants: frozenset[type[HookEvent]]
+    queue: deque[HookEvent] = field(default_factory=deque)
+    closed: bool = False
+    """No more notifications are taken (the queued ones are still told)."""
+    waiter: trio.lowlevel.Task | None = None
+    """The hook's task while it waits for a notification (woken by the next one)."""
     delivered: int = 0
     failed: int = 0
     timed_out: int = 0
@@ -57,6 +63,21 @@ class _Slot:
     def statistics(self) -> HookStatistics:
         return HookStatistics(self.name, self.delivered, self.failed, self.timed_out,
                               self.dropped)
+
+    def wake(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> None:
+        """Until a notification is queued or the slot closes (a checkpoint)."""
+        self.waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self.waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class HookDispatcher:
@@ -73,11 +94,10 @@ class HookDispatcher:
         self._timeout = timeout
         self._slots: list[_Slot] = []
         for i, hook in enumerate(hooks):
-            send, receive = trio.open_memory_channel[HookEvent](queue)
-            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", send, receive,
+            self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", queue,
                                      _wanted(hook)))
         self._done = trio.Event()
-        """Set when every hook's task has ended (its channel drained)."""
+        """Set when every hook's task has ended (its queue drained)."""
         self.wanted: frozenset[type[HookEvent]] = frozenset().union(
             *(slot.wants for slot in self._slots))
         """The notifications some hook overrides a method for: only these are worth building
@@ -93,13 +113,15 @@ class HookDispatcher:
         for slot in self._slots:
             if type(event) not in slot.wants:
                 continue
-            try:
-                slot.send.send_nowait(event)
-            except trio.WouldBlock:
+            if slot.closed:
+                slot.dropped += 1  # the app is closing
+            elif len(slot.queue) >= slot.limit:
                 slot.dropped += 1
                 self._warn(slot, "its queue is full; notifications are dropped (counted)")
-            except trio.ClosedResourceError:
-                slot.dropped += 1  # the app is closing
+            else:
+                slot.queue.append(event)
+                if slot.waiter is not None:
+                    slot.wake()
 
     def instance_attributes(self, start: StartInfo) -> Mapping[str, str]:
         """The caller's attributes, completed by every hook's (the caller's keys win)."""
@@ -128,7 +150,7 @@ class HookDispatcher:
                     for slot in self._slots:
                         nursery.start_soon(self._run, slot)
                     task_status.started()
-                outer.cancel_scope.cancel()  # every hook's channel is drained
+                outer.cancel_scope.cancel()  # every hook's queue is drained
         finally:
             self._close()
             self._done.set()
@@ -142,10 +164,11 @@ class HookDispatcher:
 
     def _close(self) -> None:
         for slot in self._slots:
-            slot.send.close()
+            slot.closed = True
+            slot.wake()
 
     async def _run(self, slot: _Slot) -> None:
-        """Hand this hook its notifications in order until its channel closes. One cancel
+        """Hand this hook its notifications in order until it is closed and drained. One cancel
         scope covers many calls (a scope per call costs more than most hooks): the watchdog
         cancels it when a call overruns, and a new one covers the calls after it."""
         while True:
@@ -159,26 +182,26 @@ class HookDispatcher:
                              "was cancelled")
 
     async def _calls(self, slot: _Slot) -> None:
-        receive, in_a_row, hook = slot.receive, 0, slot.hook
+        queue, in_a_row = slot.queue, 0
+        methods = {kind: (name, getattr(slot.hook, name)) for kind, name in METHODS.items()
+                   if kind in slot.wants}
         while True:
-            try:  # what is queued already is handed over without a trip through the scheduler
-                event = receive.receive_nowait()
+            if queue:  # what is queued already is handed over without a trip through the
+                event = queue.popleft()  # scheduler, up to _BATCH in a row
                 in_a_row += 1
                 if in_a_row >= _BATCH:
                     in_a_row = 0
                     await trio.lowlevel.checkpoint()
-            except trio.WouldBlock:
-                in_a_row = 0
-                try:
-                    event = await receive.receive()
-                except trio.EndOfChannel:
-                    return
-            except trio.EndOfChannel:
+            elif slot.closed:
                 return
-            slot.method = METHODS[type(event)]
+            else:
+                in_a_row = 0
+                await slot.wait()
+                continue
+            slot.method, method = methods[type(event)]
             slot.since = trio.current_time()
             try:
-                await getattr(hook, slot.method)(event)
+                await method(event)
             except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
                 slot.failed += 1
                 self._warn(slot, f"{slot.method} raised", exc)

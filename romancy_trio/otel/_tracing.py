@@ -76,18 +76,22 @@ def carrier_of(span: Span) -> dict[str, str]:
     return carrier
 
 
-def _remember(carrier: Mapping[str, str], span: Span) -> None:
-    """Seed `context_of`'s cache with what parsing ``carrier`` (just made from ``span``, with
-    no tracestate) gives, so the instance's first run here does not parse it again."""
-    if "tracestate" in carrier or "traceparent" not in carrier:
-        return
+def _remembered_carrier(span: Span) -> dict[str, str]:
+    """`carrier_of` ``span``, seeding `context_of`'s cache with what parsing it gives (when it
+    has no tracestate), so the instance's first run here does not parse it again."""
     sc = span.get_span_context()
+    if not sc.is_valid:
+        return {}
+    parent = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+    if sc.trace_state:
+        return {"traceparent": parent, "tracestate": sc.trace_state.to_header()}
     if len(_PARSED) >= _MAX_PARSED:
         _PARSED.clear()
-    _PARSED[carrier["traceparent"], ""] = trace.set_span_in_context(trace.NonRecordingSpan(
+    _PARSED[parent, ""] = trace.set_span_in_context(trace.NonRecordingSpan(
         trace.SpanContext(sc.trace_id, sc.span_id, is_remote=True,
                           trace_flags=trace.TraceFlags(sc.trace_flags), trace_state=None)),
         Context())
+    return {"traceparent": parent}
 
 
 def _sampled(parent: Context | None) -> bool:
@@ -148,11 +152,7 @@ class Tracing:
             attributes={"romancy.instance_id": start.instance_id,
                         "romancy.workflow": start.workflow})
         span.end()
-        if given is not None:
-            return {}
-        carrier = carrier_of(span)
-        _remember(carrier, span)
-        return carrier
+        return {} if given is not None else _remembered_carrier(span)
 
     def send_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
         parent = context_of(send.attributes)
