@@ -12,12 +12,13 @@ CPU time, not wall time: the figure hardly depends on what else the machine runs
 loaded machine still inflates it somewhat (caches, frequency) - read the ratios.
 
 Standalone: ``python -m loadtests.processes_cpu [--repetitions N] [--workflows N]
-[--processes 1,4]``.
+[--processes 1,4] [--concurrency N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -52,10 +53,19 @@ def _cpu_of(pid: int) -> float:
 
 
 def _backends(dsn: str, app_name: str) -> list[int]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
-                            (app_name,)).fetchall()
-    return [int(r[0]) for r in rows]
+    for attempt in range(40):  # a shared server may be at max_connections for a moment
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError:
+            if attempt == 39:
+                raise
+            time.sleep(0.25)
+            continue
+        with conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                (app_name,)).fetchall()
+        return [int(r[0]) for r in rows]
+    raise AssertionError("unreachable")
 
 
 def _with_app_name(dsn: str, name: str) -> str:
@@ -184,10 +194,15 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=WORKFLOWS)
     parser.add_argument("--processes", default=",".join(map(str, SETUPS)),
                         help="the set-ups, e.g. 1,4 (ratios: last over first)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="clients starting workflows at once (default: the sizes' 50)")
     args = parser.parse_args()
     check_local(args.dsn)
     setups = tuple(int(x) for x in args.processes.split(","))
     run = Run(args.dsn)
+    if args.concurrency is not None:
+        run = dataclasses.replace(run, sizes=dataclasses.replace(
+            run.sizes, concurrency=args.concurrency))
     samples = trio.run(lambda: compare(run, repetitions=args.repetitions, total=args.workflows,
                                        setups=setups))
     for s in samples:

@@ -231,3 +231,46 @@ def test_placement_hints_round_trip() -> None:
     assert hints.parse_placed("i:inst") is None
     assert hints.parse_placed("w:99:short") is None
     assert hints.parse_deadline(hint) is None
+
+
+async def _peers_of(app: Any, count: int) -> None:
+    with trio.fail_after(10):
+        while app._scheduler.peers.count < count:
+            await trio.sleep(0.01)
+
+
+@pytest.mark.postgres
+async def test_a_worker_not_chosen_does_not_claim_what_the_chosen_peer_took(
+        server_backend: Backend) -> None:
+    """Every worker hears a new workflow's wake-up; the one not chosen for it leaves it to
+    the chosen peer and, when the delay is up, finds it taken with one look-up: it claims
+    nothing and runs nothing (issue #22: a worker pays little for wake-ups of others)."""
+    b = server_backend
+    config = dataclasses.replace(b.config, peer_claim_delay=1.0, fallback_interval=60.0)
+    async with open_app(b.url, workflows=[peer_echo], config=config, worker_id="wa") as a, \
+            open_app(b.url, workflows=[peer_echo], config=config, worker_id="wb") as bee, \
+            open_app(b.url, workflows=[peer_echo], config=config, run_workers=False) as client:
+        await _peers_of(a, 2)
+        await _peers_of(bee, 2)
+        assert bee._scheduler is not None
+        ids = [f"chosen-{n}" for n in range(40)]
+        for_a = [i for i in ids if not bee._scheduler.peers.chooses_me(hints.instance_hint(i))]
+        for_b = [i for i in ids if i not in for_a]
+        assert for_a and for_b
+        before = bee.statistics()
+        assert before is not None
+        await client.start(peer_echo, 1, instance_id=for_a[0])
+        assert await client.result(for_a[0], timeout=20) == 2
+        with trio.fail_after(10):  # its delay ends: it looks, finds it taken, goes on waiting
+            while (after := bee.statistics()) is not None and \
+                    after.peer_claimed == before.peer_claimed:
+                await trio.sleep(0.02)
+        assert after is not None
+        assert after.deferred == before.deferred + 1
+        assert (after.claims, after.started) == (before.claims, before.started)
+        # what is chosen for it, it runs at once
+        await client.start(peer_echo, 2, instance_id=for_b[0])
+        assert await client.result(for_b[0], timeout=20) == 4
+        last = bee.statistics()
+        assert last is not None and last.started == before.started + 1
+        assert last.deferred == after.deferred
