@@ -12,12 +12,13 @@ CPU time, not wall time: the figure hardly depends on what else the machine runs
 loaded machine still inflates it somewhat (caches, frequency) - read the ratios.
 
 Standalone: ``python -m loadtests.processes_cpu [--repetitions N] [--workflows N]
-[--processes 1,4]``.
+[--processes 1,4] [--concurrency N] [--interval S]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -52,10 +53,19 @@ def _cpu_of(pid: int) -> float:
 
 
 def _backends(dsn: str, app_name: str) -> list[int]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
-                            (app_name,)).fetchall()
-    return [int(r[0]) for r in rows]
+    for attempt in range(40):  # a shared server may be at max_connections for a moment
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError:
+            if attempt == 39:
+                raise
+            time.sleep(0.25)
+            continue
+        with conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                (app_name,)).fetchall()
+        return [int(r[0]) for r in rows]
+    raise AssertionError("unreachable")
 
 
 def _with_app_name(dsn: str, name: str) -> str:
@@ -79,7 +89,9 @@ class Sample:
         return self.workers_ms + self.postgres_ms + self.producer_ms
 
 
-async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: int) -> Sample:
+async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: int,
+                  interval: float = 0.0) -> Sample:
+    """``interval``: each client pauses this long between its workflows (a sparse load)."""
     schema = new_schema("benchcpu")
     tag = schema  # the application_name of every connection of this set-up
     url = _with_app_name(dsn, tag)
@@ -101,6 +113,8 @@ async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: 
                         result = await app.run(bench_one, 1, timeout=120)
                         require(result == 2, f"wrong result {result!r}")
                         done += 1
+                        if interval:
+                            await trio.sleep(interval)
 
                 async with trio.open_nursery() as nursery:
                     for _ in range(concurrency):
@@ -130,14 +144,14 @@ async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: 
 
 
 async def compare(run: Run, *, repetitions: int, total: int, setups: tuple[int, ...] = SETUPS,
-                  ) -> list[Sample]:
+                  interval: float = 0.0) -> list[Sample]:
     samples: list[Sample] = []
     for rep in range(repetitions):
         order = setups if rep % 2 == 0 else setups[::-1]
         for processes in order:
             bar = run.progress(f"cpu: {processes} worker process(es), rep {rep + 1}", 1)
             samples.append(await measure(run.dsn, processes, total, run.sizes.concurrency,
-                                         run.sizes.worker_pool))
+                                         run.sizes.worker_pool, interval))
             bar.advance()
             bar.close()
     return samples
@@ -184,12 +198,19 @@ def main() -> None:
     parser.add_argument("--workflows", type=int, default=WORKFLOWS)
     parser.add_argument("--processes", default=",".join(map(str, SETUPS)),
                         help="the set-ups, e.g. 1,4 (ratios: last over first)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="clients starting workflows at once (default: the sizes' 50)")
+    parser.add_argument("--interval", type=float, default=0.0,
+                        help="seconds each client pauses between workflows (a sparse load)")
     args = parser.parse_args()
     check_local(args.dsn)
     setups = tuple(int(x) for x in args.processes.split(","))
     run = Run(args.dsn)
+    if args.concurrency is not None:
+        run = dataclasses.replace(run, sizes=dataclasses.replace(
+            run.sizes, concurrency=args.concurrency))
     samples = trio.run(lambda: compare(run, repetitions=args.repetitions, total=args.workflows,
-                                       setups=setups))
+                                       setups=setups, interval=args.interval))
     for s in samples:
         print(f"{s.processes} process(es): {s.workflows / s.seconds:7.1f} wf/s, CPU ms per "
               f"workflow: workers {s.workers_ms:.2f}, postgres {s.postgres_ms:.2f}, this "

@@ -86,8 +86,8 @@ class AppConfig:
     False turns the check off for every workflow (``@workflow(determinism_guard=False)``: one)."""
     peer_claim_delay: float = 0.1
     """A woken instance is claimed at once by one live worker, chosen by hashing its id; the
-    others claim it only if it is still unclaimed this many seconds later (the chosen worker
-    died or is full)."""
+    others look this many seconds later (one look-up by primary key, at most one per delay)
+    and claim only if it is still unclaimed then (the chosen worker died or is full)."""
 
     hook_timeout: float = 5.0
     """Seconds one hook notification may run before it is cancelled (counted and logged

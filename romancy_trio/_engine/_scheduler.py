@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import trio
 import trio.lowlevel
 
-from romancy_notify import Hub, Watch
+from romancy_notify import Hub
 
 from .. import _clock
 from .._channels import ChannelService
@@ -35,6 +35,7 @@ from .._config import AppConfig
 from .._definitions import Registry
 from .._errors import LeaseLostError, StorageUnavailableError
 from ..storage import Claimed, Lease, Store, WorkerSession, hints
+from ._claimwait import DEADLINE_SLACK, ClaimWaiter
 from ._dbprobe import DatabaseProbe
 from ._hooks import NO_HOOKS, HookDispatcher
 from ._hosts import ActivityHosts, open_activity_hosts
@@ -59,17 +60,13 @@ _CONFIRM_AFTER = 0.1
 """Seconds between the check that finds a worker without a session and the one that takes its
 instances over (the worker session of a live worker reconnects within milliseconds)."""
 
-_DEADLINE_SLACK = 0.005
-"""Claim this long after a deadline (a timer, a foreign lease's expiry) is due, so the database's
-clock has passed it too; a claim that is still early only costs another look."""
-
 _RELEASE_RETRY_FIRST, _RELEASE_RETRY_MAX = 0.05, 0.25
 """Pauses between attempts of a release the database could not take (doubling, capped)."""
 
 _SKIPPED_MAX = 0.5
 """Longest wait between claims that take nothing although an instance is claimable (the
 claim skipped it: another transaction held it locked, for milliseconds as a rule). The first
-look again is `_DEADLINE_SLACK` later, doubled while it stays so."""
+look again is `DEADLINE_SLACK` later, doubled while it stays so."""
 
 
 @dataclass(slots=True)
@@ -187,6 +184,7 @@ class Scheduler:
             self._n.deferred,
             self.peers.count,
             storage_outages=self.outages.count,
+            peer_claimed=self._n.peer_claimed,
         )
 
     # -- internals ----------------------------------------------------------------------
@@ -290,6 +288,10 @@ class Scheduler:
         backoff = 0.0  # between claims that fail although the database answers a probe
         skipped = 0.0  # between claims that take nothing although something is claimable
         with self.hub.watch(self.store.topics.work) as watch:
+            waiter = ClaimWaiter(watch, self.peers, self._n,
+                                 peer_claim_delay=self.config.peer_claim_delay,
+                                 longest_fallback=self.hub.config.longest_fallback,
+                                 any_unclaimed=self.store.any_unclaimed)
             task_status.started()
             while True:
                 free = self._free()
@@ -330,52 +332,11 @@ class Scheduler:
                 if claimed or expiry is None or expiry > 0:
                     skipped = 0.0
                 else:  # claimable but locked when the claim looked (`Queries.next_expiry`)
-                    skipped = min(max(2 * skipped, _DEADLINE_SLACK), _SKIPPED_MAX)
+                    skipped = min(max(2 * skipped, DEADLINE_SLACK), _SKIPPED_MAX)
                     expiry = skipped
                 expiry_at = None if expiry is None else (
-                    trio.current_time() + max(expiry, 0.0) + _DEADLINE_SLACK)
-                expected = await self._until_claim_is_due(watch, expiry_at)
-
-    async def _until_claim_is_due(self, watch: Watch, expiry_at: float | None) -> str | None:
-        """Sleep until a notification this worker should act on at once, the next known
-        deadline, or the hub's own jittered fallback re-check - whichever comes first.
-        Returns the instance that woke it if a notification named one chosen for it.
-
-        A notification naming only instances that another live worker is chosen to claim
-        (see ``_peers``) is left to that worker for ``peer_claim_delay``; this worker claims
-        after that in case it could not. A new deadline only moves the next look earlier.
-        The payload format is in ``storage.hints``.
-
-        It returns within the hub's longest fallback wait at the latest, even if deadline
-        hints keep arriving (each `Watch.wait` starts its fallback timer afresh): a waiting
-        worker claims at least that often, and so learns of every deadline that was not
-        announced to it (``WaitStore.deadline_hint_horizon``)."""
-        deferred_at: float | None = None
-        recheck_at = trio.current_time() + self.hub.config.longest_fallback
-        while True:
-            due = min(t for t in (expiry_at, deferred_at, recheck_at) if t is not None)
-            timeout = max(due - trio.current_time(), 0.0)
-            wakeup = await watch.wait(timeout=timeout)
-            if not wakeup.keys:
-                return None  # a gap, the fallback or a deadline
-            for key in wakeup.keys:
-                if (placed := hints.parse_placed(key)) is not None:
-                    if placed[1] == self.worker_id:
-                        return placed[0]
-                    if deferred_at is None:
-                        self._n.deferred += 1
-                        deferred_at = trio.current_time() + self.config.peer_claim_delay
-                elif key.startswith(hints.INSTANCE):
-                    if self.peers.chooses_me(key):
-                        return key.removeprefix(hints.INSTANCE)
-                    if deferred_at is None:
-                        self._n.deferred += 1
-                        deferred_at = trio.current_time() + self.config.peer_claim_delay
-                elif (at := hints.parse_deadline(key)) is not None:
-                    at = trio.current_time() + max(at - _clock.now(), 0.0) + _DEADLINE_SLACK
-                    expiry_at = at if expiry_at is None else min(expiry_at, at)
-                else:
-                    return None  # work for every worker
+                    trio.current_time() + max(expiry, 0.0) + DEADLINE_SLACK)
+                expected = await waiter.until_claim_is_due(expiry_at)
 
     async def _members_loop(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -17,7 +17,8 @@ class SchedulerStatistics:
     leases_lost: int
     claims: int
     deferred: int
-    """Wake-ups this worker left to the peer chosen for them (then claimed after the delay)."""
+    """Wake-ups this worker left to the peer chosen for them (looked at again after the
+    delay: claimed if still unclaimed)."""
     peers: int
     """Live workers running the same workflows, this one included."""
     storage_outages: int = 0
@@ -31,6 +32,9 @@ class SchedulerStatistics:
     """Transactions the database rolled back that the driver could not run again (MySQL:
     one whose code had already acted on what it read, e.g. an activity's own transaction):
     each interrupted what was running and was recovered by replaying it; 0 elsewhere."""
+    peer_claimed: int = 0
+    """Of the wake-ups left to peers, the times all of them were found claimed by the chosen
+    peers when the delay was up (one primary-key look-up instead of a claim)."""
 
 
 @dataclass(slots=True)
@@ -40,3 +44,4 @@ class _Counters:
     leases_lost: int = 0
     claims: int = 0
     deferred: int = 0
+    peer_claimed: int = 0

@@ -50,6 +50,11 @@ class Queries:
     NULLs whose 10th column is what ``next_expiry`` answers (seen before this claim): both in
     one round trip, so an idle worker woken for work another one took pays one query. None:
     the scheduler asks ``next_expiry`` separately."""
+    any_unclaimed: str
+    """named: ids (a JSON array of instance ids) -> a row if one of them is claimable as
+    pending work now (pending, or its lease expired), none if every one is leased or ended.
+    A worker that left a wake-up to the peer chosen for it asks this after the delay: one
+    primary-key look-up instead of a claim when that peer took them (issue #22)."""
     worker_lock: str | None
     """named: ns (schema name), owner. Takes the worker's session-level lock on its own
     connection (None: the dialect has no sessions other workers can see)."""

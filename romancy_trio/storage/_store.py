@@ -128,6 +128,12 @@ class Store:
                                        with_expiry=False)
         return claimed
 
+    async def any_unclaimed(self, instance_ids: Sequence[str]) -> bool:
+        """True if one of ``instance_ids`` is claimable as pending work now (not leased, not
+        ended): whether a wake-up left to the peer chosen for it still needs a claim."""
+        row = await self.db.fetchone(self.q.any_unclaimed, {"ids": dumps(list(instance_ids))})
+        return row is not None
+
     async def claim_and_expiry(
         self, owner: str, *, limit: int, lease_ttl: float, workflows: Sequence[str],
         expected: str | None = None,

@@ -72,7 +72,7 @@ class WaitStore:
         """A suspension announces its deadline to every worker (a ``t:`` work notification)
         only if the deadline is nearer than this many seconds. Past that, every waiting
         worker claims again before it is due, and that claim returns the earliest deadline
-        (see ``Scheduler._until_claim_is_due``): the notification would only cost every
+        (see ``ClaimWaiter.until_claim_is_due``): the notification would only cost every
         worker a wake-up. Set by ``open_app`` from the notify hub's fallback re-check."""
 
     async def suspend(self, lease: Lease, run_no: int, seq: int, wait: WaitCommand, *,

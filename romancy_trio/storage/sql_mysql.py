@@ -178,6 +178,13 @@ QUERIES = Queries(
     claim="""CALL {schema}.romancy_claim(%(owner)s, %(ttl)s, %(names)s, %(limit)s,
                                        %(versions)s, %(now)s)""",
     claim_and_expiry=None,
+    any_unclaimed="""
+        SELECT 1 FROM {schema}.workflow_instances
+        WHERE instance_id IN (SELECT j.id FROM JSON_TABLE(%(ids)s, '$[*]'
+                                               COLUMNS (id VARCHAR(255) PATH '$')) j)
+          AND status IN ('pending', 'running')
+          AND (lease_expires_at IS NULL OR lease_expires_at < NOW(6))
+        LIMIT 1""",
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,
     renew=f"""

@@ -175,6 +175,12 @@ QUERIES = Queries(
         ORDER BY created_at DESC, instance_id LIMIT %s""",
     claim=_CLAIM,
     claim_and_expiry=_CLAIM_AND_EXPIRY,
+    any_unclaimed=f"""
+        SELECT 1 FROM {{schema}}.workflow_instances
+        WHERE instance_id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+          AND status IN ('pending', 'running')
+          AND (lease_expires_at IS NULL OR lease_expires_at < {_NOW})
+        LIMIT 1""",
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,
     renew="""

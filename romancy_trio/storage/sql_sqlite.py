@@ -84,6 +84,12 @@ QUERIES = Queries(
         WHERE {_FENCE}
         RETURNING instance_id, {_ENDED}""",
     claim_and_expiry=None,  # the scheduler asks next_expiry separately
+    any_unclaimed="""
+        SELECT 1 FROM workflow_instances
+        WHERE instance_id IN (SELECT value FROM json_each(:ids))
+          AND status IN ('pending', 'running')
+          AND (lease_expires_at IS NULL OR lease_expires_at < romancy_now())
+        LIMIT 1""",
     worker_lock=None,
     take_over_dead=None,  # one process per file as a rule: the lease TTL covers the rest
     next_expiry=f"""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from contextlib import aclosing
 
 import pytest
@@ -17,7 +18,9 @@ from romancy_notify import NotifyConfig, open_local_hub
 from romancy_notify.pg import connect
 from romancy_trio import AppConfig, WorkflowContext, WorkflowStatus, open_app, sleep, workflow
 from romancy_trio._definitions import Registry
+from romancy_trio._engine._claimwait import ClaimWaiter
 from romancy_trio._engine._scheduler import Scheduler
+from romancy_trio._engine._stats import _Counters
 from romancy_trio.storage import hints
 
 from .conftest import Backend, fetch
@@ -92,6 +95,10 @@ async def test_a_far_timer_left_by_a_worker_that_stopped_fires_on_time_elsewhere
         assert 0 <= late < longest
 
 
+async def _never_asked(instance_ids: Sequence[str]) -> bool:
+    raise AssertionError("no wake-up was left to a peer")
+
+
 def test_a_waiting_worker_looks_again_within_the_longest_fallback_whatever_it_hears() -> None:
     """Deadline hints restart each wait's fallback timer; the claim loop still returns (to
     claim, and learn the next deadline) within the hub's longest fallback wait."""
@@ -104,6 +111,9 @@ def test_a_waiting_worker_looks_again_within_the_longest_fallback_whatever_it_he
                 Registry.of([hint_sleeper]), hub, AppConfig(), "w0",
                 None)  # type: ignore[arg-type]
             with hub.watch("work") as watch:
+                waiter = ClaimWaiter(watch, scheduler.peers, _Counters(), peer_claim_delay=0.1,
+                                     longest_fallback=hub.config.longest_fallback,
+                                     any_unclaimed=_never_asked)
                 async with trio.open_nursery() as nursery:
 
                     async def hint_now_and_then() -> None:
@@ -114,7 +124,7 @@ def test_a_waiting_worker_looks_again_within_the_longest_fallback_whatever_it_he
                     nursery.start_soon(hint_now_and_then)
                     for _ in range(3):
                         started = trio.current_time()
-                        assert await scheduler._until_claim_is_due(watch, None) is None
+                        assert await waiter.until_claim_is_due(None) is None
                         waited = trio.current_time() - started
                         assert 0.5 < waited <= notify_config.longest_fallback, waited
                     nursery.cancel_scope.cancel()

@@ -65,3 +65,39 @@ async def test_three_workers_two_hundred_workflows_one_killed(server_backend: Ba
             last_epoch[iid] = epoch
         assert all(len(w) == 1 for w in owner_of_epoch.values())
         assert len({w for ws in owner_of_epoch.values() for w in ws}) >= 2
+
+
+async def test_wake_ups_chosen_for_a_killed_worker_run_on_the_other_before_the_fallback(
+        server_backend: Backend) -> None:
+    """Two worker processes; workflows started in a third process run on both (each wake-up
+    is claimed at once by the worker chosen for it). One is SIGKILLed: the survivor still
+    counts it as a peer for a while and leaves it the wake-ups chosen for it, but when the
+    delay is up it finds them unclaimed and runs every one - long before its 120 s fallback
+    re-check, the only other thing that would look."""
+    b = server_backend
+    async with open_app(
+        b.url, workflows=[steps, effect], config=b.config, run_workers=False
+    ) as app:
+        async with app.store.db.transaction() as tx:
+            await tx.execute(EFFECTS_DDL)
+        workers = [start_worker(b.url, b.config.schema, f"w{i}", FALLBACK="120")
+                   for i in range(2)]
+        try:
+            first = [await app.start(steps, 1, instance_id=f"first-{n}") for n in range(20)]
+            for iid in first:
+                assert await app.result(iid, timeout=60) == [10]
+            ran = {w for _, _, w in await _rows(app, "SELECT * FROM effects")}
+            assert ran == {"w0", "w1"}
+            workers[1].send_signal(signal.SIGKILL)
+            workers[1].wait(timeout=10)
+            later = [await app.start(steps, 1, instance_id=f"later-{n}") for n in range(20)]
+            with trio.fail_after(60):  # well before the fallback
+                for iid in later:
+                    assert await app.result(iid) == [10]
+        finally:
+            for w in workers:
+                stop(w)
+        effects = await _rows(app, "SELECT instance_id, worker_id FROM effects "
+                                   "WHERE instance_id LIKE 'later-%'")
+        assert sorted(i for i, _ in effects) == sorted(later)
+        assert {w for _, w in effects} == {"w0"}

@@ -4,14 +4,18 @@ only after ``peer_claim_delay`` - so a wake-up left to a dead worker is still ru
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import aclosing
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from psycopg import sql
 
+from romancy_notify import NotifyConfig, open_local_hub
 from romancy_notify.pg import connect
 from romancy_trio import (
     ActivityContext,
@@ -23,7 +27,9 @@ from romancy_trio import (
     subscribe,
     workflow,
 )
+from romancy_trio._engine._claimwait import ClaimWaiter
 from romancy_trio._engine._peers import Peers, fingerprint
+from romancy_trio._engine._stats import _Counters
 from romancy_trio.storage import hints
 
 from .conftest import Backend
@@ -231,3 +237,114 @@ def test_placement_hints_round_trip() -> None:
     assert hints.parse_placed("i:inst") is None
     assert hints.parse_placed("w:99:short") is None
     assert hints.parse_deadline(hint) is None
+
+
+async def _peers_of(app: Any, count: int) -> None:
+    with trio.fail_after(10):
+        while app._scheduler.peers.count < count:
+            await trio.sleep(0.01)
+
+
+@pytest.mark.postgres
+async def test_a_worker_not_chosen_does_not_claim_what_the_chosen_peer_took(
+        server_backend: Backend) -> None:
+    """Every worker hears a new workflow's wake-up; the one not chosen for it leaves it to
+    the chosen peer and, when the delay is up, finds it taken with one look-up: it claims
+    nothing and runs nothing (issue #22: a worker pays little for wake-ups of others)."""
+    b = server_backend
+    config = dataclasses.replace(b.config, peer_claim_delay=1.0, fallback_interval=60.0)
+    async with open_app(b.url, workflows=[peer_echo], config=config, worker_id="wa") as a, \
+            open_app(b.url, workflows=[peer_echo], config=config, worker_id="wb") as bee, \
+            open_app(b.url, workflows=[peer_echo], config=config, run_workers=False) as client:
+        await _peers_of(a, 2)
+        await _peers_of(bee, 2)
+        assert bee._scheduler is not None
+        ids = [f"chosen-{n}" for n in range(40)]
+        for_a = [i for i in ids if not bee._scheduler.peers.chooses_me(hints.instance_hint(i))]
+        for_b = [i for i in ids if i not in for_a]
+        assert for_a and for_b
+        before = bee.statistics()
+        assert before is not None
+        await client.start(peer_echo, 1, instance_id=for_a[0])
+        assert await client.result(for_a[0], timeout=20) == 2
+        with trio.fail_after(10):  # its delay ends: it looks, finds it taken, goes on waiting
+            while (after := bee.statistics()) is not None and \
+                    after.peer_claimed == before.peer_claimed:
+                await trio.sleep(0.02)
+        assert after is not None
+        assert after.deferred == before.deferred + 1
+        assert (after.claims, after.started) == (before.claims, before.started)
+        # what is chosen for it, it runs at once
+        await client.start(peer_echo, 2, instance_id=for_b[0])
+        assert await client.result(for_b[0], timeout=20) == 4
+        last = bee.statistics()
+        assert last is not None and last.started == before.started + 1
+        assert last.deferred == after.deferred
+
+
+def test_a_wake_up_left_to_a_peer_is_looked_up_after_the_delay_and_claimed_if_untaken() -> None:
+    """The claim wait of a worker not chosen for a wake-up: no claim while the peer takes
+    what it was left (one look-up per delay at most, each instance within two delays); a
+    claim as soon as a look-up finds one untaken; while look-ups keep finding work untaken
+    (every worker busy), the next looks claim without one."""
+    delay = 0.1
+    me = Peers("me", ["a"], expire_after=30.0)
+    me.heard(Peers("peer", ["a"], expire_after=30.0).announcement(joining=True), now=0.0)
+    theirs = [i for i in (f"x{n}" for n in range(200))
+              if not me.chooses_me(hints.instance_hint(i))]
+    lookups: list[tuple[float, list[str]]] = []
+    untaken: set[str] = set()
+    sent: dict[str, float] = {}
+
+    async def any_unclaimed(ids: Sequence[str]) -> bool:
+        lookups.append((trio.current_time(), list(ids)))
+        return bool(untaken & set(ids))
+
+    async def main() -> None:
+        async with open_local_hub(["work"], config=NotifyConfig(fallback_interval=60.0)) as hub:
+            with hub.watch("work") as watch:
+                counters = _Counters()
+                waiter = ClaimWaiter(watch, me, counters, peer_claim_delay=delay,
+                                     longest_fallback=hub.config.longest_fallback,
+                                     any_unclaimed=any_unclaimed)
+                async with trio.open_nursery() as nursery:
+
+                    async def wake_ups(ids: list[str]) -> None:
+                        for iid in ids:  # one every 30 ms
+                            sent[iid] = trio.current_time()
+                            hub.publish_local("work", hints.instance_hint(iid))
+                            await trio.sleep(0.03)
+
+                    # the peer takes everything: no claim until the fallback, few look-ups
+                    nursery.start_soon(wake_ups, theirs[:20])
+                    started = trio.current_time()
+                    assert await waiter.until_claim_is_due(None) is None
+                    shortest = (1 - hub.config.fallback_jitter) * hub.config.fallback_interval
+                    assert trio.current_time() - started >= shortest
+                    looked = [i for _, ids in lookups for i in ids]
+                    assert sorted(looked) == sorted(theirs[:20])  # each one looked at once
+                    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(lookups)]
+                    assert all(g >= delay - 1e-9 for g in gaps)  # at most one per delay
+                    assert all(delay - 1e-9 <= at - sent[i] <= 2 * delay + 1e-9
+                               for at, ids in lookups for i in ids)
+                    assert counters.deferred == 20 and counters.peer_claimed == len(lookups)
+                    # one the peer did not take: claimed once its look-up finds it
+                    untaken.add(theirs[20])
+                    lookups.clear()
+                    hub.publish_local("work", hints.instance_hint(theirs[20]))
+                    started = trio.current_time()
+                    assert await waiter.until_claim_is_due(None) is None
+                    assert delay - 1e-9 <= trio.current_time() - started < 2 * delay
+                    assert lookups and lookups[-1][1] == [theirs[20]]
+                    # it found work untaken: the next look claims without a look-up
+                    lookups.clear()
+                    hub.publish_local("work", hints.instance_hint(theirs[21]))
+                    assert await waiter.until_claim_is_due(None) is None
+                    assert lookups == []
+                    # what is chosen for this worker, it claims at once
+                    mine = next(i for i in (f"y{n}" for n in range(50))
+                                if me.chooses_me(hints.instance_hint(i)))
+                    hub.publish_local("work", hints.instance_hint(mine))
+                    assert await waiter.until_claim_is_due(None) == mine
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
