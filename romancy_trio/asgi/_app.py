@@ -34,6 +34,7 @@ from ._http import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY,
+    BodyWatch,
     Disconnected,
     HTTPError,
     Receive,
@@ -299,6 +300,7 @@ class AsgiApp:
             root = str(scope.get("root_path", "")).rstrip("/")
             await mounted({**scope, "root_path": root + prefix}, receive, send)
             return
+        receive = watch = BodyWatch(scope, receive)
         try:
             if mount is not None and _wants_page(scope):
                 response = login_redirect(str(scope.get("root_path", "")).rstrip("/"),
@@ -318,7 +320,7 @@ class AsgiApp:
         except Disconnected:
             return
         try:
-            await send_json(send, response)
+            await send_json(send, watch.answer(response))
         except trio.BusyResourceError:
             # hypercorn 0.18 (trio/tcp_server.py): when the client hangs up mid-body, the
             # reading task answers the protocol error and closes the stream with send_eof()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -59,6 +59,40 @@ class Response:
     status: int
     payload: Any
     headers: tuple[tuple[str, str], ...] = ()
+
+
+class BodyWatch:
+    """``receive``, watched: has the request's body been read to its end? An answer sent
+    before then says ``connection: close``: the server hangs up after it (it cannot read the
+    connection's next request while the rest of this body may still come), and a client not
+    told so would send its next request on a connection that is closing - and get no answer."""
+
+    __slots__ = ("_receive", "complete")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = not _declares_body(scope)
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    def answer(self, response: Response) -> Response:
+        """``response``, with ``connection: close`` added if the body was not read to its end."""
+        if self.complete or any(k.lower() == "connection" for k, _ in response.headers):
+            return response
+        return replace(response, headers=(*response.headers, ("connection", "close")))
+
+
+def _declares_body(scope: Scope) -> bool:
+    for key, value in scope.get("headers", ()):
+        name = bytes(key).lower()
+        if name == b"transfer-encoding" or (name == b"content-length"
+                                            and bytes(value).strip() not in (b"", b"0")):
+            return True
+    return False
 
 
 @dataclass(slots=True)
