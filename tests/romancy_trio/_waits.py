@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import trio
 
@@ -27,3 +29,28 @@ class LogSeen(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.seen = self.seen or self.text in record.getMessage()
+
+
+@asynccontextmanager
+async def failing_if_stuck(progress: Callable[[], object], idle: float = 60) -> AsyncIterator[None]:
+    """A hang guard for a long block that a loaded machine must not trip: the block fails
+    (AssertionError) only if ``progress()`` stayed the same for ``idle`` seconds, however
+    long it takes in all."""
+    stuck = False
+
+    async def watch(scope: trio.CancelScope) -> None:
+        nonlocal stuck
+        last, since = progress(), trio.current_time()
+        while trio.current_time() - since < idle:
+            await trio.sleep(0.2)
+            if (now := progress()) != last:
+                last, since = now, trio.current_time()
+        stuck = True
+        scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        yield
+        nursery.cancel_scope.cancel()
+    if stuck:
+        raise AssertionError(f"no progress for {idle:g} s: {progress()!r}")
