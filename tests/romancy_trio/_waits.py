@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -32,18 +32,19 @@ class LogSeen(logging.Handler):
 
 
 @asynccontextmanager
-async def failing_if_stuck(progress: Callable[[], object], idle: float = 60) -> AsyncIterator[None]:
+async def failing_if_stuck(progress: Callable[[], Awaitable[object]], idle: float = 60,
+                           every: float = 0.2) -> AsyncIterator[None]:
     """A hang guard for a long block that a loaded machine must not trip: the block fails
-    (AssertionError) only if ``progress()`` stayed the same for ``idle`` seconds, however
-    long it takes in all."""
+    (AssertionError) only if ``await progress()``, asked every ``every`` seconds, stayed the
+    same for ``idle`` seconds - however long the block takes in all."""
     stuck = False
 
     async def watch(scope: trio.CancelScope) -> None:
         nonlocal stuck
-        last, since = progress(), trio.current_time()
+        last, since = await progress(), trio.current_time()
         while trio.current_time() - since < idle:
-            await trio.sleep(0.2)
-            if (now := progress()) != last:
+            await trio.sleep(every)
+            if (now := await progress()) != last:
                 last, since = now, trio.current_time()
         stuck = True
         scope.cancel()
@@ -53,4 +54,4 @@ async def failing_if_stuck(progress: Callable[[], object], idle: float = 60) -> 
         yield
         nursery.cancel_scope.cancel()
     if stuck:
-        raise AssertionError(f"no progress for {idle:g} s: {progress()!r}")
+        raise AssertionError(f"no progress for {idle:g} s: {await progress()!r}")

@@ -317,7 +317,9 @@ async def test_a_stalled_client_is_dropped_and_memory_stays_bounded(backend: Bac
         # message_queue_size=1 and no reads: the client stops reading its socket at once
         async with connect(f"{url}?channel=bulk", message_queue_size=1) as stalled:
             await frame(stalled)
-            progress = lambda: (len(fast_got), len(stalled_got), feed.statistics())  # noqa: E731
+            async def progress() -> object:
+                return len(fast_got), len(stalled_got), feed.statistics()
+
             async with failing_if_stuck(progress):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(read_fast, url)
