@@ -294,13 +294,14 @@ class AsgiApp:
         return None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        receive = watch = BodyWatch(scope, receive)
+        send = watch.sending(send)  # an answer before the whole body: connection: close
         mount = self._mounted(scope)
         if mount is not None and self.authorized(scope):
             prefix, mounted = mount
             root = str(scope.get("root_path", "")).rstrip("/")
             await mounted({**scope, "root_path": root + prefix}, receive, send)
             return
-        receive = watch = BodyWatch(scope, receive)
         try:
             if mount is not None and _wants_page(scope):
                 response = login_redirect(str(scope.get("root_path", "")).rstrip("/"),
@@ -320,7 +321,7 @@ class AsgiApp:
         except Disconnected:
             return
         try:
-            await send_json(send, watch.answer(response))
+            await send_json(send, response)
         except trio.BusyResourceError:
             # hypercorn 0.18 (trio/tcp_server.py): when the client hangs up mid-body, the
             # reading task answers the protocol error and closes the stream with send_eof()

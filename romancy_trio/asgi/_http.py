@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -62,10 +62,11 @@ class Response:
 
 
 class BodyWatch:
-    """``receive``, watched: has the request's body been read to its end? An answer sent
-    before then says ``connection: close``: the server hangs up after it (it cannot read the
-    connection's next request while the rest of this body may still come), and a client not
-    told so would send its next request on a connection that is closing - and get no answer."""
+    """``receive``, watched: has the request's body been read to its end? A response that
+    starts before then gets ``connection: close`` (`sending`): the server hangs up after it
+    (it cannot read the connection's next request while the rest of this body may still
+    come), and a client not told so would send its next request on a connection that is
+    closing - and get no answer."""
 
     __slots__ = ("_receive", "complete")
 
@@ -79,11 +80,15 @@ class BodyWatch:
             self.complete = True
         return message
 
-    def answer(self, response: Response) -> Response:
-        """``response``, with ``connection: close`` added if the body was not read to its end."""
-        if self.complete or any(k.lower() == "connection" for k, _ in response.headers):
-            return response
-        return replace(response, headers=(*response.headers, ("connection", "close")))
+    def sending(self, send: Send) -> Send:
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and not self.complete:
+                headers = list(message.get("headers", ()))
+                if not any(bytes(key).lower() == b"connection" for key, _ in headers):
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        return watched
 
 
 def _declares_body(scope: Scope) -> bool:
