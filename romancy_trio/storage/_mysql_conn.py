@@ -134,23 +134,32 @@ def run_statement(raw: pymysql.Connection[Any], query: str, params: Params
     return count, rows
 
 
-class _Call(Generic[T]):
-    """One blocking call in a worker thread. A cancelled caller abandons it (the thread runs
-    on): `abandon` says whether the thread still runs, and hands back a result that was made
-    but that nobody will take; a result made after the call was abandoned goes to ``orphan``
-    in the thread. ``finished`` is set when the thread is done."""
+class _NotRun(Exception):
+    """A call abandoned before its thread began it: it is never run."""
 
-    __slots__ = ("_abandoned", "_fn", "_lock", "_orphan", "_result", "finished")
+
+class _Call(Generic[T]):
+    """One blocking call in a worker thread. A cancelled caller abandons it: a call not begun
+    yet is never run; one under way runs on in its thread. `abandon` says whether it does,
+    and hands back a result that was made but that nobody will take; a result made after the
+    call was abandoned goes to ``orphan`` in the thread. ``finished`` is set when the thread
+    is done with it."""
+
+    __slots__ = ("_abandoned", "_begun", "_fn", "_lock", "_orphan", "_result", "finished")
 
     def __init__(self, fn: Callable[[], T], orphan: Callable[[T], None] | None) -> None:
         self._fn, self._orphan = fn, orphan
         self._lock = threading.Lock()
-        self._abandoned = False
+        self._abandoned = self._begun = False
         self._result: tuple[T] | None = None
         self.finished = threading.Event()
 
     def __call__(self) -> T:
         try:
+            with self._lock:
+                if self._abandoned:
+                    raise _NotRun  # nobody waits for this outcome (Trio abandoned the call)
+                self._begun = True
             result = self._fn()
             with self._lock:
                 self._result = (result,)
@@ -162,10 +171,11 @@ class _Call(Generic[T]):
             self.finished.set()
 
     def abandon(self) -> tuple[bool, tuple[T] | None]:
-        """(whether the thread still runs, the result it made if it was first)."""
+        """(whether the call runs on in its thread, the result it made if it was first)."""
         with self._lock:
             self._abandoned = True
-            return self._result is None and not self.finished.is_set(), self._result
+            running = self._begun and self._result is None and not self.finished.is_set()
+            return running, self._result
 
 
 class _Threads:
