@@ -17,6 +17,10 @@ pytest_plugins = ["tests.pgcluster", "tests.pgbouncer"]  # private servers: pg_c
 
 DEFAULT_PG_DSN = "postgresql://root@127.0.0.1:5432/test"
 
+# Every subprocess a test starts inherits this: one that crashes in native code (SIGSEGV,
+# SIGABRT) prints every thread's Python traceback to its stderr, which the failure shows.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
 def with_search_path(dsn: str, schema: str) -> str:
     """``dsn`` whose connections start with ``search_path`` = ``schema`` (a startup option of
     the user's URL: the library sets no session state, and qualifies its own tables)."""

@@ -86,7 +86,8 @@ def run_example(code: str, folder: Path, url: str | None, *args: str,
                 listener_url: str | None = None) -> subprocess.CompletedProcess[str]:
     script = folder / "example.py"
     script.write_text(code)
-    env = {"PYTHONPATH": PYTHONPATH, "PATH": os.environ.get("PATH", "")}
+    # PYTHONFAULTHANDLER: a native crash (e.g. SIGSEGV at exit) shows every thread's traceback
+    env = {"PYTHONPATH": PYTHONPATH, "PATH": os.environ.get("PATH", ""), "PYTHONFAULTHANDLER": "1"}
     if url is not None:
         env["ROMANCY_TRIO_URL"] = url
     if listener_url is not None:

@@ -34,6 +34,7 @@ from ._http import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_BODY,
+    BodyWatch,
     Disconnected,
     HTTPError,
     Receive,
@@ -293,6 +294,8 @@ class AsgiApp:
         return None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        receive = watch = BodyWatch(scope, receive)
+        send = watch.sending(send)  # an answer before the whole body: connection: close
         mount = self._mounted(scope)
         if mount is not None and self.authorized(scope):
             prefix, mounted = mount

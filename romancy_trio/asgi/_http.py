@@ -61,6 +61,45 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+class BodyWatch:
+    """``receive``, watched: has the request's body been read to its end? A response that
+    starts before then gets ``connection: close`` (`sending`): the server hangs up after it
+    (it cannot read the connection's next request while the rest of this body may still
+    come), and a client not told so would send its next request on a connection that is
+    closing - and get no answer."""
+
+    __slots__ = ("_receive", "complete")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = not _declares_body(scope)
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    def sending(self, send: Send) -> Send:
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and not self.complete:
+                headers = list(message.get("headers", ()))
+                if not any(bytes(key).lower() == b"connection" for key, _ in headers):
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        return watched
+
+
+def _declares_body(scope: Scope) -> bool:
+    for key, value in scope.get("headers", ()):
+        name = bytes(key).lower()
+        if name == b"transfer-encoding" or (name == b"content-length"
+                                            and bytes(value).strip() not in (b"", b"0")):
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class Request:
     """One HTTP request as the handlers see it. The body is read only when asked for."""

@@ -6,7 +6,12 @@ token per connection). A call that is cancelled while its thread still runs *poi
 connection: its socket is shut down (the thread's read ends at once with an error nobody
 waits for) and the connection is never handed out again - the server rolls back whatever
 transaction it had open. A connection whose statement failed with a lost-connection error is
-discarded too. So no connection ever returns to the pool in an unknown state.
+discarded too. So no connection ever returns to the pool in an unknown state. The pool
+remembers the threads a cancellation abandoned, and closing it waits for them (at most
+``connect_timeout`` and a second): a thread still inside the driver when the process exits can
+crash it - PyMySQL >= 1.2 builds an OpenSSL context for every new connection (TLS
+"preferred"), and OpenSSL's exit handler frees what such a thread is using (a SIGSEGV after
+the program's last line, seen in CI). A connection an abandoned connect made anyway is closed.
 
 Sessions run with autocommit off: every use of a connection ends with COMMIT or ROLLBACK
 (a single statement too: it and its COMMIT are one call in the thread), so a stored procedure's
@@ -22,9 +27,10 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pymysql
 import trio
@@ -128,35 +134,103 @@ def run_statement(raw: pymysql.Connection[Any], query: str, params: Params
     return count, rows
 
 
+class _NotRun(Exception):
+    """A call abandoned before its thread began it: it is never run."""
+
+
+class _Call(Generic[T]):
+    """One blocking call in a worker thread. A cancelled caller abandons it: a call not begun
+    yet is never run; one under way runs on in its thread. `abandon` says whether it does,
+    and hands back a result that was made but that nobody will take; a result made after the
+    call was abandoned goes to ``orphan`` in the thread. ``finished`` is set when the thread
+    is done with it."""
+
+    __slots__ = ("_abandoned", "_begun", "_fn", "_lock", "_orphan", "_result", "finished")
+
+    def __init__(self, fn: Callable[[], T], orphan: Callable[[T], None] | None) -> None:
+        self._fn, self._orphan = fn, orphan
+        self._lock = threading.Lock()
+        self._abandoned = self._begun = False
+        self._result: tuple[T] | None = None
+        self.finished = threading.Event()
+
+    def __call__(self) -> T:
+        try:
+            with self._lock:
+                if self._abandoned:
+                    raise _NotRun  # nobody waits for this outcome (Trio abandoned the call)
+                self._begun = True
+            result = self._fn()
+            with self._lock:
+                self._result = (result,)
+                orphaned = self._abandoned
+            if orphaned and self._orphan is not None:
+                self._orphan(result)
+            return result
+        finally:
+            self.finished.set()
+
+    def abandon(self) -> tuple[bool, tuple[T] | None]:
+        """(whether the call runs on in its thread, the result it made if it was first)."""
+        with self._lock:
+            self._abandoned = True
+            running = self._begun and self._result is None and not self.finished.is_set()
+            return running, self._result
+
+
+class _Threads:
+    """The pool's worker threads: bounded (a limiter), and those a cancellation abandoned are
+    remembered so that closing the pool can wait for them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limiter = trio.CapacityLimiter(limit)
+        self._abandoned: list[_Call[Any]] = []
+
+    async def run(self, fn: Callable[[], T], *, orphan: Callable[[T], None] | None = None,
+                  on_abandon: Callable[[], None] | None = None) -> T:
+        """``fn()`` in a thread. Cancelled meanwhile: ``on_abandon()`` if the thread still
+        runs, and its result (made anyway) goes to ``orphan``, in the thread or here."""
+        call = _Call(fn, orphan)
+        try:
+            return await trio.to_thread.run_sync(call, limiter=self.limiter,
+                                                 abandon_on_cancel=True)
+        except trio.Cancelled:
+            running, made = call.abandon()
+            if running:
+                self._abandoned = [c for c in self._abandoned if not c.finished.is_set()]
+                self._abandoned.append(call)
+                if on_abandon is not None:
+                    on_abandon()
+            elif made is not None and orphan is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(orphan, made[0])
+            raise
+
+    async def wait_abandoned(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until every abandoned thread is done."""
+        calls, self._abandoned = self._abandoned, []
+        with trio.move_on_after(timeout):
+            for call in calls:
+                if not call.finished.is_set():
+                    await trio.to_thread.run_sync(call.finished.wait, timeout,
+                                                  abandon_on_cancel=True)
+
+
 class MysqlConnection:
     """One session, used by one task at a time (the pool's lease)."""
 
-    def __init__(self, raw: pymysql.Connection[Any], limiter: trio.CapacityLimiter) -> None:
+    def __init__(self, raw: pymysql.Connection[Any], threads: _Threads) -> None:
         self.raw = raw
         self.poisoned = False
         self.in_transaction = False
-        self._limiter = limiter
+        self._threads = threads
 
     async def run(self, fn: Callable[[pymysql.Connection[Any]], T]) -> T:
         if self.poisoned:
             raise StorageUnavailableError("MySQL: this connection was discarded")
         raw = self.raw
-        done = False
-
-        def call() -> T:
-            nonlocal done
-            try:
-                return fn(raw)
-            finally:
-                done = True
-
         try:
-            return await trio.to_thread.run_sync(call, limiter=self._limiter,
-                                                 abandon_on_cancel=True)
-        except trio.Cancelled:
-            if not done:
-                self.poison()
-            raise
+            return await self._threads.run(lambda: fn(raw), on_abandon=self.poison)
         except pymysql.MySQLError as exc:
             if is_lost(exc):
                 self.poisoned = True
@@ -208,17 +282,17 @@ class MysqlPool:
         self.params = params
         self.max_size = max_size
         self._slots = trio.Semaphore(max_size)
-        self._limiter = trio.CapacityLimiter(max_size + 1)  # +1: the worker session
+        self._threads = _Threads(max_size + 1)  # +1: the worker session
         self._idle: list[MysqlConnection] = []
         self.connects = 0
         self.closed = False
 
     async def open_connection(self) -> MysqlConnection:
         p = self.params
-        raw = await trio.to_thread.run_sync(connect_blocking, p, p.database,
-                                            limiter=self._limiter, abandon_on_cancel=True)
+        raw = await self._threads.run(lambda: connect_blocking(p, p.database),
+                                      orphan=_close_quietly)
         self.connects += 1
-        return MysqlConnection(raw, self._limiter)
+        return MysqlConnection(raw, self._threads)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[MysqlConnection]:
@@ -239,3 +313,4 @@ class MysqlPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
+        await self._threads.wait_abandoned(self.params.connect_timeout + 1)

@@ -28,8 +28,8 @@ from romancy_trio import (
 from romancy_trio._replay import EventKind
 
 from ._procs import start_worker, stop
-from ._waits import until_idle
-from .conftest import Backend
+from ._waits import failing_if_stuck, until_idle
+from .conftest import Backend, fetch
 from .worker_proc import ALL, EFFECTS_DDL, consumer
 
 
@@ -98,9 +98,14 @@ async def test_broadcast_five_subscribers_each_get_all_500_in_order(backend: Bac
         subs = [await app.start(listens, {"channel": "news", "count": 500}) for _ in range(5)]
         await _until(app, subs, WorkflowStatus.WAITING)  # subscribed and waiting
         await app.start(talks, {"channel": "news", "count": 500})
-        for iid in subs:
-            got = await app.result(iid, timeout=120)
-            assert got == [{"n": i} for i in range(500)]
+
+        async def progress() -> object:  # 3000 steps: on MySQL under load, minutes
+            return await fetch(app, "SELECT count(*) FROM workflow_history")
+
+        async with failing_if_stuck(progress, every=1):
+            for iid in subs:
+                got = await app.result(iid)
+                assert got == [{"n": i} for i in range(500)]
 
 
 async def test_messages_from_outside_send_to_and_metadata(backend: Backend) -> None:

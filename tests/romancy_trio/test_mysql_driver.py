@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 import trio
 
 from romancy_trio import ConfigurationError, StorageUnavailableError
+from romancy_trio.storage import _mysql_conn
 from romancy_trio.storage._mysql import MysqlDatabase, check_server
 from romancy_trio.storage._mysql_conn import check_version, parse_url
 
@@ -101,6 +105,35 @@ async def test_a_cancelled_query_discards_its_connection(mysql_dsn: str, mysql_d
         assert db.pool.connects == connects + 1
     finally:
         await db.aclose()
+
+
+async def test_closing_waits_for_a_connect_that_a_cancellation_abandoned(
+        mysql_dsn: str, mysql_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task cancelled while its session was being opened leaves the connect running in its
+    thread. Closing the database waits for that thread - one still inside the driver (in
+    OpenSSL: PyMySQL builds a TLS context for every connect) when the process exits can crash
+    it - and the session the connect opened anyway is closed, not leaked."""
+    release = threading.Event()
+    made: list[Any] = []
+    real = _mysql_conn.connect_blocking
+
+    def held_connect(p: _mysql_conn.MysqlParams, database: str | None) -> Any:
+        release.wait(30)
+        made.append(real(p, database))
+        return made[-1]
+
+    db = await _open(mysql_dsn, mysql_db, size=1)
+    monkeypatch.setattr(_mysql_conn, "connect_blocking", held_connect)
+    try:
+        with trio.move_on_after(0.2) as scope:
+            await db.fetchall("SELECT 1")
+        assert scope.cancelled_caught and not made  # the connect is still held
+    finally:
+        release.set()
+        with trio.fail_after(30):
+            await db.aclose()
+    [raw] = made
+    assert not raw.open
 
 
 async def test_deadlocked_statements_are_retried_and_counted(

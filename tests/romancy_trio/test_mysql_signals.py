@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 
 from romancy_notify import open_local_hub
+from romancy_trio.storage import _mysql_signals
 from romancy_trio.storage._migrate import migrate_mysql
 from romancy_trio.storage._mysql import MysqlDatabase
 from romancy_trio.storage._mysql_conn import parse_url
@@ -107,16 +109,30 @@ async def test_the_cost_of_a_poll_does_not_depend_on_the_waiters(
                 watch.close()
 
 
+class _Clock:
+    """The reader's ``time`` module, stopped: it moves only when the test moves it (a loaded
+    machine could otherwise let ``idle_interval`` pass between two calls meant to be quick)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 async def test_a_quiet_reader_polls_slowly_and_a_busy_one_at_every_tick(
-        mysql_dsn: str, mysql_db: str) -> None:
+        mysql_dsn: str, mysql_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle, the reader queries once per ``idle_interval`` however often the hub calls it;
     once signals come from elsewhere, every call queries (the hub's fast tick)."""
+    clock = _Clock()
+    monkeypatch.setattr(_mysql_signals, "time", clock)
     async with two_processes(mysql_dsn, mysql_db) as (a, b):
         reader = SignalReader(b, idle_interval=2.0)
         assert await reader() is None  # started: one query
         await _announce(a, "i:1")
+        clock.now += 1.9
         assert await reader() == [] and reader.polls == 1  # quiet: not asked yet
-        await trio.sleep(2.0)
+        clock.now += 0.1
         assert await reader() == [(TOPIC, "i:1")] and reader.polls == 2
         await _announce(a, "i:2")  # busy now: asked at the next call
         assert await reader() == [(TOPIC, "i:2")] and reader.polls == 3

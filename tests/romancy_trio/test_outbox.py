@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import math
 import random
 import socket
 import time
@@ -36,6 +37,7 @@ from romancy_trio import (
 from romancy_trio.outbox import OutboxStatus, Relayer, RelayerConfig, default_event_id, outbox_rows
 from romancy_trio.outbox._store import ClaimedEvent, OutboxStore, make_event, send_event_tx
 
+from ._waits import failing_if_stuck
 from .conftest import Backend
 from .outbox_relayer_proc import outbox_topic, relayer_process
 
@@ -395,8 +397,13 @@ async def test_two_relayer_processes_deliver_each_event_once(pg_backend: Backend
         ):
             for _ in range(50):
                 await app.start(emitter, {"count": 10})
-            # well before the relayers' 30 s fallback: they are woken by PostgreSQL NOTIFY
-            await until(lambda: len(sink.ok()) >= 500, timeout=20)
+            async def delivered() -> object:
+                return len(sink.ok())
+
+            # they are woken by PostgreSQL NOTIFY: never as long as their 30 s fallback without
+            # a delivery (however long the 500 take in all on a loaded machine)
+            async with failing_if_stuck(delivered, idle=25):
+                await until(lambda: len(sink.ok()) >= 500, timeout=math.inf)
             await trio.sleep(0.5)  # a duplicate would show up here
         ok = sink.ok()
         assert len(ok) == 500 and len({r.event["id"] for r in ok}) == 500

@@ -28,6 +28,7 @@ from romancy_trio.client import FeedClosed
 from romancy_trio.client import _open_websocket as connect  # trio-websocket, socket always closed
 from romancy_trio.client import subscribe as feed_of
 
+from ._waits import failing_if_stuck
 from .conftest import Backend
 
 KEYS = {"id", "channel", "data", "metadata", "target", "published_at"}
@@ -90,11 +91,11 @@ async def closed(ws: WebSocketConnection) -> ConnectionClosed:
 
 
 async def publish_many(app: App, channel: str, count: int, *, size: int = 0) -> None:
-    """``count`` messages ``{"n": i, "pad": ...}`` in transactions of 250."""
+    """``count`` messages ``{"n": i, "pad": ...}``, 250 to a transaction (one call each: on
+    MySQL, 250 calls of one message each took most of a minute under load)."""
     for start in range(0, count, 250):
-        async with app.store.db.transaction() as tx:
-            for n in range(start, min(count, start + 250)):
-                await app.channels.publish_tx(tx, channel, {"n": n, "pad": "x" * size})
+        await app.publish_many(channel, [{"n": n, "pad": "x" * size}
+                                         for n in range(start, min(count, start + 250))])
 
 
 # -- the protocol ---------------------------------------------------------------------------
@@ -316,7 +317,10 @@ async def test_a_stalled_client_is_dropped_and_memory_stays_bounded(backend: Bac
         # message_queue_size=1 and no reads: the client stops reading its socket at once
         async with connect(f"{url}?channel=bulk", message_queue_size=1) as stalled:
             await frame(stalled)
-            with trio.fail_after(120):
+            async def progress() -> object:
+                return len(fast_got), len(stalled_got), feed.statistics()
+
+            async with failing_if_stuck(progress):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(read_fast, url)
                     nursery.start_soon(read_stalled_once_dropped, stalled)
