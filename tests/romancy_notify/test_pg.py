@@ -63,6 +63,24 @@ async def test_query_with_params(pg_dsn: str) -> None:
     assert conn.closed
 
 
+async def test_run_reuses_a_cursor_per_query_and_behaves_like_execute(pg_dsn: str) -> None:
+    async with await connect(pg_dsn, autocommit=True, prepare_threshold=1) as conn:
+        q, other = "SELECT %(a)s::int + 1, %(b)s::text", "SELECT %s::int * 2"
+        first = await conn.run(q, {"a": 1, "b": "x"})
+        assert await first.fetchone() == (2, "x")
+        assert await (await conn.run(other, (21,))).fetchone() == (42,)
+        again = await conn.run(q, {"a": 41, "b": None})  # prepared by now, same cursor
+        assert again is first and await again.fetchone() == (42, None)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await conn.run("SELECT 1 / %s::int", (0,))
+        assert await (await conn.run("SELECT 1 / %s::int", (1,))).fetchone() == (1,)
+        async with conn.pipeline():  # inside a pipeline: a cursor of its own each time
+            a, b = await conn.run(other, (1,)), await conn.run(other, (2,))
+        assert a is not b and await a.fetchone() == (2,) and await b.fetchone() == (4,)
+    with pytest.raises(psycopg.OperationalError, match="closed"):
+        await conn.run(q, {"a": 1, "b": "x"})
+
+
 async def test_connection_parameters_and_row_factory(pg_dsn: str) -> None:
     conn = await TrioConnection[dict[str, Any]].connect(
         pg_dsn, application_name="trio-adapter-test", row_factory=dict_row, connect_timeout=0
