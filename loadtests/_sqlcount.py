@@ -56,8 +56,6 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
         return await _counted(execute, self, query, *args, **kwargs)
 
     async def counted_run(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._pipeline is not None:  # `run` is `execute` there: counted by that
-            return await run(self, query, *args, **kwargs)
         return await _counted(run, self, query, *args, **kwargs)
 
     async def _counted(send: Any, self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:

@@ -240,22 +240,29 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
         self.lock = _OneTaskLock()
         self._cursors: dict[str, psycopg.AsyncCursor[Row]] = {}
 
-    async def run(self, query: str, params: Any = None) -> psycopg.AsyncCursor[Row]:
-        """``execute(query, params)`` on the cursor this connection keeps for ``query``.
+    async def run(self, query: str, params: Any = None, *, fetch: bool = False
+                  ) -> tuple[int, Row | None]:
+        """``execute(query, params)`` on the cursor this connection keeps for ``query``: its
+        rowcount and, with ``fetch``, its first row (as ``fetchone()``, errors included).
 
-        Read its results before the next `run` of the same query on this connection, which
-        reuses it. Outside a pipeline only (there, statements wait for their results together:
-        it is `execute`). The cursors use the ``row_factory`` the connection had when each was
-        made; up to `CURSOR_CACHE` queries are kept (then the cache starts again)."""
+        The cursor keeps no result afterwards (a large one is not held); it keeps psycopg's
+        adaptation state for the next `run` of the same query. Up to `CURSOR_CACHE` queries
+        are kept (then the cache starts again), with the ``row_factory`` the connection had
+        when each was first run. Not in a pipeline, whose results arrive together at its end:
+        use `execute` there."""
         if self._pipeline is not None:
-            return await self.execute(query, params)
+            raise e.ProgrammingError("run() is not for pipeline mode: use execute()")
         if (cur := self._cursors.get(query)) is None:
             if len(self._cursors) >= CURSOR_CACHE:
                 self._cursors.clear()
             cur = self._cursors[query] = self.cursor()
         else:
             self._check_connection_ok()  # as `cursor()` does: "the connection is closed"
-        return await cur.execute(query, params)
+        try:
+            await cur.execute(query, params)
+            return cur.rowcount, await cur.fetchone() if fetch else None
+        finally:
+            cur._reset()  # (psycopg's own reset before each execute: drops the result)
 
     @classmethod
     async def connect(

@@ -93,43 +93,44 @@ class PostgresTx:
         self._after_cursors: list[psycopg.AsyncCursor[Row]] = []
         self._commit_cursor: psycopg.AsyncCursor[Row] | None = None
 
-    async def _run(self, query: str, params: Params, reuse: bool = True
-                   ) -> psycopg.AsyncCursor[Row]:
-        """``reuse``: on the connection's cursor for ``query`` (`TrioConnection.run`), which
-        keeps its last result: not for statements that may return many rows."""
+    async def _run(self, query: str, params: Params, fetch: bool | None) -> Any:
+        """BEGIN first if not yet sent. ``fetch`` None: on a fresh cursor, returned; else on the
+        connection's kept one (`TrioConnection.run`): (rowcount, first row if ``fetch``)."""
+        if self.committed:
+            raise RuntimeError("this transaction already committed with its last statement")
         try:
-            return await self._run_unchecked(query, params, reuse)
+            if not self.begun:
+                if params:  # BEGIN and the first statement: one round trip
+                    async with self.conn.pipeline():
+                        await self.conn.execute("BEGIN")
+                        cur = await self.conn.execute(query, params)
+                    self.begun = True
+                    if fetch is None:
+                        return cur
+                    return cur.rowcount, await cur.fetchone() if fetch else None
+                # no params: maybe several statements: simple protocol, which pipelines can't do
+                await self.conn.run("BEGIN")
+                self.begun = True
+            if fetch is None:  # no params: None, so that a literal % stays as it is
+                return await self.conn.execute(query, params or None)
+            return await self.conn.run(query, params or None, fetch=fetch)
         except LOST as exc:
             # raised here, not only when the transaction ends: a transactional activity's
             # statement that fails this way is the database's failure, not the activity's
             await _discard_if_read_only(self.conn, exc)
             raise unavailable(self.address, exc) from exc
 
-    async def _run_unchecked(self, query: str, params: Params, reuse: bool
-                             ) -> psycopg.AsyncCursor[Row]:
-        if self.committed:
-            raise RuntimeError("this transaction already committed with its last statement")
-        run = self.conn.run if reuse else self.conn.execute
-        if self.begun:  # no params: None, so that a literal % stays as it is
-            return await run(query, params or None)
-        if not params:  # maybe several statements: simple protocol, which pipelines can't do
-            await self.conn.run("BEGIN")
-            self.begun = True
-            return await run(query)
-        async with self.conn.pipeline():  # BEGIN and the first statement: one round trip
-            await self.conn.execute("BEGIN")
-            cur = await self.conn.execute(query, params)
-        self.begun = True
-        return cur
-
     async def execute(self, query: str, params: Params = ()) -> int:
-        return (await self._run(query, params)).rowcount
+        rowcount: int = (await self._run(query, params, False))[0]
+        return rowcount
 
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
-        return await (await self._run(query, params)).fetchone()
+        row: Row | None = (await self._run(query, params, True))[1]
+        return row
 
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
-        return await (await self._run(query, params, reuse=False)).fetchall()
+        cur: psycopg.AsyncCursor[Row] = await self._run(query, params, None)
+        return await cur.fetchall()
 
     async def notify(self, topic: str, payload: str) -> None:
         """Queue ``pg_notify(topic, payload)``: it is sent with COMMIT (one round trip), so it
@@ -149,7 +150,7 @@ class PostgresTx:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")
         if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
-            return [await _rows(await self._run(*statements[0], reuse=False))]
+            return [await _rows(await self._run(*statements[0], None))]
         async with self._pipeline():
             cursors = await self._send(statements)
             if then_commit:
@@ -342,8 +343,7 @@ class PostgresDatabase:
         try:
             async with self.pool.connection() as conn:
                 try:
-                    cur = await conn.run(query, params)
-                    return cur.rowcount, await cur.fetchone() if fetch else None
+                    return await conn.run(query, params, fetch=fetch)
                 except LOST as exc:
                     await _discard_if_read_only(conn, exc)
                     raise
