@@ -2,11 +2,11 @@
 
 `counting()` wraps `romancy_notify.pg.TrioConnection` - every PostgreSQL connection of the
 library, the pool's, the listener's and the worker session's - for the duration of a block:
-each ``execute`` is a statement (BEGIN and COMMIT included); a statement outside a pipeline is
-a round trip, and so is each outermost pipeline block (it ends in one Sync). Durable commits are
-the COMMITs (PostgreSQL makes an implicit transaction that wrote durable too, but the library
-sends its writes inside BEGIN/COMMIT or as one autocommit statement: those are counted as
-``autocommit writes``)."""
+each ``execute`` (or ``run``, its cursor-reusing twin) is a statement (BEGIN and COMMIT
+included); a statement outside a pipeline is a round trip, and so is each outermost pipeline
+block (it ends in one Sync). Durable commits are the COMMITs (PostgreSQL makes an implicit
+transaction that wrote durable too, but the library sends its writes inside BEGIN/COMMIT or as
+one autocommit statement: those are counted as ``autocommit writes``)."""
 
 from __future__ import annotations
 
@@ -49,17 +49,23 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
     a background loop's, on its own connection) is left out, so a block counts only what
     began in it."""
     counts = Counts(sent=[] if keep else None)
-    execute, pipeline = TrioConnection.execute, TrioConnection.pipeline
+    execute, pipeline, run = TrioConnection.execute, TrioConnection.pipeline, TrioConnection.run
     begun: set[int] = set()  # the connections whose open transaction began in the block
 
     async def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        return await _counted(execute, self, query, *args, **kwargs)
+
+    async def counted_run(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        return await _counted(run, self, query, *args, **kwargs)
+
+    async def _counted(send: Any, self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
         text = str(query) if isinstance(query, str) else query.as_string(self)
         word = text.split(None, 1)[0].upper() if text.strip() else ""
         if word == "BEGIN":
             begun.add(id(self))
         elif word in ("COMMIT", "ROLLBACK"):
             if id(self) not in begun:
-                return await execute(self, query, *args, **kwargs)
+                return await send(self, query, *args, **kwargs)
             begun.discard(id(self))
         counts.statements += 1
         if counts.sent is not None:
@@ -73,7 +79,7 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
         elif (word in _WRITES and self.autocommit and not in_pipeline
               and self.pgconn.transaction_status == 0):  # IDLE: not inside BEGIN
             counts.autocommit_writes += 1
-        return await execute(self, query, *args, **kwargs)
+        return await send(self, query, *args, **kwargs)
 
     @contextlib.asynccontextmanager
     async def counted_pipeline(self: Any) -> Any:
@@ -85,8 +91,10 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
 
     TrioConnection.execute = counted_execute  # type: ignore[method-assign]
     TrioConnection.pipeline = counted_pipeline  # type: ignore[method-assign]
+    TrioConnection.run = counted_run  # type: ignore[method-assign]
     try:
         yield counts
     finally:
         TrioConnection.execute = execute  # type: ignore[method-assign]
         TrioConnection.pipeline = pipeline  # type: ignore[method-assign]
+        TrioConnection.run = run  # type: ignore[method-assign]

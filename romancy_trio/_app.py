@@ -351,11 +351,14 @@ class App(ComposeApi):
             _, created = await self._start(workflow, args, kwargs, iid, None)
             if created:
                 deadline = math.inf if timeout is None else trio.current_time() + timeout
-                with trio.move_on_at(deadline):
-                    await watch.wait()
-                    if (done := await slot.wait()) is not None:
-                        return self._outcome_of(iid, self._workflow(workflow).name,
-                                                done.status, done.result, done.error)
+                woken = await watch.wait(timeout=None if timeout is None else max(0.0, timeout))
+                done = slot.finished
+                if not woken.timed_out and done is None and slot.running:
+                    with trio.move_on_at(deadline):  # (only then: a cancel scope costs)
+                        done = await slot.wait()
+                if done is not None:
+                    return self._outcome_of(iid, self._workflow(workflow).name,
+                                            done.status, done.result, done.error)
                 timeout = None if timeout is None else max(0.0, deadline - trio.current_time())
         return await self.result(iid, timeout=timeout)
 

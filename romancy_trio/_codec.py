@@ -19,6 +19,7 @@ import orjson
 from ._errors import InvalidInputError
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+_PLAIN = (str, int, float, bool)  # a value of exactly the hinted one of these is itself
 
 
 def _default(value: Any) -> Any:
@@ -61,6 +62,8 @@ def _fail(path: str, expected: str, value: Any) -> InvalidInputError:
 
 def convert(value: Any, hint: Any, path: str = "value") -> Any:
     """Rebuild ``value`` (decoded JSON) as ``hint``; raise InvalidInputError on a mismatch."""
+    if type(value) is hint and hint in _PLAIN:  # the common case, at no cost
+        return value
     if hint is Any or hint is object or (hint is None and value is None):
         return value
     if hint is None or hint is type(None):

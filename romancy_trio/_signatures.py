@@ -50,12 +50,21 @@ class Parameters:
         self.signature = inspect.Signature(params[1:])
         self.params = params[1:]
         self.hints = hints(fn)
+        positional = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in self.params)
+        self._positional: tuple[tuple[Any, str], ...] | None = tuple(
+            (self.hint(p.name), f"{what}, parameter {p.name!r}") for p in self.params
+        ) if positional else None
+        """For a call giving every parameter positionally: (hint, path) of each, in order."""
 
     def hint(self, name: str) -> Any:
         return self.hints.get(name, Any)
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """An activity call: the arguments bind to the parameters and match their types."""
+        if not kwargs and self._positional is not None and len(args) == len(self._positional):
+            for value, (hint, path) in zip(args, self._positional, strict=True):
+                check_value(value, hint, path)  # (what bind() would have paired)
+            return
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:

@@ -122,15 +122,19 @@ class Watch:
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         now = trio.current_time()
         fallback_at = now + self._hub._fallback_interval()
         timeout_at = math.inf if timeout is None else now + timeout
+        parked = False
         while True:
             self._check_usable()
             if (wakeup := self._hub._registry.take(self._state)) is not None:
+                if not parked:  # a schedule point all the same (parking is one)
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return wakeup
             with trio.move_on_at(min(fallback_at, timeout_at)) as scope:
+                parked = True
                 await self._lot.park()
             if scope.cancelled_caught:
                 break

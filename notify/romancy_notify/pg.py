@@ -11,6 +11,10 @@ cancels the query on the server and drains it, shielded, within `CANCEL_DRAIN_TI
 fails, or in pipeline mode, the connection is closed (quietly: an interrupted query is expected,
 logged at DEBUG). So it then either works or is `closed`.
 
+`TrioConnection.run` executes a statement on a cursor the connection keeps for that query
+(`CURSOR_CACHE` at most): a statement run again reuses psycopg's adaptation state (the
+`Transformer` and its dumpers) instead of building a cursor each time.
+
 One task at a time: ``conn.lock`` raises `psycopg.InterfaceError` when held (by another task, or a
 `notifies()` left open: aclose() it after a break) instead of waiting (asyncio's would crash).
 """
@@ -42,10 +46,11 @@ from psycopg.waiting import Ready, Wait
 
 from ._link import LinkTimeouts
 
-__all__ = ["BATCH_LIMIT", "CANCEL_DRAIN_TIMEOUT", "TrioConnection", "connect"]
+__all__ = ["BATCH_LIMIT", "CANCEL_DRAIN_TIMEOUT", "CURSOR_CACHE", "TrioConnection", "connect"]
 
 logger = logging.getLogger(__name__)
 
+CURSOR_CACHE = 32  # queries a connection keeps a cursor for (`TrioConnection.run`)
 CANCEL_DRAIN_TIMEOUT = 2.0  # seconds to cancel and drain an interrupted query before closing
 _MAX_BUSY_TIME = 0.005  # longest run of ready-socket steps without a Trio checkpoint
 _last_checkpoint = 0.0
@@ -233,6 +238,31 @@ class TrioConnection(psycopg.AsyncConnection[Row]):
     def __init__(self, pgconn: PGconn, row_factory: AsyncRowFactory[Row] = _TUPLE_ROW) -> None:
         super().__init__(pgconn, row_factory)
         self.lock = _OneTaskLock()
+        self._cursors: dict[str, psycopg.AsyncCursor[Row]] = {}
+
+    async def run(self, query: str, params: Any = None, *, fetch: bool = False
+                  ) -> tuple[int, Row | None]:
+        """``execute(query, params)`` on the cursor this connection keeps for ``query``: its
+        rowcount and, with ``fetch``, its first row (as ``fetchone()``, errors included).
+
+        The cursor keeps no result afterwards (a large one is not held); it keeps psycopg's
+        adaptation state for the next `run` of the same query. Up to `CURSOR_CACHE` queries
+        are kept (then the cache starts again), with the ``row_factory`` the connection had
+        when each was first run. Not in a pipeline, whose results arrive together at its end:
+        use `execute` there."""
+        if self._pipeline is not None:
+            raise e.ProgrammingError("run() is not for pipeline mode: use execute()")
+        if (cur := self._cursors.get(query)) is None:
+            if len(self._cursors) >= CURSOR_CACHE:
+                self._cursors.clear()
+            cur = self._cursors[query] = self.cursor()
+        else:
+            self._check_connection_ok()  # as `cursor()` does: "the connection is closed"
+        try:
+            await cur.execute(query, params)
+            return cur.rowcount, await cur.fetchone() if fetch else None
+        finally:
+            cur._reset()  # (psycopg's own reset before each execute: drops the result)
 
     @classmethod
     async def connect(

@@ -13,7 +13,6 @@ like any other error. Plain ``def`` activities and asyncio ones run through :mod
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
@@ -85,24 +84,36 @@ async def _call(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCom
     """The user's function, where it runs (Trio, a worker thread, the asyncio loop), within its
     timeout; its exceptions, a timeout and unencodable results become _UserFailure."""
     timeout = cmd.timeout if cmd.timeout is not None else act.timeout
-    with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+    if timeout is None:  # no cancel scope to enter and leave
         try:
-            if act.runs_on == "trio":
-                result = await act.fn(actx, *cmd.args, **cmd.kwargs)
-            elif act.runs_on == "asyncio":
-                result = await hosts.asyncio.run(act.fn, actx, *cmd.args, **cmd.kwargs)
-            else:
-                result = await _in_thread(act, actx, cmd, hosts)
-            return loads(dumps(result))
+            return await _invoke(act, actx, cmd, hosts)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            raise _UserFailure(exc) from exc
+    with trio.move_on_after(timeout) as scope:
+        try:
+            return await _invoke(act, actx, cmd, hosts)
         except StorageUnavailableError:
             raise  # the database's failure, not the activity's: the run stops, and is retried
         except Exception as exc:  # the activity's own failure: recorded, raised in the workflow
             if scope.cancel_called:  # it turned our cancellation into an error of its own
-                raise _UserFailure(ActivityTimeoutError(cmd.activity_id, float(timeout or 0))
+                raise _UserFailure(ActivityTimeoutError(cmd.activity_id, float(timeout))
                                    ) from exc
             raise _UserFailure(exc) from exc
-    assert timeout is not None and scope.cancelled_caught
+    assert scope.cancelled_caught
     raise _UserFailure(ActivityTimeoutError(cmd.activity_id, timeout))
+
+
+async def _invoke(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand,
+                  hosts: ActivityHosts) -> Any:
+    if act.runs_on == "trio":
+        result = await act.fn(actx, *cmd.args, **cmd.kwargs)
+    elif act.runs_on == "asyncio":
+        result = await hosts.asyncio.run(act.fn, actx, *cmd.args, **cmd.kwargs)
+    else:
+        result = await _in_thread(act, actx, cmd, hosts)
+    return loads(dumps(result))
 
 
 async def _in_thread(act: Activity[..., Any], actx: ActivityContext, cmd: ActivityCommand,

@@ -93,38 +93,44 @@ class PostgresTx:
         self._after_cursors: list[psycopg.AsyncCursor[Row]] = []
         self._commit_cursor: psycopg.AsyncCursor[Row] | None = None
 
-    async def _run(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
+    async def _run(self, query: str, params: Params, fetch: bool | None) -> Any:
+        """BEGIN first if not yet sent. ``fetch`` None: on a fresh cursor, returned; else on the
+        connection's kept one (`TrioConnection.run`): (rowcount, first row if ``fetch``)."""
+        if self.committed:
+            raise RuntimeError("this transaction already committed with its last statement")
         try:
-            return await self._run_unchecked(query, params)
+            if not self.begun:
+                if params:  # BEGIN and the first statement: one round trip
+                    async with self.conn.pipeline():
+                        await self.conn.execute("BEGIN")
+                        cur = await self.conn.execute(query, params)
+                    self.begun = True
+                    if fetch is None:
+                        return cur
+                    return cur.rowcount, await cur.fetchone() if fetch else None
+                # no params: maybe several statements: simple protocol, which pipelines can't do
+                await self.conn.run("BEGIN")
+                self.begun = True
+            if fetch is None:  # no params: None, so that a literal % stays as it is
+                return await self.conn.execute(query, params or None)
+            return await self.conn.run(query, params or None, fetch=fetch)
         except LOST as exc:
             # raised here, not only when the transaction ends: a transactional activity's
             # statement that fails this way is the database's failure, not the activity's
             await _discard_if_read_only(self.conn, exc)
             raise unavailable(self.address, exc) from exc
 
-    async def _run_unchecked(self, query: str, params: Params) -> psycopg.AsyncCursor[Row]:
-        if self.committed:
-            raise RuntimeError("this transaction already committed with its last statement")
-        if self.begun:  # no params: None, so that a literal % stays as it is
-            return await self.conn.execute(query, params or None)
-        if not params:  # maybe several statements: simple protocol, which pipelines can't do
-            await self.conn.execute("BEGIN")
-            self.begun = True
-            return await self.conn.execute(query)
-        async with self.conn.pipeline():  # BEGIN and the first statement: one round trip
-            await self.conn.execute("BEGIN")
-            cur = await self.conn.execute(query, params)
-        self.begun = True
-        return cur
-
     async def execute(self, query: str, params: Params = ()) -> int:
-        return (await self._run(query, params)).rowcount
+        rowcount: int = (await self._run(query, params, False))[0]
+        return rowcount
 
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
-        return await (await self._run(query, params)).fetchone()
+        row: Row | None = (await self._run(query, params, True))[1]
+        return row
 
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
-        return await (await self._run(query, params)).fetchall()
+        cur: psycopg.AsyncCursor[Row] = await self._run(query, params, None)
+        return await cur.fetchall()
 
     async def notify(self, topic: str, payload: str) -> None:
         """Queue ``pg_notify(topic, payload)``: it is sent with COMMIT (one round trip), so it
@@ -144,7 +150,7 @@ class PostgresTx:
         if self.committed:
             raise RuntimeError("this transaction already committed with its last statement")
         if len(statements) == 1 and not then_commit:  # a pipeline of one only costs more
-            return [await _rows(await self._run(*statements[0]))]
+            return [await _rows(await self._run(*statements[0], None))]
         async with self._pipeline():
             cursors = await self._send(statements)
             if then_commit:
@@ -185,7 +191,7 @@ class PostgresTx:
             return
         if not self.notifications and not self.after:
             if self.begun:
-                await self.conn.execute("COMMIT")
+                await self.conn.run("COMMIT")
             return
         async with self._pipeline():  # the NOTIFYs, COMMIT and what follows: one round trip
             await self._send_commit()
@@ -324,18 +330,29 @@ class PostgresDatabase:
         self.publish_local(tx.notifications + tx.local)
 
     async def execute(self, query: str, params: Params = ()) -> int:
-        async with self._autocommit() as conn:
-            cur = await conn.execute(query, params)
-            return cur.rowcount
+        return (await self._statement(query, params, False))[0]
 
     async def fetchone(self, query: str, params: Params = ()) -> Row | None:
-        async with self._autocommit() as conn:
-            cur = await conn.execute(query, params)
-            return await cur.fetchone()
+        return (await self._statement(query, params, True))[1]
+
+    async def _statement(self, query: str, params: Params, fetch: bool
+                         ) -> tuple[int, Row | None]:
+        """One autocommit statement (as `_autocommit`, inlined: the hot path): its rowcount
+        and, with ``fetch``, its first row."""
+        self.transactions += 1
+        try:
+            async with self.pool.connection() as conn:
+                try:
+                    return await conn.run(query, params, fetch=fetch)
+                except LOST as exc:
+                    await _discard_if_read_only(conn, exc)
+                    raise
+        except LOST as exc:
+            raise unavailable(self.address, exc) from exc
 
     async def fetchall(self, query: str, params: Params = ()) -> list[Row]:
         async with self._autocommit() as conn:
-            cur = await conn.execute(query, params)
+            cur = await conn.execute(query, params)  # (a fresh cursor: keeps no rows)
             return await cur.fetchall()
 
     async def fetch_batch(self, statements: Sequence[Statement]) -> list[list[Row]]:

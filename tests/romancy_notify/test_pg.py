@@ -63,6 +63,31 @@ async def test_query_with_params(pg_dsn: str) -> None:
     assert conn.closed
 
 
+async def test_run_reuses_a_cursor_per_query_and_behaves_like_execute(
+        pg_dsn: str, pg_schema: str) -> None:
+    table = _table(pg_schema, "run_t")
+    async with await connect(pg_dsn, autocommit=True, prepare_threshold=1) as conn:
+        await conn.execute(sql.SQL("CREATE TABLE {} (k int)").format(table))
+        q, other = "SELECT %(a)s::int + 1, %(b)s::text", "SELECT %s::int * 2"
+        assert await conn.run(q, {"a": 1, "b": "x"}, fetch=True) == (1, (2, "x"))
+        assert await conn.run(other, (21,), fetch=True) == (1, (42,))
+        kept = conn._cursors[q]  # prepared by now, the same cursor: no result held
+        assert await conn.run(q, {"a": 41, "b": None}, fetch=True) == (1, (42, None))
+        assert conn._cursors[q] is kept and kept.pgresult is None
+        insert = sql.SQL("INSERT INTO {} VALUES (%s), (%s)").format(table).as_string(conn)
+        assert await conn.run(insert, (1, 2)) == (2, None)
+        with pytest.raises(psycopg.ProgrammingError):  # as fetchone(): no result to fetch
+            await conn.run(insert, (3, 4), fetch=True)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await conn.run("SELECT 1 / %s::int", (0,), fetch=True)
+        assert await conn.run("SELECT 1 / %s::int", (1,), fetch=True) == (1, (1,))
+        async with conn.pipeline():  # results arrive at the block's end: execute() it is
+            with pytest.raises(psycopg.ProgrammingError, match="pipeline"):
+                await conn.run(other, (1,))
+    with pytest.raises(psycopg.OperationalError, match="closed"):
+        await conn.run(q, {"a": 1, "b": "x"})
+
+
 async def test_connection_parameters_and_row_factory(pg_dsn: str) -> None:
     conn = await TrioConnection[dict[str, Any]].connect(
         pg_dsn, application_name="trio-adapter-test", row_factory=dict_row, connect_timeout=0
