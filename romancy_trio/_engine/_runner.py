@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import trio
 
@@ -43,8 +43,26 @@ class HandedBack:
     """The run stopped at a suspension point because its worker hands it to another one."""
 
 
+_T = TypeVar("_T")
+
+
 def _never() -> bool:
     return False
+
+
+def _ignore(ending: bool) -> None:
+    pass
+
+
+async def _letting_go(mark: Callable[[bool], None], write: Awaitable[_T]) -> _T:
+    """Await a write that may let the instance go (its finish, its suspension), marked as such
+    while it runs and, once it succeeded, until the run ends (`run_claimed`)."""
+    mark(True)
+    try:
+        return await write
+    except BaseException:
+        mark(False)
+        raise
 
 
 def _error(exc: RomancyError) -> ErrorInfo:
@@ -57,7 +75,8 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
                       handing_back: Callable[[], bool] = _never,
                       on_attempt: Callable[[], None] | None = None,
                       hooks: HookDispatcher = NO_HOOKS,
-                      resident: ResidentStates | None = None) -> bool:
+                      resident: ResidentStates | None = None,
+                      letting_go: Callable[[bool], None] = _ignore) -> bool:
     """Run the instance until it completes, fails, is cancelled or suspends (continuing as new
     as often as it recurs). Raises LeaseLostError if another worker took it over.
 
@@ -67,7 +86,11 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
     it is handed to, which replays it to that same point. Otherwise it returns False.
     ``on_attempt``: called as each activity attempt starts. ``hooks``: told what each run
     really does (`RunNotes`). ``resident``: this worker's live states of suspended runs, to
-    continue from instead of replaying (`ResidentStates`)."""
+    continue from instead of replaying (`ResidentStates`). ``letting_go(True)``: the run is
+    in a write that lets the instance go itself (its finish or suspension; False again if that
+    write failed or the wait was resolved at once) - a renewal that no longer returns the
+    instance meanwhile tells nothing about another worker: the fenced write says whether the
+    lease was still held."""
     lease = claimed.lease
     token = log_context.set((lease.instance_id, claimed.workflow_name, lease.worker_id))
     notes = RunNotes(hooks, lease, claimed.workflow_name, claimed.run_no, claimed.attributes)
@@ -75,7 +98,7 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
         with store.handover.running(lease.instance_id):  # an App.run here waits for its end
             return await _run_claimed(store, registry, claimed, default_retry, hosts,
                                       determinism_guard, handing_back, on_attempt, notes,
-                                      resident)
+                                      resident, letting_go)
     finally:
         notes.suspended("stopped")  # unless the run said how it ended
         log_context.reset(token)
@@ -84,13 +107,19 @@ async def run_claimed(store: Store, registry: Registry, claimed: Claimed,
 async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
                        default_retry: RetryPolicy, hosts: ActivityHosts, determinism_guard: bool,
                        handing_back: Callable[[], bool], on_attempt: Callable[[], None] | None,
-                       notes: RunNotes, resident: ResidentStates | None) -> bool:
+                       notes: RunNotes, resident: ResidentStates | None,
+                       letting_go: Callable[[bool], None]) -> bool:
     lease = claimed.lease
     now = _clock.now
+
+    async def finish(status: WorkflowStatus, **fields: Any) -> None:
+        """Fenced: the run's end (`Store.finish`); it lets the instance go."""
+        await _letting_go(letting_go, store.finish(lease, status, now=now(), **fields))
+
     try:
         wf = registry.workflow(claimed.workflow_name)
     except UnknownWorkflowError as exc:
-        await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+        await finish(WorkflowStatus.FAILED, error=_error(exc))
         notes.ended("failed", _error(exc))
         return False
     run_no, input_json, started_at = claimed.run_no, claimed.input_json, claimed.run_started_at
@@ -100,7 +129,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
         try:
             args, kwargs = wf.input.restore(loads(input_json))
         except InvalidInputError as exc:
-            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+            await finish(WorkflowStatus.FAILED, error=_error(exc))
             notes.ended("failed", _error(exc))
             return False
         kept = None if resident is None or fresh else resident.take(claimed)
@@ -135,7 +164,7 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
                                 run_no=run_no, next_seq=next_seq, workflow_name=wf.name,
                                 hosts=hosts, on_attempt=on_attempt, notes=notes)
         try:
-            outcome = await _drive(store, machine, runner, handing_back, notes)
+            outcome = await _drive(store, machine, runner, handing_back, notes, letting_go)
         except BaseException:
             machine.close()
             raise
@@ -156,29 +185,26 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
             try:
                 result = convert(loads(dumps(outcome.result)), wf.result_hint, "result")
             except InvalidInputError as exc:
-                await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now(),
-                                   record=deferred)
+                await finish(WorkflowStatus.FAILED, error=_error(exc), record=deferred)
                 notes.ended("failed", _error(exc))
                 return False
-            await store.finish(lease, WorkflowStatus.COMPLETED, result=result, now=now(),
-                               record=deferred)
+            await finish(WorkflowStatus.COMPLETED, result=result, record=deferred)
             notes.ended("completed")
             return False
         if isinstance(outcome, FailWorkflow):
-            await store.finish(lease, WorkflowStatus.FAILED, error=outcome.error,
-                               compensation_errors=outcome.compensation_errors, now=now())
+            await finish(WorkflowStatus.FAILED, error=outcome.error,
+                         compensation_errors=outcome.compensation_errors)
             notes.ended("failed", outcome.error)
             return False
         if isinstance(outcome, CancelWorkflow):
-            await store.finish(lease, WorkflowStatus.CANCELLED,
-                               compensation_errors=outcome.compensation_errors, now=now())
+            await finish(WorkflowStatus.CANCELLED, compensation_errors=outcome.compensation_errors)
             notes.ended("cancelled")
             return False
         try:
             input_json = dumps(outcome.input)
             wf.input.restore(loads(input_json), "recur input")
         except InvalidInputError as exc:
-            await store.finish(lease, WorkflowStatus.FAILED, error=_error(exc), now=now())
+            await finish(WorkflowStatus.FAILED, error=_error(exc))
             notes.ended("failed", _error(exc))
             return False
         started_at = now()
@@ -188,8 +214,8 @@ async def _run_claimed(store: Store, registry: Registry, claimed: Claimed,
 
 
 async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
-                 handing_back: Callable[[], bool], notes: RunNotes
-                 ) -> Outcome | Suspended | HandedBack:
+                 handing_back: Callable[[], bool], notes: RunNotes,
+                 letting_go: Callable[[bool], None]) -> Outcome | Suspended | HandedBack:
     command = machine.advance()
     while True:
         for key in machine.take_markers():  # ctx.patched() decisions, before what follows
@@ -214,14 +240,15 @@ async def _drive(store: Store, machine: WorkflowMachine, runner: ActivityRunner,
                     # patch markers: recorded by the loop before the next wait's events)
                 return command.wait
 
-            event = await store.waits.suspend(runner.lease, runner.run_no, runner.take_seq(),
-                                              command.wait, now=_clock.now(), then=then,
-                                              next_seq=runner.take_seq)
+            event = await _letting_go(letting_go, store.waits.suspend(
+                runner.lease, runner.run_no, runner.take_seq(), command.wait, now=_clock.now(),
+                then=then, next_seq=runner.take_seq))
             notes.waited(found)
-            if event is None:
+            if event is None:  # suspended: let go
                 assert isinstance(command, Suspend)
                 notes.suspended("wait", command.wait)
                 return Suspended()
+            letting_go(False)  # resolved at once: still running, the lease still held
             continue  # `then` handed it over: `command` is what the workflow does next
         if not isinstance(command, RunActivities):
             return command

@@ -10,7 +10,9 @@ short fixed timer, and it claims nothing while activities wait for a transaction
 The heartbeat renews all this worker's leases in one statement on the worker's own session
 (`Store.worker_session`: on PostgreSQL a connection outside the pool holding this worker's
 advisory lock, reopened as soon as it drops), so activities holding every pooled connection
-cannot delay it; it cancels any run whose lease it no longer holds. What it lost (a renewal no
+cannot delay it; it cancels any run whose lease it no longer holds (but for one in the write
+that lets its instance go - a finish or suspension that may have committed just before the
+renewal: that fenced write tells whether it was lost). What it lost (a renewal no
 longer returning a lease, a refused write, a run that gave up waiting for the database) is said
 in one line per renewal, however many instances (`._leases`). While other workers hold
 running leases, the takeover check runs every ``takeover_check_interval`` and expires the
@@ -76,12 +78,18 @@ class _Running:
     since: float
     lost: bool = False
     cancelling: bool = False
+    letting_go: bool = False
+    """In (or past) the write that lets the instance go itself (`run_claimed`): a renewal
+    that no longer returns it means nothing (that fenced write says whether it was lost)."""
     handback: str | None = None
     """The peer this instance is being handed to (placement), at its next suspension point."""
     claimed: Claimed | None = None
     settled: trio.Event = field(default_factory=trio.Event)
     """Set when the run starts its first activity attempt or ends: by then an activity that
     needs a transaction is counted by the gate (`TransactionGate.waiting`)."""
+
+    def mark_letting_go(self, ending: bool) -> None:
+        self.letting_go = ending
 
 
 class Scheduler:
@@ -218,7 +226,7 @@ class Scheduler:
                         hosts=self._hosts, determinism_guard=self.config.determinism_guard,
                         handing_back=lambda: entry.handback is not None,
                         on_attempt=entry.settled.set, hooks=self.hooks,
-                        resident=self.resident)
+                        resident=self.resident, letting_go=entry.mark_letting_go)
                     done = not handed
                 except LeaseLostError as exc:  # a fenced write found it taken over
                     log.debug("abandoning instance: %s", exc)
@@ -405,8 +413,8 @@ class Scheduler:
             for entry in list(self._running.values()):
                 iid, epoch = entry.lease.instance_id, entry.lease.epoch
                 now_held = held.get(iid)
-                if now_held == epoch or entry.since >= started:
-                    continue
+                if now_held == epoch or entry.since >= started or entry.letting_go:
+                    continue  # (letting go: its own finish or suspension may have committed)
                 if now_held is not None and Lease(iid, self.worker_id, now_held) in ours:
                     continue  # a run that suspended and is ending; a newer run of ours has it
                 self._lose(entry, "taken over")
