@@ -317,9 +317,9 @@ class App(ComposeApi):
                 if info.status.is_terminal:
                     return self._outcome(info)
                 if not marked:  # a finish elsewhere notifies only a marked waiter (issue #22)
-                    await self.store.mark_watcher(instance_id, self.worker_id)
                     marked = True
-                    continue  # read again: a finish committed before the mark sent nothing
+                    if not await self.store.mark_watcher(instance_id, self.worker_id):
+                        continue  # read again: a finish committed before the mark sent nothing
                 remaining = None if deadline is None else deadline - trio.current_time()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutWaitingError(

@@ -105,7 +105,10 @@ class Queries:
     ``watcher`` column: ``me``, or ``'*'`` once another worker waits too), so its finish on
     another worker sends the done notification (``finish`` sends one only to a watcher other
     than the finishing worker). Its own transaction, committed before the waiter reads the
-    status again. None: the dialect's notifications never leave the process (SQLite)."""
+    status again. Where it returns a row (PostgreSQL: ``RETURNING status``; MySQL's UPDATE
+    returns none), that status is the newest (read under the row lock): a live one needs no
+    second read. None: the dialect's
+    notifications never leave the process (SQLite)."""
 
 
 def ended_flags(instances: str, entries: str, row: str) -> str:

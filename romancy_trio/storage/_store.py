@@ -109,11 +109,15 @@ class Store:
             self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)
 
-    async def mark_watcher(self, instance_id: str, worker_id: str) -> None:
+    async def mark_watcher(self, instance_id: str, worker_id: str) -> bool:
         """Say that ``worker_id`` waits for the instance's end, so that a finish on another
-        worker notifies it (committed before this returns: read the status after it)."""
-        if self.q.mark_watcher is not None:
-            await self.db.execute(self.q.mark_watcher, {"iid": instance_id, "me": worker_id})
+        worker notifies it (committed before this returns). True: the mark is known to
+        precede the end (the instance was still live under the row lock), so its status need
+        not be read again; False: read it again before waiting."""
+        if self.q.mark_watcher is None:
+            return False
+        row = await self.db.fetchone(self.q.mark_watcher, {"iid": instance_id, "me": worker_id})
+        return row is not None and not WorkflowStatus(row[0]).is_terminal
 
     async def get_instance(self, instance_id: str) -> InstanceInfo | None:
         row = await self.db.fetchone(self.q.select_instance, (instance_id,))

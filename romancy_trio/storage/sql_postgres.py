@@ -260,7 +260,8 @@ QUERIES = Queries(
     mark_watcher="""
         UPDATE {schema}.workflow_instances
         SET watcher = CASE WHEN watcher IS NULL OR watcher = %(me)s THEN %(me)s ELSE '*' END
-        WHERE instance_id = %(iid)s AND watcher IS DISTINCT FROM %(me)s""",
+        WHERE instance_id = %(iid)s AND watcher IS DISTINCT FROM %(me)s
+        RETURNING status""",
     # issue #22: the last activity's success and the finish, one statement (one commit)
     finish_recording=f"""
         WITH u AS (

@@ -131,8 +131,10 @@ async def test_a_marked_waiter_elsewhere_is_told_in_every_order(
             async def finish() -> None:
                 await store.finish(lease, WorkflowStatus.COMPLETED, result=1, now=1.0)
 
+            live_at_mark: list[bool] = []
+
             async def mark() -> None:
-                await store.mark_watcher(iid, "waiter")
+                live_at_mark.append(await store.mark_watcher(iid, "waiter"))
 
             if order == "mark, then finish":
                 await mark()
@@ -164,8 +166,11 @@ async def test_a_marked_waiter_elsewhere_is_told_in_every_order(
             assert info.status is WorkflowStatus.COMPLETED
             if order == "finish, then mark" or order.startswith("mark while"):
                 assert not told  # ended before the mark: the waiter's read after it sees so
+                assert live_at_mark == [False]  # so it reads the status again
             else:
                 assert told
+            if order == "mark, then finish":  # PostgreSQL's mark saw it live: no second read
+                assert live_at_mark == [b.name == "postgres"]
 
 
 async def test_the_finishing_worker_notifies_only_a_waiter_other_than_itself(
