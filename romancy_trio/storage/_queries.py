@@ -105,7 +105,9 @@ class Queries:
     ``watcher`` column: ``me``, or ``'*'`` once another worker waits too), so its finish on
     another worker sends the done notification (``finish`` sends one only to a watcher other
     than the finishing worker). Its own transaction, committed before the waiter reads the
-    status again. Where it returns a row (PostgreSQL: ``RETURNING status``; MySQL's UPDATE
+    status again. The finish's UPDATE sees a mark committed before it (and waits for one in
+    progress); a mark committed after it is followed by that status read, which sees the end.
+    Where it returns a row (PostgreSQL: ``RETURNING status``; MySQL's UPDATE
     returns none), that status is the newest (read under the row lock): a live one needs no
     second read. None: the dialect's
     notifications never leave the process (SQLite)."""

@@ -24,13 +24,7 @@ _FENCE = (
 
 _ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "u")
 
-_TELL_WATCHER = (
-    "CASE WHEN u.watcher <> %(owner)s THEN pg_notify(%(topic)s, u.instance_id)::text END"
-)
-"""The done notification of a finish: only to a waiter elsewhere (``mark_watcher``; the
-finishing worker's own waiter is woken in-process). The UPDATE sees a mark committed before it
-(it waits for one in progress); a mark committed after it is followed by the waiter's status
-read, which sees the end."""
+_TELL_WATCHER = "CASE WHEN u.watcher <> %(owner)s THEN pg_notify(%(topic)s, u.instance_id) END"
 
 _WAKE_NOW = f"coalesce(%(now)s::float8, EXTRACT(EPOCH FROM {_NOW})::float8)"
 """Due wake-ups compare with the app's durable clock when it has one (``now``: see
@@ -258,10 +252,9 @@ QUERIES = Queries(
         SELECT seq, kind, key, payload, created_at, compensation FROM {schema}.workflow_history
         WHERE instance_id = %s AND run_no = %s AND seq >= %s ORDER BY seq""",
     mark_watcher="""
-        UPDATE {schema}.workflow_instances
-        SET watcher = CASE WHEN watcher IS NULL OR watcher = %(me)s THEN %(me)s ELSE '*' END
-        WHERE instance_id = %(iid)s AND watcher IS DISTINCT FROM %(me)s
-        RETURNING status""",
+        UPDATE {schema}.workflow_instances SET watcher = CASE WHEN watcher IS NULL OR
+            watcher = %(me)s THEN %(me)s ELSE '*' END
+        WHERE instance_id = %(iid)s AND watcher IS DISTINCT FROM %(me)s RETURNING status""",
     # issue #22: the last activity's success and the finish, one statement (one commit)
     finish_recording=f"""
         WITH u AS (
