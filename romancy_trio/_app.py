@@ -216,8 +216,10 @@ class App(ComposeApi):
 
     async def _start(self, workflow: Workflow[Any, Any] | str, args: tuple[Any, ...],
                      kwargs: dict[str, Any], instance_id: str | None,
-                     instance_attributes: Mapping[str, str] | None) -> tuple[str, bool]:
-        """`start`; also says whether this call created the instance."""
+                     instance_attributes: Mapping[str, str] | None, *, watched: bool = False
+                     ) -> tuple[str, bool]:
+        """`start`; also says whether this call created the instance. ``watched``: this
+        worker waits for its end (`run`), so a finish elsewhere notifies it."""
         wf = self._workflow(workflow)
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
@@ -235,6 +237,7 @@ class App(ComposeApi):
                 owner=self.worker_id if eager else None,
                 lease_ttl=self.config.lease_ttl,
                 attributes=attributes,
+                watcher=self.worker_id if watched else None,
             )
         except BaseException:
             if eager:
@@ -303,12 +306,20 @@ class App(ComposeApi):
 
     async def result(self, instance_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the instance to end; return its result or raise why it did not complete."""
+        return await self._result(instance_id, timeout, marked=False)
+
+    async def _result(self, instance_id: str, timeout: float | None, *, marked: bool) -> Any:
+        """`result`; ``marked``: this worker is already the instance's watcher (`run`)."""
         deadline = None if timeout is None else trio.current_time() + timeout
         with self.hub.watch(self.store.topics.done, instance_id) as watch:
             while True:
                 info = await self._info(instance_id)
                 if info.status.is_terminal:
                     return self._outcome(info)
+                if not marked:  # a finish elsewhere notifies only a marked waiter (issue #22)
+                    marked = True
+                    if not await self.store.mark_watcher(instance_id, self.worker_id):
+                        continue  # read again: a finish committed before the mark sent nothing
                 remaining = None if deadline is None else deadline - trio.current_time()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutWaitingError(
@@ -348,7 +359,7 @@ class App(ComposeApi):
         # SELECT; one that ends elsewhere is read when its done notification arrives
         with self.store.handover.expect(iid) as slot, \
                 self.hub.watch(self.store.topics.done, iid) as watch:
-            _, created = await self._start(workflow, args, kwargs, iid, None)
+            _, created = await self._start(workflow, args, kwargs, iid, None, watched=True)
             if created:
                 deadline = math.inf if timeout is None else trio.current_time() + timeout
                 woken = await watch.wait(timeout=None if timeout is None else max(0.0, timeout))
@@ -360,7 +371,7 @@ class App(ComposeApi):
                     return self._outcome_of(iid, self._workflow(workflow).name,
                                             done.status, done.result, done.error)
                 timeout = None if timeout is None else max(0.0, deadline - trio.current_time())
-        return await self.result(iid, timeout=timeout)
+        return await self._result(iid, timeout, marked=created)
 
     async def cancel(self, instance_id: str) -> None:
         """Cancel a live instance. A running one is stopped promptly on whichever worker runs it

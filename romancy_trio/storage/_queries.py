@@ -100,6 +100,17 @@ class Queries:
     finish_recording: str | None = None
     """``finish`` that also inserts one history event (``record``'s params, for the lease's
     run): one statement. None: ``record`` then ``finish`` in one transaction."""
+    mark_watcher: str | None = None
+    """named: iid, me. Mark that the worker ``me`` waits for the instance's end (the
+    ``watcher`` column: ``me``, or ``'*'`` once another worker waits too), so its finish on
+    another worker sends the done notification (``finish`` sends one only to a watcher other
+    than the finishing worker). Its own transaction, committed before the waiter reads the
+    status again. The finish's UPDATE sees a mark committed before it (and waits for one in
+    progress); a mark committed after it is followed by that status read, which sees the end.
+    Where it returns a row (PostgreSQL: ``RETURNING status``; MySQL's UPDATE
+    returns none), that status is the newest (read under the row lock): a live one needs no
+    second read. None: the dialect's
+    notifications never leave the process (SQLite)."""
 
 
 def ended_flags(instances: str, entries: str, row: str) -> str:

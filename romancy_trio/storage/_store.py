@@ -72,11 +72,13 @@ class Store:
         owner: str | None,
         lease_ttl: float,
         attributes: Mapping[str, str] | None = None,
+        watcher: str | None = None,
     ) -> Lease | Existing:
         """Insert a new instance, or (the id exists) say what it holds. With ``owner``, it
         starts leased to it (eager start: no claim round trip); otherwise it is pending and
         new work is announced. ``attributes``: stored with it, handed to every run
-        (`Claimed.attributes`). One round trip where the dialect's insert can tell what it
+        (`Claimed.attributes`). ``watcher``: the worker that waits for its end (`App.run`;
+        see ``mark_watcher``). One round trip where the dialect's insert can tell what it
         found (PostgreSQL), else two."""
         status = WorkflowStatus.RUNNING if owner else WorkflowStatus.PENDING
         epoch = 1 if owner else 0
@@ -94,6 +96,7 @@ class Store:
                 "topic": self.topics.work,
                 "attributes": dumps(dict(attributes)) if attributes else None,
                 "version": self.code_version.get(workflow_name),
+                "watcher": watcher,
             },
         )
         if row is None:  # the id exists (SQLite; PostgreSQL: just inserted by another)
@@ -105,6 +108,16 @@ class Store:
         if owner is None:
             self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)
+
+    async def mark_watcher(self, instance_id: str, worker_id: str) -> bool:
+        """Say that ``worker_id`` waits for the instance's end, so that a finish on another
+        worker notifies it (committed before this returns). True: the mark is known to
+        precede the end (the instance was still live under the row lock), so its status need
+        not be read again; False: read it again before waiting."""
+        if self.q.mark_watcher is None:
+            return False
+        row = await self.db.fetchone(self.q.mark_watcher, {"iid": instance_id, "me": worker_id})
+        return row is not None and not WorkflowStatus(row[0]).is_terminal
 
     async def get_instance(self, instance_id: str) -> InstanceInfo | None:
         row = await self.db.fetchone(self.q.select_instance, (instance_id,))

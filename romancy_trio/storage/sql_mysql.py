@@ -147,11 +147,11 @@ QUERIES = Queries(
         SET @dup = 0;
         INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
             run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
-            attributes, code_version)
+            attributes, code_version, watcher)
         VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
             CASE WHEN %(ttl)s IS NULL THEN NULL
                  ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
-            %(now)s, %(now)s, %(attributes)s, %(version)s)
+            %(now)s, %(now)s, %(attributes)s, %(version)s, %(watcher)s)
         ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
         {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
         WHERE @dup = 0 AND %(status)s = 'pending';
@@ -203,16 +203,25 @@ QUERIES = Queries(
         SET @n = ROW_COUNT();
         {_SIGNAL} SELECT %(topic)s, %(hint)s, @romancy_origin FROM DUAL WHERE @n > 0;
         SELECT %(iid)s FROM DUAL WHERE @n > 0""",
+    # the done signal only to a waiter elsewhere (``mark_watcher``): this transaction holds the
+    # row's lock since its UPDATE, so the watcher it reads is the newest; a mark committed
+    # after it is followed by the waiter's status read, which sees the end
     finish=f"""
         UPDATE {{schema}}.workflow_instances
         SET status = %(status)s, result = %(result)s, error = %(error)s,
             updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
         WHERE {_FENCE};
         SET @n = ROW_COUNT();
-        {_SIGNAL} SELECT %(topic)s, %(iid)s, @romancy_origin FROM DUAL WHERE @n > 0;
+        {_SIGNAL} SELECT %(topic)s, %(iid)s, @romancy_origin
+        FROM {{schema}}.workflow_instances w
+        WHERE @n > 0 AND w.instance_id = %(iid)s AND w.watcher <> %(owner)s;
         SELECT i.instance_id, {_ENDED}
         FROM {{schema}}.workflow_instances i WHERE i.instance_id = %(iid)s AND @n > 0""",
     next_expiry=_NEXT_EXPIRY,
+    mark_watcher="""
+        UPDATE {schema}.workflow_instances
+        SET watcher = CASE WHEN watcher IS NULL OR watcher = %(me)s THEN %(me)s ELSE '*' END
+        WHERE instance_id = %(iid)s AND NOT (watcher <=> %(me)s)""",
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, `key`,
             payload, worker_id, lease_epoch, created_at, compensation)

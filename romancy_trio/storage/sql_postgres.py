@@ -24,6 +24,8 @@ _FENCE = (
 
 _ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "u")
 
+_TELL_WATCHER = "CASE WHEN u.watcher <> %(owner)s THEN pg_notify(%(topic)s, u.instance_id) END"
+
 _WAKE_NOW = f"coalesce(%(now)s::float8, EXTRACT(EPOCH FROM {_NOW})::float8)"
 """Due wake-ups compare with the app's durable clock when it has one (``now``: see
 ``romancy_trio._clock.sql_now``), else with the server's clock as always."""
@@ -153,9 +155,9 @@ QUERIES = Queries(
         WITH ins AS (
             INSERT INTO {{schema}}.workflow_instances (instance_id, workflow_name, status, input,
                 run_started_at, lease_owner, lease_epoch, lease_expires_at, created_at, updated_at,
-                attributes, code_version)
+                attributes, code_version, watcher)
             VALUES (%(iid)s, %(name)s, %(status)s, %(input)s, %(now)s, %(owner)s, %(epoch)s,
-                {_TTL}, %(now)s, %(now)s, %(attributes)s, %(version)s)
+                {_TTL}, %(now)s, %(now)s, %(attributes)s, %(version)s, %(watcher)s)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING instance_id, status)
         SELECT instance_id, NULL::text, NULL::text,
@@ -202,8 +204,8 @@ QUERIES = Queries(
             SET status = %(status)s, result = %(result)s, error = %(error)s,
                 updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
             WHERE {_FENCE}
-            RETURNING instance_id, parent_instance_id)
-        SELECT instance_id, {_ENDED}, pg_notify(%(topic)s, instance_id) FROM u""",
+            RETURNING instance_id, parent_instance_id, watcher)
+        SELECT instance_id, {_ENDED}, {_TELL_WATCHER} FROM u""",
     next_expiry=_NEXT_EXPIRY,  # unused here (claim_and_expiry)
     record=f"""
         INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
@@ -249,6 +251,10 @@ QUERIES = Queries(
     select_history_since="""
         SELECT seq, kind, key, payload, created_at, compensation FROM {schema}.workflow_history
         WHERE instance_id = %s AND run_no = %s AND seq >= %s ORDER BY seq""",
+    mark_watcher="""
+        UPDATE {schema}.workflow_instances SET watcher = CASE WHEN watcher IS NULL OR
+            watcher = %(me)s THEN %(me)s ELSE '*' END
+        WHERE instance_id = %(iid)s AND watcher IS DISTINCT FROM %(me)s RETURNING status""",
     # issue #22: the last activity's success and the finish, one statement (one commit)
     finish_recording=f"""
         WITH u AS (
@@ -256,13 +262,13 @@ QUERIES = Queries(
             SET status = %(status)s, result = %(result)s, error = %(error)s,
                 updated_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL
             WHERE {_FENCE} AND run_no = %(run_no)s
-            RETURNING instance_id, run_no, parent_instance_id),
+            RETURNING instance_id, run_no, parent_instance_id, watcher),
         h AS (
             INSERT INTO {{schema}}.workflow_history (instance_id, run_no, seq, kind, key,
                 payload, worker_id, lease_epoch, created_at, compensation)
             SELECT instance_id, run_no, %(seq)s, %(kind)s, %(key)s, %(payload)s, %(owner)s,
                 %(epoch)s, %(at)s, %(compensation)s FROM u)
-        SELECT instance_id, {_ENDED}, pg_notify(%(topic)s, instance_id) FROM u""",
+        SELECT instance_id, {_ENDED}, {_TELL_WATCHER} FROM u""",
 )
 
 WAIT_QUERIES = WaitQueries(

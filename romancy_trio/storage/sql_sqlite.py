@@ -31,9 +31,9 @@ QUERIES = Queries(
     create="""
         INSERT INTO workflow_instances (instance_id, workflow_name, status, input, run_started_at,
             lease_owner, lease_epoch, lease_expires_at, created_at, updated_at, attributes,
-            code_version)
+            code_version, watcher)
         VALUES (:iid, :name, :status, :input, :now, :owner, :epoch, romancy_now() + :ttl,
-            :now, :now, :attributes, :version)
+            :now, :now, :attributes, :version, :watcher)
         ON CONFLICT (instance_id) DO NOTHING
         RETURNING instance_id, NULL, NULL, NULL""",
     existing="""
