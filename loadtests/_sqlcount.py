@@ -30,6 +30,9 @@ class Counts:
     kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     sent: list[tuple[str, Any]] | None = None
     """With ``counting(keep=True)``: every statement's text and parameters, in order."""
+    sent_on: list[int] | None = None
+    """With ``counting(keep=True)``: for each of ``sent``, the connection it went on (an id,
+    to tell one transaction's BEGIN/COMMIT from another's)."""
 
     def per_workflow(self, n: int) -> dict[str, float]:
         """The figures per workflow, for a scenario's extras."""
@@ -48,7 +51,7 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
     """Count from now on. The end of a transaction that began before (its BEGIN not counted:
     a background loop's, on its own connection) is left out, so a block counts only what
     began in it."""
-    counts = Counts(sent=[] if keep else None)
+    counts = Counts(sent=[] if keep else None, sent_on=[] if keep else None)
     execute, pipeline, run = TrioConnection.execute, TrioConnection.pipeline, TrioConnection.run
     begun: set[int] = set()  # the connections whose open transaction began in the block
 
@@ -68,8 +71,9 @@ def counting(*, keep: bool = False) -> Iterator[Counts]:
                 return await send(self, query, *args, **kwargs)
             begun.discard(id(self))
         counts.statements += 1
-        if counts.sent is not None:
+        if counts.sent is not None and counts.sent_on is not None:
             counts.sent.append((text, args[0] if args else kwargs.get("params")))
+            counts.sent_on.append(id(self))
         counts.kinds[" ".join(text.split())[:70]] += 1
         in_pipeline = self._pipeline is not None
         if not in_pipeline:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests._sqlcount import counting
+from loadtests._sqlcount import Counts, counting
 from romancy_trio import ActivityContext, WorkflowContext, activity, open_app, workflow
 
 from .conftest import Backend
@@ -49,10 +49,29 @@ def _mentions(params: Any, ids: set[str]) -> bool:
     return any(isinstance(v, str) and v in ids for v in values)
 
 
+def _ours(counts: Counts, ids: set[str]) -> list[str]:
+    """The first words of the statements that name one of ``ids``, with the BEGIN/COMMIT of
+    the transactions they ran in. The app's background (lease renewal, the listener's
+    liveness check, the first pass of the schedule loop and queue admission, a new pooled
+    connection's set-up) names none of them, and its transactions are left out whole."""
+    assert counts.sent is not None and counts.sent_on is not None
+    words = [(text.split(None, 1)[0].upper(), _mentions(params, ids), conn)
+             for (text, params), conn in zip(counts.sent, counts.sent_on, strict=True)]
+    keep = [mentions for _, mentions, _ in words]
+    open_at: dict[int, int] = {}  # connection -> index of its open transaction's BEGIN
+    for i, (word, _, conn) in enumerate(words):
+        if word == "BEGIN":
+            open_at[conn] = i
+        elif word in ("COMMIT", "ROLLBACK") and conn in open_at:
+            begin = open_at.pop(conn)
+            inside = any(m for _, m, c in words[begin + 1:i] if c == conn)
+            keep[begin] = keep[i] = inside
+    return [word for (word, _, _), k in zip(words, keep, strict=True) if k]
+
+
 async def _count(pg_backend: Backend, wf: Any) -> tuple[list[int], int, list[str]]:
-    """Results, and the statements that name one of the runs' instances or open/close a
-    transaction (the app's background - lease renewal, the listener's liveness check - is
-    left out: it names none of them)."""
+    """Results, the COMMITs sent, and the statements that name one of the runs' instances
+    with the BEGIN/COMMIT of their transactions (`_ours`)."""
     config = pg_backend.config
     async with open_app(pg_backend.url, workflows=[wf], config=config) as app:
         await app.run(wf, 0, timeout=30)  # connections, prepared statements
@@ -60,11 +79,9 @@ async def _count(pg_backend: Backend, wf: Any) -> tuple[list[int], int, list[str
         with counting(keep=True) as counts:
             results = [await app.run(wf, i, instance_id=f"stmt-{wf.name}-{i}", timeout=30)
                        for i in range(RUNS)]
-        assert counts.sent is not None
-        ours = [text.split(None, 1)[0].upper() for text, params in counts.sent
-                if _mentions(params, ids) or text.split(None, 1)[0].upper() in ("BEGIN",
-                                                                                 "COMMIT")]
-    return results, counts.commits, ours
+        ours = _ours(counts, ids)
+        commits = ours.count("COMMIT")
+    return results, commits, ours
 
 
 async def test_one_activity_workflow_costs_two_statements(pg_backend: Backend) -> None:
