@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -20,19 +19,10 @@ from romancy_trio.storage._types import Lease, Topics
 
 from ._procs import start_worker, stop
 from .conftest import Backend, fetch
+from .test_notify_wiring import _ddl, _slow
 from .worker_proc import ALL, steps
 
 SLOW_FALLBACK = 600.0  # far above every wait below: a wake-up there came from a notification
-
-
-def _slow(b: Backend) -> Backend:
-    return replace(b, config=replace(b.config, fallback_interval=SLOW_FALLBACK))
-
-
-async def _ddl(app: Any) -> None:
-    async with app.store.db.transaction() as tx:
-        await tx.execute(
-            "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGER, worker_id TEXT)")
 
 
 class _Dones:
@@ -77,7 +67,7 @@ def _listening(b: Backend) -> Iterator[psycopg.Connection[Any] | None]:
 
 @pytest.mark.slow
 async def test_a_waiter_in_another_process_wakes_without_polling(server_backend: Backend) -> None:
-    b = _slow(server_backend)
+    b = _slow(server_backend, SLOW_FALLBACK)
     async with open_app(b.url, workflows=ALL, config=b.config, run_workers=False) as app:
         await _ddl(app)
         worker = start_worker(b.url, b.config.schema, "elsewhere", FALLBACK=str(SLOW_FALLBACK))

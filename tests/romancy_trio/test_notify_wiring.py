@@ -26,20 +26,20 @@ from romancy_trio import (
 from ._procs import start_worker, stop
 from .conftest import Backend
 from .test_waits import _all_tasks
-from .worker_proc import ALL, awaits_go, steps
+from .worker_proc import ALL, EFFECTS_DDL, awaits_go, steps
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 SLOW_FALLBACK = 120.0  # any wake-up seen within seconds came from a notification
 
 
-def _slow(b: Backend) -> Backend:
-    return replace(b, config=replace(b.config, fallback_interval=SLOW_FALLBACK))
+def _slow(b: Backend, fallback: float = SLOW_FALLBACK) -> Backend:
+    """``b`` with a fallback re-check far above the test's waits."""
+    return replace(b, config=replace(b.config, fallback_interval=fallback))
 
 
 async def _ddl(app: Any) -> None:
     async with app.store.db.transaction() as tx:
-        await tx.execute(
-            "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGER, worker_id TEXT)")
+        await tx.execute(EFFECTS_DDL)
 
 
 async def test_another_process_claims_a_new_workflow_without_polling(pg_backend: Backend) -> None:
