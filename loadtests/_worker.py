@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", type=int, default=6, help="PostgreSQL connections")
     args = parser.parse_args(argv)
     check_local(args.dsn)
+    if profile_dir := os.environ.get("LOADTEST_WORKER_PROFILE"):  # cProfile, to that folder
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool)
+        prof.dump_stats(os.path.join(profile_dir, f"{args.worker_id}-{os.getpid()}.prof"))
+        return
     trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool)
 
 

@@ -98,16 +98,17 @@ async def open_app(
         channels = ChannelService(store, default_retry=config.default_retry)
         for builtin in (*channels.activities(), *compose_activities(store)):
             registry.add(builtin)
+        wid = worker_id or default_worker_id()
         plan = HubPlan(store.topics.all(), notify_config, url, listener_url,
                        file_poll_interval=config.sqlite_poll_interval,
-                       signal_interval=config.mysql_signal_interval)
+                       signal_interval=config.mysql_signal_interval,
+                       aliases={store.topics.done_for(wid): store.topics.done})
         async with store.db.open_hub(plan) as hub:
             store.db.set_after_commit(lambda notes: _publish(hub, notes))
             # a worker claims at least once per longest fallback wait and learns the next
             # deadline then; twice that leaves room for the claim itself and a slow worker
             store.waits.deadline_hint_horizon = 2 * notify_config.longest_fallback
             store.code_version, store.code_versions = code_versions(registry, config)
-            wid = worker_id or default_worker_id()
             context = log_context.set(("", "", wid))  # the app's tasks log with its worker id
             clock = _clock.install(config.clock)  # the durable clock of every task below
             body_error: BaseException | None = None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -92,7 +92,7 @@ async def _probe(
     conn: pg.TrioConnection[Any],
     dsn: str,
     channel: str,
-    topics: Collection[str],
+    routes: Mapping[str, str],
     config: NotifyConfig,
     sink: SourceLink,
 ) -> None:
@@ -111,8 +111,8 @@ async def _probe(
         async for n in notifies:
             if n.channel == channel and n.payload == token:
                 break
-            if n.channel in topics:
-                sink.deliver(n.channel, n.payload)
+            if (topic := routes.get(n.channel)) is not None:
+                sink.deliver(topic, n.payload)
         else:
             raise ListenProbeFailed(
                 f"the notify listener connection did not receive its own probe notification "
@@ -124,9 +124,11 @@ async def _probe(
 
 
 async def _open_listener(
-    dsn: str, listener_dsn: str, topics: Collection[str], config: NotifyConfig, sink: SourceLink
+    dsn: str, listener_dsn: str, routes: Mapping[str, str], config: NotifyConfig,
+    sink: SourceLink
 ) -> pg.TrioConnection[Any]:
-    """A fresh autocommit connection that LISTENs to ``topics`` and passed the self-probe."""
+    """A fresh autocommit connection that LISTENs to the channels of ``routes`` (channel ->
+    the topic it is delivered as) and passed the self-probe."""
     conn = await pg.connect(listener_dsn, autocommit=True,
                             connect_timeout=_connect_timeout(listener_dsn, config.probe_timeout),
                             link=config.link)
@@ -134,8 +136,14 @@ async def _open_listener(
     try:
         channel = _PROBE_PREFIX + secrets.token_hex(8)
         with trio.fail_after(config.probe_timeout):
-            await conn.execute(_listen([*sorted(topics), channel]))
-        await _probe(conn, dsn, channel, topics, config, sink)
+            await conn.execute(_listen([*sorted(routes), channel]))
+        await _probe(conn, dsn, channel, routes, config, sink)
+
+        def handler(n: psycopg.Notify) -> None:  # one received during a statement
+            if (topic := routes.get(n.channel)) is not None:
+                sink.deliver(topic, n.payload)
+
+        conn.add_notify_handler(handler)  # only now: `_probe` uses conn.notifies()
         with trio.fail_after(config.probe_timeout):
             await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
         ok = True
@@ -146,16 +154,29 @@ async def _open_listener(
 
 
 async def _receive(
-    conn: pg.TrioConnection[Any], topics: Collection[str], config: NotifyConfig, sink: SourceLink
+    conn: pg.TrioConnection[Any], routes: Mapping[str, str], config: NotifyConfig,
+    sink: SourceLink
 ) -> NoReturn:
-    """Feed notifications to ``sink`` until the connection fails."""
+    """Feed notifications to ``sink`` until the connection fails.
+
+    Idle, it reads the socket itself at psycopg's libpq level (``conn.pgconn``): one wake-up
+    takes every notification that has arrived, without the lock, generator and two objects per
+    notification of ``conn.notifies()`` - every process hears every notification of its
+    topics, so this is paid per workflow per process (issue #22: about 3x less CPU per
+    notification). One arriving during a statement on the connection (the liveness
+    ``SELECT 1``) comes through the handler `_open_listener` added."""
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
     while True:
         received = False
-        async with contextlib.aclosing(conn.notifies(timeout=config.liveness_interval)) as notifies:
-            async for n in notifies:
-                received = True
-                if n.channel in topics:
-                    sink.deliver(n.channel, n.payload)
+        with trio.move_on_after(config.liveness_interval):
+            while True:
+                await trio.lowlevel.wait_readable(pgconn.socket)
+                pgconn.consume_input()  # psycopg.OperationalError once the connection is lost
+                while (n := pgconn.notifies()) is not None:
+                    received = True
+                    if (topic := routes.get(n.relname.decode(encoding))) is not None:
+                        sink.deliver(topic, n.extra.decode(encoding))
         if not received:
             with trio.fail_after(config.probe_timeout):
                 await conn.execute("SELECT 1")
@@ -164,7 +185,7 @@ async def _receive(
 async def _reconnect(
     dsn: str,
     listener_dsn: str,
-    topics: Collection[str],
+    routes: Mapping[str, str],
     config: NotifyConfig,
     sink: SourceLink,
 ) -> pg.TrioConnection[Any]:
@@ -173,7 +194,7 @@ async def _reconnect(
     for attempt, delay in enumerate(config.reconnect_delays(sink.rng), start=1):
         await trio.sleep(delay)
         try:
-            return await _open_listener(dsn, listener_dsn, topics, config, sink)
+            return await _open_listener(dsn, listener_dsn, routes, config, sink)
         except (*_CONNECTION_ERRORS, ListenProbeFailed) as exc:
             # one line for the first failure, then one per doubling: not 20 lines a second
             if attempt == 1 or attempt & (attempt - 1) == 0:
@@ -193,14 +214,14 @@ async def _listen_forever(
     conn: pg.TrioConnection[Any],
     dsn: str,
     listener_dsn: str,
-    topics: Collection[str],
+    routes: Mapping[str, str],
     config: NotifyConfig,
 ) -> NoReturn:
     """Feed ``sink`` from ``conn`` (LISTENing; this task owns it), reconnecting forever."""
     try:
         while True:
             try:
-                await _receive(conn, topics, config, sink)
+                await _receive(conn, routes, config, sink)
             except _CONNECTION_ERRORS as exc:
                 logger.warning(
                     "notify listener lost its connection (%s: %s); reconnecting",
@@ -209,7 +230,7 @@ async def _listen_forever(
                 )
             sink.set_listening(False)
             await conn.close()
-            conn = await _reconnect(dsn, listener_dsn, topics, config, sink)
+            conn = await _reconnect(dsn, listener_dsn, routes, config, sink)
             sink.note_reconnect()
             sink.set_listening(True, conn.info.backend_pid)
             sink.gap_all()  # only now: a rescan after this cannot miss a notification
@@ -225,6 +246,7 @@ async def open_pg_hub(
     config: NotifyConfig | None = None,
     *,
     listener_dsn: str | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Hub]:
     """A `Hub` fed by PostgreSQL LISTEN (and `Hub.publish_local`); enters once listening.
 
@@ -233,18 +255,29 @@ async def open_pg_hub(
     through ``dsn``. Start-up errors (cannot connect, `ListenProbeFailed`) propagate as they
     are; later losses of the connection are retried forever. Leaving the block cancels the
     listener task and closes the hub (its waiters get `HubClosed`).
+
+    ``aliases``: channels LISTENed besides the topics, each delivered as the topic it maps to
+    (e.g. a channel private to this process for notifications meant for it alone, such as the
+    end of an instance only it waits for: no other process is woken by those).
     """
     link = SourceLink(Hub(topics, config))
     hub = link.hub
+    routes = {t: t for t in hub.topics}
+    for channel, topic in (aliases or {}).items():
+        validate_topic(channel)
+        if topic not in routes or channel in hub.topics:
+            raise ValueError(f"notify alias {channel!r} -> {topic!r}: the alias must not be a "
+                             "topic, and must map to one")
+        routes[channel] = topic
     listener_dsn = dsn if listener_dsn is None else listener_dsn
     body_exc: BaseException | None = None
     try:
-        conn = await _open_listener(dsn, listener_dsn, hub.topics, hub.config, link)
+        conn = await _open_listener(dsn, listener_dsn, routes, hub.config, link)
         try:
             link.set_listening(True, conn.info.backend_pid)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
-                    _listen_forever, link, conn, dsn, listener_dsn, hub.topics, hub.config
+                    _listen_forever, link, conn, dsn, listener_dsn, routes, hub.config
                 )
                 try:
                     yield hub

@@ -7,7 +7,7 @@ with the driver, so shared code has no branch per dialect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -32,12 +32,16 @@ class HubPlan:
     """SQLite: how often to check whether another process wrote (None: never)."""
     signal_interval: float = 0.05
     """MySQL: how often the signal table is polled."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """PostgreSQL: channels LISTENed besides the topics, each delivered as the topic it maps
+    to (`Topics.done_for`: the app's own done channel)."""
 
 
 def postgres_hub(plan: HubPlan) -> AbstractAsyncContextManager[Hub]:
     """PostgreSQL: LISTEN/NOTIFY; failing to reach the server raises StorageUnavailableError."""
     return _unavailable_as_error(
-        open_pg_hub(plan.url, plan.topics, config=plan.config, listener_dsn=plan.listener_url),
+        open_pg_hub(plan.url, plan.topics, config=plan.config, listener_dsn=plan.listener_url,
+                    aliases=plan.aliases),
         plan.listener_url or plan.url)
 
 

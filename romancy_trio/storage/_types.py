@@ -37,6 +37,14 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         return (self.work, self.done, self.cancel, self.channel, self.outbox, self.members)
 
+    def done_for(self, worker_id: str) -> str:
+        """The done channel of the process of ``worker_id`` alone: where a finish elsewhere
+        tells the one process that waits for that instance (``watcher``), so no other process
+        is woken (issue #22; PostgreSQL's finish builds the same name in SQL). Its hub
+        delivers it as ``done``. At most 63 bytes, as a channel name must be."""
+        digest = hashlib.md5(worker_id.encode(), usedforsecurity=False).hexdigest()
+        return f"{self.done}_{digest[:12]}"
+
 
 class WorkflowStatus(StrEnum):
     QUEUED = "queued"

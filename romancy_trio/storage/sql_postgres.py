@@ -3,8 +3,7 @@
 Schema convention (``romancy_channels._sql``): every table and function is written
 ``{schema}.name`` (``{{schema}}.name`` inside an f-string); `qualify` fills in the quoted schema
 once per store, so pooled connections need no ``search_path``. New statements follow it; a test
-(tests/romancy_trio/test_schema_qualified.py) fails on an unqualified table.
-"""
+(tests/romancy_trio/test_schema_qualified.py) fails on an unqualified table."""
 
 from __future__ import annotations
 
@@ -17,15 +16,15 @@ _NOW = "statement_timestamp()"
 """The clock of a claim's WHERE: stable within the statement, so the planner compares it with
 the partial indexes (``clock_timestamp()`` is volatile: with it the claim read every waiting
 row, ~100 ms at 100,000 of them; issue #22). test_claim_plans asserts the plans."""
-_FENCE = (
-    "instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
-    "AND status = 'running'"
-)
+_FENCE = ("instance_id = %(iid)s AND lease_owner = %(owner)s AND lease_epoch = %(epoch)s "
+          "AND status = 'running'")
 
 _ENDED = ended_flags("{schema}.workflow_instances", "{schema}.workflow_queue_entries", "u")
 
-_TELL_WATCHER = "CASE WHEN u.watcher <> %(owner)s THEN pg_notify(%(topic)s, u.instance_id) END"
-
+_TELL_WATCHER = ("CASE WHEN u.watcher <> %(owner)s THEN pg_notify(CASE u.watcher WHEN '*' THEN"
+                 " %(topic)s ELSE %(topic)s || '_' || left(md5(u.watcher), 12) END, u.instance_id)"
+                 " END")
+"""The end, to its waiter in another process alone (on its channel: `Topics.done_for`)."""
 _WAKE_NOW = f"coalesce(%(now)s::float8, EXTRACT(EPOCH FROM {_NOW})::float8)"
 """Due wake-ups compare with the app's durable clock when it has one (``now``: see
 ``romancy_trio._clock.sql_now``), else with the server's clock as always."""

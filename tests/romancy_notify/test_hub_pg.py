@@ -104,6 +104,58 @@ async def test_wildcard_watch_collects_several_keys(pg_dsn: str, topics: tuple[s
         assert hub.statistics().received == 4
 
 
+async def test_an_alias_channel_is_delivered_as_its_topic(
+        pg_dsn: str, topics: tuple[str, str]) -> None:
+    """A process's private channel (an alias) wakes the watches of the topic it maps to; the
+    other channels of the database do not."""
+    work, done = topics
+    private = f"{done}_mine"
+    async with open_pg_hub(pg_dsn, topics, FAST, aliases={private: done}) as hub:
+        with hub.watch(done, "i1") as w, hub.watch(work) as other:
+            await send(pg_dsn, f"{done}_theirs", "i1")
+            await send(pg_dsn, private, "i1")
+            with trio.fail_after(WOKEN):
+                assert await w.wait() == Wakeup(keys=frozenset({"i1"}))
+            assert other.wait_nowait() is None
+        assert hub.statistics().received == 1
+
+
+@pytest.mark.parametrize("case", ["maps to no topic", "not a channel name", "is a topic"])
+async def test_a_bad_alias_is_refused(pg_dsn: str, topics: tuple[str, str], case: str) -> None:
+    work, done = topics
+    alias = {"maps to no topic": {f"{done}_x": "nope"}, "not a channel name": {"bad name": done},
+             "is a topic": {work: done}}[case]
+    with pytest.raises(ValueError, match="notify"):
+        async with open_pg_hub(pg_dsn, topics, FAST, aliases=alias):
+            pass
+
+
+async def test_a_burst_arriving_together_wakes_with_every_key(
+        pg_dsn: str, topics: tuple[str, str]) -> None:
+    """Many notifications read in one wake-up (and some during the liveness query, which a
+    short liveness interval makes frequent): none is lost or delivered twice."""
+    work, _ = topics
+    config = NotifyConfig(reconnect_initial=0.05, reconnect_max=0.2, probe_timeout=10.0,
+                          liveness_interval=0.01)
+    keys = {f"k{i}" for i in range(300)}
+    async with open_pg_hub(pg_dsn, topics, config) as hub:
+        with hub.watch(work) as w:
+            async with await connect(pg_dsn) as conn:
+                for i, key in enumerate(sorted(keys)):
+                    await notify_tx(conn, work, key)
+                    if i % 7 == 0:
+                        await conn.commit()
+                await conn.commit()
+            seen: set[str] = set()
+            with trio.fail_after(WOKEN):
+                while seen != keys:
+                    wakeup = await w.wait()
+                    assert not (wakeup.gap or wakeup.fallback)
+                    seen |= wakeup.keys
+        assert hub.statistics().received == len(keys)
+        assert hub.statistics().reconnects == 0
+
+
 async def test_publish_local_on_a_pg_hub(pg_dsn: str, topics: tuple[str, str]) -> None:
     _, done = topics
     async with open_pg_hub(pg_dsn, topics, FAST) as hub:

@@ -32,6 +32,10 @@ class _Dones:
     def __init__(self, b: Backend, app: Any, conn: psycopg.Connection[Any] | None) -> None:
         self.b, self.app, self.conn = b, app, conn
         self.topic: str = app.store.topics.done
+        self.channel: dict[str, str] = {}
+        """PostgreSQL: the channel each payload came on (the shared one, or a waiter's)."""
+        if conn is not None:
+            _listen(conn, app.store.topics.done_for(app.worker_id))
 
     async def sent(self) -> list[str]:
         """Payloads of every done notification committed so far."""
@@ -49,9 +53,18 @@ class _Dones:
                 if n.payload == "sentinel":
                     return got
                 got.append(n.payload)
+                self.channel[n.payload] = n.channel
             raise AssertionError("the sentinel notification never arrived")
 
         return await trio.to_thread.run_sync(drain)
+
+
+WAITERS = ("waiter", "me", "me2", "someone")
+"""The worker ids the tests below mark as waiting: their done channels are listened to too."""
+
+
+def _listen(conn: psycopg.Connection[Any], channel: str) -> None:
+    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
 
 @contextmanager
@@ -59,9 +72,10 @@ def _listening(b: Backend) -> Iterator[psycopg.Connection[Any] | None]:
     if b.name != "postgres":
         yield None
         return
+    topics = Topics.for_schema(b.config.schema)
     with psycopg.connect(b.direct_url or b.url, autocommit=True) as conn:
-        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(
-            Topics.for_schema(b.config.schema).done)))
+        for channel in (topics.done, *(topics.done_for(w) for w in WAITERS)):
+            _listen(conn, channel)
         yield conn
 
 
@@ -178,9 +192,16 @@ async def test_the_finishing_worker_notifies_only_a_waiter_other_than_itself(
             await store.mark_watcher(both.instance_id, "someone")
             await store.mark_watcher(both.instance_id, "me2")  # stays '*'
             await store.finish(both, WorkflowStatus.COMPLETED, result=1, now=1.0)
+            one = await _leased(app, "finisher")
+            await store.mark_watcher(one.instance_id, "waiter")
+            await store.finish(one, WorkflowStatus.COMPLETED, result=1, now=1.0)
             sent = await dones.sent()
             assert alone.instance_id not in sent
             assert both.instance_id in sent
+            assert one.instance_id in sent
+            if b.name == "postgres":  # one waiter: only its process is woken; two: every one
+                assert dones.channel[one.instance_id] == store.topics.done_for("waiter")
+                assert dones.channel[both.instance_id] == store.topics.done
 
 
 async def test_a_database_of_the_previous_schema_gains_the_watcher(backend: Backend) -> None:
