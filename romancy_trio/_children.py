@@ -40,7 +40,7 @@ from ._wake import Wakeups
 from .storage import InstanceInfo, Store, Tx, WorkflowStatus
 from .storage._compose_queries import compose_queries
 from .storage._store import _instance
-from .storage.hints import CHILD_HINT, instance_hint
+from .storage.hints import CHILD_HINT, new_hint
 
 if TYPE_CHECKING:
     from ._engine._outages import Outages
@@ -62,7 +62,7 @@ class ChildService:
                 "iid": instance_id, "name": workflow_name, "input": input_json,
                 "now": _clock.now(), "parent": ctx.instance_id, "policy": policy})
             if row is not None:
-                await tx.notify(self.store.topics.work, instance_hint(instance_id))
+                await tx.notify(self.store.topics.work, new_hint(instance_id))
                 return instance_id
             found = await tx.fetchone(self.q.child_existing, {"iid": instance_id})
             if found is None or found[0] != workflow_name or found[1] != ctx.instance_id:

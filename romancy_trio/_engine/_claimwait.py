@@ -99,11 +99,12 @@ class ClaimWaiter:
                     if placed[1] == self.peers.worker_id:
                         return placed[0]
                     deferred_at = self._defer(deferred_at, left, placed[0])
-                elif key.startswith(hints.INSTANCE):
-                    if self.peers.chooses_me(key):
-                        return key.removeprefix(hints.INSTANCE)
-                    deferred_at = self._defer(deferred_at, left, key.removeprefix(
-                        hints.INSTANCE))
+                elif key.startswith(hints.INSTANCE) or key.startswith(hints.NEW):
+                    iid = key[len(hints.INSTANCE):]  # (both prefixes are two characters)
+                    if self.peers.chooses_me(iid):
+                        # a new instance has no history for the claim to bring along
+                        return None if key.startswith(hints.NEW) else iid
+                    deferred_at = self._defer(deferred_at, left, iid)
                 elif (at := hints.parse_deadline(key)) is not None:
                     at = trio.current_time() + max(at - _clock.now(), 0.0) + DEADLINE_SLACK
                     expiry_at = at if expiry_at is None else min(expiry_at, at)

@@ -106,9 +106,9 @@ class Peers:
         """Live workers in this group, this one included."""
         return len(self._seen) + 1
 
-    def chooses_me(self, key: str) -> bool:
-        """True if this worker is the one to claim instance ``key`` at once."""
+    def chooses_me(self, instance_id: str) -> bool:
+        """True if this worker is the one to claim ``instance_id`` at once."""
         if not self._seen:
             return True
-        mine = _score(self.worker_id, key)
-        return all(_score(peer, key) <= mine for peer in self._seen)
+        mine = _score(self.worker_id, instance_id)
+        return all(_score(peer, instance_id) <= mine for peer in self._seen)

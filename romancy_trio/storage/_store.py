@@ -35,7 +35,7 @@ from ._types import (
     lease_lost,
 )
 from ._waits import WaitStore
-from .hints import CHILD_HINT, QUEUE_HINT, instance_hint
+from .hints import CHILD_HINT, QUEUE_HINT, new_hint
 
 log = logging.getLogger("romancy_trio.storage")
 
@@ -106,7 +106,7 @@ class Store:
         if row[1] is not None:
             return Existing(str(row[1]), str(row[2]))
         if owner is None:
-            self.db.publish_local([(self.topics.work, instance_hint(instance_id))])
+            self.db.publish_local([(self.topics.work, new_hint(instance_id))])
         return Lease(instance_id, owner or "", epoch)
 
     async def mark_watcher(self, instance_id: str, worker_id: str) -> bool:

@@ -3,6 +3,9 @@
 - ``""``: something is claimable; every worker claims.
 - ``"i:" + instance_id``: that instance became claimable; the worker chosen for it claims at
   once, the others only after a short delay (see ``romancy_trio._engine._peers``).
+- ``"n:" + instance_id``: likewise, for an instance just created: no run of it has written
+  history yet, so the chosen worker's claim reads none with it (issue #22). A worker of a
+  version before this one reads it as ``""``.
 - ``"w:" + len(worker) + ":" + worker + instance_id``: that instance was handed back by its
   worker for ``worker`` to run (placement); that worker claims at once, the others only after
   the short delay.
@@ -18,6 +21,7 @@ prefixes.
 from __future__ import annotations
 
 INSTANCE = "i:"
+NEW = "n:"
 DEADLINE = "t:"
 PLACED = "w:"
 NAMED_WAKEUPS = 8
@@ -27,6 +31,10 @@ that it sends one ``""``: a burst is worth spreading over every worker."""
 
 def instance_hint(instance_id: str) -> str:
     return INSTANCE + instance_id
+
+
+def new_hint(instance_id: str) -> str:
+    return NEW + instance_id
 
 
 def woken_hints(woken: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ from romancy_channels import qualify
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries, ended_flags
 from ._retention import RetentionQueries
-from .hints import DEADLINE, INSTANCE
+from .hints import DEADLINE, NEW
 
 Q = TypeVar("Q")
 
@@ -153,7 +153,7 @@ QUERIES = Queries(
                  ELSE NOW(6) + INTERVAL ROUND(%(ttl)s * 1000000) MICROSECOND END,
             %(now)s, %(now)s, %(attributes)s, %(version)s, %(watcher)s)
         ON DUPLICATE KEY UPDATE instance_id = IF(@dup := 1, instance_id, instance_id);
-        {_SIGNAL} SELECT %(topic)s, CONCAT('{INSTANCE}', %(iid)s), @romancy_origin FROM DUAL
+        {_SIGNAL} SELECT %(topic)s, CONCAT('{NEW}', %(iid)s), @romancy_origin FROM DUAL
         WHERE @dup = 0 AND %(status)s = 'pending';
         SELECT %(iid)s, NULL, NULL, NULL FROM DUAL WHERE @dup = 0""",
     existing=_EXISTING,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._queries import INSTANCE_COLUMNS, Queries, WaitQueries, ended_flags
 from ._retention import RetentionQueries
-from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS
+from .hints import DEADLINE, INSTANCE, NAMED_WAKEUPS, NEW
 
 _TTL = "clock_timestamp() + %(ttl)s::float8 * interval '1 second'"
 _NOW = "statement_timestamp()"
@@ -161,7 +161,7 @@ QUERIES = Queries(
             RETURNING instance_id, status)
         SELECT instance_id, NULL::text, NULL::text,
             CASE WHEN status = 'pending'
-                THEN pg_notify(%(topic)s, '{INSTANCE}' || instance_id)::text END
+                THEN pg_notify(%(topic)s, '{NEW}' || instance_id)::text END
         FROM ins
         UNION ALL
         {_EXISTING} AND NOT EXISTS (SELECT 1 FROM ins)""",

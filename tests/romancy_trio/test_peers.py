@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from psycopg import sql
 
+from loadtests._sqlcount import counting
 from romancy_notify import NotifyConfig, open_local_hub
 from romancy_notify.pg import connect
 from romancy_trio import (
@@ -58,7 +59,7 @@ def test_exactly_one_live_worker_is_chosen_for_each_instance_and_the_load_spread
 
 def test_membership_join_leave_expire_and_workflow_sets() -> None:
     me = Peers("me", ["a"], expire_after=3.0)
-    assert me.count == 1 and me.chooses_me("i:x")  # alone: everything is mine
+    assert me.count == 1 and me.chooses_me("x")  # alone: everything is mine
     other = Peers("other", ["a"], expire_after=3.0)
     assert me.heard(other.announcement(joining=True), now=0.0)  # a newcomer: answer it
     assert not me.heard(other.announcement(joining=True), now=1.0)  # known: no answer
@@ -187,7 +188,7 @@ async def test_a_wake_up_chosen_for_a_dead_worker_runs_after_the_delay(
             while scheduler.peers.count < 2:
                 await trio.sleep(0.01)
         ids = [f"peer-{n}" for n in range(40)]
-        ghosts = [i for i in ids if not scheduler.peers.chooses_me(hints.instance_hint(i))]
+        ghosts = [i for i in ids if not scheduler.peers.chooses_me(i)]
         mine = [i for i in ids if i not in ghosts]
         assert ghosts and mine
         for n, iid in enumerate(ghosts[:2]):
@@ -260,7 +261,7 @@ async def test_a_worker_not_chosen_does_not_claim_what_the_chosen_peer_took(
         await _peers_of(bee, 2)
         assert bee._scheduler is not None
         ids = [f"chosen-{n}" for n in range(40)]
-        for_a = [i for i in ids if not bee._scheduler.peers.chooses_me(hints.instance_hint(i))]
+        for_a = [i for i in ids if not bee._scheduler.peers.chooses_me(i)]
         for_b = [i for i in ids if i not in for_a]
         assert for_a and for_b
         before, a_before = bee.statistics(), a.statistics()
@@ -278,9 +279,13 @@ async def test_a_worker_not_chosen_does_not_claim_what_the_chosen_peer_took(
         assert after.started == before.started
         ran = a.statistics()
         assert ran is not None and ran.started == a_before.started + 1  # the chosen peer ran it
-        # what is chosen for it, it runs at once
-        await client.start(peer_echo, 2, instance_id=for_b[0])
-        assert await client.result(for_b[0], timeout=20) == 4
+        # what is chosen for it, it runs at once; a new instance has no history to read first
+        with counting(keep=True) as counts:
+            await client.start(peer_echo, 2, instance_id=for_b[0])
+            assert await client.result(for_b[0], timeout=20) == 4
+        assert counts.sent is not None
+        read_history = bee.store.q.select_current_history
+        assert not [q for q, _ in counts.sent if q == read_history]
         last = bee.statistics()
         assert last is not None and last.started == before.started + 1
         assert last.deferred == after.deferred
@@ -295,7 +300,7 @@ def test_a_wake_up_left_to_a_peer_is_looked_up_after_the_delay_and_claimed_if_un
     me = Peers("me", ["a"], expire_after=30.0)
     me.heard(Peers("peer", ["a"], expire_after=30.0).announcement(joining=True), now=0.0)
     theirs = [i for i in (f"x{n}" for n in range(200))
-              if not me.chooses_me(hints.instance_hint(i))]
+              if not me.chooses_me(i)]
     lookups: list[tuple[float, list[str]]] = []
     untaken: set[str] = set()
     sent: dict[str, float] = {}
@@ -347,8 +352,14 @@ def test_a_wake_up_left_to_a_peer_is_looked_up_after_the_delay_and_claimed_if_un
                     assert lookups == []
                     # what is chosen for this worker, it claims at once
                     mine = next(i for i in (f"y{n}" for n in range(50))
-                                if me.chooses_me(hints.instance_hint(i)))
+                                if me.chooses_me(i))
                     hub.publish_local("work", hints.instance_hint(mine))
                     assert await waiter.until_claim_is_due(None) == mine
+                    # a new one chosen for it: at once too, and with no history to read
+                    new = next(i for i in (f"z{n}" for n in range(50)) if me.chooses_me(i))
+                    hub.publish_local("work", hints.new_hint(new))
+                    started = trio.current_time()
+                    assert await waiter.until_claim_is_due(None) is None
+                    assert trio.current_time() == started
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
