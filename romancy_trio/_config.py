@@ -42,10 +42,10 @@ class AppConfig:
     only the library's own short statements use; with the worker's own session (lease renewal)
     and the listener, a worker opens at most ``pool_size + 4`` connections."""
     takeover_check_interval: float = 0.2
-    """While other workers hold running leases: how often (s) the live workers together check
-    whether one of them died (no session of it in two checks in a row), to claim its instances
-    then instead of after ``lease_ttl``: each worker every this times their number, jittered.
-    One short query (a join of running leases and ``pg_locks``)."""
+    """While other workers hold running leases: how often (s) the surviving workers together
+    check whether one died (no session of it in two checks in a row), to claim its instances
+    then instead of after ``lease_ttl``: each worker every this times the number of the other
+    live workers, jittered. One short query (a join of running leases and ``pg_locks``)."""
     schema: str = "romancy"
     """PostgreSQL schema holding the tables (MySQL/MariaDB: not used; the tables live in the
     database the URL names)."""

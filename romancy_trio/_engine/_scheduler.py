@@ -421,9 +421,9 @@ class Scheduler:
             self._report.renewed(started)  # what was lost: one line
 
     async def _takeover_loop(self) -> None:
-        """Expire the leases of workers whose session ended, so they are claimed at once: about
-        every ``takeover_check_interval`` among the live workers together while other workers
-        hold running leases, else once after
+        """Expire the leases of workers whose session ended, so they are claimed at once: while
+        other workers hold running leases, every ``takeover_check_interval`` times the number
+        of the other live workers (jittered), else once after
         each claim and renewal of this worker (an idle worker with no other worker busy asks
         only when it claims). A worker counts as gone when two checks in a row find no
         session of it, so one whose connection dropped and came straight back keeps its
@@ -444,12 +444,13 @@ class Scheduler:
             foreign, taken, suspects = found
             if taken:
                 log.debug("expired %d lease(s) of workers whose session ended", taken)
-            # the workers together check about every interval: each every interval x their
-            # number, jittered (the query reads the server's whole lock table); a suspect is
+            # each worker every interval x (live workers - 1), jittered: once one dies, the
+            # others together still check about every interval, and a large group does not
+            # read the server's whole lock table many times an interval; a suspect is
             # confirmed sooner: a dropped session is back within milliseconds
             interval = self.config.takeover_check_interval
-            await trio.sleep(min(interval, _CONFIRM_AFTER) if suspects else
-                             interval * self.peers.count * self._rng.uniform(0.5, 1.5))
+            spread = max(1, self.peers.count - 1) * self._rng.uniform(0.5, 1.5)
+            await trio.sleep(min(interval, _CONFIRM_AFTER) if suspects else interval * spread)
 
     async def _cancel_loop(self) -> None:
         with self.hub.watch(self.store.topics.cancel) as watch:
