@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -103,6 +103,16 @@ class Watch:
         if self._state.registered:
             self._hub._registry.remove(self._state)
             self._lot.unpark_all()
+
+    def set_quiet(self, taker: Callable[[str], bool] | None) -> None:
+        """Let ``taker`` take payloads of this wildcard watch without waking it: one it
+        returns True for is its business alone (it records what it needs, synchronously, in
+        the task that delivers notifications), and never shows in a `Wakeup`. For a waiter
+        that would only note the payload and wait again: this spares it a wake-up per
+        payload. None: every payload wakes it as usual."""
+        if self._state.key is not None:
+            raise ValueError("only a wildcard watch (key=None) can take payloads quietly")
+        self._state.quiet = taker
 
     def _check_usable(self) -> None:
         if self._hub._closed:

@@ -163,8 +163,9 @@ async def _receive(
     takes every notification that has arrived, without the lock, generator and two objects per
     notification of ``conn.notifies()`` - every process hears every notification of its
     topics, so this is paid per workflow per process (issue #22: about a third less CPU per
-    notification in the listening process, e.g. 104 -> 68 us). One arriving during a statement on the connection (the liveness
-    ``SELECT 1``) comes through the handler `_open_listener` added."""
+    notification in the listening process, e.g. 104 -> 68 us). One arriving during a
+    statement on the connection (the liveness ``SELECT 1``) comes through the handler
+    `_open_listener` added."""
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     while True:

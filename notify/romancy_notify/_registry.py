@@ -17,7 +17,7 @@ ready; waking them is the hub's job. Everything a caller can observe is decided 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -89,12 +89,15 @@ class Wakeup:
 class WatchState(Generic[H]):
     """One registered watch: its pending payloads and gap flag, and the caller's ``handle``."""
 
-    __slots__ = ("_gap", "_keys", "_registered", "handle", "key", "topic")
+    __slots__ = ("_gap", "_keys", "_registered", "handle", "key", "quiet", "topic")
 
     def __init__(self, topic: str, key: str | None, handle: H) -> None:
         self.topic = topic
         self.key = key
         self.handle = handle
+        self.quiet: Callable[[str], bool] | None = None
+        """A wildcard watch's: a payload it returns True for is taken without making the
+        watch ready (see `Watch.set_quiet`)."""
         self._keys: set[str] = set()
         self._gap = False
         self._registered = True
@@ -185,6 +188,8 @@ class Registry(Generic[H]):
         for ws in wildcard:
             if ws._gap or payload in ws._keys:
                 continue  # a gap swallows payloads; a repeat coalesces
+            if ws.quiet is not None and ws.quiet(payload):
+                continue  # taken by the watch's owner without waking it
             if len(ws._keys) >= self.max_pending_keys:
                 ws._keys.clear()
                 ws._gap = True

@@ -55,6 +55,28 @@ class ClaimWaiter:
         self.longest_fallback = longest_fallback
         self.any_unclaimed = any_unclaimed
         self._skip = self._backoff = 0
+        self._left: dict[str, float] = {}  # instance left to a peer -> when to look at it
+        self._deferred_at: float | None = None  # the next look
+        self._waiting = False
+        watch.set_quiet(self._quiet)
+
+    def _quiet(self, payload: str) -> bool:
+        """Take a wake-up left to a peer while a look is already due, without waking the
+        claim loop (every worker hears every work notification: issue #22). Anything else
+        wakes it."""
+        if not self._waiting or self._deferred_at is None:
+            return False
+        if payload.startswith(hints.INSTANCE) or payload.startswith(hints.NEW):
+            iid = payload[len(hints.INSTANCE):]  # (both prefixes are two characters)
+            if self.peers.chooses_me(iid):
+                return False
+        elif (placed := hints.parse_placed(payload)) is not None and \
+                placed[1] != self.peers.worker_id:
+            iid = placed[0]
+        else:
+            return False
+        self._defer(iid)
+        return True
 
     async def until_claim_is_due(self, expiry_at: float | None) -> str | None:
         """Sleep until a notification this worker should act on at once, the next known
@@ -70,15 +92,25 @@ class ClaimWaiter:
         hints keep arriving (each `Watch.wait` starts its fallback timer afresh): a waiting
         worker claims at least that often, and so learns of every deadline that was not
         announced to it (``WaitStore.deadline_hint_horizon``)."""
-        left: dict[str, float] = {}  # instance left to a peer -> when to look at it
-        deferred_at: float | None = None  # the next look
+        self._left.clear()
+        self._deferred_at = None
+        self._waiting = True
+        try:
+            return await self._until_due(expiry_at)
+        finally:
+            self._waiting = False
+
+    async def _until_due(self, expiry_at: float | None) -> str | None:
+        left = self._left
         recheck_at = trio.current_time() + self.longest_fallback
         while True:
+            deferred_at = self._deferred_at
             due = min(t for t in (expiry_at, deferred_at, recheck_at) if t is not None)
             timeout = max(due - trio.current_time(), 0.0)
             wakeup = await self.watch.wait(timeout=timeout)
             if not wakeup.keys:
                 now = trio.current_time()
+                deferred_at = self._deferred_at
                 if not (wakeup.timed_out and deferred_at is not None and deferred_at <= now
                         and now < recheck_at and (expiry_at is None or now < expiry_at)):
                     return None  # a gap, the fallback or a deadline
@@ -91,33 +123,33 @@ class ClaimWaiter:
                 # the next look once the oldest left is due, but not sooner than a delay
                 # from now: at most one look-up per delay, each instance looked at within
                 # two delays
-                deferred_at = None if not left else max(
+                self._deferred_at = None if not left else max(
                     next(iter(left.values())), now + self.peer_claim_delay)
                 continue
             for key in wakeup.keys:
                 if (placed := hints.parse_placed(key)) is not None:
                     if placed[1] == self.peers.worker_id:
                         return placed[0]
-                    deferred_at = self._defer(deferred_at, left, placed[0])
+                    self._defer(placed[0])
                 elif key.startswith(hints.INSTANCE) or key.startswith(hints.NEW):
-                    iid = key[len(hints.INSTANCE):]  # (both prefixes are two characters)
+                    iid = key[len(hints.INSTANCE):]
                     if self.peers.chooses_me(iid):
                         # a new instance has no history for the claim to bring along
                         return None if key.startswith(hints.NEW) else iid
-                    deferred_at = self._defer(deferred_at, left, iid)
+                    self._defer(iid)
                 elif (at := hints.parse_deadline(key)) is not None:
                     at = trio.current_time() + max(at - _clock.now(), 0.0) + DEADLINE_SLACK
                     expiry_at = at if expiry_at is None else min(expiry_at, at)
                 else:
                     return None  # work for every worker
 
-    def _defer(self, deferred_at: float | None, left: dict[str, float],
-               instance_id: str) -> float:
+    def _defer(self, instance_id: str) -> None:
         self.counters.deferred += 1
         at = trio.current_time() + self.peer_claim_delay
-        if len(left) <= _NAMED_MAX:  # one more than that: a burst; claim when it is due
-            left.setdefault(instance_id, at)
-        return at if deferred_at is None else deferred_at
+        if len(self._left) <= _NAMED_MAX:  # one more than that: a burst; claim when it is due
+            self._left.setdefault(instance_id, at)
+        if self._deferred_at is None:
+            self._deferred_at = at
 
     async def _still_unclaimed(self, looked: list[str], *, overflow: bool) -> bool:
         """Whether to claim now. While look-ups keep finding work the chosen peers did not

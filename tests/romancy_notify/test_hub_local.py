@@ -91,6 +91,34 @@ async def test_wildcard_watch_collects_keys() -> None:
             assert await w.wait() == Wakeup(keys=frozenset({"a", "b", "c"}))
 
 
+async def test_a_quiet_taker_keeps_its_payloads_from_waking_the_watch() -> None:
+    """What the taker takes never wakes the watch nor shows in a wakeup (nor counts towards
+    its overflow); the rest does; another watch of the topic still gets everything."""
+    taken: list[str] = []
+
+    def take(payload: str) -> bool:
+        if payload.startswith("peer:"):
+            taken.append(payload)
+            return True
+        return False
+
+    async with open_local_hub(TOPICS, NotifyConfig(max_pending_keys=2)) as hub:
+        with hub.watch("romancy_work") as w, hub.watch("romancy_work") as other:
+            w.set_quiet(take)
+            for key in ("peer:1", "peer:2", "peer:3"):
+                hub.publish_local("romancy_work", key)
+            assert w.wait_nowait() is None
+            assert taken == ["peer:1", "peer:2", "peer:3"]
+            hub.publish_local("romancy_work", "mine")
+            assert await w.wait() == Wakeup(keys=frozenset({"mine"}))
+            assert other.wait_nowait() == Wakeup(gap=True)  # it overflowed: 4 payloads
+            w.set_quiet(None)
+            hub.publish_local("romancy_work", "peer:4")
+            assert await w.wait() == Wakeup(keys=frozenset({"peer:4"}))
+        with hub.watch("romancy_work", "k") as keyed, pytest.raises(ValueError, match="wildcard"):
+            keyed.set_quiet(take)
+
+
 async def test_overflow_reports_gap() -> None:
     async with open_local_hub(TOPICS, NotifyConfig(max_pending_keys=2)) as hub:
         with hub.watch("romancy_work") as w:

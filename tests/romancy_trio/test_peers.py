@@ -337,6 +337,9 @@ def test_a_wake_up_left_to_a_peer_is_looked_up_after_the_delay_and_claimed_if_un
                     assert all(delay - 1e-9 <= at - sent[i] <= 2 * delay + 1e-9
                                for at, ids in lookups for i in ids)
                     assert counters.deferred == 20 and counters.peer_claimed == len(lookups)
+                    # the first woke the claim loop; the others came while a look was due:
+                    # taken without a wake-up
+                    assert hub.statistics().delivered == 1
                     # one the peer did not take: claimed once its look-up finds it
                     untaken.add(theirs[20])
                     lookups.clear()
