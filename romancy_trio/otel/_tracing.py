@@ -240,7 +240,10 @@ class Tracing:
         span = self.tracer.start_span(
             f"activity {event.activity}", context=run.as_parent(),
             start_time=_ns(event.started_at),
-            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
+            attributes={"romancy.instance_id": event.instance_id,
+                        "romancy.worker_id": event.worker_id,
+                        "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
+                        "romancy.activity_id": event.activity_id,
                         "romancy.activity": event.activity,
                         "romancy.activity.attempt": event.attempt})
         if isinstance(event, h.ActivityRetried):
@@ -266,7 +269,9 @@ class Tracing:
 
 
 def _run_attributes(event: h.WorkflowResumed) -> dict[str, str | int]:
-    return {**_ids(event), "romancy.replayed": event.replayed}
+    return {"romancy.instance_id": event.instance_id, "romancy.worker_id": event.worker_id,
+            "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
+            "romancy.replayed": event.replayed}
 
 
 def _send_attributes(send: h.SendInfo) -> dict[str, str]:
