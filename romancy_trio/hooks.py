@@ -10,7 +10,10 @@ How hooks run (the contract):
 - Notifications (``on_*``, ``async def``) are queued, per hook, in a bounded queue
   (``hook_queue``) and awaited in order by one task per hook that the app's nursery owns.
   Durable progress never waits for a hook: queuing does not block, and a full queue drops the
-  notification (counted in `HookStatistics.dropped`).
+  notification (counted in `HookStatistics.dropped`). A run's notifications are handed over
+  together once it ends or suspends (completed, failed, cancelled, suspended, lease lost), or
+  sooner when the queue is half full; any other queued notification waits at most a quarter of
+  ``hook_timeout``.
 - A notification that raises is counted (``failed``) and logged once per hook (with its
   traceback, at ERROR on the ``romancy_trio.hooks`` logger); later failures are only counted.
 - A notification still running after ``hook_timeout`` seconds (checked every quarter of it,

@@ -4,6 +4,12 @@
 (a full queue drops it, counted). ``serve`` runs one task per hook, owned by the app's nursery,
 that awaits the hook's method for each notification in order, within ``hook_timeout``. What a
 hook that raises or overruns does is the contract written in :mod:`romancy_trio.hooks`.
+
+A waiting hook task is woken by the notification that ends a run (completed, failed,
+cancelled, suspended, lease lost), by a queue half full, by closing, or else by the watchdog's
+next tick (every quarter of ``hook_timeout``): a run's notifications are handed over in one
+wake-up at its end (a wake-up, a Trio task step, costs more than most notifications), and none
+waits longer than a tick.
 """
 
 from __future__ import annotations
@@ -18,13 +24,34 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from ..hooks import METHODS, HookEvent, Hooks, HookStatistics, SendInfo, StartInfo, frozen_map
+from ..hooks import (
+    METHODS,
+    HookEvent,
+    Hooks,
+    HookStatistics,
+    LeaseLost,
+    SendInfo,
+    StartInfo,
+    WorkflowCancelled,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowSuspended,
+    frozen_map,
+)
 
 log = logging.getLogger("romancy_trio.hooks")
 
 
 _BATCH = 64
 """Notifications a hook's task hands over in a row before it lets other tasks run."""
+
+_PROMPT: frozenset[type[HookEvent]] = frozenset({
+    WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowSuspended, LeaseLost})
+"""The notifications that end a run: one of them wakes a waiting hook task at once."""
+
+_TICKS = 4
+"""Watchdog ticks per ``hook_timeout``; a call seen in progress at ``_TICKS + 1`` ticks in a
+row has run at least the timeout (and at most ``1 + 1 / _TICKS`` times it)."""
 
 
 def _overrides(hook: Hooks, name: str) -> bool:
@@ -56,8 +83,14 @@ class _Slot:
     warned: bool = False
     scope: trio.CancelScope | None = None
     """Around this hook's calls; the watchdog cancels it when a call overruns."""
-    since: float | None = None
-    """When the call in progress began (None: none is)."""
+    calls: int = 0
+    """Calls begun (the watchdog tells one call from the next by it)."""
+    busy: bool = False
+    """A call is in progress."""
+    seen: int = -1
+    """The call the watchdog saw in progress at its last tick (-1: none)."""
+    ticks: int = 0
+    """The watchdog's ticks in a row that saw call ``seen`` in progress."""
     method: str = ""
 
     def statistics(self) -> HookStatistics:
@@ -119,8 +152,10 @@ class HookDispatcher:
                 slot.dropped += 1
                 self._warn(slot, "its queue is full; notifications are dropped (counted)")
             else:
-                slot.queue.append(event)
-                if slot.waiter is not None:
+                queue = slot.queue
+                queue.append(event)
+                if slot.waiter is not None and (type(event) in _PROMPT
+                                                or 2 * len(queue) >= slot.limit):
                     slot.wake()
 
     def instance_attributes(self, start: StartInfo) -> Mapping[str, str]:
@@ -176,7 +211,7 @@ class HookDispatcher:
             with slot.scope:
                 await self._calls(slot)
                 return  # closed and drained
-            slot.since = None
+            slot.busy = False
             slot.timed_out += 1
             self._warn(slot, f"{slot.method} ran past hook_timeout ({self._timeout}s) and "
                              "was cancelled")
@@ -199,7 +234,8 @@ class HookDispatcher:
                 await slot.wait()
                 continue
             slot.method, method = methods[type(event)]
-            slot.since = trio.current_time()
+            slot.calls += 1
+            slot.busy = True
             try:
                 await method(event)
             except Exception as exc:  # noqa: BLE001 - the hook contract: counted, logged once
@@ -207,17 +243,24 @@ class HookDispatcher:
                 self._warn(slot, f"{slot.method} raised", exc)
             else:
                 slot.delivered += 1
-            slot.since = None
+            slot.busy = False
 
     async def _watchdog(self) -> None:
         """Cancel a hook's call once it has run ``hook_timeout`` (checked four times as
-        often, so a call is cancelled within 1.25 times the timeout)."""
+        often, so a call is cancelled within 1.25 times the timeout); wake a hook task that
+        waits while notifications are queued (none of them ended a run)."""
         while True:
-            await trio.sleep(self._timeout / 4)
-            now = trio.current_time()
+            await trio.sleep(self._timeout / _TICKS)
             for slot in self._slots:
-                if (slot.since is not None and slot.scope is not None
-                        and now - slot.since >= self._timeout):
+                if slot.queue and slot.waiter is not None:
+                    slot.wake()
+                if not slot.busy:
+                    slot.seen, slot.ticks = -1, 0
+                    continue
+                if slot.seen != slot.calls:
+                    slot.seen, slot.ticks = slot.calls, 0
+                slot.ticks += 1
+                if slot.ticks > _TICKS and slot.scope is not None:
                     slot.scope.cancel()
 
     def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any

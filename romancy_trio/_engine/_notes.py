@@ -62,11 +62,12 @@ class RunNotes:
         self.attributes = attributes
         self.closed = False
 
-    def _ids(self) -> dict[str, Any]:
+    def _ids(self) -> tuple[str, str, str, float, int, int]:
+        """The fields every `RunEvent` begins with, in order (positional arguments build a
+        notification faster than keywords)."""
         lease = self.lease
-        return {"instance_id": lease.instance_id, "workflow": self.workflow,
-                "worker_id": lease.worker_id, "at": time.time(), "run_no": self.run_no,
-                "epoch": lease.epoch}
+        return (lease.instance_id, self.workflow, lease.worker_id, time.time(), self.run_no,
+                lease.epoch)
 
     # -- the run --------------------------------------------------------------------------
     def resumed(self, history: Sequence[HistoryEvent], started_at: float,
@@ -84,23 +85,21 @@ class RunNotes:
         elif history:
             runnable_since = None
         replayed = 0 if resident_since is not None else len(history)
-        self.hooks.emit(WorkflowResumed(**self._ids(), attributes=self.attributes,
-                                        replayed=replayed, woken_by=woken,
-                                        runnable_since=runnable_since,
-                                        waited_since=waited_since))
+        self.hooks.emit(WorkflowResumed(*self._ids(), self.attributes, replayed, woken,
+                                        runnable_since, waited_since))
 
     def ended(self, status: str, error: ErrorInfo | None = None) -> None:
         """The instance ended: ``completed``, ``failed`` or ``cancelled``."""
         self.closed = True
         if status == "completed":
             if WorkflowCompleted in self.wanted:
-                self.hooks.emit(WorkflowCompleted(**self._ids()))
+                self.hooks.emit(WorkflowCompleted(*self._ids()))
         elif status == "cancelled":
             if WorkflowCancelled in self.wanted:
-                self.hooks.emit(WorkflowCancelled(**self._ids()))
+                self.hooks.emit(WorkflowCancelled(*self._ids()))
         elif WorkflowFailed in self.wanted:
-            self.hooks.emit(WorkflowFailed(**self._ids(), error_type=error.type if error else "",
-                                           message=error.message if error else ""))
+            self.hooks.emit(WorkflowFailed(*self._ids(), error.type if error else "",
+                                           error.message if error else ""))
 
     def suspended(self, reason: str, wait: WaitCommand | None = None) -> None:
         if self.closed:
@@ -109,7 +108,7 @@ class RunNotes:
         if WorkflowSuspended not in self.wanted:
             return
         self.hooks.emit(WorkflowSuspended(
-            **self._ids(), reason=reason, wait_kind=None if wait is None else str(wait.kind),
+            *self._ids(), reason=reason, wait_kind=None if wait is None else str(wait.kind),
             wait_key=None if wait is None else wait.key,
             deadline=None if wait is None else wait.deadline))
 
@@ -128,16 +127,14 @@ class RunNotes:
             if event.kind is EventKind.EVENT_RECEIVED:
                 info = event_info(event.payload) if EventReceived in wanted else None
                 if info is not None:
-                    ids = self._ids()
-                    del ids["run_no"], ids["epoch"]
-                    self.hooks.emit(EventReceived(**ids, event=info))
+                    self.hooks.emit(EventReceived(*self._ids()[:4], info))
             elif event.kind is EventKind.MESSAGE_RECEIVED:
                 if MessageReceived in wanted:
-                    self.hooks.emit(MessageReceived(**self._ids(), channel=wait.key, since=since))
+                    self.hooks.emit(MessageReceived(*self._ids(), channel=wait.key, since=since))
             elif (event.kind in (EventKind.TIMER_FIRED, EventKind.WAIT_TIMED_OUT)
                   and wait.deadline is not None and TimerFired in wanted):
                 self.hooks.emit(TimerFired(
-                    **self._ids(), deadline=wait.deadline, late_by=event.at - wait.deadline,
+                    *self._ids(), deadline=wait.deadline, late_by=event.at - wait.deadline,
                     timed_out=event.kind is EventKind.WAIT_TIMED_OUT, since=since))
 
     # -- activities -----------------------------------------------------------------------
@@ -145,8 +142,7 @@ class RunNotes:
         """An attempt starts; returns its start time (for the outcome's notification)."""
         now = time.time()
         if ActivityStarted in self.wanted and not cmd.compensates:
-            self.hooks.emit(ActivityStarted(**self._ids(), activity_id=cmd.activity_id,
-                                            activity=cmd.name, attempt=attempt))
+            self.hooks.emit(ActivityStarted(*self._ids(), cmd.activity_id, cmd.name, attempt))
         return now
 
     def outcome(self, cmd: ActivityCommand, attempt: int, started_at: float,
@@ -163,24 +159,21 @@ class RunNotes:
             kind = ActivityFailed if next_at is None else ActivityRetried
         if kind not in self.wanted:
             return
-        ids = {**self._ids(), "activity_id": cmd.activity_id, "activity": cmd.name,
-               "attempt": attempt, "started_at": started_at}
+        ids = (*self._ids(), cmd.activity_id, cmd.name, attempt, started_at)
         if kind is CompensationRun:
-            self.hooks.emit(CompensationRun(**ids, ok=error is None,
+            self.hooks.emit(CompensationRun(*ids, ok=error is None,
                                             error_type=error.type if error else None))
         elif error is None:
-            self.hooks.emit(ActivityCompleted(**ids))
+            self.hooks.emit(ActivityCompleted(*ids))
         elif next_at is None:
-            self.hooks.emit(ActivityFailed(**ids, error_type=error.type, message=error.message))
+            self.hooks.emit(ActivityFailed(*ids, error_type=error.type, message=error.message))
         else:
-            self.hooks.emit(ActivityRetried(**ids, error_type=error.type, message=error.message,
+            self.hooks.emit(ActivityRetried(*ids, error_type=error.type, message=error.message,
                                             next_at=next_at))
 
     def published(self, channel: str, message_id: int) -> None:
         if MessagePublished in self.wanted:
-            ids = self._ids()
-            del ids["run_no"], ids["epoch"]
-            self.hooks.emit(MessagePublished(**ids, channel=channel, message_id=message_id))
+            self.hooks.emit(MessagePublished(*self._ids()[:4], channel, message_id))
 
     def event_extensions(self, activity_id: str, type_: str) -> Mapping[str, str]:
         if not self.on:

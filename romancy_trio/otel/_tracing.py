@@ -42,26 +42,32 @@ def _ns(at: float) -> int:
     return int(at * 1e9)
 
 
-_PARSED: dict[tuple[str, str], Context | None] = {}
+_PARSED: dict[tuple[str, str], tuple[Context, bool] | None] = {}
+"""Parsed carriers: the context and whether it is sampled (None: not a valid one)."""
 _MAX_PARSED = 4096
 
 
-def context_of(carrier: Mapping[str, str]) -> Context | None:
-    """The remote parent a ``traceparent`` (and ``tracestate``) describe, if valid."""
+def _parent_of(carrier: Mapping[str, str]) -> tuple[Context, bool] | None:
+    """`context_of` ``carrier``, and whether that parent is sampled."""
     parent = carrier.get("traceparent")
     if parent is None:
         return None
     key = (parent, carrier.get("tracestate", ""))
     if key in _PARSED:  # every run of an instance parses the same one
         return _PARSED[key]
-    ctx: Context | None = _W3C.extract(dict(carrier))
-    assert ctx is not None
-    if not trace.get_current_span(ctx).get_span_context().is_valid:
-        ctx = None
+    ctx = _W3C.extract(dict(carrier))
+    sc = trace.get_current_span(ctx).get_span_context()
+    found = (ctx, sc.trace_flags.sampled) if sc.is_valid else None
     if len(_PARSED) >= _MAX_PARSED:
         _PARSED.clear()
-    _PARSED[key] = ctx
-    return ctx
+    _PARSED[key] = found
+    return found
+
+
+def context_of(carrier: Mapping[str, str]) -> Context | None:
+    """The remote parent a ``traceparent`` (and ``tracestate``) describe, if valid."""
+    found = _parent_of(carrier)
+    return None if found is None else found[0]
 
 
 def carrier_of(span: Span) -> dict[str, str]:
@@ -87,10 +93,10 @@ def _remembered_carrier(span: Span) -> dict[str, str]:
         return {"traceparent": parent, "tracestate": sc.trace_state.to_header()}
     if len(_PARSED) >= _MAX_PARSED:
         _PARSED.clear()
-    _PARSED[parent, ""] = trace.set_span_in_context(trace.NonRecordingSpan(
-        trace.SpanContext(sc.trace_id, sc.span_id, is_remote=True,
-                          trace_flags=trace.TraceFlags(sc.trace_flags), trace_state=None)),
-        Context())
+    flags = sc.trace_flags
+    _PARSED[parent, ""] = (trace.set_span_in_context(trace.NonRecordingSpan(
+        trace.SpanContext(sc.trace_id, sc.span_id, is_remote=True, trace_flags=flags,
+                          trace_state=None)), Context()), flags.sampled)
     return {"traceparent": parent}
 
 
@@ -167,14 +173,14 @@ class Tracing:
 
     # -- runs -------------------------------------------------------------------------------
     def resumed(self, event: h.WorkflowResumed) -> None:
-        parent = context_of(event.attributes)
+        found = _parent_of(event.attributes)
+        parent, sampled = (None, True) if found is None else found
         links = []
         woken = event.woken_by
         if woken is not None and (remote := context_of(woken.extensions)) is not None:
             links.append(Link(trace.get_current_span(remote).get_span_context(),
                               {"cloudevents.event_id": woken.id,
                                "cloudevents.event_type": woken.type}))
-        sampled = _sampled(parent)
         span = self.tracer.start_span(
             f"run {event.workflow}", context=parent, kind=SpanKind.CONSUMER, links=links,
             start_time=_ns(event.at), attributes=_run_attributes(event) if sampled else None)
@@ -240,7 +246,10 @@ class Tracing:
         span = self.tracer.start_span(
             f"activity {event.activity}", context=run.as_parent(),
             start_time=_ns(event.started_at),
-            attributes={**_ids(event), "romancy.activity_id": event.activity_id,
+            attributes={"romancy.instance_id": event.instance_id,
+                        "romancy.worker_id": event.worker_id,
+                        "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
+                        "romancy.activity_id": event.activity_id,
                         "romancy.activity": event.activity,
                         "romancy.activity.attempt": event.attempt})
         if isinstance(event, h.ActivityRetried):
@@ -266,7 +275,9 @@ class Tracing:
 
 
 def _run_attributes(event: h.WorkflowResumed) -> dict[str, str | int]:
-    return {**_ids(event), "romancy.replayed": event.replayed}
+    return {"romancy.instance_id": event.instance_id, "romancy.worker_id": event.worker_id,
+            "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
+            "romancy.replayed": event.replayed}
 
 
 def _send_attributes(send: h.SendInfo) -> dict[str, str]:

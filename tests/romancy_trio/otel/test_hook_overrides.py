@@ -74,3 +74,31 @@ async def test_a_hook_is_told_only_what_it_overrides_and_drops_count_only_that(
                                      h.HookStatistics("1:OnlyAttributes", 0, 0, 0, 0)]
     # the supplier it overrides is asked at every start
     assert attrs.asked == [first, *iids]
+
+
+class NoRunEnds(Hooks):
+    """Told of nothing that ends a run: its notifications are handed over on the watchdog's
+    tick, not at a run's end."""
+
+    def __init__(self) -> None:
+        self.seen: list[h.HookEvent] = []
+
+    async def on_workflow_started(self, event: h.WorkflowStarted) -> None:
+        self.seen.append(event)
+
+    async def on_activity_completed(self, event: h.ActivityCompleted) -> None:
+        self.seen.append(event)
+
+
+async def test_a_hook_told_nothing_that_ends_a_run_is_told_while_the_app_runs(
+        backend: Backend) -> None:
+    hook = NoRunEnds()
+    async with open_app(backend.url, config=_config(backend), workflows=[ov_one, ov_step],
+                        hooks=[hook]) as app:
+        iid = await app.start(ov_one, 1)
+        assert await app.result(iid, timeout=30) == 2
+        # not at close: while the app runs (within a quarter of hook_timeout)
+        await until(lambda: len(hook.seen) == 2, timeout=30)
+        assert [type(e) for e in hook.seen] == [h.WorkflowStarted, h.ActivityCompleted]
+        assert all(e.instance_id == iid for e in hook.seen)
+        assert app.hook_statistics() == [h.HookStatistics("0:NoRunEnds", 2, 0, 0, 0)]
