@@ -12,12 +12,12 @@ How hooks run (the contract):
   Durable progress never waits for a hook: queuing does not block, and a full queue drops the
   notification (counted in `HookStatistics.dropped`). A run's notifications are handed over
   together once it ends or suspends (completed, failed, cancelled, suspended, lease lost), or
-  sooner when the queue is half full; any other queued notification waits at most a quarter of
-  ``hook_timeout``.
+  sooner when the queue is half full; any other queued notification (a step of a run still
+  going) waits at most 0.25 s (a quarter of ``hook_timeout`` if that is shorter).
 - A notification that raises is counted (``failed``) and logged once per hook (with its
   traceback, at ERROR on the ``romancy_trio.hooks`` logger); later failures are only counted.
-- A notification still running after ``hook_timeout`` seconds (checked every quarter of it,
-  so within 1.25 times that) is cancelled, counted (``timed_out``) and logged once per hook;
+- A notification still running after ``hook_timeout`` seconds (checked every 0.25 s, or every
+  quarter of it if that is shorter) is cancelled, counted (``timed_out``) and logged once per hook;
   the hook goes on with the next one. Hooks run on the Trio thread: a hook that blocks
   the thread (``time.sleep``, a blocking socket) stalls the whole process like any blocking
   call in Trio code; do blocking work with ``trio.to_thread``.

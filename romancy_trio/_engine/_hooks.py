@@ -7,7 +7,7 @@ hook that raises or overruns does is the contract written in :mod:`romancy_trio.
 
 A waiting hook task is woken by the notification that ends a run (completed, failed,
 cancelled, suspended, lease lost), by a queue half full, by closing, or else by the watchdog's
-next tick (every quarter of ``hook_timeout``): a run's notifications are handed over in one
+next tick (every `HANDOVER_WITHIN` s at most): a run's notifications are handed over in one
 wake-up at its end (a wake-up, a Trio task step, costs more than most notifications), and none
 waits longer than a tick.
 """
@@ -49,9 +49,9 @@ _PROMPT: frozenset[type[HookEvent]] = frozenset({
     WorkflowCompleted, WorkflowFailed, WorkflowCancelled, WorkflowSuspended, LeaseLost})
 """The notifications that end a run: one of them wakes a waiting hook task at once."""
 
-_TICKS = 4
-"""Watchdog ticks per ``hook_timeout``; a call seen in progress at ``_TICKS + 1`` ticks in a
-row has run at least the timeout (and at most ``1 + 1 / _TICKS`` times it)."""
+HANDOVER_WITHIN = 0.25
+"""Longest wait (s) of a queued notification that does not end a run for its hook's task
+(the watchdog's tick: the shorter of this and a quarter of ``hook_timeout``)."""
 
 
 def _overrides(hook: Hooks, name: str) -> bool:
@@ -125,6 +125,10 @@ class HookDispatcher:
         if not (isinstance(queue, int) and queue >= 1) or not 0 < timeout < math.inf:
             raise ValueError("hook_queue must be an int >= 1 and hook_timeout > 0 seconds")
         self._timeout = timeout
+        self._tick = min(timeout / 4, HANDOVER_WITHIN)
+        self._ticks = math.ceil(timeout / self._tick - 1e-9)
+        """A call seen in progress at more than this many ticks in a row has run at least
+        the timeout (and at most one tick more)."""
         self._slots: list[_Slot] = []
         for i, hook in enumerate(hooks):
             self._slots.append(_Slot(hook, f"{i}:{type(hook).__qualname__}", queue,
@@ -246,11 +250,11 @@ class HookDispatcher:
             slot.busy = False
 
     async def _watchdog(self) -> None:
-        """Cancel a hook's call once it has run ``hook_timeout`` (checked four times as
-        often, so a call is cancelled within 1.25 times the timeout); wake a hook task that
-        waits while notifications are queued (none of them ended a run)."""
+        """Cancel a hook's call once it has run ``hook_timeout`` (checked every tick, so
+        within one tick more); wake a hook task that waits while notifications are queued
+        (none of them ended a run)."""
         while True:
-            await trio.sleep(self._timeout / _TICKS)
+            await trio.sleep(self._tick)
             for slot in self._slots:
                 if slot.queue and slot.waiter is not None:
                     slot.wake()
@@ -260,7 +264,7 @@ class HookDispatcher:
                 if slot.seen != slot.calls:
                     slot.seen, slot.ticks = slot.calls, 0
                 slot.ticks += 1
-                if slot.ticks > _TICKS and slot.scope is not None:
+                if slot.ticks > self._ticks and slot.scope is not None:
                     slot.scope.cancel()
 
     def _supply(self, slot: _Slot, fn: Callable[[Any], Mapping[str, str]], arg: Any

@@ -97,7 +97,7 @@ async def test_a_hook_told_nothing_that_ends_a_run_is_told_while_the_app_runs(
                         hooks=[hook]) as app:
         iid = await app.start(ov_one, 1)
         assert await app.result(iid, timeout=30) == 2
-        # not at close: while the app runs (within a quarter of hook_timeout)
+        # not at close: while the app runs (within 0.25 s)
         await until(lambda: len(hook.seen) == 2, timeout=30)
         assert [type(e) for e in hook.seen] == [h.WorkflowStarted, h.ActivityCompleted]
         assert all(e.instance_id == iid for e in hook.seen)
