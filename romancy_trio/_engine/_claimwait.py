@@ -115,7 +115,13 @@ class ClaimWaiter:
                         and now < recheck_at and (expiry_at is None or now < expiry_at)):
                     return None  # a gap, the fallback or a deadline
                 looked = [iid for iid, at in left.items() if at <= now]
-                if await self._still_unclaimed(looked, overflow=len(left) > _NAMED_MAX):
+                self._waiting = False  # what comes during the look-up is read after it
+                try:  # (so one that names a looked-at instance again is not dropped below)
+                    unclaimed = await self._still_unclaimed(looked,
+                                                            overflow=len(left) > _NAMED_MAX)
+                finally:
+                    self._waiting = True
+                if unclaimed:
                     return None  # a chosen peer did not take one (or no look-up): claim
                 self.counters.peer_claimed += 1
                 for iid in looked:
