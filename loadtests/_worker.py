@@ -4,7 +4,9 @@
 
 The process opens an App on ``SCHEMA`` with the workflows listed in ``MODULE.WORKFLOWS``
 (e.g. ``loadtests.channels_bench``), prints ``ready`` once it is serving, and runs until SIGTERM
-or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances back).
+or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances back). With
+``LOADTEST_WORKER_PROFILE=DIR`` in its environment it runs under cProfile and writes
+``DIR/<worker id>-<pid>.prof`` when it stops (call counts per workflow, to compare set-ups).
 """
 
 from __future__ import annotations

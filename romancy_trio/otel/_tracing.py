@@ -246,12 +246,7 @@ class Tracing:
         span = self.tracer.start_span(
             f"activity {event.activity}", context=run.as_parent(),
             start_time=_ns(event.started_at),
-            attributes={"romancy.instance_id": event.instance_id,
-                        "romancy.worker_id": event.worker_id,
-                        "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
-                        "romancy.activity_id": event.activity_id,
-                        "romancy.activity": event.activity,
-                        "romancy.activity.attempt": event.attempt})
+            attributes=_activity_attributes(event))
         if isinstance(event, h.ActivityRetried):
             span.set_attribute("romancy.activity.retry_at", event.next_at)
         if not isinstance(event, h.ActivityCompleted):
@@ -275,9 +270,18 @@ class Tracing:
 
 
 def _run_attributes(event: h.WorkflowResumed) -> dict[str, str | int]:
-    return {"romancy.instance_id": event.instance_id, "romancy.worker_id": event.worker_id,
-            "romancy.workflow": event.workflow, "romancy.run_no": event.run_no,
-            "romancy.replayed": event.replayed}
+    attributes = _ids(event)  # added to in place: one dict per span
+    attributes["romancy.replayed"] = event.replayed
+    return attributes
+
+
+def _activity_attributes(event: h.ActivityCompleted | h.ActivityFailed | h.ActivityRetried
+                         ) -> dict[str, str | int]:
+    attributes = _ids(event)
+    attributes["romancy.activity_id"] = event.activity_id
+    attributes["romancy.activity"] = event.activity
+    attributes["romancy.activity.attempt"] = event.attempt
+    return attributes
 
 
 def _send_attributes(send: h.SendInfo) -> dict[str, str]:
