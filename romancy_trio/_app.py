@@ -224,11 +224,12 @@ class App(ComposeApi):
         input_json = wf.input.encode(wf.input.bind(args, kwargs))
         iid = _check_instance_id(instance_id) if instance_id is not None else uuid.uuid4().hex
         attributes = _check_attributes(instance_attributes)
-        if self._hooks.supplies_attributes:
-            attributes = self._hooks.instance_attributes(StartInfo(wf.name, iid, attributes))
         eager = self._scheduler is not None and self._scheduler.try_reserve()
         now = _clock.now()
         try:
+            if self._hooks.supplies_attributes:  # (a supplier that raises is counted, not raised)
+                attributes = self._hooks.instance_attributes(
+                    StartInfo(wf.name, iid, attributes, eager))
             created = await self.store.create_instance(
                 iid,
                 wf.name,

@@ -224,6 +224,10 @@ class StartInfo:
     instance_id: str
     attributes: Mapping[str, str]
     """The attributes the caller gave (e.g. the HTTP ``traceparent`` header)."""
+    runs_here: bool = False
+    """This process creates the instance leased to itself and runs it at once (an eager
+    start: `App.run`, or `App.start` with a free slot); its first run follows here unless the
+    creation fails or finds the instance already there (an idempotent start)."""
 
 
 @dataclass(frozen=True, slots=True)

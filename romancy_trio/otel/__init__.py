@@ -83,6 +83,7 @@ class OpenTelemetryHooks(h.Hooks):
 
     # -- notifications ------------------------------------------------------------------
     async def on_workflow_started(self, event: h.WorkflowStarted) -> None:
+        self.tracing.created(event)
         self.counts.starts.add(event.workflow)
 
     async def on_workflow_resumed(self, event: h.WorkflowResumed) -> None:

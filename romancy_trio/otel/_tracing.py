@@ -1,9 +1,17 @@
 """Traces: one per workflow instance, across its runs, workers and days.
 
-At start the instance gets a ``start <workflow>`` span, a child of the caller's current span
-(or of the ``traceparent`` the caller gave, e.g. the HTTP header), and its W3C trace context is
-stored as the instance's attributes. Every run is then a ``run <workflow>`` span whose parent
-is that context, wherever and whenever it runs; activities (one span per attempt) and
+The instance's context - the parent of every later run and wait - is stored with it as W3C
+trace-context attributes at start. It names the instance's first span, a child of the caller's
+current span (or of the ``traceparent`` the caller gave, e.g. the HTTP header):
+
+- an instance that the starting process runs at once (an eager start: `App.run`, or
+  `App.start` with a free slot) gets no span of its own at start: its first run's ``run
+  <workflow>`` span is opened then, and the run adopts it (a start costs no extra span);
+- any other gets a ``start <workflow>`` span; with a ``traceparent`` given, the stored context
+  is the given one and the ``start`` span (and, when run at once, the first run) its child.
+
+Every later run is a ``run <workflow>`` span whose parent is that context, wherever and
+whenever it runs; activities (one span per attempt) and
 compensations are children of their run; a wait is a ``wait ...`` span under the instance's
 context, from its last step before the wait until the wait ended (a wait ended by an event is
 told by the run it woke once that run records a step: a run killed before that tells nothing,
@@ -14,7 +22,7 @@ that carries ``traceparent`` links to it. Events sent through the outbox carry t
 Spans are made from the notifications after the fact, with the times they carry, so a span
 never waits in memory across a suspension: the context is what travels.
 
-Sampling is the SDK's (its sampler decides at the ``start`` span; the stored context carries
+Sampling is the SDK's (its sampler decides at the instance's first span; the stored context carries
 the decision to every run, as the default ``ParentBased`` sampler reads it). A span whose
 parent is not sampled gets its attributes only if it records anyway, and a run that does not
 record makes no activity, compensation or wait spans: an unsampled workflow builds no
@@ -36,6 +44,9 @@ from romancy_trio import hooks as h
 _W3C = TraceContextTextMapPropagator()
 _MAX_RUNS = 10_000
 """Open runs remembered at most (a run whose closing notification was dropped is forgotten)."""
+_MAX_PENDING = 1024
+"""First-run spans opened at start and not yet adopted, at most (one whose instance was not
+created - the start failed, or found it there - is never adopted: it is dropped unsent)."""
 
 
 def _ns(at: float) -> int:
@@ -127,6 +138,16 @@ class _Wait:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """A first run's span, opened at an eager start; adopted by the run's `Tracing.resumed`."""
+
+    span: Span
+    workflow: str
+    created: bool = False
+    """`WorkflowStarted` told: the instance exists, and its stored context names this span."""
+
+
+@dataclass(slots=True)
 class _Run:
     span: Span
     parent: Context | None
@@ -149,16 +170,47 @@ class Tracing:
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
         self._runs: dict[tuple[str, int], _Run] = {}
+        self._pending: dict[str, _Pending] = {}
 
     # -- suppliers (synchronous, in the caller's context) -----------------------------------
     def start_attributes(self, start: h.StartInfo) -> Mapping[str, str]:
         given = context_of(start.attributes)
-        span = self.tracer.start_span(
-            f"start {start.workflow}", context=given, kind=SpanKind.PRODUCER,
-            attributes={"romancy.instance_id": start.instance_id,
-                        "romancy.workflow": start.workflow})
-        span.end()
+        if start.runs_here:  # the first run's span, opened now: it names the instance
+            pending = self._pending.get(start.instance_id)
+            if pending is None:
+                span = self.tracer.start_span(f"run {start.workflow}", context=given,
+                                              kind=SpanKind.CONSUMER)
+                if len(self._pending) >= _MAX_PENDING:
+                    self._evict()
+                self._pending[start.instance_id] = _Pending(span, start.workflow)
+            else:  # a start of the same id in flight (or one that failed): whichever creates
+                span = pending.span  # the instance, the run adopts the span it names
+        else:
+            span = self.tracer.start_span(
+                f"start {start.workflow}", context=given, kind=SpanKind.PRODUCER,
+                attributes={"romancy.instance_id": start.instance_id,
+                            "romancy.workflow": start.workflow})
+            span.end()
         return {} if given is not None else _remembered_carrier(span)
+
+    def created(self, event: h.WorkflowStarted) -> None:
+        """The instance exists: its first-run span, if opened here, is its stored context."""
+        pending = self._pending.get(event.instance_id)
+        if pending is not None:
+            pending.created = True
+
+    def _evict(self) -> None:
+        """Make room: drop the oldest first-run span not adopted. One of an instance that
+        was created (its stored context names it) ends as that instance's ``start`` span, so
+        later runs keep their parent; one of an instance never created is dropped unsent."""
+        iid = next(iter(self._pending))
+        pending = self._pending.pop(iid)
+        if pending.created:
+            pending.span.update_name(f"start {pending.workflow}")
+            if pending.span.is_recording():
+                pending.span.set_attributes({"romancy.instance_id": iid,
+                                             "romancy.workflow": pending.workflow})
+            pending.span.end()
 
     def send_extensions(self, send: h.SendInfo) -> Mapping[str, str]:
         parent = context_of(send.attributes)
@@ -181,12 +233,21 @@ class Tracing:
             links.append(Link(trace.get_current_span(remote).get_span_context(),
                               {"cloudevents.event_id": woken.id,
                                "cloudevents.event_type": woken.type}))
-        span = self.tracer.start_span(
-            f"run {event.workflow}", context=parent, kind=SpanKind.CONSUMER, links=links,
-            start_time=_ns(event.at), attributes=_run_attributes(event) if sampled else None)
-        recording = span.is_recording()
-        if recording and not sampled:
-            span.set_attributes(_run_attributes(event))
+        pending = self._pending.pop(event.instance_id, None)
+        if pending is not None and pending.created:  # the first run of an eager start: its
+            # span is open already (one not created is of a start that found the instance)
+            span = pending.span
+            recording = span.is_recording()
+            if recording:  # (never woken by an event: no links)
+                span.set_attributes(_run_attributes(event))
+        else:
+            span = self.tracer.start_span(
+                f"run {event.workflow}", context=parent, kind=SpanKind.CONSUMER, links=links,
+                start_time=_ns(event.at),
+                attributes=_run_attributes(event) if sampled else None)
+            recording = span.is_recording()
+            if recording and not sampled:
+                span.set_attributes(_run_attributes(event))
         if len(self._runs) >= _MAX_RUNS:
             self._runs.pop(next(iter(self._runs)))
         run = self._runs[event.instance_id, event.epoch] = _Run(span, parent, recording)
@@ -209,6 +270,12 @@ class Tracing:
     def ended(self, event: h.RunEvent, error: tuple[str, str] | None = None,
               outcome: str = "") -> None:
         run = self._runs.pop((event.instance_id, event.epoch), None)
+        pending = None if run is not None else self._pending.pop(event.instance_id, None)
+        if pending is not None and pending.created:
+            # an eager start's run that ended before it began (its input could not be read)
+            run = _Run(pending.span, None, pending.span.is_recording())
+            if run.recording:
+                run.span.set_attributes(_ids(event))
         if run is None or not run.recording:
             return
         if outcome not in ("stopped", "lease lost"):

@@ -68,16 +68,22 @@ async def test_a_workflow_the_sampler_leaves_out_exports_nothing_and_is_still_co
                         hooks=[OpenTelemetryHooks(tracer_provider=provider,
                                                   meter_provider=meters), runs]) as app:
         quiet = await app.start(otel_sampled, 1)
-        with caller.start_as_current_span("request"):
+        with caller.start_as_current_span("request") as request:
             traced = await app.start(otel_sampled, 10)
         assert await app.result(quiet, timeout=30) == 2
         assert await app.result(traced, timeout=30) == 11
         await until(lambda: sorted(runs.ended) == sorted([quiet, traced]), timeout=30)
     spans = exporter.get_finished_spans()
     assert {(s.attributes or {}).get("romancy.instance_id") for s in spans} == {traced}
+    # started and run here at once: the first run is the instance's first span, under the
+    # request, and the parent of what follows
     assert sorted(s.name for s in spans) == [
-        "activity otel_sampled_step", "run otel_sampled", "run otel_sampled",
-        "start otel_sampled", "wait timer"]
+        "activity otel_sampled_step", "run otel_sampled", "run otel_sampled", "wait timer"]
+    first, second = sorted((s for s in spans if s.name == "run otel_sampled"),
+                           key=lambda s: s.start_time or 0)
+    assert first.parent is not None and second.parent is not None
+    assert first.parent.span_id == request.get_span_context().span_id
+    assert second.parent.span_id == first.context.span_id
     # every run of the left-out one was handed its context, whose flags say "not sampled"
     quiet_runs = [r for r in runs.resumed if r.instance_id == quiet]
     assert len(quiet_runs) == 2
