@@ -1,18 +1,18 @@
 """Traces: one per workflow instance, across its runs, workers and days.
 
-The instance's context - the parent of every later run and wait - is stored with it as W3C
-trace-context attributes at start. It names the instance's first span, a child of the caller's
-current span (or of the ``traceparent`` the caller gave, e.g. the HTTP header):
+At start the instance gets its first span, a child of the caller's current span (or of the
+``traceparent`` the caller gave, e.g. the HTTP header):
 
 - an instance that the starting process runs at once (an eager start: `App.run`, or
   `App.start` with a free slot) gets no span of its own at start: its first run's ``run
   <workflow>`` span is opened then, and the run adopts it (a start costs no extra span);
-- any other gets a ``start <workflow>`` span; with a ``traceparent`` given, the stored context
-  is the given one and the ``start`` span (and, when run at once, the first run) its child.
+- any other gets a ``start <workflow>`` span.
 
-Every later run is a ``run <workflow>`` span whose parent is that context, wherever and
-whenever it runs; activities (one span per attempt) and
-compensations are children of their run; a wait is a ``wait ...`` span under the instance's
+The instance's context - the parent of every later run and wait - is stored with it as W3C
+trace-context attributes: the ``traceparent`` the caller gave, else that first span's. Every
+later run is a ``run <workflow>`` span whose parent is that context, wherever and whenever it
+runs; activities (one span per attempt) and compensations are children of their run; a wait
+is a ``wait ...`` span under the instance's
 context, from its last step before the wait until the wait ended (a wait ended by an event is
 told by the run it woke once that run records a step: a run killed before that tells nothing,
 and the one that takes over tells it once). A run woken by a CloudEvent
@@ -272,7 +272,8 @@ class Tracing:
         run = self._runs.pop((event.instance_id, event.epoch), None)
         pending = None if run is not None else self._pending.pop(event.instance_id, None)
         if pending is not None and pending.created:
-            # an eager start's run that ended before it began (its input could not be read)
+            # an eager start's run that ended without a `resumed` (its input could not be
+            # read, or that notification was dropped from a full queue)
             run = _Run(pending.span, None, pending.span.is_recording())
             if run.recording:
                 run.span.set_attributes(_ids(event))
