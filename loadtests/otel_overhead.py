@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 import trio
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import SpanKind
 
 from romancy_trio import AppConfig, open_app
 from romancy_trio import hooks as h
@@ -132,12 +134,55 @@ async def _hook_work_us(arm: str, n: int = 3000) -> float:
         meter_provider.shutdown()
 
 
+def _sdk_floor_us(arm: str, n: int = 3000) -> float:
+    """CPU microseconds per workflow of the bare SDK calls that a one-activity workflow's
+    telemetry needs, with no romancy_trio code at all: its two spans (``run`` with the run's
+    attributes, ``activity`` as its child with the attempt's) and its two histogram
+    measurements, with the same SDK set-up as the scenario. No implementation on the SDK
+    can cost less (the counters are left out: they can be kept without the SDK)."""
+    tracer_provider, _ = _tracer_provider(arm)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tracer = tracer_provider.get_tracer("floor")
+    meter = meter_provider.get_meter("floor")
+    duration = meter.create_histogram("duration", unit="s")
+    latency = meter.create_histogram("latency", unit="s")
+    by_workflow = {"romancy.workflow": "bench_one"}
+    by_attempt = {"workflow": "bench_one", "activity": "bench_act", "outcome": "completed"}
+    try:
+        c0 = time.process_time()
+        for i in range(n):
+            iid, now = f"bench-{i}", time.time_ns()
+            run = tracer.start_span("run bench_one", kind=SpanKind.CONSUMER)
+            if run.is_recording():
+                run.set_attributes({"romancy.instance_id": iid, "romancy.worker_id": "w",
+                                    "romancy.workflow": "bench_one", "romancy.run_no": 1,
+                                    "romancy.replayed": 0})
+                activity = tracer.start_span(
+                    "activity bench_act", context=trace.set_span_in_context(run),
+                    start_time=now, attributes={
+                        "romancy.instance_id": iid, "romancy.worker_id": "w",
+                        "romancy.workflow": "bench_one", "romancy.run_no": 1,
+                        "romancy.activity_id": "a1", "romancy.activity": "bench_act",
+                        "romancy.activity.attempt": 1})
+                activity.end(end_time=now)
+            latency.record(0.001, by_workflow)
+            duration.record(0.001, by_attempt)
+            run.end(end_time=now)
+        tracer_provider.force_flush()
+        return (time.process_time() - c0) / n * 1e6
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 def _median_range(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} (range {min(values):.0f}-{max(values):.0f})"
 
 
 async def scenario(run: Run) -> list[Result]:
-    total = max(run.sizes.concurrent // 4, 50)
+    # runs long enough for the steady state (500 workflows: a third of a second, in which
+    # the set-up's fixed costs hid about a third of the difference)
+    total = max(run.sizes.concurrent, 50)
     c = run.sizes.concurrency
     rates: dict[str, list[float]] = {arm: [] for arm in ARMS}
     latencies: dict[str, list[float]] = {arm: [] for arm in ARMS}
@@ -158,6 +203,8 @@ async def scenario(run: Run) -> list[Result]:
             bar.advance()
     bar.close()
     alone = {arm: statistics.median([await _hook_work_us(arm) for _ in range(5)])
+             for arm in ("on", "sampled")}
+    floor = {arm: statistics.median([_sdk_floor_us(arm) for _ in range(5)])
              for arm in ("on", "sampled")}
     # each workflow: run and activity spans (run here at once: no start span)
     require(spans["on"] >= REPETITIONS * total * 2,
@@ -184,7 +231,10 @@ async def scenario(run: Run) -> list[Result]:
           f"OpenTelemetryHooks' own work alone (no database, median of 5): on "
           f"{alone['on']:.0f} us per workflow = {alone['on'] / cpu['off'] * 100:.1f}% of the "
           f"off CPU, sampled {alone['sampled']:.0f} us = "
-          f"{alone['sampled'] / cpu['off'] * 100:.1f}%")
+          f"{alone['sampled'] / cpu['off'] * 100:.1f}%; the bare SDK calls they need (2 spans, "
+          f"2 histogram records; the floor of any implementation on the SDK): on "
+          f"{floor['on']:.0f} us = {floor['on'] / cpu['off'] * 100:.1f}%, sampled "
+          f"{floor['sampled']:.0f} us = {floor['sampled'] / cpu['off'] * 100:.1f}%")
     label = {"off": "otel off", "on": "otel on", "sampled": f"otel on, {RATIO:.0%} sampled"}
     return [
         Result(f"1-activity wf, {c} concurrent, {label[arm]}", REPETITIONS * total,
@@ -195,7 +245,8 @@ async def scenario(run: Run) -> list[Result]:
                     "overhead_pct": round(overhead[arm], 1),
                     "paired_overhead_pct": round(paired[arm], 1),
                     "cpu_overhead_pct": round(cpu_pct[arm], 1), "spans": spans[arm],
-                    "hook_work_us_per_wf": round(alone[arm])})},
+                    "hook_work_us_per_wf": round(alone[arm]),
+                    "sdk_floor_us_per_wf": round(floor[arm])})},
                checked="all completed" + (", spans exported" if arm == "on" else ""))
         for arm in ARMS
     ]
