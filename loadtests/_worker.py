@@ -4,7 +4,8 @@
 
 The process opens an App on ``SCHEMA`` with the workflows listed in ``MODULE.WORKFLOWS``
 (e.g. ``loadtests.channels_bench``), prints ``ready`` once it is serving, and runs until SIGTERM
-or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances back). With
+or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances back), and writes
+its scheduler's statistics to stderr (``stats {json}``: `Worker.stats` once it stopped). With
 ``LOADTEST_WORKER_PROFILE=DIR`` in its environment it runs under cProfile and writes
 ``DIR/<worker id>-<pid>.prof`` when it stops (call counts per workflow, to compare set-ups).
 """
@@ -12,7 +13,9 @@ or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances bac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -36,10 +39,14 @@ async def serve(dsn: str, schema: str, worker_id: str, module: str, pool: int) -
     workflows: list[Any] = importlib.import_module(module).WORKFLOWS
     config = AppConfig(schema=schema, pool_size=pool)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_app(dsn, worker_id=worker_id, workflows=workflows, config=config):
+        async with open_app(dsn, worker_id=worker_id, workflows=workflows, config=config) as app:
             print("ready", flush=True)
             async for _ in signals:
                 break
+            stats = app.statistics()
+            if stats is not None:
+                print("stats", json.dumps(dataclasses.asdict(stats)), file=sys.stderr,
+                      flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,6 +74,8 @@ class Worker:
     worker_id: str
     process: trio.Process
     log_path: Path
+    stats: dict[str, Any] | None = None
+    """The scheduler's statistics it wrote when it stopped on SIGTERM (None: it did not)."""
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -149,6 +158,9 @@ async def _stop(workers: list[Worker]) -> None:
             await w.process.wait()
         if w.process.stdout is not None:
             await w.process.stdout.aclose()
+        for line in w.log_tail(20).splitlines():
+            if line.startswith("stats {"):
+                w.stats = json.loads(line[len("stats "):])
 
 
 if __name__ == "__main__":

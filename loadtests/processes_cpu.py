@@ -83,6 +83,11 @@ class Sample:
     """CPU ms per workflow of the PostgreSQL backends of the workers and this process"""
     producer_ms: float
     """CPU ms per workflow of this process (starts and waits for results)"""
+    claims: float
+    """Claim statements of the workers per workflow they ran (warm-up included)"""
+    deferred: float
+    """Wake-ups the workers heard and left to the peer chosen for the instance, per workflow
+    (each worker hears every work notification)"""
 
     @property
     def total_ms(self) -> float:
@@ -136,11 +141,15 @@ async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: 
             producer_cpu = time.process_time() - before[2]
             check_alive(workers)
             require(done == WARMUP + total, f"{done} results, expected {WARMUP + total}")
+        stats = [w.stats for w in workers]
+        require(all(s is not None for s in stats), "a worker did not report its statistics")
+        started = sum(s["started"] for s in stats if s)
     finally:
         drop_schema(dsn, schema)
     per = 1000 / total
     return Sample(processes, total, seconds, workers_cpu * per, pg_cpu * per,
-                  producer_cpu * per)
+                  producer_cpu * per, sum(s["claims"] for s in stats if s) / started,
+                  sum(s["deferred"] for s in stats if s) / started)
 
 
 async def compare(run: Run, *, repetitions: int, total: int, setups: tuple[int, ...] = SETUPS,
@@ -167,7 +176,8 @@ def summary(samples: list[Sample], setups: tuple[int, ...] = SETUPS) -> dict[str
 
     for n in setups:
         mine = [s for s in samples if s.processes == n]
-        for field in ("workers_ms", "postgres_ms", "producer_ms", "total_ms"):
+        for field in ("workers_ms", "postgres_ms", "producer_ms", "total_ms", "claims",
+                      "deferred"):
             out[f"{n}p_{field}"] = spread([getattr(s, field) for s in mine])
         out[f"{n}p_per_s"] = round(statistics.median(s.workflows / s.seconds for s in mine), 1)
     first, last = setups[0], setups[-1]
@@ -214,7 +224,8 @@ def main() -> None:
     for s in samples:
         print(f"{s.processes} process(es): {s.workflows / s.seconds:7.1f} wf/s, CPU ms per "
               f"workflow: workers {s.workers_ms:.2f}, postgres {s.postgres_ms:.2f}, this "
-              f"process {s.producer_ms:.2f}, total {s.total_ms:.2f}")
+              f"process {s.producer_ms:.2f}, total {s.total_ms:.2f}; per workflow: claims "
+              f"{s.claims:.2f}, wake-ups left to peers {s.deferred:.2f}")
     for k, v in summary(samples, setups).items():
         print(f"  {k}: {v}")
     print(f"load average: {os.getloadavg()}")
