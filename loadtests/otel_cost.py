@@ -2,7 +2,9 @@
 count of its work: ``python -m loadtests.otel_cost ARM N [CLIENTS]`` runs the warm-up, then
 ``N`` one-activity workflows by ``CLIENTS`` clients (default 1), with ``ARM`` ``off``, ``on``
 (every workflow sampled), ``zero`` (``ParentBased(TraceIdRatioBased(0))``: nothing
-sampled) or ``dispatch`` (a hook whose notifications do nothing: the dispatcher's cost).
+sampled), ``dispatch`` (a hook whose notifications do nothing: the dispatcher's cost) or
+``floor`` (no app: the bare SDK calls that a one-activity workflow's spans and histogram
+records need, every workflow sampled - the floor of any implementation on the SDK).
 Under ``valgrind --tool=callgrind`` the difference between two ``N`` is the instructions per
 workflow (every thread of the process; the database server's not)::
 
@@ -29,7 +31,7 @@ from romancy_trio import hooks as h
 from romancy_trio.otel import OpenTelemetryHooks, observe_app
 
 from ._common import DEFAULT_DSN, drop_schema, new_schema
-from .otel_overhead import NoOpExporter
+from .otel_overhead import NoOpExporter, _sdk_floor_us
 from .workflows import WARMUP, WORKFLOWS, bench_one
 
 
@@ -59,6 +61,11 @@ def _callgrind(switch: str) -> None:
 
 
 async def main(arm: str, total: int, clients: int) -> None:
+    if arm == "floor":  # the bare SDK calls alone: no app, no database
+        _callgrind("on")
+        _sdk_floor_us("on", total)
+        _callgrind("off")
+        return
     schema = new_schema()
     try:
         async with AsyncExitStack() as stack:
