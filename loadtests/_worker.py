@@ -158,7 +158,7 @@ async def _stop(workers: list[Worker]) -> None:
             await w.process.wait()
         if w.process.stdout is not None:
             await w.process.stdout.aclose()
-        for line in w.log_tail(20).splitlines():
+        for line in w.log_tail(1_000_000).splitlines():  # the whole (short) log
             if line.startswith("stats {"):
                 w.stats = json.loads(line[len("stats "):])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
 
 import trio
 from opentelemetry import trace
@@ -106,15 +106,25 @@ async def _one_run(run: Run, *, arm: str, total: int, concurrency: int
     return seconds, cpu, latencies, exporter.spans
 
 
+@contextmanager
+def _providers(arm: str) -> Iterator[tuple[TracerProvider, MeterProvider]]:
+    """The scenario's SDK set-up for ``arm``, shut down on exit (the stand-alone figures)."""
+    tracer_provider, _ = _tracer_provider(arm)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    try:
+        yield tracer_provider, meter_provider
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+
+
 async def _hook_work_us(arm: str, n: int = 3000) -> float:
     """CPU microseconds per workflow of `OpenTelemetryHooks` alone (no database, no
     dispatcher): the supplier at start and the notifications of a one-activity workflow
     started and run here at once, with the same SDK set-up. Steadier than the end-to-end
     figures on a busy machine."""
-    tracer_provider, _ = _tracer_provider(arm)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    hook = OpenTelemetryHooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    try:
+    with _providers(arm) as (tracer_provider, meter_provider):
+        hook = OpenTelemetryHooks(tracer_provider=tracer_provider, meter_provider=meter_provider)
         c0 = time.process_time()
         for i in range(n):
             iid, now = f"bench-{i}", time.time()
@@ -129,9 +139,6 @@ async def _hook_work_us(arm: str, n: int = 3000) -> float:
                                                                  1, 1))
         tracer_provider.force_flush()
         return (time.process_time() - c0) / n * 1e6
-    finally:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
 
 
 def _sdk_floor_us(arm: str, n: int = 3000) -> float:
@@ -140,15 +147,13 @@ def _sdk_floor_us(arm: str, n: int = 3000) -> float:
     attributes, ``activity`` as its child with the attempt's) and its two histogram
     measurements, with the same SDK set-up as the scenario. No implementation on the SDK
     can cost less (the counters are left out: they can be kept without the SDK)."""
-    tracer_provider, _ = _tracer_provider(arm)
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    tracer = tracer_provider.get_tracer("floor")
-    meter = meter_provider.get_meter("floor")
-    duration = meter.create_histogram("duration", unit="s")
-    latency = meter.create_histogram("latency", unit="s")
     by_workflow = {"romancy.workflow": "bench_one"}
     by_attempt = {"workflow": "bench_one", "activity": "bench_act", "outcome": "completed"}
-    try:
+    with _providers(arm) as (tracer_provider, meter_provider):
+        tracer = tracer_provider.get_tracer("floor")
+        meter = meter_provider.get_meter("floor")
+        duration = meter.create_histogram("duration", unit="s")
+        latency = meter.create_histogram("latency", unit="s")
         c0 = time.process_time()
         for i in range(n):
             iid, now = f"bench-{i}", time.time_ns()
@@ -170,9 +175,6 @@ def _sdk_floor_us(arm: str, n: int = 3000) -> float:
             run.end(end_time=now)
         tracer_provider.force_flush()
         return (time.process_time() - c0) / n * 1e6
-    finally:
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
 
 
 def _median_range(values: list[float]) -> str:

@@ -141,15 +141,16 @@ async def measure(dsn: str, processes: int, total: int, concurrency: int, pool: 
             producer_cpu = time.process_time() - before[2]
             check_alive(workers)
             require(done == WARMUP + total, f"{done} results, expected {WARMUP + total}")
-        stats = [w.stats for w in workers]
-        require(all(s is not None for s in stats), "a worker did not report its statistics")
-        started = sum(s["started"] for s in stats if s)
+        require(all(w.stats is not None for w in workers),
+                "a worker did not report its statistics")
+        stats = [w.stats or {} for w in workers]
+        started = sum(s["started"] for s in stats)
     finally:
         drop_schema(dsn, schema)
     per = 1000 / total
     return Sample(processes, total, seconds, workers_cpu * per, pg_cpu * per,
-                  producer_cpu * per, sum(s["claims"] for s in stats if s) / started,
-                  sum(s["deferred"] for s in stats if s) / started)
+                  producer_cpu * per, sum(s["claims"] for s in stats) / started,
+                  sum(s["deferred"] for s in stats) / started)
 
 
 async def compare(run: Run, *, repetitions: int, total: int, setups: tuple[int, ...] = SETUPS,
