@@ -8,11 +8,14 @@ or SIGINT, when it leaves ``open_app`` cleanly (handing unfinished instances bac
 its scheduler's statistics to stderr (``stats {json}``: `Worker.stats` once it stopped). With
 ``LOADTEST_WORKER_PROFILE=DIR`` in its environment it runs under cProfile and writes
 ``DIR/<worker id>-<pid>.prof`` when it stops (call counts per workflow, to compare set-ups).
+With ``LOADTEST_WORKER_SQLCOUNT=1`` it counts its statements (`loadtests._sqlcount`) and adds
+them to its statistics as ``sql`` (statement text, shortened: count).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -33,20 +36,27 @@ import trio
 from romancy_trio import AppConfig, open_app
 
 from ._common import ROOT, CheckFailed, check_local
+from ._sqlcount import counting
 
 
 async def serve(dsn: str, schema: str, worker_id: str, module: str, pool: int) -> None:
     workflows: list[Any] = importlib.import_module(module).WORKFLOWS
     config = AppConfig(schema=schema, pool_size=pool)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_app(dsn, worker_id=worker_id, workflows=workflows, config=config) as app:
-            print("ready", flush=True)
-            async for _ in signals:
-                break
-            stats = app.statistics()
-            if stats is not None:
-                print("stats", json.dumps(dataclasses.asdict(stats)), file=sys.stderr,
-                      flush=True)
+    with contextlib.ExitStack() as stack:
+        counts = (stack.enter_context(counting()) if os.environ.get("LOADTEST_WORKER_SQLCOUNT")
+                  else None)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with open_app(dsn, worker_id=worker_id, workflows=workflows,
+                                config=config) as app:
+                print("ready", flush=True)
+                async for _ in signals:
+                    break
+                stats = app.statistics()
+                if stats is not None:
+                    out = dataclasses.asdict(stats)
+                    if counts is not None:
+                        out["sql"] = dict(counts.kinds)
+                    print("stats", json.dumps(out), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
