@@ -21,10 +21,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -107,20 +106,44 @@ async def _probe(
             await sender.execute("SELECT pg_notify(%s, %s)", (channel, token))
         finally:
             await sender.close()
-    async with contextlib.aclosing(conn.notifies(timeout=config.probe_timeout)) as notifies:
-        async for n in notifies:
-            if n.channel == channel and n.payload == token:
+    if not await _await_token(conn, channel, token, routes, sink.deliver, config.probe_timeout):
+        raise ListenProbeFailed(
+            f"the notify listener connection did not receive its own probe notification "
+            f"within {config.probe_timeout:g} s, so it cannot LISTEN: is it going through a "
+            "transaction-pooling proxy (e.g. PgBouncer in transaction mode), or to another "
+            "server or database than the DSN used to send? Pass listener_dsn= pointing at "
+            "a direct connection to the same database."
+        )
+
+
+async def _await_token(
+    conn: pg.TrioConnection[Any],
+    channel: str,
+    token: str,
+    routes: Mapping[str, str],
+    deliver: Callable[[str, str], None],
+    timeout: float,
+) -> bool:
+    """Read notifications on ``conn`` until ``token`` arrives on ``channel`` (True) or
+    ``timeout`` passes (False), handing every other one of ``routes`` to ``deliver``. Reads at
+    libpq level, as `_receive` does, and always takes a whole batch: the notifications that
+    arrived with the token (after it in the same read) are delivered, not dropped."""
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    seen = False
+    with trio.move_on_after(timeout):
+        while True:
+            while (n := pgconn.notifies()) is not None:  # what libpq already holds first
+                name, payload = n.relname.decode(encoding), n.extra.decode(encoding)
+                if name == channel and payload == token:
+                    seen = True
+                elif (topic := routes.get(name)) is not None:
+                    deliver(topic, payload)
+            if seen:
                 break
-            if (topic := routes.get(n.channel)) is not None:
-                sink.deliver(topic, n.payload)
-        else:
-            raise ListenProbeFailed(
-                f"the notify listener connection did not receive its own probe notification "
-                f"within {config.probe_timeout:g} s, so it cannot LISTEN: is it going through a "
-                "transaction-pooling proxy (e.g. PgBouncer in transaction mode), or to another "
-                "server or database than the DSN used to send? Pass listener_dsn= pointing at "
-                "a direct connection to the same database."
-            )
+            await trio.lowlevel.wait_readable(pgconn.socket)
+            pgconn.consume_input()  # psycopg.OperationalError once the connection is lost
+    return seen
 
 
 async def _open_listener(
@@ -143,7 +166,7 @@ async def _open_listener(
             if (topic := routes.get(n.channel)) is not None:
                 sink.deliver(topic, n.payload)
 
-        conn.add_notify_handler(handler)  # only now: `_probe` uses conn.notifies()
+        conn.add_notify_handler(handler)  # only now: `_probe` reads notifications itself
         with trio.fail_after(config.probe_timeout):
             await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
         ok = True

@@ -247,6 +247,38 @@ async def test_probe_fails_if_listener_cannot_hear_the_sender(
             pytest.fail("the hub must not open")
 
 
+async def test_probe_delivers_what_arrives_with_its_token(
+    pg_dsn: str, topics: tuple[str, str]
+) -> None:
+    """Notifications committed together with the probe token arrive in one batch; the probe
+    hands every one of them to the hub, also those after the token (it used to stop reading
+    at the token and drop the rest of the batch)."""
+    from romancy_notify._pg_source import _await_token
+
+    work, _ = topics
+    probe = f"{work}_probe"
+    async with await connect(pg_dsn, autocommit=True) as listener:
+        await listener.execute(sql.SQL("LISTEN {}; LISTEN {}").format(
+            sql.Identifier(work), sql.Identifier(probe)))
+        async with await connect(pg_dsn) as sender:  # one transaction: one batch
+            await notify_tx(sender, work, "before")
+            await notify_tx(sender, probe, "token")
+            for i in range(3):
+                await notify_tx(sender, work, f"after-{i}")
+            await notify_tx(sender, f"{work}_unrouted", "ignored")
+        delivered: list[tuple[str, str]] = []
+        assert await _await_token(listener, probe, "token", {work: "work-topic"},
+                                  lambda topic, payload: delivered.append((topic, payload)),
+                                  WOKEN)
+        assert delivered == [("work-topic", p) for p in ("before", "after-0", "after-1",
+                                                         "after-2")]
+        # and a token that never comes: False after the timeout, nothing delivered
+        assert not await _await_token(listener, probe, "other", {work: "work-topic"},
+                                      lambda topic, payload: delivered.append((topic, payload)),
+                                      0.2)
+        assert len(delivered) == 4
+
+
 async def test_start_up_connection_failure_propagates(topics: tuple[str, str]) -> None:
     with pytest.raises(psycopg.OperationalError):
         async with open_pg_hub("postgresql://root@127.0.0.1:1/test", topics, FAST):
