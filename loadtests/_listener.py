@@ -12,7 +12,6 @@ romancy_trio code in that process at all.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import trio
 from psycopg import sql
 
 from ._common import ROOT, check_local
+from ._worker import child_env, said_ready
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,8 +41,7 @@ async def open_listeners(dsn: str, channel: str, count: int,
                          start_timeout: float = 30) -> AsyncIterator[list[trio.Process]]:
     """Start ``count`` bare listeners on ``channel``, wait until each listens; kill them on
     exit."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = child_env()
     procs: list[trio.Process] = []
     try:
         for _ in range(count):
@@ -50,15 +49,7 @@ async def open_listeners(dsn: str, channel: str, count: int,
                 [sys.executable, "-m", "loadtests._listener", dsn, channel],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE)
             procs.append(proc)
-            assert proc.stdout is not None
-            seen = b""
-            with trio.move_on_after(start_timeout):
-                while b"ready\n" not in seen:
-                    chunk = await proc.stdout.receive_some()
-                    if not chunk:
-                        break
-                    seen += chunk
-            if b"ready\n" not in seen:
+            if not await said_ready(proc, start_timeout):
                 raise RuntimeError(f"listener {len(procs)} did not start (exit "
                                    f"{proc.returncode})")
         yield procs

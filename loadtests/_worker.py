@@ -95,6 +95,25 @@ class Worker:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def child_env() -> dict[str, str]:
+    """This environment, with the repository first on ``PYTHONPATH`` (for ``-m loadtests.*``)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+async def said_ready(proc: trio.Process, timeout: float) -> bool:
+    """Read ``proc``'s stdout until it prints ``ready`` (True), ends or ``timeout`` passes."""
+    assert proc.stdout is not None
+    seen = b""
+    with trio.move_on_after(timeout):
+        while b"ready\n" not in seen:
+            chunk = await proc.stdout.receive_some()
+            if not chunk:
+                break
+            seen += chunk
+    return b"ready\n" in seen
+
+
 @asynccontextmanager
 async def open_workers(
     dsn: str, schema: str, module: str, count: int, *, pool: int = 6, start_timeout: float = 60
@@ -105,8 +124,7 @@ async def open_workers(
     logdir = Path(tempfile.mkdtemp(prefix="romancy-loadtest-"))
     workers: list[Worker] = []
     logs: list[IO[bytes]] = []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = child_env()
 
     async def start(i: int) -> None:
         path = logdir / f"w{i}.log"
@@ -118,15 +136,7 @@ async def open_workers(
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
         worker = Worker(f"w{i}", proc, path)
         workers.append(worker)
-        assert proc.stdout is not None
-        seen = b""
-        with trio.move_on_after(start_timeout):
-            while b"ready\n" not in seen:
-                chunk = await proc.stdout.receive_some()
-                if not chunk:
-                    break
-                seen += chunk
-        if b"ready\n" not in seen:
+        if not await said_ready(proc, start_timeout):
             raise RuntimeError(f"worker w{i} did not start:\n{worker.log_tail()}")
 
     ok = False
