@@ -32,6 +32,7 @@ import dataclasses
 import os
 import statistics
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,18 @@ def _cpu_of(pid: int, *, system: bool = False) -> float:
         return 0.0
     stime = int(fields[12])  # utime, stime: fields 14, 15
     return (stime if system else int(fields[11]) + stime) / _TICK
+
+
+def _cpu_map(pids: Iterable[int], *, system: bool = False) -> dict[int, float]:
+    """`_cpu_of` of each of ``pids``, by pid: a snapshot for `_cpu_since`."""
+    return {p: _cpu_of(p, system=system) for p in pids}
+
+
+def _cpu_since(before: Mapping[int, float], pids: Iterable[int], *,
+               system: bool = False) -> float:
+    """CPU seconds ``pids`` used since the snapshot ``before`` (a pid not in it - a backend
+    opened meanwhile - counts whole; one that ended meanwhile, not at all)."""
+    return sum(_cpu_of(p, system=system) - before.get(p, 0.0) for p in pids)
 
 
 def _backends(dsn: str, app_name: str) -> list[int]:
@@ -153,8 +166,7 @@ async def measure(dsn: str, setup: str, total: int, concurrency: int, pool: int,
                 left = n
 
                 async def client() -> None:
-                    nonlocal left, done
-                    nonlocal pace
+                    nonlocal left, done, pace
                     while left > 0:
                         left -= 1
                         if rate is not None:
@@ -173,25 +185,22 @@ async def measure(dsn: str, setup: str, total: int, concurrency: int, pool: int,
             await clients(WARMUP)  # connections, prepared statements, code paths
             pids = [w.process.pid for w in workers]
             bare_pids = [p.pid for p in bare]
-            backends = await trio.to_thread.run_sync(_backends, dsn, tag)
-            mine = await trio.to_thread.run_sync(_backends, dsn, f"{tag}_s")
-            before = ([_cpu_of(p) for p in pids], [_cpu_of(p) for p in backends],
-                      time.process_time(), [_cpu_of(p) for p in bare_pids],
-                      {p: _cpu_of(p) for p in mine},
-                      sum(_cpu_of(p, system=True) for p in pids))
+            workers_before, bare_before = _cpu_map(pids), _cpu_map(bare_pids)
+            workers_sys_before = _cpu_map(pids, system=True)
+            backends_before = _cpu_map(await trio.to_thread.run_sync(_backends, dsn, tag))
+            mine_before = _cpu_map(await trio.to_thread.run_sync(_backends, dsn, f"{tag}_s"))
+            producer_before = time.process_time()
             t0 = time.perf_counter()
             await clients(total)
             seconds = time.perf_counter() - t0
-            after_backends = await trio.to_thread.run_sync(_backends, dsn, tag)
-            after_mine = await trio.to_thread.run_sync(_backends, dsn, f"{tag}_s")
-            workers_cpu = sum(_cpu_of(p) for p in pids) - sum(before[0])
-            workers_sys = sum(_cpu_of(p, system=True) for p in pids) - before[5]
-            pg_cpu = (sum(_cpu_of(p) for p in after_backends)
-                      - sum(c for p, c in zip(backends, before[1], strict=True)
-                            if p in after_backends))
-            producer_cpu = time.process_time() - before[2]
-            producer_pg_cpu = sum(_cpu_of(p) - before[4].get(p, 0.0) for p in after_mine)
-            bare_cpu = sum(_cpu_of(p) for p in bare_pids) - sum(before[3])
+            producer_cpu = time.process_time() - producer_before
+            workers_cpu = _cpu_since(workers_before, pids)
+            workers_sys = _cpu_since(workers_sys_before, pids, system=True)
+            bare_cpu = _cpu_since(bare_before, bare_pids)
+            pg_cpu = _cpu_since(backends_before,
+                                await trio.to_thread.run_sync(_backends, dsn, tag))
+            producer_pg_cpu = _cpu_since(
+                mine_before, await trio.to_thread.run_sync(_backends, dsn, f"{tag}_s"))
             check_alive(workers)
             require(done == WARMUP + total, f"{done} results, expected {WARMUP + total}")
         require(all(w.stats is not None for w in workers),

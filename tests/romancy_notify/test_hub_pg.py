@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from romancy_notify import ListenProbeFailed, NotifyConfig, Wakeup, notify_tx, open_pg_hub
+from romancy_notify._pg_source import _await_token
 from romancy_notify.pg import connect
 
 # Quick reconnects and short probes so failures show within a test's time.
@@ -253,8 +254,6 @@ async def test_probe_delivers_what_arrives_with_its_token(
     """Notifications committed together with the probe token arrive in one batch; the probe
     hands every one of them to the hub, also those after the token (it used to stop reading
     at the token and drop the rest of the batch)."""
-    from romancy_notify._pg_source import _await_token
-
     work, _ = topics
     probe = f"{work}_probe"
     async with await connect(pg_dsn, autocommit=True) as listener:
