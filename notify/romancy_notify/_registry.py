@@ -10,8 +10,10 @@ ready; waking them is the hub's job. Everything a caller can observe is decided 
 - Bounded memory: a wildcard watch keeps at most ``max_pending_keys`` payloads. One more
   clears the set and marks a *gap* (and counts an overflow): the caller must rescan.
 - Gap: `Registry.gap_all` marks every watch (the listener reconnected, so notifications may
-  have been lost). While a gap is pending a watch collects no payloads: ``Wakeup.gap`` means
-  "``keys`` is incomplete, rescan everything", so they would be of no use.
+  have been lost); `Registry.gap_topic` marks the watches of one topic (heard again after
+  `Hub.set_heard` had stopped hearing it). While a gap is pending a watch collects no
+  payloads: ``Wakeup.gap`` means "``keys`` is incomplete, rescan everything", so they would
+  be of no use.
 """
 
 from __future__ import annotations
@@ -204,14 +206,14 @@ class Registry(Generic[H]):
     def gap_all(self) -> list[H]:
         """Mark a gap on every watch; return the handles of those that were idle."""
         self.gaps += 1
-        woken: list[H] = []
-        for ws in self._all():
-            if not ws.ready:
-                woken.append(ws.handle)
-            ws._gap = True
-            ws._keys.clear()
-        self.delivered += len(woken)
-        return woken
+        return self._mark_gap(self._all())
+
+    def gap_topic(self, topic: str) -> list[H]:
+        """Mark a gap on every watch of ``topic``; return the handles of those that were idle.
+
+        Not counted in ``gaps`` (hub-wide gaps)."""
+        keyed = [ws for (t, _), group in self._keyed.items() if t == topic for ws in group]
+        return self._mark_gap([*keyed, *self._wildcard.get(topic, ())])
 
     def take(self, ws: WatchState[H]) -> Wakeup | None:
         """Consume the pending state of ``ws``: a `Wakeup`, or None if it is idle."""
@@ -231,6 +233,16 @@ class Registry(Generic[H]):
         for ws in list(self._all()):
             self.remove(ws)
         return handles
+
+    def _mark_gap(self, watches: Iterable[WatchState[H]]) -> list[H]:
+        woken: list[H] = []
+        for ws in watches:
+            if not ws.ready:
+                woken.append(ws.handle)
+            ws._gap = True
+            ws._keys.clear()
+        self.delivered += len(woken)
+        return woken
 
     def _all(self) -> Iterable[WatchState[H]]:
         for group in self._keyed.values():

@@ -113,6 +113,19 @@ def test_gap_all_marks_every_watch_and_wakes_idle_ones() -> None:
     assert r.take(idle) == Wakeup(keys=frozenset({"a"}))
 
 
+def test_gap_topic_marks_the_watches_of_that_topic_only() -> None:
+    r = make()
+    idle = r.add("done", "a", "idle")
+    busy = r.add("done", None, "busy")
+    other = r.add("work", "a", "other")
+    r.deliver("done", "x")
+    assert r.gap_topic("done") == ["idle"]
+    assert (r.gaps, r.delivered) == (0, 2)  # a topic's gap is not a hub-wide one
+    assert r.take(idle) == r.take(busy) == Wakeup(gap=True)
+    assert r.take(other) is None
+    assert sorted(r.gap_topic("done")) == ["busy", "idle"]  # both idle again
+
+
 def test_gap_swallows_keys_until_taken() -> None:
     r = make()
     ws = r.add("done", "a", "h")
