@@ -39,6 +39,11 @@ The rules:
   whole topic (``key=None``) so that writers of work can send one constant payload (e.g. the
   queue name) per transaction, and a batch of starts in one transaction sends one NOTIFY, not
   one per instance.
+- **Muting.** ``hub.set_heard(topic, False)`` stops hearing a busy topic for a while (its
+  PostgreSQL channel is UNLISTENed soon, by the listener task; aliases stay heard;
+  `Hub.publish_local` still delivers); ``set_heard(topic, True)`` LISTENs again and then
+  reports a gap to that topic's watches. Cheap, coalescing, kept across reconnects; a local
+  hub only records it.
 - **Structured.** `open_local_hub` / `open_pg_hub` are async context managers that own the
   hub's tasks and return only once it is listening (LISTEN done, self-probe passed). Leaving
   the block cancels them; waits on its watches then raise `HubClosed`.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -52,7 +52,10 @@ class HubStatistics:
     ``delivered``: times a watch went from idle to ready (wakeups set); ``gaps``: hub-wide gaps
     (listener reconnects); ``overflows``: per-watch pending-set overflows (each a gap for that
     watch); ``fallbacks``: waits that ended on the fallback timer; ``listening``: the source is
-    connected and LISTENing (always True for an open local hub).
+    connected and LISTENing (always True for an open local hub); ``unheard``: the topics
+    `Hub.set_heard` stopped hearing, as the source has applied it (PostgreSQL: their channel is
+    UNLISTENed on the listener connection - on the last one while reconnecting; a change shows
+    here once its UNLISTEN / LISTEN is done; local hub: at once).
     """
 
     watches: int
@@ -63,6 +66,7 @@ class HubStatistics:
     fallbacks: int
     overflows: int
     listening: bool
+    unheard: frozenset[str] = frozenset()
 
 
 class Watch:
@@ -172,6 +176,9 @@ class Hub:
         self._listener_pid: int | None = None
         self._reconnects = 0
         self._fallbacks = 0
+        self._unheard: set[str] = set()  # wanted by set_heard
+        self._unheard_applied: frozenset[str] = frozenset()  # as the source applied it
+        self._heard_changed: Callable[[], None] | None = None  # the source's, if it applies
 
     @property
     def topics(self) -> frozenset[str]:
@@ -206,6 +213,40 @@ class Hub:
             raise HubClosed("the notify hub is closed")
         self._deliver(topic, payload)
 
+    def set_heard(self, topic: str, heard: bool) -> None:
+        """Stop (``heard=False``) or resume hearing ``topic``'s PostgreSQL channel; soon.
+
+        For a process that has no use for a busy topic's notifications for a while (a worker
+        not taking new work): it stops paying for hearing them. No I/O here: the listener task
+        applies the latest wanted state soon (repeated calls coalesce), with ``UNLISTEN`` or
+        ``LISTEN`` of the topic's own channel only (alias channels of ``open_pg_hub(aliases=)``
+        stay heard). Notifications already in flight may still arrive (hints: harmless);
+        `publish_local` still delivers. Heard again, the topic's watches (only theirs) get a
+        gap once the ``LISTEN`` is done: what was sent meanwhile was missed, waiters rescan.
+        A reconnected listener LISTENs only the channels heard then (its gap goes to every
+        watch). ``HubStatistics.unheard`` shows the state applied. A local hub
+        (`open_local_hub`) has nothing to unlisten: it only records the state.
+
+        `ValueError` for a topic the hub does not serve, `HubClosed` once closed.
+        """
+        validate_topic(topic)
+        if topic not in self._registry.topics:
+            raise ValueError(f"unknown notify topic {topic!r}")
+        if not isinstance(heard, bool):
+            raise TypeError(f"heard must be a bool, not {heard!r}")
+        if self._closed:
+            raise HubClosed("the notify hub is closed")
+        if heard == (topic not in self._unheard):
+            return
+        if heard:
+            self._unheard.discard(topic)
+        else:
+            self._unheard.add(topic)
+        if self._heard_changed is None:  # no listener to tell: applied as it is
+            self._unheard_applied = frozenset(self._unheard)
+        else:
+            self._heard_changed()
+
     def statistics(self) -> HubStatistics:
         r = self._registry
         return HubStatistics(
@@ -217,6 +258,7 @@ class Hub:
             fallbacks=self._fallbacks,
             overflows=r.overflows,
             listening=self._listening and not self._closed,
+            unheard=self._unheard_applied,
         )
 
     def __repr__(self) -> str:
@@ -233,6 +275,10 @@ class Hub:
 
     def _gap_all(self) -> None:
         for watch in self._registry.gap_all():
+            watch._lot.unpark_all()
+
+    def _gap_topic(self, topic: str) -> None:
+        for watch in self._registry.gap_topic(topic):
             watch._lot.unpark_all()
 
     def _close(self) -> None:
@@ -276,3 +322,25 @@ class SourceLink:
 
     def note_reconnect(self) -> None:
         self._hub._reconnects += 1
+
+    def on_heard_change(self, callback: Callable[[], None]) -> None:
+        """Have `Hub.set_heard` call ``callback`` (synchronously, no I/O) when the wanted state
+        changes, instead of recording it as applied: the source applies it, then reports
+        that with `set_unheard_applied`."""
+        self._hub._heard_changed = callback
+
+    def unheard_wanted(self) -> frozenset[str]:
+        """The topics `Hub.set_heard` wants unheard now."""
+        return frozenset(self._hub._unheard)
+
+    @property
+    def unheard_applied(self) -> frozenset[str]:
+        return self._hub._unheard_applied
+
+    def set_unheard_applied(self, topics: frozenset[str]) -> None:
+        self._hub._unheard_applied = topics
+
+    def gap_topics(self, topics: Iterable[str]) -> None:
+        """Report a gap to the watches of ``topics`` (heard again after a pause)."""
+        for topic in topics:
+            self._hub._gap_topic(topic)

@@ -7,6 +7,9 @@ seconds: when it answers True, every watch gets a gap (re-read everything). Or t
 ``fetch_elsewhere``, which answers with the notifications other processes sent since its last
 call (MySQL: rows of a signal table after the last one read), delivered like local ones; its
 None means "cannot tell" (a gap). Watches still run their fallback timers.
+
+`Hub.set_heard` on this hub only records the state (``HubStatistics.unheard``): there is no
+channel to unlisten, and deliveries (local or fetched) are unaffected.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ async def open_local_hub(
     ``changed_elsewhere``: asked every ``poll_interval`` seconds whether another process
     wrote; True reports a gap to every watch. ``fetch_elsewhere``: asked as often for the
     (topic, payload) pairs other processes sent meanwhile (None: a gap). Their errors
-    propagate (out of this block).
+    propagate (out of this block). `Hub.set_heard` here only records the state.
     """
     if changed_elsewhere is not None and fetch_elsewhere is not None:
         raise ValueError("give changed_elsewhere or fetch_elsewhere, not both")

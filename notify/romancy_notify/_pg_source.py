@@ -17,6 +17,12 @@
   exponential backoff up to ``reconnect_max``;
   re-LISTEN and re-probe, and only then report a gap to every watch, so a waiter's rescan
   cannot miss a notification sent while the listener was away. Cancellation always propagates.
+- `Hub.set_heard`: the listener task owns the connection, so it runs the UNLISTEN / LISTEN
+  itself. A change sets a flag and cancels the scope of the listener's idle socket wait
+  (`_Heard`); the listener then brings its LISTENs in line with the wanted state (a failure
+  there is a lost connection like any other) and goes on waiting until the same liveness
+  deadline. The per-notification path is untouched. A new connection LISTENs only the channels
+  heard at that moment.
 """
 
 from __future__ import annotations
@@ -87,6 +93,40 @@ def _listen(topics: Collection[str]) -> sql.Composed:
     return sql.SQL("; ").join(sql.SQL("LISTEN {}").format(sql.Identifier(t)) for t in topics)
 
 
+class _Heard:
+    """The listener's side of `Hub.set_heard`: ``changed``, set when the wanted state changes,
+    and ``wait``, the cancel scope of the listener's current idle wait, cancelled to wake it."""
+
+    __slots__ = ("changed", "wait")
+
+    def __init__(self) -> None:
+        self.changed = False
+        self.wait: trio.CancelScope | None = None
+
+    def wake(self) -> None:
+        self.changed = True
+        if self.wait is not None:
+            self.wait.cancel()  # no effect once that wait is over: `changed` is seen anyway
+
+
+async def _apply_heard(conn: pg.TrioConnection[Any], sink: SourceLink, heard: _Heard,
+                       timeout: float) -> bool:
+    """UNLISTEN the topics newly unheard and LISTEN those heard again on ``conn``; only then
+    report a gap to the watches of the latter. True if a statement ran."""
+    heard.changed = False
+    want, had = sink.unheard_wanted(), sink.unheard_applied
+    stop, start = sorted(want - had), sorted(had - want)
+    if not (stop or start):
+        return False
+    statements = [sql.SQL("UNLISTEN {}").format(sql.Identifier(t)) for t in stop]
+    statements += [sql.SQL("LISTEN {}").format(sql.Identifier(t)) for t in start]
+    with trio.fail_after(timeout):
+        await conn.execute(sql.SQL("; ").join(statements))
+    sink.set_unheard_applied(want)
+    sink.gap_topics(start)  # only now: a rescan after this cannot miss a notification
+    return True
+
+
 async def _probe(
     conn: pg.TrioConnection[Any],
     dsn: str,
@@ -151,7 +191,9 @@ async def _open_listener(
     sink: SourceLink
 ) -> pg.TrioConnection[Any]:
     """A fresh autocommit connection that LISTENs to the channels of ``routes`` (channel ->
-    the topic it is delivered as) and passed the self-probe."""
+    the topic it is delivered as; not those of topics `Hub.set_heard` wants unheard) and
+    passed the self-probe."""
+    unheard = sink.unheard_wanted()
     conn = await pg.connect(listener_dsn, autocommit=True,
                             connect_timeout=_connect_timeout(listener_dsn, config.probe_timeout),
                             link=config.link)
@@ -159,7 +201,7 @@ async def _open_listener(
     try:
         channel = _PROBE_PREFIX + secrets.token_hex(8)
         with trio.fail_after(config.probe_timeout):
-            await conn.execute(_listen([*sorted(routes), channel]))
+            await conn.execute(_listen([*sorted(set(routes) - unheard), channel]))
         await _probe(conn, dsn, channel, routes, config, sink)
 
         def handler(n: psycopg.Notify) -> None:  # one received during a statement
@@ -169,6 +211,7 @@ async def _open_listener(
         conn.add_notify_handler(handler)  # only now: `_probe` reads notifications itself
         with trio.fail_after(config.probe_timeout):
             await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+        sink.set_unheard_applied(unheard)
         ok = True
         return conn
     finally:
@@ -178,7 +221,7 @@ async def _open_listener(
 
 async def _receive(
     conn: pg.TrioConnection[Any], routes: Mapping[str, str], config: NotifyConfig,
-    sink: SourceLink
+    sink: SourceLink, heard: _Heard
 ) -> NoReturn:
     """Feed notifications to ``sink`` until the connection fails.
 
@@ -187,20 +230,27 @@ async def _receive(
     notification of ``conn.notifies()`` - every process hears every notification of its
     topics, so this is paid per workflow per process (issue #22: about a third less CPU per
     notification in the listening process, e.g. 104 -> 68 us). One arriving during a
-    statement on the connection (the liveness ``SELECT 1``) comes through the handler
-    `_open_listener` added."""
+    statement on the connection (the liveness ``SELECT 1``, a `Hub.set_heard` change) comes
+    through the handler `_open_listener` added. A change wakes the idle wait (``heard``), is
+    applied, and the wait goes on until the same liveness deadline."""
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     while True:
-        received = False
-        with trio.move_on_after(config.liveness_interval):
-            while True:
-                await trio.lowlevel.wait_readable(pgconn.socket)
-                pgconn.consume_input()  # psycopg.OperationalError once the connection is lost
-                while (n := pgconn.notifies()) is not None:
-                    received = True
-                    if (topic := routes.get(n.relname.decode(encoding))) is not None:
-                        sink.deliver(topic, n.extra.decode(encoding))
+        received = False  # or a statement ran: the connection is alive
+        deadline = trio.current_time() + config.liveness_interval
+        while True:
+            if heard.changed:
+                received |= await _apply_heard(conn, sink, heard, config.probe_timeout)
+            with trio.move_on_at(deadline) as heard.wait:
+                while True:
+                    await trio.lowlevel.wait_readable(pgconn.socket)
+                    pgconn.consume_input()  # psycopg.OperationalError once connection lost
+                    while (n := pgconn.notifies()) is not None:
+                        received = True
+                        if (topic := routes.get(n.relname.decode(encoding))) is not None:
+                            sink.deliver(topic, n.extra.decode(encoding))
+            if not heard.changed:
+                break  # the deadline passed
         if not received:
             with trio.fail_after(config.probe_timeout):
                 await conn.execute("SELECT 1")
@@ -240,12 +290,13 @@ async def _listen_forever(
     listener_dsn: str,
     routes: Mapping[str, str],
     config: NotifyConfig,
+    heard: _Heard,
 ) -> NoReturn:
     """Feed ``sink`` from ``conn`` (LISTENing; this task owns it), reconnecting forever."""
     try:
         while True:
             try:
-                await _receive(conn, routes, config, sink)
+                await _receive(conn, routes, config, sink, heard)
             except _CONNECTION_ERRORS as exc:
                 logger.warning(
                     "notify listener lost its connection (%s: %s); reconnecting",
@@ -286,6 +337,8 @@ async def open_pg_hub(
     """
     link = SourceLink(Hub(topics, config))
     hub = link.hub
+    heard = _Heard()
+    link.on_heard_change(heard.wake)
     routes = {t: t for t in hub.topics}
     for channel, topic in (aliases or {}).items():
         validate_topic(channel)
@@ -301,7 +354,7 @@ async def open_pg_hub(
             link.set_listening(True, conn.info.backend_pid)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
-                    _listen_forever, link, conn, dsn, listener_dsn, routes, hub.config
+                    _listen_forever, link, conn, dsn, listener_dsn, routes, hub.config, heard
                 )
                 try:
                     yield hub
