@@ -120,8 +120,10 @@ async def _apply_heard(conn: pg.TrioConnection[Any], sink: SourceLink, heard: _H
         return False
     statements = [sql.SQL("UNLISTEN {}").format(sql.Identifier(t)) for t in stop]
     statements += [sql.SQL("LISTEN {}").format(sql.Identifier(t)) for t in start]
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout) as scope:
         await conn.execute(sql.SQL("; ").join(statements))
+    if scope.cancelled_caught:  # a lost connection, like a failed liveness check
+        raise trio.TooSlowError(f"UNLISTEN / LISTEN timed out after {timeout:g} s")
     sink.set_unheard_applied(want)
     sink.gap_topics(start)  # only now: a rescan after this cannot miss a notification
     return True
