@@ -286,6 +286,24 @@ async def test_validation() -> None:
             pass
 
 
+async def test_set_heard_on_a_local_hub_records_the_state_only() -> None:
+    """Nothing to unlisten: the state shows at once, deliveries are unchanged, no gap."""
+    async with open_local_hub(TOPICS) as hub:
+        with hub.watch("romancy_done") as w:
+            hub.set_heard("romancy_done", False)
+            hub.set_heard("romancy_done", False)  # again: no change
+            assert hub.statistics().unheard == frozenset({"romancy_done"})
+            hub.publish_local("romancy_done", "i1")
+            assert w.wait_nowait() == Wakeup(keys=frozenset({"i1"}))
+            hub.set_heard("romancy_done", True)
+            assert hub.statistics().unheard == frozenset()
+            assert w.wait_nowait() is None
+        with pytest.raises(ValueError, match="'nope'"):
+            hub.set_heard("nope", False)
+    with pytest.raises(HubClosed):
+        hub.set_heard("romancy_done", False)
+
+
 async def test_a_change_made_elsewhere_is_a_gap_for_every_watch() -> None:
     answers = [False, True]
     asked = trio.Event()
