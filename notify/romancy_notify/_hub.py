@@ -227,7 +227,8 @@ class Hub:
         watch). ``HubStatistics.unheard`` shows the state applied. A local hub
         (`open_local_hub`) has nothing to unlisten: it only records the state.
 
-        `ValueError` for a topic the hub does not serve, `HubClosed` once closed.
+        `ValueError` for a topic the hub does not serve, `TypeError` for a ``heard`` that is
+        not a bool, `HubClosed` once closed.
         """
         validate_topic(topic)
         if topic not in self._registry.topics:
