@@ -39,9 +39,11 @@ from ._common import ROOT, CheckFailed, check_local
 from ._sqlcount import counting
 
 
-async def serve(dsn: str, schema: str, worker_id: str, module: str, pool: int) -> None:
+async def serve(dsn: str, schema: str, worker_id: str, module: str, pool: int,
+                placement: str = "spread") -> None:
     workflows: list[Any] = importlib.import_module(module).WORKFLOWS
-    config = AppConfig(schema=schema, pool_size=pool)
+    config = AppConfig(schema=schema, pool_size=pool,
+                       placement="pack" if placement == "pack" else "spread")
     with contextlib.ExitStack() as stack:
         counts = (stack.enter_context(counting()) if os.environ.get("LOADTEST_WORKER_SQLCOUNT")
                   else None)
@@ -67,16 +69,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("worker_id")
     parser.add_argument("module", help="a module with a WORKFLOWS list")
     parser.add_argument("--pool", type=int, default=6, help="PostgreSQL connections")
+    parser.add_argument("--placement", choices=("spread", "pack"), default="spread",
+                        help="AppConfig.placement")
     args = parser.parse_args(argv)
     check_local(args.dsn)
     if profile_dir := os.environ.get("LOADTEST_WORKER_PROFILE"):  # cProfile, to that folder
         import cProfile
 
         with cProfile.Profile() as prof:
-            trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool)
+            trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool,
+                     args.placement)
         prof.dump_stats(os.path.join(profile_dir, f"{args.worker_id}-{os.getpid()}.prof"))
         return
-    trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool)
+    trio.run(serve, args.dsn, args.schema, args.worker_id, args.module, args.pool,
+             args.placement)
 
 
 @dataclass
@@ -116,9 +122,11 @@ async def said_ready(proc: trio.Process, timeout: float) -> bool:
 
 @asynccontextmanager
 async def open_workers(
-    dsn: str, schema: str, module: str, count: int, *, pool: int = 6, start_timeout: float = 60
+    dsn: str, schema: str, module: str, count: int, *, pool: int = 6, start_timeout: float = 60,
+    placement: str = "spread",
 ) -> AsyncIterator[list[Worker]]:
-    """Start ``count`` worker processes (ids ``w0``..) and wait until each is serving; on exit
+    """Start ``count`` worker processes (ids ``w0``..; `AppConfig.placement` ``placement``)
+    and wait until each is serving; on exit
     stop them (SIGTERM, then SIGKILL after 10 s). stderr goes to a log file per worker, kept
     only when the scenario failed."""
     logdir = Path(tempfile.mkdtemp(prefix="romancy-loadtest-"))
@@ -132,7 +140,7 @@ async def open_workers(
         logs.append(log)
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "loadtests._worker", dsn, schema, f"w{i}", module,
-             "--pool", str(pool)],
+             "--pool", str(pool), "--placement", placement],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
         worker = Worker(f"w{i}", proc, path)
         workers.append(worker)

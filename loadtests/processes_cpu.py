@@ -9,12 +9,14 @@ workflows. The set-ups alternate within each repetition (in order, then reversed
 a fresh schema with freshly started workers; the ratios are taken within a repetition and
 printed as median and range.
 
-A set-up is ``W[+L][@R]``: W worker processes; L bare listeners beside them
+A set-up is ``W[p][+L][@R]``: W worker processes (``p``: with ``placement="pack"``); L bare
+listeners beside them
 (`loadtests._listener`: processes that only LISTEN on the work channel and read what
 arrives, no romancy_trio code - the floor of "every process hears every work notification");
 starts paced at R a second (default: as fast as the clients go). So ``1,4`` is the issue's
 figure under full load, ``1@400,4@400`` the same at a fixed load, ``1@100`` one worker serving
-what each of four serves at 400 a second, and ``1+3@400`` the listening floor.
+what each of four serves at 400 a second, ``1+3@400`` the listening floor, and ``4p``,
+``4p@400`` four packing workers.
 
 CPU time, not wall time: the figure hardly depends on what else the machine runs, but a
 loaded machine still inflates it somewhat (caches, frequency) - read the ratios.
@@ -101,10 +103,16 @@ def _with_app_name(dsn: str, name: str) -> str:
 
 def _parse(setup: str) -> tuple[int, int, float | None]:
     """``"4"`` -> 4 workers, no listeners, as fast as the clients go; ``"1+3"`` -> 1 worker
-    and 3 bare listeners; ``"1@150"`` -> 1 worker, the starts paced at 150 a second."""
+    and 3 bare listeners; ``"1@150"`` -> 1 worker, the starts paced at 150 a second; a ``p``
+    after the workers (``"4p@400"``) makes them pack (`_placement`)."""
     head, _, rate = setup.partition("@")
     workers, _, listeners = head.partition("+")
-    return int(workers), int(listeners or 0), float(rate) if rate else None
+    return int(workers.removesuffix("p")), int(listeners or 0), float(rate) if rate else None
+
+
+def _placement(setup: str) -> str:
+    """`AppConfig.placement` of the set-up's workers: ``"pack"`` for ``4p``, ``4p@400``..."""
+    return "pack" if setup.partition("@")[0].partition("+")[0].endswith("p") else "spread"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +165,8 @@ async def measure(dsn: str, setup: str, total: int, concurrency: int, pool: int,
     try:
         async with open_app(starter_url, workflows=[bench_one], config=config,
                             run_workers=False) as app, \
-                open_workers(url, schema, MODULE, processes, pool=pool) as workers, \
+                open_workers(url, schema, MODULE, processes, pool=pool,
+                             placement=_placement(setup)) as workers, \
                 open_listeners(url, Topics.for_schema(schema).work, listeners) as bare:
             done = 0
 
@@ -286,8 +295,9 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=REPETITIONS)
     parser.add_argument("--workflows", type=int, default=WORKFLOWS)
     parser.add_argument("--processes", default=",".join(map(str, SETUPS)),
-                        help="the set-ups, e.g. 1,4 or 1,4,1@400,4@400,1@100,1+3@400: W "
-                             "workers, +L bare listeners, @R starts per second (ratios: over "
+                        help="the set-ups, e.g. 1,4 or 1,4,4p,1@400,4@400,4p@400,1@100,1+3@400: "
+                             "W workers (Wp: packing), +L bare listeners, @R starts per second "
+                             "(ratios: over "
                              "the one-worker set-up at the same pace, else over the first)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="clients starting workflows at once (default: the sizes' 50)")
@@ -300,8 +310,8 @@ def main() -> None:
         try:
             workers, listeners, rate = _parse(setup)
         except ValueError:
-            parser.error(f"--processes: {setup!r} is not W, W+L or W@R (workers, bare "
-                         f"listeners, starts per second)")
+            parser.error(f"--processes: {setup!r} is not W, Wp, W+L or W@R (workers, "
+                         f"packing workers, bare listeners, starts per second)")
         if workers < 1 or listeners < 0 or (rate is not None and rate <= 0):
             parser.error(f"--processes: {setup!r} needs at least one worker and a rate > 0")
     run = Run(args.dsn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from romancy_notify import LinkTimeouts
 
@@ -90,6 +91,19 @@ class AppConfig:
     others look this many seconds later (one look-up by primary key, at most one per delay)
     and claim only if it is still unclaimed then (the chosen worker died or is full)."""
 
+    placement: Literal["spread", "pack"] = "spread"
+    """How the workers of one group share the wake-ups (PostgreSQL above all). ``"spread"``
+    (default): each wake-up goes to the live worker that hashing its instance id picks, so
+    the load spreads evenly and every worker hears every work notification. ``"pack"``: every
+    wake-up goes to one worker, the first (in an order all of them agree on) that is not full -
+    every slot taken (`max_concurrent`) or its event loop busy - and only it and the next
+    one (which takes over what it leaves: it died or is slow) LISTEN to the work channel; the
+    rest stop hearing it until they are needed. A moderate load then costs the CPU of one
+    process, not of all of them (issue #22); the price is less spread: the next worker takes
+    work only once the first is full. Long-lived instances are not rebalanced
+    (`rebalance_after` is ignored). Every worker of a group must use the same placement (the
+    others are not counted as its peers)."""
+
     hook_timeout: float = 5.0
     """Seconds one hook notification may run before it is cancelled (counted and logged
     once per hook; see :mod:`romancy_trio.hooks`)."""
@@ -154,6 +168,8 @@ class AppConfig:
             raise ValueError("rebalance_after must be None (never) or > 0 seconds")
         if not self.takeover_check_interval > 0:
             raise ValueError("takeover_check_interval must be > 0")
+        if self.placement not in ("spread", "pack"):
+            raise ValueError(f"placement must be 'spread' or 'pack', not {self.placement!r}")
         if not self.member_interval > 0 or not self.peer_claim_delay >= 0:
             raise ValueError("member_interval must be > 0 and peer_claim_delay >= 0")
         if isinstance(self.activity_threads, bool) or not isinstance(self.activity_threads, int) \

@@ -20,6 +20,15 @@ than its share (the total over the live workers, divided evenly, rounded up) whi
 hand the excess to - each time the least loaded one that is still below that share - so the
 loads end up within one of an even split. Only peers heard from recently (``fresh_within``)
 count, so a worker that died is neither a target nor part of the share.
+
+Packing (``AppConfig.placement="pack"``, issue #22): instead of spreading wake-ups, the live
+workers agree on one order (rendezvous hashing of a key they share) and every wake-up goes to
+the *taker*, the first worker in that order that does not say it is full; the first non-full
+worker after it is the *standby*, which hears the wake-ups too and claims those the taker left
+(it died or is slow) after ``peer_claim_delay``, as any worker does for a peer's wake-up. The
+others need not hear work notifications at all (`Peers.hears_work`). A worker announces
+itself full with ``*`` instead of ``+``. When every worker is full, the wake-ups are spread
+as above and every worker hears them.
 """
 
 from __future__ import annotations
@@ -31,10 +40,13 @@ _FINGERPRINT_BYTES = 8
 _FINGERPRINT_LEN = 2 * _FINGERPRINT_BYTES  # in hex
 
 
-def fingerprint(workflows: Iterable[str]) -> str:
-    """A short digest of the workflow names a worker runs (peers must run the same ones)."""
-    digest = hashlib.blake2b("\0".join(sorted(workflows)).encode(),
-                             digest_size=_FINGERPRINT_BYTES)
+def fingerprint(workflows: Iterable[str], placement: str = "spread") -> str:
+    """A short digest of the workflow names a worker runs (peers must run the same ones) and,
+    unless it is the default, of its placement (peers must place the same way)."""
+    names = sorted(workflows)
+    if placement != "spread":
+        names.append(f"\0placement={placement}")
+    digest = hashlib.blake2b("\0".join(names).encode(), digest_size=_FINGERPRINT_BYTES)
     return digest.hexdigest()
 
 
@@ -45,17 +57,36 @@ def _score(worker_id: str, key: str) -> bytes:
 class Peers:
     """This worker's view of its live peers, fed by the members topic."""
 
-    def __init__(self, worker_id: str, workflows: Iterable[str], *, expire_after: float) -> None:
+    def __init__(self, worker_id: str, workflows: Iterable[str], *, expire_after: float,
+                 placement: str = "spread") -> None:
         self.worker_id = worker_id
-        self.fingerprint = fingerprint(workflows)
+        self.fingerprint = fingerprint(workflows, placement)
         self.expire_after = expire_after
+        self.pack = placement == "pack"
+        self._self_full = False
         self._seen: dict[str, tuple[float, int]] = {}
         """peer (not this worker) -> (when last heard, its load then)"""
+        self._full: set[str] = set()
+        """peers whose last announcement said they were full"""
+        self._rank = _score(worker_id, self.fingerprint)
+        self._roles: tuple[str | None, str | None] | None = None  # cached (`roles`)
+
+    @property
+    def full(self) -> bool:
+        """This worker's own state (packing): it takes no new work for now."""
+        return self._self_full
+
+    @full.setter
+    def full(self, value: bool) -> None:
+        self._self_full = value
+        self._roles = None
 
     def announcement(self, *, joining: bool, load: int = 0) -> str:
         """The members-topic payload announcing (or withdrawing) this worker, with its load
-        (long-lived instances it runs): ``+<fingerprint><load>|<worker id>``."""
-        return f"{'+' if joining else '-'}{self.fingerprint}{load}|{self.worker_id}"
+        (long-lived instances it runs): ``+<fingerprint><load>|<worker id>`` (``*`` for
+        ``+`` when it is full)."""
+        sign = ("*" if self.pack and self.full else "+") if joining else "-"
+        return f"{sign}{self.fingerprint}{load}|{self.worker_id}"
 
     def heard(self, payload: str, now: float) -> bool:
         """Record a members-topic payload; True if it announced a peer not known before (this
@@ -67,10 +98,16 @@ class Peers:
             digits, peer = "0", rest  # no load in it
         if fp != self.fingerprint or not peer or peer == self.worker_id:
             return False
+        self._roles = None
         if sign == "-":
             self._seen.pop(peer, None)
+            self._full.discard(peer)
             return False
-        if sign != "+":
+        if sign == "*":
+            self._full.add(peer)
+        elif sign == "+":
+            self._full.discard(peer)
+        else:
             return False
         new = peer not in self._seen
         self._seen[peer] = (now, int(digits))
@@ -81,6 +118,8 @@ class Peers:
         for peer, (at, _) in list(self._seen.items()):
             if now - at > self.expire_after:
                 del self._seen[peer]
+                self._full.discard(peer)
+                self._roles = None
 
     def fresh(self, now: float, within: float) -> dict[str, int]:
         """The peers heard from in the last ``within`` seconds, with their loads."""
@@ -106,9 +145,33 @@ class Peers:
         """Live workers in this group, this one included."""
         return len(self._seen) + 1
 
+    def roles(self) -> tuple[str | None, str | None]:
+        """Packing: (the taker, the standby) in this worker's view; (None, None) when every
+        live worker is full, or when not packing."""
+        if not self.pack:
+            return None, None
+        if self._roles is not None:
+            return self._roles
+        order = sorted([*self._seen, self.worker_id],
+                       key=lambda w: (self._rank if w == self.worker_id
+                                      else _score(w, self.fingerprint), w), reverse=True)
+        free = [w for w in order if not (self.full if w == self.worker_id else w in self._full)]
+        self._roles = (free[0] if free else None), (free[1] if len(free) > 1 else None)
+        return self._roles
+
+    def hears_work(self) -> bool:
+        """Whether this worker needs the work notifications now: always, unless packing puts
+        it neither as the taker nor the standby."""
+        taker, standby = self.roles()
+        return taker is None or self.worker_id in (taker, standby)
+
     def chooses_me(self, instance_id: str) -> bool:
         """True if this worker is the one to claim ``instance_id`` at once."""
         if not self._seen:
             return True
+        if self.pack:
+            taker, _ = self.roles()
+            if taker is not None:
+                return taker == self.worker_id
         mine = _score(self.worker_id, instance_id)
         return all(_score(peer, instance_id) <= mine for peer in self._seen)

@@ -45,6 +45,7 @@ from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._leases import LeaseReport
 from ._notes import lease_lost
 from ._outages import Outages
+from ._packing import pack_loop
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._resident import ResidentStates
@@ -127,7 +128,8 @@ class Scheduler:
         self.outages = Outages(self.wait_for_database, rng=self._rng,
                                longest_backoff=hub.config.longest_fallback)
         """How this worker's other loops (compose services, housekeeping) ride out an outage."""
-        self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval)
+        self.peers = Peers(worker_id, self._known, expire_after=3 * config.member_interval,
+                           placement=config.placement)
         self._report = LeaseReport(worker_id, config.lease_ttl, trio.current_time())
 
     # -- public -------------------------------------------------------------------------
@@ -155,7 +157,10 @@ class Scheduler:
         nursery.start_soon(maintenance_loop, self.store, self.channels, self.config,
                            self.outages)
         nursery.start_soon(channel_sweep_loop, self.channels, self.config, self.outages)
-        if self.config.rebalance_after is not None:
+        if self.peers.pack:
+            nursery.start_soon(pack_loop, self.peers, self.hub, self.store.topics.work,
+                               self._free, lambda: self._announce(joining=True))
+        elif self.config.rebalance_after is not None:
             nursery.start_soon(
                 place_long_lived, self.peers, lambda: self._running.values(),
                 lambda: self._announce(joining=True), self.config.rebalance_after,

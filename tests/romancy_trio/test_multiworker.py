@@ -110,3 +110,47 @@ async def test_wake_ups_chosen_for_a_killed_worker_run_on_the_other_before_the_f
                                    "WHERE instance_id LIKE 'later-%'")
         assert sorted(i for i, _ in effects) == sorted(later)
         assert {w for _, w in effects} == {"w0"}
+
+
+async def test_a_packing_group_runs_on_when_its_taker_is_killed(
+        server_backend: Backend) -> None:
+    """Three worker processes with ``placement="pack"``: the new work runs on one of them (the
+    taker; on PostgreSQL the third does not even hear it). That one is SIGKILLed: the others
+    still count it as live for a while, but the standby finds what it was left unclaimed and
+    runs every workflow - long before the 120 s fallback re-check."""
+    b = server_backend
+    async with open_app(
+        b.url, workflows=[steps, effect], config=b.config, run_workers=False
+    ) as app:
+        async with app.store.db.transaction() as tx:
+            await tx.execute(EFFECTS_DDL)
+        workers = {f"w{i}": start_worker(b.url, b.config.schema, f"w{i}", FALLBACK="120",
+                                         PLACEMENT="pack") for i in range(3)}
+        try:
+            # until they know each other every worker takes what it is chosen for alone;
+            # then a batch runs on one worker (a loaded machine may spill some: try again)
+            n, ran = 0, set[str]()
+            with trio.fail_after(60):
+                while len(ran) != 1:
+                    batch = [await app.start(steps, 1, instance_id=f"first-{n + k}")
+                             for k in range(10)]
+                    n += 10
+                    for iid in batch:
+                        assert await app.result(iid) == [10]
+                    ran = {w for _, w in await _rows(
+                        app, "SELECT instance_id, worker_id FROM effects WHERE instance_id IN ("
+                             + ", ".join(f"'{i}'" for i in batch) + ")")}
+            [taker] = ran
+            workers[taker].send_signal(signal.SIGKILL)
+            workers[taker].wait(timeout=10)
+            later = [await app.start(steps, 1, instance_id=f"later-{k}") for k in range(20)]
+            with trio.fail_after(60):  # well before the fallback
+                for iid in later:
+                    assert await app.result(iid) == [10]
+        finally:
+            for w in workers.values():
+                stop(w)
+        effects = await _rows(app, "SELECT instance_id, worker_id FROM effects "
+                                   "WHERE instance_id LIKE 'later-%'")
+        assert sorted(i for i, _ in effects) == sorted(later)
+        assert taker not in {w for _, w in effects}

@@ -1,6 +1,7 @@
 """A worker process for crash and multi-worker tests: ``python -m tests.romancy_trio.worker_proc``.
 
-Arguments: URL SCHEMA WORKER_ID. Environment: ``HANG_AT`` = activity step at which the activity
+Arguments: URL SCHEMA WORKER_ID. Environment: ``PLACEMENT=pack`` (`AppConfig.placement`),
+``FALLBACK`` (`AppConfig.fallback_interval`), ``HANG_AT`` = activity step at which the activity
 writes a marker file (``MARKER_DIR``) and then hangs inside its open transaction, so the test can
 SIGKILL the process at a known point. Prints ``ready`` once the app is serving.
 """
@@ -119,7 +120,8 @@ EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS effects (instance_id TEXT, step INTEGE
 async def main(url: str, schema: str, worker_id: str) -> None:
     fallback = float(os.environ.get("FALLBACK", "5"))
     config = AppConfig(
-        schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=fallback
+        schema=schema, lease_ttl=2.0, heartbeat_interval=0.5, fallback_interval=fallback,
+        placement="pack" if os.environ.get("PLACEMENT") == "pack" else "spread",
     )
 
     async with open_app(url, worker_id=worker_id, workflows=ALL, config=config):
