@@ -24,9 +24,11 @@ count, so a worker that died is neither a target nor part of the share.
 Packing (``AppConfig.placement="pack"``, issue #22): instead of spreading wake-ups, the live
 workers agree on one order (rendezvous hashing of a key they share) and every wake-up goes to
 the *taker*, the first worker in that order that does not say it is full; the first non-full
-worker after it is the *standby*, which hears the wake-ups too and claims those the taker left
-(it died or is slow) after ``peer_claim_delay``, as any worker does for a peer's wake-up. The
-others need not hear work notifications at all (`Peers.hears_work`). A worker announces
+worker after it is the *standby*, which takes over when the taker dies: on PostgreSQL it
+checks the taker's session and drops it from its view when it is gone (``_packing``);
+elsewhere it hears the wake-ups too and claims those the taker left after
+``peer_claim_delay``, as any worker does for a peer's wake-up. The others need not hear work
+notifications at all (`Peers.hears_work`). A worker announces
 itself full with ``*`` instead of ``+``. When every worker is full, the wake-ups are spread
 as above and every worker hears them.
 """
@@ -70,6 +72,9 @@ class Peers:
         """peers whose last announcement said they were full"""
         self._rank = _score(worker_id, self.fingerprint)
         self._roles: tuple[str | None, str | None] | None = None  # cached (`roles`)
+        self.standby_listens = True
+        """Packing: whether the standby hears the work channel (to claim what a dead taker
+        leaves); False where the standby checks the taker's session instead (PostgreSQL)."""
 
     @property
     def full(self) -> bool:
@@ -160,10 +165,17 @@ class Peers:
         return self._roles
 
     def hears_work(self) -> bool:
-        """Whether this worker needs the work notifications now: always, unless packing puts
-        it neither as the taker nor the standby."""
+        """Whether this worker needs the work notifications now: always, unless packing makes
+        it neither the taker nor a listening standby."""
         taker, standby = self.roles()
-        return taker is None or self.worker_id in (taker, standby)
+        return taker is None or taker == self.worker_id or (
+            standby == self.worker_id and self.standby_listens)
+
+    def forget(self, peer: str) -> None:
+        """Drop ``peer`` at once (found dead; if it lives, its next announcement adds it back)."""
+        self._seen.pop(peer, None)
+        self._full.discard(peer)
+        self._roles = None
 
     def chooses_me(self, instance_id: str) -> bool:
         """True if this worker is the one to claim ``instance_id`` at once."""

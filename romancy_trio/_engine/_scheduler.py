@@ -45,7 +45,7 @@ from ._housekeeping import channel_sweep_loop, maintenance_loop
 from ._leases import LeaseReport
 from ._notes import lease_lost
 from ._outages import Outages
-from ._packing import pack_loop
+from ._packing import pack_loop, watch_taker
 from ._peers import Peers
 from ._placement import long_lived, place_long_lived
 from ._resident import ResidentStates
@@ -159,7 +159,9 @@ class Scheduler:
         nursery.start_soon(channel_sweep_loop, self.channels, self.config, self.outages)
         if self.peers.pack:
             nursery.start_soon(pack_loop, self.peers, self.hub, self.store.topics.work,
-                               self._free, lambda: self._announce(joining=True))
+                               self._room, lambda: self._announce(joining=True))
+            nursery.start_soon(watch_taker, self.peers, self.store.worker_alive,
+                               self.config.takeover_check_interval)
         elif self.config.rebalance_after is not None:
             nursery.start_soon(
                 place_long_lived, self.peers, lambda: self._running.values(),
@@ -203,6 +205,11 @@ class Scheduler:
     # -- internals ----------------------------------------------------------------------
     def _free(self) -> int:
         return self.config.max_concurrent - len(self._running) - self._reserved
+
+    def _room(self) -> int:
+        """Instances this worker could claim now: free slots, and pooled transactions free."""
+        room = self.store.db.gate.room
+        return self._free() if room is None else min(self._free(), room)
 
     def _signal_capacity(self) -> None:
         self._capacity.set()

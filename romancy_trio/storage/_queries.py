@@ -97,6 +97,10 @@ class Queries:
     note_error: str
     """named: error, iid, owner, epoch. Fenced: set (or clear, NULL) the error column of the
     running instance: what an activity retried without limit last failed with."""
+    worker_alive: str | None = None
+    """named: ns, worker -> one row, true if a session of ``worker`` holds its worker lock
+    (`worker_lock`) now. None: the dialect cannot tell (packing's standby then hears the work
+    channel itself, see ``_engine._packing``)."""
     finish_recording: str | None = None
     """``finish`` that also inserts one history event (``record``'s params, for the lease's
     run): one statement. None: ``record`` then ``finish`` in one transaction."""

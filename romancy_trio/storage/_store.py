@@ -236,6 +236,15 @@ class Store:
         return int(row[0]), int(row[1]), list(loads(orphans) if isinstance(orphans, str | bytes)
                                               else orphans)
 
+    async def worker_alive(self, worker: str) -> bool | None:
+        """Whether a session of ``worker`` holds its worker lock now (it runs); None where the
+        dialect cannot tell."""
+        if self.q.worker_alive is None:
+            return None
+        row = await self.db.fetchone(self.q.worker_alive, {"ns": self.db.schema,
+                                                           "worker": worker})
+        return bool(row is not None and row[0])
+
     async def release(self, lease: Lease, *, now: float, hint: str = "") -> bool:
         """Give an instance back (graceful shutdown) so another worker takes it at once;
         ``hint``: the work notification to send (``hints``; default: every worker claims).

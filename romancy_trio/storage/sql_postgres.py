@@ -132,6 +132,14 @@ _TAKE_OVER_DEAD = f"""
                (SELECT count(*) FROM note), ARRAY(SELECT lease_owner FROM orphaned),
                {_TIMELINE}"""
 
+_WORKER_ALIVE = f"""
+        SELECT EXISTS (
+            SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::text::bigint << 32) | l.objid::text::bigint)
+                  = {worker_lock_key('%(worker)s')})"""
+
 # h-sem: what start() compares a repeated start with (the id's workflow, its first input)
 _EXISTING = """
         SELECT i.instance_id, i.workflow_name, coalesce(r.input, i.input), NULL
@@ -184,6 +192,7 @@ QUERIES = Queries(
         LIMIT 1""",
     worker_lock=_WORKER_LOCK,
     take_over_dead=_TAKE_OVER_DEAD,
+    worker_alive=_WORKER_ALIVE,
     renew="""
         UPDATE {schema}.workflow_instances
         SET lease_expires_at = clock_timestamp() + %s::float8 * interval '1 second'

@@ -70,6 +70,18 @@ def test_a_full_taker_passes_the_work_to_the_next_and_takes_it_back_when_free() 
     assert {p.roles() for p in group} == {(first, second)}
 
 
+def test_a_standby_that_watches_the_taker_does_not_hear_the_work_channel() -> None:
+    group = _group(3)
+    taker, standby = group[0].roles()
+    for p in group:
+        p.standby_listens = False
+    assert [p.worker_id for p in group if p.hears_work()] == [taker]
+    watcher = next(p for p in group if p.worker_id == standby)
+    assert taker is not None
+    watcher.forget(taker)  # its session is gone: the standby is the taker now, and hears
+    assert watcher.roles()[0] == standby and watcher.hears_work()
+
+
 def test_when_every_worker_is_full_wake_ups_are_spread_and_every_worker_hears_them() -> None:
     group = _group(3)
     for p in group:
@@ -222,25 +234,26 @@ async def test_a_packing_group_runs_new_work_on_one_worker_and_spills_when_it_is
         by_id = {a._scheduler.worker_id: a for a in apps}
         taker, standby = await _agreed(apps, 3)
         [idle] = [w for w in by_id if w not in (taker, standby)]
-        with trio.fail_after(20):  # the third worker stops hearing the work channel
-            while not await _unheard(by_id[idle]):
+        # only the taker hears the work channel (the standby watches the taker's session)
+        with trio.fail_after(20):
+            while not (await _unheard(by_id[idle]) and await _unheard(by_id[standby])):
                 await trio.sleep(0.02)
-        assert not await _unheard(by_id[taker]) and not await _unheard(by_id[standby])
+        assert not await _unheard(by_id[taker])
         ran = [await client.result(await client.start(pk_work), timeout=20) for _ in range(15)]
         assert set(ran) == {taker}
-        # the taker's two slots taken: it says it is full, the standby takes the new work and
-        # the third worker hears the work channel again (it is the standby now)
+        # the taker's two slots taken: it says it is full, the standby takes the new work
+        # (it hears the work channel now, the full taker does not)
         RELEASE.update(first=trio.Event())
         held = [await client.start(pk_work, "first") for _ in range(2)]
         with trio.fail_after(20):
             while {a._scheduler.peers.roles() for a in apps} != {(standby, idle)}:
                 await trio.sleep(0.02)
         with trio.fail_after(20):
-            while await _unheard(by_id[idle]):
+            while await _unheard(by_id[standby]) or not await _unheard(by_id[taker]):
                 await trio.sleep(0.02)
-        # (the third worker's rescan, on hearing again, may take the first of them)
+        # (its rescan on hearing again races the first start: taken either way)
         ran = [await client.result(await client.start(pk_work), timeout=20) for _ in range(5)]
-        assert taker not in ran and standby in ran
+        assert set(ran) == {standby}
         RELEASE["first"].set()
         assert [await client.result(i, timeout=20) for i in held] == [taker, taker]
         with trio.fail_after(20):  # free again: it takes the work again
@@ -254,14 +267,16 @@ async def test_a_packing_worker_whose_loop_is_busy_hands_new_work_to_the_next(
         pg_backend: Backend) -> None:
     async with _pack_group(pg_backend) as (apps, client, _):
         taker, standby = await _agreed(apps, 3)
-        hog = await client.start(pk_hog, 1.5)  # blocks the taker's loop for 1.5 s
-        assert await client.result(hog, timeout=20) == taker
-        # the taker measured its loop busy for a whole tick and said so: the others saw it
-        # full (it announces at once); it goes back to taking work once its loop is idle
-        seen = [a for a in apps if a._scheduler.worker_id != taker]
-        with trio.fail_after(20):
-            while not all(taker in a._scheduler.peers._full for a in seen):
-                await trio.sleep(0.01)
+        # (the workers share this process's event loop: all of them find it busy)
+        with client.hub.watch(client.store.topics.members) as members:
+            hog = await client.start(pk_hog, 1.5)  # blocks the taker's loop for 1.5 s
+            assert await client.result(hog, timeout=20) == taker
+            # the taker measured its loop busy for a whole tick and said so at once ('*')
+            with trio.fail_after(20):
+                said: set[str] = set()
+                while not any(k.startswith("*") and k.endswith(f"|{taker}") for k in said):
+                    said.update((await members.wait()).keys)
+        # it goes back to taking work once its loop is idle
         with trio.fail_after(20):
             while {a._scheduler.peers.roles() for a in apps} != {(taker, standby)}:
                 await trio.sleep(0.02)
@@ -276,9 +291,10 @@ async def test_a_packing_taker_that_stops_hands_the_work_to_the_standby(
         await workers[taker].stop()  # a clean stop: it says so, the others drop it at once
         rest = [a for a in apps if a._scheduler.worker_id != taker]
         [idle] = [a for a in rest if a._scheduler.worker_id != standby]
-        with trio.fail_after(20):  # the third worker is the standby now: it hears again
+        by_id = {a._scheduler.worker_id: a for a in rest}
+        with trio.fail_after(20):  # the standby is the taker now: it hears the work channel
             while {a._scheduler.peers.roles() for a in rest} != {
-                    (standby, idle._scheduler.worker_id)} or await _unheard(idle):
+                    (standby, idle._scheduler.worker_id)} or await _unheard(by_id[standby]):
                 await trio.sleep(0.02)
         ran = [await client.result(await client.start(pk_work), timeout=20) for _ in range(5)]
         assert set(ran) == {standby}
