@@ -250,6 +250,11 @@ def _reference(setup: str, setups: tuple[str, ...]) -> str:
     return same_pace[0] if same_pace else setups[0]
 
 
+def _key(setup: str) -> str:
+    """A set-up's name in the summary: ``4p`` for 4 processes, ``4pack`` for 4 packing ones."""
+    return setup.replace("p", "pack", 1) if _placement(setup) == "pack" else f"{setup}p"
+
+
 def summary(samples: list[Sample], setups: tuple[str, ...] = SETUPS) -> dict[str, Any]:
     """Medians and ranges per set-up; the ratios of each later set-up over its reference
     (`_reference`), taken within each repetition."""
@@ -265,15 +270,15 @@ def summary(samples: list[Sample], setups: tuple[str, ...] = SETUPS) -> dict[str
         if _parse(n)[1]:
             fields.insert(3, "listeners_ms")
         for field in fields:
-            out[f"{n}p_{field}"] = spread([getattr(s, field) for s in mine])
-        out[f"{n}p_per_s"] = round(statistics.median(s.workflows / s.seconds for s in mine), 1)
+            out[f"{_key(n)}_{field}"] = spread([getattr(s, field) for s in mine])
+        out[f"{_key(n)}_per_s"] = round(statistics.median(s.workflows / s.seconds for s in mine), 1)
     for later in setups[1:]:
         base = _reference(later, setups)
         by_rep = list(zip([s for s in samples if s.setup == base],
                           [s for s in samples if s.setup == later], strict=True))
         for field in ("workers_ms", "serving_ms", "total_ms"):
             ratios = [getattr(b, field) / getattr(a, field) for a, b in by_rep]
-            out[f"ratio_{field}_{later}p_over_{base}p"] = (
+            out[f"ratio_{field}_{_key(later)}_over_{_key(base)}"] = (
                 f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     return out
 

@@ -92,17 +92,16 @@ class AppConfig:
     and claim only if it is still unclaimed then (the chosen worker died or is full)."""
 
     placement: Literal["spread", "pack"] = "spread"
-    """How the workers of one group share the wake-ups (PostgreSQL above all). ``"spread"``
-    (default): each wake-up goes to the live worker that hashing its instance id picks, so
-    the load spreads evenly and every worker hears every work notification. ``"pack"``: every
-    wake-up goes to one worker, the first (in an order all of them agree on) that is not full -
-    every slot taken (`max_concurrent`) or its event loop busy - and only it and the next
-    one (which takes over what it leaves: it died or is slow) LISTEN to the work channel; the
-    rest stop hearing it until they are needed. A moderate load then costs the CPU of one
-    process, not of all of them (issue #22); the price is less spread: the next worker takes
-    work only once the first is full. Long-lived instances are not rebalanced
-    (`rebalance_after` is ignored). Every worker of a group must use the same placement (the
-    others are not counted as its peers)."""
+    """How the workers of one group share the wake-ups. ``"spread"`` (default): each wake-up
+    goes to the live worker that hashing its instance id picks, so the load spreads evenly, and
+    every worker hears every work notification. ``"pack"``: every wake-up goes to one worker,
+    the first (in an order all of them agree on) that is not full - every slot
+    (`max_concurrent`) or pooled transaction taken, or its event loop busy - and on PostgreSQL
+    only that worker LISTENs to the work channel; the next one checks that it lives and takes
+    its place when it dies. A moderate load then costs the CPU of one process, not of all of
+    them (issue #22); the price is less spread: the next worker takes new work only once the
+    first is full. Long-lived instances are not rebalanced (`rebalance_after` is ignored).
+    Every worker of a group must use the same placement (others are not counted as peers)."""
 
     hook_timeout: float = 5.0
     """Seconds one hook notification may run before it is cancelled (counted and logged
