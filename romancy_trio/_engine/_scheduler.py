@@ -160,8 +160,9 @@ class Scheduler:
         if self.peers.pack:
             nursery.start_soon(pack_loop, self.peers, self.hub, self.store.topics.work,
                                self._room, lambda: self._announce(joining=True))
-            nursery.start_soon(watch_taker, self.peers, self.store.worker_alive,
-                               self.config.takeover_check_interval)
+            if self.store.q.worker_alive is not None:  # else the standby hears the wake-ups
+                nursery.start_soon(watch_taker, self.peers, self.store.worker_alive,
+                                   self.config.takeover_check_interval)
         elif self.config.rebalance_after is not None:
             nursery.start_soon(
                 place_long_lived, self.peers, lambda: self._running.values(),
