@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -26,13 +28,20 @@ async def _rows(app: Any, query: str) -> list[tuple[Any, ...]]:
         return await tx.fetchall(query)
 
 
-async def test_three_workers_two_hundred_workflows_one_killed(server_backend: Backend) -> None:
-    b = server_backend
+@asynccontextmanager
+async def _client(b: Backend) -> AsyncIterator[Any]:
+    """An app that starts workflows and runs none, with the workers' effects table made."""
     async with open_app(
         b.url, workflows=[steps, effect], config=b.config, run_workers=False
     ) as app:
         async with app.store.db.transaction() as tx:
             await tx.execute(EFFECTS_DDL)
+        yield app
+
+
+async def test_three_workers_two_hundred_workflows_one_killed(server_backend: Backend) -> None:
+    b = server_backend
+    async with _client(b) as app:
         workers = [start_worker(b.url, b.config.schema, f"w{i}") for i in range(3)]
         try:
             ids = [await app.start(steps, 3) for _ in range(N)]
@@ -75,11 +84,7 @@ async def test_wake_ups_chosen_for_a_killed_worker_run_on_the_other_before_the_f
     delay is up it finds them unclaimed and runs every one - long before its 120 s fallback
     re-check, the only other thing that would look."""
     b = server_backend
-    async with open_app(
-        b.url, workflows=[steps, effect], config=b.config, run_workers=False
-    ) as app:
-        async with app.store.db.transaction() as tx:
-            await tx.execute(EFFECTS_DDL)
+    async with _client(b) as app:
         workers = [start_worker(b.url, b.config.schema, f"w{i}", FALLBACK="120")
                    for i in range(2)]
         try:
@@ -119,11 +124,7 @@ async def test_a_packing_group_runs_on_when_its_taker_is_killed(
     still count it as live for a while, but the standby finds what it was left unclaimed and
     runs every workflow - long before the 120 s fallback re-check."""
     b = server_backend
-    async with open_app(
-        b.url, workflows=[steps, effect], config=b.config, run_workers=False
-    ) as app:
-        async with app.store.db.transaction() as tx:
-            await tx.execute(EFFECTS_DDL)
+    async with _client(b) as app:
         workers = {f"w{i}": start_worker(b.url, b.config.schema, f"w{i}", FALLBACK="120",
                                          PLACEMENT="pack") for i in range(3)}
         try:
