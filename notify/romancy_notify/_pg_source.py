@@ -241,7 +241,7 @@ async def _receive(
         received = False  # or a statement ran: the connection is alive
         deadline = trio.current_time() + config.liveness_interval
         while True:
-            if heard.changed:
+            while heard.changed:  # (again if it changed while the last change was applied)
                 received |= await _apply_heard(conn, sink, heard, config.probe_timeout)
             with trio.move_on_at(deadline) as heard.wait:
                 while True:

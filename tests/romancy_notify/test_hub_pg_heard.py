@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import trio
+import trio.testing
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -197,3 +198,17 @@ async def test_set_heard_refuses_unknown_topics_and_a_closed_hub(
         assert hub.statistics().unheard == frozenset()
     with pytest.raises(HubClosed):
         hub.set_heard(a, False)
+
+
+async def test_a_change_made_while_the_last_one_is_applied_is_applied_too(
+        pg_dsn: str, topics: tuple[str, str]) -> None:
+    """A change that comes while the listener runs an UNLISTEN / LISTEN is applied right after
+    it, not at the end of the liveness window (600 s here)."""
+    a, b = topics
+    async with running_proxy(pg_dsn) as (proxy, dsn), open_pg_hub(dsn, topics, FAST) as hub:
+        proxy.freeze()  # the UNLISTEN goes out but is held on its way
+        hub.set_heard(a, False)
+        await trio.testing.wait_all_tasks_blocked()  # the listener waits for its answer
+        hub.set_heard(b, False)
+        proxy.thaw()
+        await applied(hub, a, b)
