@@ -171,6 +171,17 @@ class Peers:
         return taker is None or taker == self.worker_id or (
             standby == self.worker_id and self.standby_listens)
 
+    def role(self) -> str:
+        """Packing: ``"taker"``, ``"standby"``, ``"full"`` or ``"idle"`` in this worker's view;
+        ``""`` when not packing."""
+        if not self.pack:
+            return ""
+        if self.full:
+            return "full"
+        taker, standby = self.roles()
+        return ("taker" if taker == self.worker_id else
+                "standby" if standby == self.worker_id else "idle")
+
     def forget(self, peer: str) -> None:
         """Drop ``peer`` at once (found dead; if it lives, its next announcement adds it back)."""
         self._seen.pop(peer, None)

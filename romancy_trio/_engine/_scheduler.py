@@ -201,6 +201,7 @@ class Scheduler:
             self.peers.count,
             storage_outages=self.outages.count,
             peer_claimed=self._n.peer_claimed,
+            role=self.peers.role(),
         )
 
     # -- internals ----------------------------------------------------------------------

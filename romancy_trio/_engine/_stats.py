@@ -35,6 +35,10 @@ class SchedulerStatistics:
     peer_claimed: int = 0
     """Of the wake-ups left to peers, the times all of them were found claimed by the chosen
     peers when the delay was up (one primary-key look-up instead of a claim)."""
+    role: str = ""
+    """With ``AppConfig(placement="pack")``, this worker's part in its view: ``"taker"`` (new
+    work comes here), ``"standby"`` (takes over if the taker dies), ``"idle"``, or ``"full"``
+    (it said it takes no new work for now); empty when spreading."""
 
 
 @dataclass(slots=True)

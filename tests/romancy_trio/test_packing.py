@@ -241,6 +241,8 @@ async def test_a_packing_group_runs_new_work_on_one_worker_and_spills_when_it_is
         assert not await _unheard(by_id[taker])
         ran = [await client.result(await client.start(pk_work), timeout=20) for _ in range(15)]
         assert set(ran) == {taker}
+        assert {w: a.statistics().role for w, a in by_id.items()} == {
+            taker: "taker", standby: "standby", idle: "idle"}
         # the taker's two slots taken: it says it is full, the standby takes the new work
         # (it hears the work channel now, the full taker does not)
         RELEASE.update(first=trio.Event())
@@ -248,6 +250,7 @@ async def test_a_packing_group_runs_new_work_on_one_worker_and_spills_when_it_is
         with trio.fail_after(20):
             while {a._scheduler.peers.roles() for a in apps} != {(standby, idle)}:
                 await trio.sleep(0.02)
+        assert by_id[taker].statistics().role == "full"
         with trio.fail_after(20):
             while await _unheard(by_id[standby]) or not await _unheard(by_id[taker]):
                 await trio.sleep(0.02)
