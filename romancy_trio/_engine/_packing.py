@@ -4,10 +4,12 @@ whether it hears the work channel.
 Every wake-up goes to the *taker*, the first worker (in an order all agree on, `Peers.roles`)
 that does not say it is full; a worker that is neither the taker nor the standby does not
 LISTEN to the work channel (`Hub.set_heard`), so a moderate load costs the CPU of one process
-rather than waking all of them for every workflow. Full means every slot is taken, or the event
-loop was busy for most of the last tick: a worker that is CPU-bound hands new work to the next
-one, so packing never caps a group at one core. With hysteresis: full at ``BUSY_FULL`` or
-more, not full again below ``BUSY_FREE``.
+rather than waking all of them for every workflow. Full means every slot or pooled
+transaction is taken, or the process used most of a core over the last tick (CPU time, not wall time: a process that waits
+for a core on a machine with none spare is not full, since another process would not run
+sooner): a worker that is CPU-bound hands new work to the next one, so packing does not cap a
+group at one core. With hysteresis: full at ``BUSY_FULL`` or more, not full again below
+``BUSY_FREE``.
 
 The standby takes over when the taker dies. Where the database shows the workers' sessions
 (PostgreSQL: their worker locks), it does not hear the work channel either: `watch_taker`
@@ -28,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
-import trio.lowlevel
 
 from romancy_notify import Hub
 
@@ -36,28 +37,14 @@ from .._errors import StorageUnavailableError
 from ._peers import Peers
 
 BUSY_FULL = 0.85
-"""Fraction of a tick the event loop was busy (not waiting for I/O) from which a worker says
-it is full."""
+"""CPU seconds per second of this process (all its threads) from which a worker says it is
+full."""
 BUSY_FREE = 0.6
 """... and below which it says it no longer is."""
 TICK = 0.25
 """How often (s) a packing worker measures its loop and applies its role."""
 CONFIRM_AFTER = 0.1
 """A taker found without a session is looked at again this soon (s) before it is dropped."""
-
-
-class LoopIdle(trio.abc.Instrument):
-    """Adds up the time the Trio loop waits for I/O (nothing to run meanwhile)."""
-
-    def __init__(self) -> None:
-        self.idle = 0.0
-        self._since = 0.0
-
-    def before_io_wait(self, timeout: float) -> None:
-        self._since = time.perf_counter()
-
-    def after_io_wait(self, timeout: float) -> None:
-        self.idle += time.perf_counter() - self._since
 
 
 @dataclass
@@ -79,28 +66,22 @@ class Fullness:
 async def pack_loop(peers: Peers, hub: Hub, topic: str, room: Callable[[], int],
                     announce: Callable[[], Awaitable[None]]) -> None:
     """Every `TICK`: update this worker's fullness (announced at once when it changes) and
-    hear the work ``topic`` only while this worker is the taker or the standby."""
-    idle = LoopIdle()
+    hear the work ``topic`` only while `Peers.hears_work` says so."""
     fullness = Fullness()
     heard = True  # a hub starts hearing every topic
-    trio.lowlevel.add_instrument(idle)
-    try:
-        last_at, last_idle = time.perf_counter(), 0.0
-        while True:
-            await trio.sleep(TICK)
-            now, now_idle = time.perf_counter(), idle.idle
-            busy = 1.0 - (now_idle - last_idle) / max(now - last_at, 1e-9)
-            last_at, last_idle = now, now_idle
-            if fullness.update(busy=busy, free=room()):
-                peers.full = fullness.full
-                await announce()
-            want = peers.hears_work()
-            if want != heard:
-                hub.set_heard(topic, want)
-                heard = want
-    finally:
-        trio.lowlevel.remove_instrument(idle)
-
+    last_at, last_cpu = time.perf_counter(), time.process_time()
+    while True:
+        await trio.sleep(TICK)
+        now, cpu = time.perf_counter(), time.process_time()
+        busy = (cpu - last_cpu) / max(now - last_at, 1e-9)
+        last_at, last_cpu = now, cpu
+        if fullness.update(busy=busy, free=room()):
+            peers.full = fullness.full
+            await announce()
+        want = peers.hears_work()
+        if want != heard:
+            hub.set_heard(topic, want)
+            heard = want
 
 async def watch_taker(peers: Peers, alive: Callable[[str], Awaitable[bool | None]],
                       interval: float) -> None:
