@@ -96,11 +96,11 @@ class AppConfig:
     goes to the live worker that hashing its instance id picks, so the load spreads evenly, and
     every worker hears every work notification. ``"pack"``: every wake-up goes to one worker,
     the first (in an order all of them agree on) that is not full - every slot
-    (`max_concurrent`) or pooled transaction taken, or its event loop busy - and on PostgreSQL
-    only that worker LISTENs to the work channel; the next one checks that it lives and takes
-    its place when it dies. A moderate load then costs the CPU of one process, not of all of
-    them (issue #22); the price is less spread: the next worker takes new work only once the
-    first is full. Long-lived instances are not rebalanced (`rebalance_after` is ignored).
+    (`max_concurrent`) or pooled transaction taken, or its process using most of a core - and on
+    PostgreSQL only that worker LISTENs to the work channel; the next one checks that it lives
+    and takes its place when it dies. A moderate load then costs the CPU of one process, not of
+    all of them (issue #22); the price is less spread: the next worker takes new work only once
+    the first is full. Long-lived instances are not rebalanced (`rebalance_after` is ignored).
     Every worker of a group must use the same placement (others are not counted as peers)."""
 
     hook_timeout: float = 5.0

@@ -2,14 +2,14 @@
 whether it hears the work channel.
 
 Every wake-up goes to the *taker*, the first worker (in an order all agree on, `Peers.roles`)
-that does not say it is full; a worker that is neither the taker nor the standby does not
-LISTEN to the work channel (`Hub.set_heard`), so a moderate load costs the CPU of one process
-rather than waking all of them for every workflow. Full means every slot or pooled
-transaction is taken, or the process used most of a core over the last tick (CPU time, not wall time: a process that waits
-for a core on a machine with none spare is not full, since another process would not run
-sooner): a worker that is CPU-bound hands new work to the next one, so packing does not cap a
-group at one core. With hysteresis: full at ``BUSY_FULL`` or more, not full again below
-``BUSY_FREE``.
+that does not say it is full; the other workers do not LISTEN to the work channel
+(`Hub.set_heard`; the standby does where it cannot watch the taker's session), so a moderate
+load costs the CPU of one process rather than waking all of them for every workflow. Full means
+every slot or pooled transaction is taken, or the process used most of a core over the last tick
+(CPU time, not wall time: a process that waits for a core on a machine with none spare is not
+full, since another process would not run sooner): a worker that is CPU-bound hands new work to
+the next one, so packing does not cap a group at one core. With hysteresis: full at
+``BUSY_FULL`` or more, not full again below ``BUSY_FREE``.
 
 The standby takes over when the taker dies. Where the database shows the workers' sessions
 (PostgreSQL: their worker locks), it does not hear the work channel either: `watch_taker`
