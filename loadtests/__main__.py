@@ -92,8 +92,8 @@ SCENARIOS: dict[str, Scenario] = {
                        "resume cost with 10 vs 1,000 history events (resident states vs "
                        "replay, alternating) and a 3,000-step suspending workflow"),
     "cpu-processes": Scenario(processes_cpu.scenario,
-                              "CPU per one-activity workflow with 4 worker processes vs 1 "
-                              "(alternating repetitions)"),
+                              "CPU per one-activity workflow with 4 worker processes "
+                              "(spreading, packing) vs 1 (alternating repetitions)"),
     "idle": Scenario(waits.idle_cost,
                      "7. idle cost of a worker with 10,000 waiting workflows"),
     "otel": Scenario(otel_overhead.scenario,
