@@ -101,13 +101,16 @@ _TIMELINE = "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
 """The server's WAL timeline (hex), as any user may read it: a promoted standby starts a new
 one, while its ``pg_postmaster_start_time()`` is when it started as a standby."""
 
-_TAKE_OVER_DEAD = f"""
-        WITH held AS (
+_HELD_WORKER_LOCKS = """
             SELECT (l.classid::text::bigint << 32) | l.objid::text::bigint AS key
             FROM pg_locks l
             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
               AND l.database = (SELECT oid FROM pg_database
-                                WHERE datname = current_database())),
+                                WHERE datname = current_database())"""
+"""The keys of the session-level advisory locks held in this database (`worker_lock_key`)."""
+
+_TAKE_OVER_DEAD = f"""
+        WITH held AS ({_HELD_WORKER_LOCKS}),
         foreign_leases AS (
             SELECT instance_id, lease_owner FROM {{schema}}.workflow_instances
             WHERE status = 'running' AND lease_owner <> %(owner)s
@@ -133,12 +136,8 @@ _TAKE_OVER_DEAD = f"""
                {_TIMELINE}"""
 
 _WORKER_ALIVE = f"""
-        SELECT EXISTS (
-            SELECT 1 FROM pg_locks l
-            WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND ((l.classid::text::bigint << 32) | l.objid::text::bigint)
-                  = {worker_lock_key('%(worker)s')})"""
+        SELECT EXISTS (SELECT 1 FROM ({_HELD_WORKER_LOCKS}) held
+                       WHERE held.key = {worker_lock_key('%(worker)s')})"""
 
 # h-sem: what start() compares a repeated start with (the id's workflow, its first input)
 _EXISTING = """
