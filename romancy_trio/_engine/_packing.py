@@ -42,14 +42,14 @@ full."""
 BUSY_FREE = 0.6
 """... and below which it says it no longer is."""
 TICK = 0.25
-"""How often (s) a packing worker measures its loop and applies its role."""
+"""How often (s) a packing worker measures its CPU use and applies its role."""
 CONFIRM_AFTER = 0.1
 """A taker found without a session is looked at again this soon (s) before it is dropped."""
 
 
 @dataclass
 class Fullness:
-    """Whether a worker is full, from its free slots and how busy its loop was (sans-IO)."""
+    """Whether a worker is full, from its free room and its CPU use over a tick (sans-IO)."""
 
     full: bool = False
 
